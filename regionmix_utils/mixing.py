@@ -1,0 +1,680 @@
+"""Region Mixup, Mixup and CutMix on batches of images.
+
+Region Mixup (Saha & Garain, "Region Mixup", ICLR 2024 Tiny Papers), equation 1:
+
+    x~ = sum_j M_j * (lambda_j x_A + (1 - lambda_j) x_{B_j})
+    y~ = sum_j a_j (lambda_j y_A + (1 - lambda_j) y_{B_j})
+
+The image is cut into a gh x gw grid of tiles (masks M_j); each tile j has its own
+lambda_j ~ Beta(alpha, alpha) and its own random permutation of the batch B_j, both
+drawn once per call. a_j is the tile's true area fraction, so grids that do not divide
+the image evenly still give exact label weights. k = 1 is plain mixup.
+
+Sampling is kept apart from applying, as torchvision's v2 MixUp/CutMix do:
+``sample_region_params`` / ``sample_cutmix_params`` draw the random parameters from an
+explicit ``torch.Generator``; ``apply_region_mixup`` / ``apply_cutmix`` apply given
+parameters to a batch. The application is vectorised: one gather of partner pixels
+through a per-pixel partner map and one lerp with a per-pixel lambda map, so the number
+of kernels does not grow with k.
+
+Tile row i spans image rows ``(i * H) // gh`` to ``((i + 1) * H) // gh``; columns
+likewise.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "CutMix",
+    "CutMixParams",
+    "MixedBatch",
+    "Mixup",
+    "RegionMixup",
+    "RegionParams",
+    "apply_cutmix",
+    "apply_region_mixup",
+    "cutmix",
+    "mixup",
+    "region_mixup",
+    "sample_beta",
+    "sample_cutmix_params",
+    "sample_region_params",
+    "tile_areas",
+    "tile_bounds",
+]
+
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+@dataclass(frozen=True)
+class MixedBatch:
+    """The result of a mixing call.
+
+    Attributes:
+        images: [B, C, H, W] mixed images; same dtype, device and memory format as the input.
+        targets: [B, num_classes] soft labels (float32, or float64 for float64 labels);
+            each row sums to 1 when the input labels do.
+        lam: [gh, gw] float32, the weight of x_A in each tile (CutMix: [1, 1], the share
+            of the image left unpasted).
+        partners: [gh, gw, B] int64, the batch index of the partner of each sample in
+            each tile (CutMix: [1, 1, B]).
+        box: CutMix only: the pasted box as (top, left, bottom, right), bottom/right
+            exclusive; None for Region Mixup and Mixup.
+    """
+
+    images: Tensor
+    targets: Tensor
+    lam: Tensor
+    partners: Tensor
+    box: tuple[int, int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class RegionParams:
+    """Random parameters of one Region Mixup call.
+
+    Attributes:
+        lam: [gh, gw] float32, lambda_j ~ Beta(alpha, alpha) for each tile.
+        partners: [gh, gw, B] int64; ``partners[i, j]`` is a permutation of the batch.
+    """
+
+    lam: Tensor
+    partners: Tensor
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return (self.lam.shape[0], self.lam.shape[1])
+
+
+@dataclass(frozen=True)
+class CutMixParams:
+    """Random parameters of one CutMix call.
+
+    Attributes:
+        box: (top, left, bottom, right) of the pasted region, bottom/right exclusive.
+        partners: [B] int64 permutation of the batch: the image each sample's box comes from.
+        lam_drawn: the lambda drawn from Beta(alpha, alpha) before the box was clipped
+            to the image; the label weight uses the box's true area instead.
+    """
+
+    box: tuple[int, int, int, int]
+    partners: Tensor
+    lam_drawn: float
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_alpha(alpha: float) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(f"alpha must be a positive finite number, got {alpha!r}")
+    if not math.isfinite(alpha) or alpha <= 0:
+        raise ValueError(f"alpha must be a positive finite number (alpha > 0), got {alpha}")
+    return float(alpha)
+
+
+def _check_positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value}")
+    return value
+
+
+def _resolve_grid(k: int, grid: tuple[int, int] | None) -> tuple[int, int]:
+    """(gh, gw) from k or an explicit grid; the grid, when given, replaces k."""
+    if grid is None:
+        k = _check_positive_int(k, "k")
+        return (k, k)
+    if not isinstance(grid, (tuple, list)) or len(grid) != 2:
+        raise TypeError(f"grid must be a pair (gh, gw) of integers >= 1, got {grid!r}")
+    return (_check_positive_int(grid[0], "grid[0]"), _check_positive_int(grid[1], "grid[1]"))
+
+
+def _check_grid_fits(grid: tuple[int, int], height: int, width: int, k_given: bool) -> None:
+    gh, gw = grid
+    if gh > height or gw > width:
+        if k_given:
+            raise ValueError(
+                f"k must be between 1 and min(H, W) = {min(height, width)} for "
+                f"{height}x{width} images, got k={gh}"
+            )
+        raise ValueError(
+            f"grid must fit the {height}x{width} images (1 <= gh <= {height}, "
+            f"1 <= gw <= {width}), got grid={grid}"
+        )
+
+
+def _check_images(images: Tensor) -> None:
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor [B, C, H, W], got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"images must be 4-D [B, C, H, W], got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(
+            f"images must be floating point (float32, float16, bfloat16 or float64), "
+            f"got {images.dtype}; convert uint8 images with images.float() / 255 first"
+        )
+    if images.shape[0] < 1:
+        raise ValueError("images must hold at least one sample, got batch size 0")
+
+
+def _check_generator(generator: torch.Generator | None, device: torch.device) -> None:
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
+    if generator.device.type not in ("cpu", device.type):
+        raise ValueError(
+            f"generator must live on the CPU or on the images' device ({device}), "
+            f"got a generator on {generator.device}"
+        )
+
+
+def _labels_to_targets(labels: Tensor, batch_size: int, num_classes: int | None) -> Tensor:
+    """Checked labels: int64 indices [B] or float soft targets [B, num_classes]."""
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.shape[:1] != (batch_size,):
+        raise ValueError(
+            f"labels must have one entry per image (batch size {batch_size}), "
+            f"got labels of shape {tuple(labels.shape)}"
+        )
+    if labels.ndim == 1:
+        if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
+            raise TypeError(
+                f"labels of shape [B] must be integer class indices, got {labels.dtype}; "
+                "pass soft targets as a float tensor [B, num_classes]"
+            )
+        if num_classes is None:
+            raise ValueError("num_classes is required when labels are class indices [B]")
+        _check_positive_int(num_classes, "num_classes")
+        low, high = torch.aminmax(labels)
+        if int(low) < 0 or int(high) >= num_classes:
+            raise ValueError(
+                f"labels must lie in [0, num_classes - 1] = [0, {num_classes - 1}], "
+                f"got values from {int(low)} to {int(high)}"
+            )
+        return labels.long()
+    if labels.ndim == 2:
+        if not labels.is_floating_point():
+            raise TypeError(
+                f"labels of shape [B, num_classes] must be float soft targets, got {labels.dtype}"
+            )
+        if num_classes is not None and labels.shape[1] != num_classes:
+            raise ValueError(
+                f"labels have {labels.shape[1]} columns but num_classes={num_classes}; "
+                "they must agree"
+            )
+        return labels
+    raise ValueError(
+        f"labels must be class indices [B] or soft targets [B, num_classes], "
+        f"got shape {tuple(labels.shape)}"
+    )
+
+
+# ------------------------------------------------------------------------------ tiles
+
+
+def tile_bounds(size: int, parts: int) -> list[int]:
+    """Edges of ``parts`` tiles along an axis of ``size`` pixels: tile i is [e[i], e[i+1])."""
+    return [(i * size) // parts for i in range(parts + 1)]
+
+
+def tile_areas(height: int, width: int, grid: tuple[int, int]) -> Tensor:
+    """[gh, gw] float64 area fraction a_j of each tile (sums to 1)."""
+    rows = torch.tensor(tile_bounds(height, grid[0]), dtype=torch.float64).diff()
+    cols = torch.tensor(tile_bounds(width, grid[1]), dtype=torch.float64).diff()
+    return torch.outer(rows, cols) / (height * width)
+
+
+def _tile_index(size: int, parts: int, device: torch.device) -> Tensor:
+    """[size] int64: the tile each pixel row (or column) belongs to."""
+    sizes = torch.tensor(tile_bounds(size, parts), device=device).diff()
+    return torch.repeat_interleave(torch.arange(parts, device=device), sizes)
+
+
+@dataclass(frozen=True)
+class _TilePlan:
+    """Index tensors for one (image shape, grid, layout, device); built once, then cached.
+
+    The partner image is copied in runs of ``run`` contiguous pixels along each image
+    row: ``run`` is the gcd of the column-tile edges, so every run lies inside one tile
+    column (run = W // gw when gw divides W, 1 in the worst case).
+    """
+
+    row_tile: Tensor  # [H] tile row of each pixel row
+    run_tile: Tensor  # [W // run] tile column of each run
+    pixel_tile: Tensor  # [H, W] flat tile id (i * gw + j) of each pixel
+    run_offset: Tensor  # [C, H, R] (NCHW) or [H, R] (NHWC): row of each run within one image
+    area: Tensor  # [gh * gw] float64 area fractions
+    run: int
+
+
+@functools.lru_cache(maxsize=64)
+def _tile_plan(
+    channels: int,
+    height: int,
+    width: int,
+    grid: tuple[int, int],
+    channels_last: bool,
+    device: torch.device,
+) -> _TilePlan:
+    gh, gw = grid
+    run = math.gcd(*tile_bounds(width, gw))
+    runs_per_row = width // run
+    row_tile = _tile_index(height, gh, device)
+    col_tile = _tile_index(width, gw, device)
+    shape = (height, runs_per_row) if channels_last else (channels, height, runs_per_row)
+    return _TilePlan(
+        row_tile=row_tile,
+        run_tile=col_tile[::run].contiguous(),
+        pixel_tile=row_tile[:, None] * gw + col_tile[None, :],
+        run_offset=torch.arange(math.prod(shape), device=device).view(shape),
+        area=tile_areas(height, width, grid).flatten().to(device),
+        run=run,
+    )
+
+
+def _is_channels_last(images: Tensor) -> bool:
+    return images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+
+
+def _gather_partners(images: Tensor, partners: Tensor, plan: _TilePlan) -> Tensor:
+    """[B, C, H, W] partner image: each tile's pixels taken from that tile's partner.
+
+    Args:
+        images: [B, C, H, W], contiguous or channels_last.
+        partners: [gh, gw, B] int64 on the images' device.
+    Returns:
+        out[b, :, h, w] = images[partners[i(h), j(w), b], :, h, w], in the input's layout.
+    """
+    # [B, H, R]: partner of every run of every image row.
+    run_partner = partners.permute(2, 0, 1)[:, plan.row_tile[:, None], plan.run_tile[None, :]]
+    per_image = plan.run_offset.numel()
+    if _is_channels_last(images):
+        nhwc = images.permute(0, 2, 3, 1)  # contiguous view
+        rows = torch.add(plan.run_offset, run_partner, alpha=per_image).view(-1)
+        runs = nhwc.reshape(-1, plan.run * images.shape[1]).index_select(0, rows)
+        return runs.view(nhwc.shape).permute(0, 3, 1, 2)
+    rows = torch.add(plan.run_offset, run_partner[:, None], alpha=per_image).view(-1)
+    runs = images.view(-1, plan.run).index_select(0, rows)
+    return runs.view(images.shape)
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def sample_beta(
+    alpha: float, n: int, generator: torch.Generator | None = None, device=None
+) -> Tensor:
+    """[n] float32 samples of Beta(alpha, alpha), drawn from ``generator``.
+
+    Uses Beta(a, a) = G1 / (G1 + G2) with G1, G2 ~ Gamma(a), because
+    ``torch.distributions.Beta`` cannot take a generator.
+    """
+    alpha = _check_alpha(alpha)
+    device = generator.device if generator is not None else torch.device(device or "cpu")
+    concentration = torch.full((2, n), alpha, dtype=torch.float64, device=device)
+    gammas = torch._standard_gamma(concentration, generator=generator)
+    # For tiny alpha both draws can underflow to 0 (probability ~1e-6 at alpha = 0.01);
+    # the clamp then gives lambda = 0, a point where Beta(alpha, alpha) has its mass.
+    total = gammas.sum(0).clamp_min_(torch.finfo(torch.float64).tiny)
+    return (gammas[0] / total).float()
+
+
+def _permutations_by_shuffle(n: int, batch_size: int, generator: torch.Generator | None) -> Tensor:
+    """[n, batch_size] int64 CPU permutations: numpy's vectorised Fisher-Yates.
+
+    Seeded from the torch generator, so the result is a function of its state alone;
+    3-4x faster than sorting on the CPU.
+    """
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    rows = np.broadcast_to(np.arange(batch_size), (n, batch_size))
+    return torch.from_numpy(np.random.default_rng(seed).permuted(rows, axis=1))
+
+
+def _permutations_by_sort(
+    n: int, batch_size: int, generator: torch.Generator | None, device
+) -> Tensor:
+    """[n, batch_size] int64 permutations as the argsort of float64 uniforms: one kernel
+    on a GPU (ties have probability ~2^-53)."""
+    keys = torch.rand(n, batch_size, generator=generator, device=device, dtype=torch.float64)
+    return keys.argsort(dim=1)
+
+
+def _random_permutations(
+    n: int, batch_size: int, generator: torch.Generator | None, device
+) -> Tensor:
+    """[n, batch_size] int64: n independent uniform permutations, with no loop over rows."""
+    device = torch.device(device or "cpu")
+    if device.type == "cpu":
+        return _permutations_by_shuffle(n, batch_size, generator)
+    return _permutations_by_sort(n, batch_size, generator, device)
+
+
+def sample_region_params(
+    batch_size: int,
+    grid: tuple[int, int] = (2, 2),
+    alpha: float = 1.0,
+    generator: torch.Generator | None = None,
+    device=None,
+) -> RegionParams:
+    """Draw one lambda ~ Beta(alpha, alpha) and one batch permutation per tile.
+
+    Args:
+        batch_size: B.
+        grid: (gh, gw) tiles; (k, k) for the paper's k x k grid.
+        alpha: Beta concentration, > 0.
+        generator: the source of randomness; parameters are drawn on its device.
+        device: where to draw when no generator is given (default CPU).
+    Returns:
+        RegionParams with lam [gh, gw] and partners [gh, gw, B].
+    """
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    gh, gw = _resolve_grid(1, grid)
+    if generator is not None:
+        device = generator.device
+    lam = sample_beta(alpha, gh * gw, generator, device).view(gh, gw)
+    partners = _random_permutations(gh * gw, batch_size, generator, lam.device)
+    return RegionParams(lam=lam, partners=partners.view(gh, gw, batch_size))
+
+
+def sample_cutmix_params(
+    batch_size: int,
+    height: int,
+    width: int,
+    alpha: float = 1.0,
+    generator: torch.Generator | None = None,
+    device=None,
+) -> CutMixParams:
+    """Draw a CutMix box and one batch permutation, as in the CutMix paper (Yun et al., 2019).
+
+    lambda ~ Beta(alpha, alpha); the box has sides ``int(H * sqrt(1 - lambda))`` and
+    ``int(W * sqrt(1 - lambda))``, its centre is uniform over the image's pixels, and it
+    is clipped to the image (so it may be smaller than drawn; the label weight is then
+    taken from the clipped box's true area).
+    """
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    height, width = _check_positive_int(height, "height"), _check_positive_int(width, "width")
+    if generator is not None:
+        device = generator.device
+    lam = float(sample_beta(alpha, 1, generator, device)[0])
+    cut = math.sqrt(1.0 - lam)
+    cut_h, cut_w = int(height * cut), int(width * cut)
+    centre = torch.rand(2, generator=generator, device=device, dtype=torch.float64)
+    cy, cx = int(centre[0] * height), int(centre[1] * width)
+    top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
+    left, right = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
+    partners = _random_permutations(1, batch_size, generator, device)[0]
+    return CutMixParams(box=(top, left, bottom, right), partners=partners, lam_drawn=lam)
+
+
+# --------------------------------------------------------------------------- applying
+
+
+def _mix_targets(labels: Tensor, num_classes: int, weights: Tensor, partners: Tensor) -> Tensor:
+    """Soft targets y~[b] = weights[0] y[b] + sum_t weights[t + 1] y[partners[t, b]].
+
+    Args:
+        labels: int64 class indices [B] or float targets [B, K].
+        weights: [T + 1] label weights: x_A's total, then each tile's partner.
+        partners: [T, B] int64.
+    Returns:
+        [B, K] float32 (float64 if the labels are float64).
+    """
+    out_dtype = torch.float64 if labels.dtype == torch.float64 else torch.float32
+    weights = weights.to(device=labels.device, dtype=out_dtype)
+    sources = torch.cat([labels[None], labels[partners]])  # [T + 1, B] or [T + 1, B, K]
+    if labels.ndim == 1:
+        targets = torch.zeros(labels.shape[0], num_classes, dtype=out_dtype, device=labels.device)
+        return targets.scatter_add_(1, sources.T, weights.expand(labels.shape[0], -1))
+    return torch.einsum("t,tbk->bk", weights, sources.to(out_dtype))
+
+
+def apply_region_mixup(
+    images: Tensor, labels: Tensor, params: RegionParams, num_classes: int | None = None
+) -> MixedBatch:
+    """Apply equation 1 with given parameters.
+
+    Args:
+        images: [B, C, H, W] floating point, any memory format; not modified.
+        labels: int64 class indices [B] (needs num_classes) or float targets [B, K].
+        params: lam [gh, gw] and partners [gh, gw, B], e.g. from ``sample_region_params``.
+        num_classes: K, required for index labels.
+    Returns:
+        MixedBatch (images [B, C, H, W], targets [B, K], lam, partners).
+    """
+    _check_images(images)
+    batch_size, _, height, width = images.shape
+    labels = _labels_to_targets(labels, batch_size, num_classes)
+    num_classes = num_classes if labels.ndim == 1 else labels.shape[1]
+    gh, gw = params.grid
+    _check_grid_fits((gh, gw), height, width, k_given=False)
+    if params.partners.shape != (gh, gw, batch_size):
+        raise ValueError(
+            f"params.partners must have shape (gh, gw, B) = {(gh, gw, batch_size)}, "
+            f"got {tuple(params.partners.shape)}"
+        )
+    device = images.device
+    lam = params.lam.to(device=device, dtype=torch.float32)
+    partners = params.partners.to(device)
+    channels_last = _is_channels_last(images)
+    images_c = images if channels_last else images.contiguous()
+    plan = _tile_plan(images.shape[1], height, width, (gh, gw), channels_last, device)
+    partner_images = _gather_partners(images_c, partners, plan)
+    pixel_lam = lam.view(-1)[plan.pixel_tile]  # [H, W]
+    # The partner image is a fresh buffer: blending into it in place saves an allocation.
+    if images.dtype in _HALF_DTYPES:
+        # Blend in float32 and round once, so half-precision output is the correctly
+        # rounded value of lambda x_A + (1 - lambda) x_B.
+        mixed = partner_images.float().lerp_(images_c.float(), pixel_lam).to(images.dtype)
+    else:
+        mixed = partner_images.lerp_(images_c, pixel_lam.to(images.dtype))
+
+    lam64 = lam.view(-1).double()
+    weights = torch.cat([(plan.area * lam64).sum().view(1), plan.area * (1 - lam64)])
+    targets = _mix_targets(labels, num_classes, weights, partners.view(gh * gw, -1))
+    return MixedBatch(images=mixed, targets=targets, lam=lam, partners=partners)
+
+
+def apply_cutmix(
+    images: Tensor, labels: Tensor, params: CutMixParams, num_classes: int | None = None
+) -> MixedBatch:
+    """Paste ``params.box`` of each sample's partner into it; label weight = true box area.
+
+    Args and return as ``apply_region_mixup``; ``lam`` is [1, 1] (the unpasted share)
+    and ``partners`` [1, 1, B].
+    """
+    _check_images(images)
+    batch_size, _, height, width = images.shape
+    labels = _labels_to_targets(labels, batch_size, num_classes)
+    num_classes = num_classes if labels.ndim == 1 else labels.shape[1]
+    top, left, bottom, right = params.box
+    if not (0 <= top <= bottom <= height and 0 <= left <= right <= width):
+        raise ValueError(
+            f"params.box must lie inside the {height}x{width} image with top <= bottom and "
+            f"left <= right, got {params.box}"
+        )
+    if params.partners.shape != (batch_size,):
+        raise ValueError(
+            f"params.partners must have shape (B,) = ({batch_size},), "
+            f"got {tuple(params.partners.shape)}"
+        )
+    partners = params.partners.to(images.device)
+    mixed = images.clone()  # clone keeps the memory format
+    mixed[:, :, top:bottom, left:right] = images[partners, :, top:bottom, left:right]
+    lam = 1.0 - (bottom - top) * (right - left) / (height * width)
+    lam_t = torch.tensor([[lam]], dtype=torch.float32, device=images.device)
+    weights = torch.tensor([lam, 1.0 - lam], dtype=torch.float64)
+    targets = _mix_targets(labels, num_classes, weights, partners[None])
+    return MixedBatch(
+        images=mixed, targets=targets, lam=lam_t, partners=partners.view(1, 1, -1), box=params.box
+    )
+
+
+# ---------------------------------------------------------------- one-call functions
+
+
+def region_mixup(
+    images: Tensor,
+    labels: Tensor,
+    k: int = 2,
+    alpha: float = 1.0,
+    num_classes: int | None = None,
+    generator: torch.Generator | None = None,
+    grid: tuple[int, int] | None = None,
+) -> MixedBatch:
+    """Region Mixup of a batch (equation 1): k x k tiles, one lambda and partner per tile.
+
+    Args:
+        images: [B, C, H, W] floating point (float32, float16, bfloat16, float64), any
+            memory format; never modified in place.
+        labels: int64 class indices [B] (then ``num_classes`` is required) or float soft
+            targets [B, num_classes].
+        k: tiles per side, 1 <= k <= min(H, W); k = 1 is Mixup.
+        alpha: Beta(alpha, alpha) concentration, > 0.
+        num_classes: number of classes for index labels.
+        generator: torch.Generator on the CPU or on the images' device; None uses the
+            global RNG of the images' device.
+        grid: (gh, gw) for a rectangular grid; replaces k when given.
+    Returns:
+        MixedBatch with images [B, C, H, W], targets [B, num_classes], lam [gh, gw],
+        partners [gh, gw, B].
+    """
+    _check_images(images)
+    alpha = _check_alpha(alpha)
+    gh, gw = _resolve_grid(k, grid)
+    _check_generator(generator, images.device)
+    _check_grid_fits((gh, gw), images.shape[2], images.shape[3], k_given=grid is None)
+    params = sample_region_params(images.shape[0], (gh, gw), alpha, generator, images.device)
+    return apply_region_mixup(images, labels, params, num_classes)
+
+
+def mixup(
+    images: Tensor,
+    labels: Tensor,
+    alpha: float = 1.0,
+    num_classes: int | None = None,
+    generator: torch.Generator | None = None,
+) -> MixedBatch:
+    """Mixup (Zhang et al., 2018): exactly ``region_mixup(..., k=1)``."""
+    return region_mixup(images, labels, 1, alpha, num_classes, generator)
+
+
+def cutmix(
+    images: Tensor,
+    labels: Tensor,
+    alpha: float = 1.0,
+    num_classes: int | None = None,
+    generator: torch.Generator | None = None,
+) -> MixedBatch:
+    """CutMix (Yun et al., 2019); the box is drawn as in ``sample_cutmix_params``.
+
+    Returns a MixedBatch whose ``lam`` [1, 1] is corrected to the pasted box's true
+    area, ``partners`` is [1, 1, B] and ``box`` is (top, left, bottom, right).
+    """
+    _check_images(images)
+    alpha = _check_alpha(alpha)
+    _check_generator(generator, images.device)
+    batch_size, _, height, width = images.shape
+    params = sample_cutmix_params(batch_size, height, width, alpha, generator, images.device)
+    return apply_cutmix(images, labels, params, num_classes)
+
+
+# ------------------------------------------------------------------------- transforms
+
+
+class _BatchMix:
+    """Base of the callable transforms: ``images, targets = mix(images, labels)``."""
+
+    def __init__(
+        self, alpha: float, num_classes: int | None, generator: torch.Generator | None
+    ) -> None:
+        self.alpha = _check_alpha(alpha)
+        if num_classes is not None:
+            _check_positive_int(num_classes, "num_classes")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
+        self.num_classes = num_classes
+        self.generator = generator
+
+    def mix(self, images: Tensor, labels: Tensor) -> MixedBatch:
+        raise NotImplementedError
+
+    def __call__(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Mix a batch after the DataLoader: images [B, C, H, W] -> (images, targets [B, K])."""
+        out = self.mix(images, labels)
+        return out.images, out.targets
+
+
+class RegionMixup(_BatchMix):
+    """Region Mixup as a batch transform, in the style of torchvision's ``v2.MixUp``.
+
+    >>> mix = RegionMixup(k=2, alpha=1.0, num_classes=10)
+    >>> images, targets = mix(images, labels)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        k: int = 2,
+        alpha: float = 1.0,
+        num_classes: int | None = None,
+        generator: torch.Generator | None = None,
+        grid: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(alpha, num_classes, generator)
+        self.grid = _resolve_grid(k, grid)
+        self._k_given = grid is None
+
+    def mix(self, images: Tensor, labels: Tensor) -> MixedBatch:
+        _check_images(images)
+        _check_generator(self.generator, images.device)
+        _check_grid_fits(self.grid, images.shape[2], images.shape[3], self._k_given)
+        params = sample_region_params(
+            images.shape[0], self.grid, self.alpha, self.generator, images.device
+        )
+        return apply_region_mixup(images, labels, params, self.num_classes)
+
+    def __repr__(self) -> str:
+        return f"RegionMixup(grid={self.grid}, alpha={self.alpha}, num_classes={self.num_classes})"
+
+
+class Mixup(RegionMixup):
+    """Mixup as a batch transform: Region Mixup with a single tile."""
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        num_classes: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(1, alpha, num_classes, generator)
+
+    def __repr__(self) -> str:
+        return f"Mixup(alpha={self.alpha}, num_classes={self.num_classes})"
+
+
+class CutMix(_BatchMix):
+    """CutMix as a batch transform (box drawn as in ``sample_cutmix_params``)."""
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        num_classes: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(alpha, num_classes, generator)
+
+    def mix(self, images: Tensor, labels: Tensor) -> MixedBatch:
+        return cutmix(images, labels, self.alpha, self.num_classes, self.generator)
+
+    def __repr__(self) -> str:
+        return f"CutMix(alpha={self.alpha}, num_classes={self.num_classes})"
