@@ -1,0 +1,527 @@
+"""Datasets as uint8 tensors, the paper's augmentation, and a batch loader.
+
+Every dataset loads into an ``ImageSet``: all images as one uint8 tensor [N, 3, H, W]
+with int64 labels [N] (and object boxes where the data has them). The whole set is
+small enough to live on the GPU (CIFAR: 150 MB; Tiny ImageNet: 1.2 GB), so batches
+are cut, augmented and mixed on the device with no per-image Python work.
+
+- ``shapes``: procedural, ships with the package, no download (the offline default).
+- ``cifar10`` / ``cifar100``: through torchvision, with its integrity checks.
+- ``tinyimagenet``: the standard ``tiny-imagenet-200/`` folder; ``download_tinyimagenet``
+  fetches and extracts the official zip.
+- ``cifar10-subset``: a CIFAR-10 ``.npz`` (x_train, y_train, x_test, y_test, HWC uint8).
+
+Datasets are looked up under ``data_root()``: ``$REGIONMIX_DATA`` or ``./data``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "DATASETS",
+    "BatchLoader",
+    "DatasetMissingError",
+    "ImageSet",
+    "Splits",
+    "augment_batch",
+    "cifar",
+    "cifar10_npz",
+    "data_root",
+    "download_tinyimagenet",
+    "load_dataset",
+    "shapes",
+    "tinyimagenet",
+]
+
+DATASETS = ("shapes", "cifar10", "cifar100", "tinyimagenet", "cifar10-subset")
+TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+SHAPE_CLASSES = (
+    "disk", "square", "triangle", "diamond", "plus",
+    "ring", "ellipse", "cross", "frame", "half-disk",
+)  # fmt: skip
+
+
+class DatasetMissingError(FileNotFoundError):
+    """A dataset is not on disk (or is incomplete); the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """One split of a dataset, held in memory.
+
+    Attributes:
+        images: uint8 [N, 3, H, W].
+        labels: int64 [N].
+        classes: class names, index = label.
+        boxes: optional int64 [N, 4] object boxes (x0, y0, x1, y1), x1/y1 exclusive.
+    """
+
+    images: Tensor
+    labels: Tensor
+    classes: tuple[str, ...]
+    boxes: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def subset(self, n: int) -> ImageSet:
+        """The first ``n`` images (all when n >= len)."""
+        boxes = None if self.boxes is None else self.boxes[:n]
+        return ImageSet(self.images[:n], self.labels[:n], self.classes, boxes)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train and test splits of one dataset."""
+
+    name: str
+    train: ImageSet
+    test: ImageSet
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.train.classes)
+
+    @property
+    def image_size(self) -> int:
+        return self.train.images.shape[-1]
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Where datasets live: ``root`` if given, else ``$REGIONMIX_DATA``, else ``./data``."""
+    return Path(root or os.environ.get("REGIONMIX_DATA") or "data")
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def _shape_masks(label: int, u: Tensor, v: Tensor) -> Tensor:
+    """Boolean mask of shape ``label`` in unit coordinates u, v ([n, H, W], radius 1)."""
+    r = torch.sqrt(u**2 + v**2)
+    box = torch.maximum(u.abs(), v.abs())
+    masks = {
+        0: r <= 1,
+        1: box <= 0.8,
+        2: (v <= 0.6) & (u.abs() <= (v + 1) * 0.6),
+        3: u.abs() + v.abs() <= 1,
+        4: ((u.abs() <= 0.3) | (v.abs() <= 0.3)) & (box <= 1),
+        5: (r <= 1) & (r >= 0.55),
+        6: u**2 + (v / 0.45) ** 2 <= 1,
+        7: (((u - v).abs() <= 0.35) | ((u + v).abs() <= 0.35)) & (box <= 0.85),
+        8: (box <= 0.9) & (box >= 0.55),
+        9: (r <= 1) & (v >= -0.1),
+    }
+    return masks[label]
+
+
+def _textures(n: int, size: int, gen: torch.Generator) -> Tensor:
+    """[n, 3, size, size] float backgrounds: two coloured gratings plus noise."""
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    out = torch.zeros(n, 3, size, size)
+    for _ in range(2):
+        freq = torch.rand(n, 1, 1, generator=gen) * 0.5 + 0.05
+        angle = torch.rand(n, 1, 1, generator=gen) * math.pi
+        phase = torch.rand(n, 1, 1, generator=gen) * 2 * math.pi
+        wave = torch.sin(freq * (xx * torch.cos(angle) + yy * torch.sin(angle)) + phase)
+        colour = torch.rand(n, 3, 1, 1, generator=gen) * 0.25
+        out += colour * (wave[:, None] * 0.5 + 0.5)
+    return out + torch.rand(n, 3, 1, 1, generator=gen) * 0.5
+
+
+def shapes(n: int, size: int = 32, seed: int = 0) -> ImageSet:
+    """``n`` procedural images of 10 shape classes on textured backgrounds, with boxes.
+
+    Each image holds one shape of random position, scale (40% to 70% of the image
+    side), rotation (+-20 degrees, so a square never becomes a diamond) and colour
+    (lighter than the background where that is dark, darker where it is light), over a
+    random two-grating texture, with pixel noise. Fully determined by ``seed``.
+
+    Returns:
+        ImageSet with images uint8 [n, 3, size, size], balanced labels, and boxes.
+    """
+    if n < 1 or size < 8:
+        raise ValueError(f"shapes needs n >= 1 and size >= 8, got n={n}, size={size}")
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % len(SHAPE_CLASSES)
+    labels = labels[torch.randperm(n, generator=gen)]
+    radius = (torch.rand(n, generator=gen) * 0.15 + 0.2) * size
+    cy = radius + torch.rand(n, generator=gen) * (size - 2 * radius)
+    cx = radius + torch.rand(n, generator=gen) * (size - 2 * radius)
+    theta = (torch.rand(n, generator=gen) - 0.5) * math.radians(40)
+    background = _textures(n, size, gen)
+    light = background.mean((1, 2, 3), keepdim=True) < 0.5
+    colour = torch.rand(n, 3, 1, 1, generator=gen) * 0.45
+    colour = torch.where(light, 1 - colour, colour)
+    noise = torch.randn(n, 3, size, size, generator=gen) * 0.04
+
+    coords = torch.arange(size, dtype=torch.float32) + 0.5
+    dy = (coords[None, :, None] - cy[:, None, None]) / radius[:, None, None]
+    dx = (coords[None, None, :] - cx[:, None, None]) / radius[:, None, None]
+    cos, sin = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
+    u, v = cos * dx + sin * dy, -sin * dx + cos * dy
+    mask = torch.zeros(n, size, size, dtype=torch.bool)
+    for label in range(len(SHAPE_CLASSES)):
+        chosen = labels == label
+        mask[chosen] = _shape_masks(label, u[chosen], v[chosen])
+    images = torch.where(mask[:, None], colour, background) + noise
+    images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+    return ImageSet(images, labels, SHAPE_CLASSES, _mask_boxes(mask))
+
+
+def _mask_boxes(mask: Tensor) -> Tensor:
+    """[n, 4] int64 (x0, y0, x1, y1) bounding boxes of boolean masks [n, H, W]."""
+    rows, cols = mask.any(2), mask.any(1)
+    idx_h, idx_w = torch.arange(mask.shape[1]), torch.arange(mask.shape[2])
+    y0 = torch.where(rows, idx_h, mask.shape[1]).amin(1)
+    y1 = torch.where(rows, idx_h, -1).amax(1) + 1
+    x0 = torch.where(cols, idx_w, mask.shape[2]).amin(1)
+    x1 = torch.where(cols, idx_w, -1).amax(1) + 1
+    return torch.stack([x0, y0, x1, y1], 1)
+
+
+# ------------------------------------------------------------------------------ CIFAR
+
+
+def cifar(name: str, root: str | os.PathLike | None = None, download: bool = False) -> Splits:
+    """CIFAR-10 or CIFAR-100 through torchvision (which checks every file's md5).
+
+    Args:
+        name: "cifar10" or "cifar100".
+        root: folder holding ``cifar-10-batches-py`` / ``cifar-100-python``.
+        download: fetch the archive if missing.
+    """
+    from torchvision import datasets
+
+    if name not in ("cifar10", "cifar100"):
+        raise ValueError(f"name must be 'cifar10' or 'cifar100', got {name!r}")
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    root = data_root(root)
+    try:
+        train, test = (cls(str(root), train=t, download=download) for t in (True, False))
+    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted."
+        raise DatasetMissingError(
+            f"{name} is missing or corrupt under {root / cls.base_folder}: {err} "
+            f"Fix: `regionmix download {name} --data-dir {root}` (or download=True)."
+        ) from err
+
+    def to_set(ds) -> ImageSet:
+        images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+        return ImageSet(images, torch.as_tensor(ds.targets, dtype=torch.int64), tuple(ds.classes))
+
+    return Splits(name, to_set(train), to_set(test))
+
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+
+
+def cifar10_npz(path: str | os.PathLike) -> Splits:
+    """A CIFAR-10 subset stored as ``.npz`` with x_train/x_test [N, 32, 32, 3] uint8 and
+    y_train/y_test [N] labels."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetMissingError(
+            f"no CIFAR-10 .npz at {path}; set $REGIONMIX_DATA to the folder holding "
+            "cifar10-subset.npz or pass its path"
+        )
+    with np.load(path) as arrays:
+        missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays.files)
+        if missing:
+            raise ValueError(f"{path} lacks arrays {sorted(missing)}")
+
+        def split(x: str, y: str) -> ImageSet:
+            images = torch.from_numpy(np.ascontiguousarray(arrays[x].transpose(0, 3, 1, 2)))
+            return ImageSet(images, torch.from_numpy(arrays[y].astype(np.int64)), CIFAR10_CLASSES)
+
+        return Splits("cifar10-subset", split("x_train", "y_train"), split("x_test", "y_test"))
+
+
+# ---------------------------------------------------------------------- Tiny ImageNet
+
+
+def _read_jpegs(paths: list[Path], progress: bool) -> Tensor:
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    out = torch.empty(len(paths), 3, 64, 64, dtype=torch.uint8)
+    for i, path in enumerate(tqdm(paths, desc="reading JPEGs", disable=not progress)):
+        # Some Tiny ImageNet images are greyscale: decode everything as RGB.
+        with Image.open(path) as image:
+            out[i] = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1)
+    return out
+
+
+def _box_row(fields: list[str]) -> list[int]:
+    x0, y0, x1, y1 = (int(f) for f in fields)
+    return [x0, y0, x1 + 1, y1 + 1]  # the files give inclusive corners
+
+
+def tinyimagenet(root: str | os.PathLike | None = None, progress: bool = True) -> Splits:
+    """Tiny ImageNet from the standard ``tiny-imagenet-200/`` folder, with object boxes.
+
+    Reads ``wnids.txt`` (class order), ``words.txt`` (names),
+    ``train/<wnid>/images/*.JPEG`` with ``train/<wnid>/<wnid>_boxes.txt``, and
+    ``val/images`` with ``val/val_annotations.txt`` (the labelled split used as test
+    set). Decoded tensors are cached in ``tiny-imagenet-200/regionmix-cache.pt`` (written
+    atomically), so only the first load reads the JPEGs.
+    """
+    folder = data_root(root) / "tiny-imagenet-200"
+    needed = [folder / "wnids.txt", folder / "train", folder / "val" / "val_annotations.txt"]
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing:
+        raise DatasetMissingError(
+            f"Tiny ImageNet is missing or incomplete under {folder} (no {', '.join(missing)}). "
+            f"Fix: `regionmix download tinyimagenet --data-dir {data_root(root)}`."
+        )
+    cache = folder / "regionmix-cache.pt"
+    if cache.exists() and cache.stat().st_mtime >= (folder / "wnids.txt").stat().st_mtime:
+        saved = torch.load(cache, weights_only=True)
+        classes = tuple(saved["classes"])
+        return Splits(
+            "tinyimagenet",
+            ImageSet(saved["train_images"], saved["train_labels"], classes, saved["train_boxes"]),
+            ImageSet(saved["test_images"], saved["test_labels"], classes, saved["test_boxes"]),
+        )
+
+    wnids = (folder / "wnids.txt").read_text().split()
+    index = {w: i for i, w in enumerate(wnids)}
+    words = dict(
+        line.split("\t", 1) for line in (folder / "words.txt").read_text().splitlines() if line
+    )
+    classes = tuple(words.get(w, w).split(",")[0].strip() for w in wnids)
+
+    train_paths, train_labels, train_boxes = [], [], []
+    for wnid in wnids:
+        boxes_file = folder / "train" / wnid / f"{wnid}_boxes.txt"
+        for line in boxes_file.read_text().splitlines():
+            if not line.strip():
+                continue
+            name, *box = line.split("\t")
+            train_paths.append(folder / "train" / wnid / "images" / name)
+            train_labels.append(index[wnid])
+            train_boxes.append(_box_row(box))
+    test_paths, test_labels, test_boxes = [], [], []
+    for line in (folder / "val" / "val_annotations.txt").read_text().splitlines():
+        if not line.strip():
+            continue
+        name, wnid, *box = line.split("\t")
+        test_paths.append(folder / "val" / "images" / name)
+        test_labels.append(index[wnid])
+        test_boxes.append(_box_row(box))
+
+    saved = {
+        "classes": list(classes),
+        "train_images": _read_jpegs(train_paths, progress),
+        "train_labels": torch.tensor(train_labels),
+        "train_boxes": torch.tensor(train_boxes),
+        "test_images": _read_jpegs(test_paths, progress),
+        "test_labels": torch.tensor(test_labels),
+        "test_boxes": torch.tensor(test_boxes),
+    }
+    try:
+        atomic_torch_save(saved, cache)
+    except OSError:
+        pass  # a read-only dataset folder only costs the cache
+    return Splits(
+        "tinyimagenet",
+        ImageSet(saved["train_images"], saved["train_labels"], classes, saved["train_boxes"]),
+        ImageSet(saved["test_images"], saved["test_labels"], classes, saved["test_boxes"]),
+    )
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """torch.save to a temporary file beside ``path``, then rename over it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def download_tinyimagenet(
+    root: str | os.PathLike | None = None, url: str = TINYIMAGENET_URL, progress: bool = True
+) -> Path:
+    """Download and extract the official Tiny ImageNet zip into ``root/tiny-imagenet-200``.
+
+    The archive is downloaded and extracted inside a temporary folder under ``root``
+    and moved into place only when complete, so an interrupted run leaves nothing
+    half-extracted. Returns the dataset folder; an existing one is left as it is.
+    """
+    from tqdm.auto import tqdm
+
+    root = data_root(root)
+    target = root / "tiny-imagenet-200"
+    if (target / "wnids.txt").exists():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".tinyimagenet-") as tmp:
+        archive = Path(tmp) / "tiny-imagenet-200.zip"
+        with urllib.request.urlopen(url) as response, open(archive, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, disable=not progress) as bar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                bad = zf.testzip()
+                if bad is not None:
+                    raise ValueError(f"corrupt member {bad}")
+                zf.extractall(Path(tmp) / "extract")
+        except (zipfile.BadZipFile, ValueError) as err:
+            raise DatasetMissingError(f"the download from {url} is not a valid zip: {err}") from err
+        extracted = Path(tmp) / "extract" / "tiny-imagenet-200"
+        if not (extracted / "wnids.txt").exists():
+            raise DatasetMissingError(f"the zip from {url} has no tiny-imagenet-200/wnids.txt")
+        shutil.move(str(extracted), str(target))
+    return target
+
+
+# ---------------------------------------------------------------------------- dispatch
+
+
+def load_dataset(
+    name: str,
+    root: str | os.PathLike | None = None,
+    *,
+    download: bool = False,
+    size: int | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+) -> Splits:
+    """Load one of ``DATASETS``.
+
+    Args:
+        name: dataset name.
+        root: data folder (default ``data_root()``).
+        download: fetch CIFAR / Tiny ImageNet when missing.
+        size: image side for ``shapes`` (32 or 64; default 32).
+        n_train, n_test: keep only the first images of each split (shapes: how many to
+            generate; default 10000 / 2000).
+        seed: shapes' generation seed (the test split uses seed + 1).
+    """
+    if name == "shapes":
+        size = size or 32
+        train = shapes(n_train or 10_000, size, seed)
+        test = shapes(n_test or 2_000, size, seed + 1)
+        return Splits("shapes", train, test)
+    if name in ("cifar10", "cifar100"):
+        splits = cifar(name, root, download)
+    elif name == "tinyimagenet":
+        if download:
+            download_tinyimagenet(root)
+        splits = tinyimagenet(root)
+    elif name == "cifar10-subset":
+        splits = cifar10_npz(data_root(root) / "cifar10-subset.npz")
+    else:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
+    train = splits.train if n_train is None else splits.train.subset(n_train)
+    test = splits.test if n_test is None else splits.test.subset(n_test)
+    return Splits(splits.name, train, test)
+
+
+# ------------------------------------------------------------------------ augmentation
+
+
+def augment_batch(images: Tensor, pad: int = 2, generator: torch.Generator | None = None) -> Tensor:
+    """The paper's augmentation, per image but batched: zero-pad ``pad`` pixels, random
+    crop back to size, horizontal flip with p = 0.5.
+
+    Args:
+        images: [B, C, H, W] (any dtype, any device).
+        pad: zero padding on each side; offsets are uniform in [0, 2 * pad].
+        generator: source of randomness (CPU or on the images' device).
+    Returns:
+        [B, C, H, W], same dtype and device.
+    """
+    batch, _, height, width = images.shape
+    device = generator.device if generator is not None else images.device
+    offsets = torch.randint(0, 2 * pad + 1, (2, batch), generator=generator, device=device)
+    flips = torch.rand(batch, generator=generator, device=device) < 0.5
+    offsets, flips = offsets.to(images.device), flips.to(images.device)
+    rows = offsets[0, :, None] + torch.arange(height, device=images.device)  # [B, H]
+    cols = torch.arange(width, device=images.device).expand(batch, width)
+    cols = torch.where(flips[:, None], cols.flip(1), cols) + offsets[1, :, None]  # [B, W]
+    padded = F.pad(images, (pad, pad, pad, pad))
+    # One gather over the padded batch: row and column index per image.
+    flat = padded.flatten(2)  # [B, C, (H + 2p) * (W + 2p)]
+    index = (rows[:, :, None] * (width + 2 * pad) + cols[:, None, :]).flatten(1)  # [B, H*W]
+    out = flat.gather(2, index[:, None].expand(-1, images.shape[1], -1))
+    return out.view_as(images)
+
+
+class BatchLoader:
+    """Batches of an ``ImageSet`` held on one device: shuffle, augment, scale to [0, 1].
+
+    The uint8 images are moved to ``device`` once; each batch is indexed, augmented
+    (``augment_batch``) and converted there. Iterating draws the epoch's order and
+    augmentation from ``generator``, so an epoch is reproducible from its state.
+
+    Yields:
+        (images float [B, 3, H, W] in [0, 1], labels int64 [B]).
+    """
+
+    def __init__(
+        self,
+        data: ImageSet,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        augment: bool = True,
+        drop_last: bool = False,
+        device: str | torch.device = "cpu",
+        generator: torch.Generator | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.images = data.images.to(self.device)
+        self.labels = data.labels.to(self.device)
+        self.batch_size = batch_size
+        self.shuffle, self.augment, self.drop_last = shuffle, augment, drop_last
+        self.generator = generator
+        self.channels_last = channels_last
+
+    def __len__(self) -> int:
+        n = self.images.shape[0]
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        n = self.images.shape[0]
+        if self.shuffle:
+            gen_device = self.generator.device if self.generator is not None else "cpu"
+            order = torch.randperm(n, generator=self.generator, device=gen_device)
+            order = order.to(self.device)
+        else:
+            order = torch.arange(n, device=self.device)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            images = self.images[idx]
+            if self.augment:
+                images = augment_batch(images, generator=self.generator)
+            images = images.float().div_(255)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield images, self.labels[idx]

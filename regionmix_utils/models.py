@@ -1,0 +1,98 @@
+"""PreAct ResNet-18 (He et al., "Identity Mappings in Deep Residual Networks", 2016).
+
+The CIFAR variant used by the mixup, CutMix and Region Mixup papers: a 3x3 stem with
+no pooling, four stages of two pre-activation basic blocks (64, 128, 256, 512
+channels), global average pooling and one linear layer. Inputs are images in [0, 1]:
+the model normalises them itself, so attacks (which work in pixel space) and CAMs see
+the same model the optimiser trained. ``layer4`` is the last stage, for CAMs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["DATASET_STATS", "PreActBlock", "PreActResNet18", "build_model"]
+
+# Per-channel mean and std of each training set (RGB, pixel values in [0, 1]).
+DATASET_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar10-subset": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "tinyimagenet": ((0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)),
+    "shapes": ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+}
+
+
+class PreActBlock(nn.Module):
+    """BN-ReLU-conv3x3-BN-ReLU-conv3x3 with an identity (or 1x1 conv) shortcut."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.shortcut = None
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(x))
+        # The projection shortcut sees the pre-activated input, as in the paper.
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet18(nn.Module):
+    """PreAct ResNet-18 for 32x32 or 64x64 images in [0, 1].
+
+    Args:
+        num_classes: output logits.
+        mean, std: per-channel statistics used to normalise inside the model.
+        width: channels of the first stage (64 in the paper); smaller values make
+            quick CPU runs cheaper.
+    Shapes:
+        input [B, 3, H, W] in [0, 1] -> logits [B, num_classes].
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        mean: tuple[float, ...] = (0.5, 0.5, 0.5),
+        std: tuple[float, ...] = (0.25, 0.25, 0.25),
+        width: int = 64,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        planes = [width, 2 * width, 4 * width, 8 * width]
+        self.layer1 = self._stage(width, planes[0], 1)
+        self.layer2 = self._stage(planes[0], planes[1], 2)
+        self.layer3 = self._stage(planes[1], planes[2], 2)
+        self.layer4 = self._stage(planes[2], planes[3], 2)
+        self.bn = nn.BatchNorm2d(planes[3])
+        self.linear = nn.Linear(planes[3], num_classes)
+
+    @staticmethod
+    def _stage(in_planes: int, planes: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(PreActBlock(in_planes, planes, stride), PreActBlock(planes, planes))
+
+    def features(self, x: Tensor) -> Tensor:
+        """[B, 3, H, W] in [0, 1] -> layer4 activations [B, 8 * width, H / 8, W / 8]."""
+        out = self.conv1((x - self.mean) / self.std)
+        return self.layer4(self.layer3(self.layer2(self.layer1(out))))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn(self.features(x)))
+        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+def build_model(dataset: str, num_classes: int, width: int = 64) -> PreActResNet18:
+    """PreAct ResNet-18 with the dataset's normalisation statistics."""
+    mean, std = DATASET_STATS.get(dataset, DATASET_STATS["shapes"])
+    return PreActResNet18(num_classes, mean, std, width)

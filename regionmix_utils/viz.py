@@ -1,0 +1,107 @@
+"""Figures for the notebooks and the demo (matplotlib; no side effects on import)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from regionmix_utils.mixing import MixedBatch, tile_bounds
+
+__all__ = ["mixing_figure", "training_curves"]
+
+
+def _show(ax, image: Tensor) -> None:
+    ax.imshow(image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _draw_grid(ax, mixed: MixedBatch, sample: int, height: int, width: int) -> None:
+    """Tile borders, and each tile's lambda and partner, on an axes showing one sample."""
+    gh, gw = mixed.lam.shape
+    rows, cols = tile_bounds(height, gh), tile_bounds(width, gw)
+    for r in rows[1:-1]:
+        ax.axhline(r - 0.5, color="white", lw=1)
+    for c in cols[1:-1]:
+        ax.axvline(c - 0.5, color="white", lw=1)
+    if gh * gw > 16:  # labels would not fit
+        return
+    for i in range(gh):
+        for j in range(gw):
+            ax.text(
+                (cols[j] + cols[j + 1]) / 2 - 0.5,
+                (rows[i] + rows[i + 1]) / 2 - 0.5,
+                f"λ={float(mixed.lam[i, j]):.2f}\n#{int(mixed.partners[i, j, sample])}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white",
+                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0},
+            )
+
+
+def mixing_figure(
+    images: Tensor,
+    results: dict[str, MixedBatch],
+    classes: Sequence[str],
+    n_show: int = 4,
+) -> Figure:
+    """Originals in the first row, then one row per mixing result.
+
+    Args:
+        images: [B, 3, H, W] the original batch, in [0, 1].
+        results: row title -> MixedBatch of that batch (e.g. {"Region k=2": ...}).
+        classes: class names for the soft-label captions.
+        n_show: how many samples (columns) to show.
+    Returns:
+        The figure; Region Mixup rows show each tile's lambda and partner index.
+    """
+    n_show = min(n_show, images.shape[0])
+    fig, axes = plt.subplots(
+        1 + len(results), n_show, figsize=(2.3 * n_show, 2.5 * (1 + len(results))), squeeze=False
+    )
+    height, width = images.shape[2:]
+    for col in range(n_show):
+        _show(axes[0, col], images[col])
+        axes[0, col].set_title(f"#{col}", fontsize=9)
+    axes[0, 0].set_ylabel("original")
+    for row, (title, mixed) in enumerate(results.items(), start=1):
+        for col in range(n_show):
+            ax = axes[row, col]
+            _show(ax, mixed.images[col])
+            if mixed.box is not None:
+                top, left, bottom, right = mixed.box
+                ax.add_patch(
+                    plt.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top,
+                                  fill=False, ec="white", lw=1)
+                )  # fmt: skip
+            else:
+                _draw_grid(ax, mixed, col, height, width)
+            top2 = torch.topk(mixed.targets[col], min(2, mixed.targets.shape[1]))
+            caption = ", ".join(
+                f"{classes[int(c)]} {float(w):.2f}"
+                for w, c in zip(top2.values, top2.indices, strict=True)
+            )
+            ax.set_xlabel(caption, fontsize=7)
+        axes[row, 0].set_ylabel(title)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(metrics: dict[str, list[dict]]) -> Figure:
+    """Train loss and test accuracy per epoch, one line per run (label -> metrics rows)."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for label, rows in metrics.items():
+        ax_loss.plot([r["epoch"] for r in rows], [r["train_loss"] for r in rows], label=label)
+        evaluated = [r for r in rows if "test_acc" in r]
+        ax_acc.plot([r["epoch"] for r in evaluated], [r["test_acc"] for r in evaluated],
+                    marker="o", label=label)  # fmt: skip
+    ax_loss.set(xlabel="epoch", ylabel="train loss")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)")
+    ax_acc.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
