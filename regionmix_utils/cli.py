@@ -1,15 +1,24 @@
-"""The ``regionmix`` command: train, sweep, download, demo."""
+"""The ``regionmix`` command: train, sweep, attack, cam, download, demo."""
 
 from __future__ import annotations
 
 import argparse
 import itertools
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 from regionmix_utils.train import METHODS, TrainConfig, quick_config
 
 DATASET_CHOICES = ("shapes", "cifar10", "cifar100", "tinyimagenet", "cifar10-subset")
+
+
+def _fraction(text: str) -> float:
+    """``8/255`` or ``0.03`` as a float."""
+    try:
+        return float(Fraction(text))
+    except (ValueError, ZeroDivisionError) as err:
+        raise argparse.ArgumentTypeError(f"not a number or fraction: {text!r}") from err
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +104,64 @@ def _cmd_download(args) -> int:
     return 0
 
 
+def _finished_runs(runs_dir: str, dataset: str | None = None) -> list[Path]:
+    pattern = f"{dataset or '*'}/*/seed*/final.pt"
+    return sorted(p.parent for p in Path(runs_dir).glob(pattern))
+
+
+def _cmd_attack(args) -> int:
+    from regionmix_utils.robustness import AttackConfig, evaluate_run
+
+    attacks = ["fgsm", "square"] if args.attack == "all" else [args.attack]
+    configs = [AttackConfig(a, args.eps, args.queries, args.seed) for a in attacks]
+    runs = _finished_runs(args.runs_dir)
+    if not runs:
+        raise FileNotFoundError(f"no finished runs (final.pt) under {args.runs_dir}")
+    for path in runs:
+        results = evaluate_run(
+            path, configs, args.n_images, args.data_dir, _device(args.device), not args.no_progress
+        )
+        scores = ", ".join(f"{c.key}: {results[c.key]:.2f}%" for c in configs)
+        print(f"{path}: clean {results['clean']:.2f}%, {scores}")
+    return 0
+
+
+def _cmd_cam(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from regionmix_utils.cam import cam_maps, energy_in_box, pointing_hits
+    from regionmix_utils.data import load_dataset
+    from regionmix_utils.robustness import load_run_model
+    from regionmix_utils.viz import cam_figure
+
+    runs = [p for p in _finished_runs(args.runs_dir, args.dataset) if p.name == f"seed{args.seed}"]
+    if not runs:
+        raise FileNotFoundError(
+            f"no finished {args.dataset} runs with seed {args.seed} under {args.runs_dir}"
+        )
+    test = load_dataset(args.dataset, args.data_dir, n_train=1, n_test=args.n_images).test
+    images, labels = test.images.float() / 255, test.labels
+    maps = {}
+    for path in runs:
+        model, _ = load_run_model(path)
+        maps[path.parent.name] = cam_maps(model, images, labels)
+        if test.boxes is not None:
+            energy = float(energy_in_box(maps[path.parent.name], test.boxes).mean())
+            hits = float(pointing_hits(maps[path.parent.name], test.boxes).float().mean())
+            print(f"{path.parent.name}: energy in box {energy:.3f}, pointing game {hits:.3f}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    cam_figure(images, maps, test.boxes).savefig(args.out, dpi=100)
+    print(f"figure: {args.out}")
+    return 0
+
+
+def _device(name: str) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+
+
 def _cmd_demo(args) -> int:
     from regionmix_utils.demo import run_demo
 
@@ -121,6 +188,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     _add_train_options(p)
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("attack", help="FGSM / Square accuracy of every finished run")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--attack", default="all", choices=["fgsm", "square", "all"])
+    p.add_argument("--eps", type=_fraction, default=8 / 255, help="pixel units, e.g. 8/255")
+    p.add_argument("--queries", type=int, default=100, help="Square's query budget")
+    p.add_argument("--seed", type=int, default=0, help="Square's seed")
+    p.add_argument("--n-images", type=int, default=1000, help="first N test images")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_attack)
+
+    p = sub.add_parser("cam", help="Grad-CAM++ maps of each method's run on the same images")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--dataset", required=True, choices=DATASET_CHOICES)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-images", type=int, default=16)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default="runs/cam.png")
+    p.set_defaults(func=_cmd_cam)
 
     p = sub.add_parser("download", help="download datasets into --data-dir")
     p.add_argument("datasets", nargs="+", choices=["cifar10", "cifar100", "tinyimagenet"])

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from regionmix_utils.files import atomic_torch_save
+
 __all__ = [
     "DATASETS",
     "BatchLoader",
@@ -263,7 +265,7 @@ def _read_jpegs(paths: list[Path], progress: bool) -> Tensor:
     for i, path in enumerate(tqdm(paths, desc="reading JPEGs", disable=not progress)):
         # Some Tiny ImageNet images are greyscale: decode everything as RGB.
         with Image.open(path) as image:
-            out[i] = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1)
+            out[i] = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
     return out
 
 
@@ -343,19 +345,6 @@ def tinyimagenet(root: str | os.PathLike | None = None, progress: bool = True) -
         ImageSet(saved["train_images"], saved["train_labels"], classes, saved["train_boxes"]),
         ImageSet(saved["test_images"], saved["test_labels"], classes, saved["test_boxes"]),
     )
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    """torch.save to a temporary file beside ``path``, then rename over it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def download_tinyimagenet(

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +31,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from regionmix_utils import __version__
-from regionmix_utils.data import BatchLoader, Splits, atomic_torch_save, load_dataset
+from regionmix_utils.data import BatchLoader, Splits, load_dataset
+from regionmix_utils.files import atomic_torch_save, atomic_write_text
 from regionmix_utils.losses import combined_loss
 from regionmix_utils.mixing import MixedBatch, cutmix, region_mixup
 from regionmix_utils.models import build_model
@@ -152,13 +152,6 @@ class RunResult:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -304,7 +297,7 @@ def train(
     if final_file.exists():
         metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line]
         return RunResult(path, metrics, skipped=True)
-    _atomic_write_text(config_file, json.dumps(config_record, indent=2) + "\n")
+    atomic_write_text(config_file, json.dumps(config_record, indent=2) + "\n")
 
     dev = _resolve_device(device)
     if splits is None:
@@ -396,7 +389,7 @@ def train(
             },
             last_file,
         )
-        _atomic_write_text(metrics_file, "".join(json.dumps(m) + "\n" for m in metrics))
+        atomic_write_text(metrics_file, "".join(json.dumps(m) + "\n" for m in metrics))
         if on_epoch is not None:
             on_epoch(record)
 

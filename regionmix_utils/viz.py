@@ -11,7 +11,7 @@ from torch import Tensor
 
 from regionmix_utils.mixing import MixedBatch, tile_bounds
 
-__all__ = ["mixing_figure", "training_curves"]
+__all__ = ["cam_figure", "mixing_figure", "training_curves"]
 
 
 def _show(ax, image: Tensor) -> None:
@@ -103,5 +103,41 @@ def training_curves(metrics: dict[str, list[dict]]) -> Figure:
     ax_loss.set(xlabel="epoch", ylabel="train loss")
     ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)")
     ax_acc.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cam_figure(
+    images: Tensor,
+    maps: dict[str, Tensor],
+    boxes: Tensor | None = None,
+    alpha: float = 0.5,
+) -> Figure:
+    """Images in the first column, then each method's CAM over them (like Figure 2).
+
+    Args:
+        images: [B, 3, H, W] in [0, 1].
+        maps: method -> [B, H, W] maps in [0, 1] for the same images.
+        boxes: optional [B, 4] object boxes (x0, y0, x1, y1) drawn on every panel.
+        alpha: opacity of the heat map.
+    """
+    n = images.shape[0]
+    fig, axes = plt.subplots(n, 1 + len(maps), figsize=(2 * (1 + len(maps)), 2 * n), squeeze=False)
+    for row in range(n):
+        panels = [("image", None), *maps.items()]
+        for col, (title, method_maps) in enumerate(panels):
+            ax = axes[row, col]
+            _show(ax, images[row])
+            if method_maps is not None:
+                ax.imshow(method_maps[row].cpu().numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=1)
+            if boxes is not None:
+                x0, y0, x1, y1 = boxes[row].tolist()
+                ax.add_patch(
+                    plt.Rectangle(
+                        (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="white", lw=1
+                    )
+                )
+            if row == 0:
+                ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
