@@ -5,13 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.figure import Figure
+from scipy import stats
 from torch import Tensor
 
-from regionmix_utils.mixing import MixedBatch, tile_bounds
+from regionmix_utils.mixing import MixedBatch, region_mixup, sample_beta, tile_bounds
 
-__all__ = ["cam_figure", "mixing_figure", "training_curves"]
+__all__ = [
+    "MixingExplorer",
+    "beta_figure",
+    "cam_figure",
+    "mixing_figure",
+    "soft_label_bars",
+    "training_curves",
+]
 
 
 def _show(ax, image: Tensor) -> None:
@@ -141,3 +150,103 @@ def cam_figure(
                 ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def beta_figure(alphas: Sequence[float], n_samples: int = 2000, seed: int = 0) -> Figure:
+    """Beta(alpha, alpha) densities with histograms of lambdas drawn by the package's sampler."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    grid = np.linspace(0.001, 0.999, 400)
+    gen = torch.Generator().manual_seed(seed)
+    for alpha in alphas:
+        (line,) = ax.plot(grid, stats.beta(alpha, alpha).pdf(grid), label=f"α = {alpha:g}")
+        drawn = sample_beta(alpha, n_samples, gen).numpy()
+        ax.hist(drawn, bins=40, density=True, alpha=0.25, color=line.get_color())
+    ax.set(xlabel="λ", ylabel="density", ylim=(0, 4), title="λ ~ Beta(α, α)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def soft_label_bars(targets: Tensor, classes: Sequence[str], ax=None):
+    """Bar chart of one soft label [K]; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 2.5))
+    ax.bar(range(len(classes)), targets.detach().cpu().numpy())
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+    ax.set(ylabel="label weight", ylim=(0, 1))
+    return ax
+
+
+class MixingExplorer:
+    """Region Mixup of one batch, redrawn when k, alpha or the random draw change.
+
+    The callbacks (``set_k``, ``set_alpha``, ``resample``) are plain methods, so they can
+    be called from a test; ``widget()`` wires them to ipywidgets sliders and a button.
+
+    Args:
+        images: [B, 3, H, W] in [0, 1]; labels: [B] class indices.
+        classes: class names.
+        k, alpha, seed: the starting state.
+        sample: which sample of the batch to show.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        classes: Sequence[str],
+        k: int = 2,
+        alpha: float = 1.0,
+        seed: int = 0,
+        sample: int = 0,
+    ) -> None:
+        self.images, self.labels, self.classes = images, labels, list(classes)
+        self.k, self.alpha, self.seed, self.sample = k, alpha, seed, sample
+        self.figure, axes = plt.subplots(1, 3, figsize=(11, 3.6), width_ratios=[1, 1, 1.6])
+        self.ax_image, self.ax_lam, self.ax_label = axes
+        self.mixed: MixedBatch | None = None
+        self.redraw()
+
+    def mix(self) -> MixedBatch:
+        gen = torch.Generator().manual_seed(self.seed)
+        return region_mixup(self.images, self.labels, self.k, self.alpha, len(self.classes), gen)
+
+    def redraw(self) -> None:
+        """Mix with the current state and redraw all three panels."""
+        self.mixed = self.mix()
+        for ax in (self.ax_image, self.ax_lam, self.ax_label):
+            ax.clear()
+        height, width = self.images.shape[2:]
+        _show(self.ax_image, self.mixed.images[self.sample])
+        _draw_grid(self.ax_image, self.mixed, self.sample, height, width)
+        self.ax_image.set_title(f"k = {self.k}, α = {self.alpha:g}", fontsize=9)
+        self.ax_lam.hist(self.mixed.lam.flatten().numpy(), bins=20, range=(0, 1))
+        self.ax_lam.set(xlabel="λ of each tile", ylabel="tiles", xlim=(0, 1))
+        soft_label_bars(self.mixed.targets[self.sample], self.classes, self.ax_label)
+        self.figure.tight_layout()
+        self.figure.canvas.draw_idle()
+
+    def set_k(self, k: int) -> None:
+        self.k = int(k)
+        self.redraw()
+
+    def set_alpha(self, alpha: float) -> None:
+        self.alpha = float(alpha)
+        self.redraw()
+
+    def resample(self, _button=None) -> None:
+        self.seed += 1
+        self.redraw()
+
+    def widget(self):
+        """Sliders for k and alpha and a resample button, wired to the callbacks."""
+        import ipywidgets as widgets
+
+        side = min(self.images.shape[2:])
+        k = widgets.IntSlider(value=self.k, min=1, max=min(side, 16), description="k")
+        alpha = widgets.FloatLogSlider(value=self.alpha, base=10, min=-2, max=1, description="α")
+        button = widgets.Button(description="resample")
+        k.observe(lambda change: self.set_k(change["new"]), names="value")
+        alpha.observe(lambda change: self.set_alpha(change["new"]), names="value")
+        button.on_click(self.resample)
+        return widgets.HBox([k, alpha, button])
