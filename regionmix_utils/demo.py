@@ -1,7 +1,8 @@
 """The README's main job: an offline demo on the embedded ``shapes`` data.
 
 Draws the mixing grids, trains each method briefly (no mixing, Mixup, CutMix, Region
-Mixup; all with the clean CE term, as in Table 1), and writes figures and a table.
+Mixup; all with the clean CE term, as in Table 1), writes figures and a table, then
+executes the five notebooks in quick mode on those runs (executed copies and HTML).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import matplotlib
 
 from regionmix_utils.data import load_dataset
 from regionmix_utils.mixing import cutmix, mixup, region_mixup
+from regionmix_utils.notebook import NOTEBOOKS, execute_notebook
 from regionmix_utils.train import TrainConfig, quick_config, train
 
 DEMO_METHODS = ("none", "mixup", "cutmix", "region")
@@ -62,7 +64,16 @@ def run_demo(out: Path, quick_epochs: int = 4, progress: bool = True) -> dict[st
         f"PreAct ResNet-18 of width 8). Not the paper's setting.\n\n{table}\n"
     )
     print(table)
+
+    executed = []
+    if NOTEBOOKS.is_dir():  # a source checkout: run the notebooks on the same runs
+        for notebook in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+            print(f"running {notebook.name} (quick mode)")
+            parameters = {"QUICK": True, "RUNS_DIR": str((out / "runs").resolve())}
+            executed.append(execute_notebook(notebook, out / "notebooks", parameters))
     print(f"\nFigures and runs are in {out.resolve()}:")
     for name in ("mixing_grids.png", "training_curves.png", "results.md", "runs/"):
         print(f"  {out / name}")
+    for path in executed:
+        print(f"  {path.with_suffix('.html')}")
     return accuracy

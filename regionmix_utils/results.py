@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["collect_runs", "summarise", "to_latex", "to_markdown"]
+__all__ = ["attack_results", "collect_runs", "summarise", "to_latex", "to_markdown"]
 
 METHOD_LABELS = {
     "none": "No mixing",
@@ -59,6 +59,21 @@ def collect_runs(runs_dir: str | os.PathLike) -> pd.DataFrame:
             row.update({k: v for k, v in evaluation.items() if k not in ("n_images", "clean")})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def attack_results(runs: pd.DataFrame) -> pd.DataFrame:
+    """Attack columns of ``collect_runs`` in long form: one row per run and setting.
+
+    Columns: dataset, method, seed, attack ("fgsm" / "square"), eps, accuracy (%).
+    """
+    columns = [c for c in runs.columns if c.startswith(("fgsm ", "square "))]
+    long = runs.melt(
+        id_vars=["dataset", "method", "seed"], value_vars=columns, var_name="setting",
+        value_name="accuracy",
+    ).dropna(subset=["accuracy"])  # fmt: skip
+    long["attack"] = long["setting"].str.split(" ").str[0]
+    long["eps"] = long["setting"].str.extract(r"eps=([0-9.e-]+)", expand=False).astype(float)
+    return long.drop(columns="setting").reset_index(drop=True)
 
 
 def summarise(

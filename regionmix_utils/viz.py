@@ -14,11 +14,14 @@ from torch import Tensor
 from regionmix_utils.mixing import MixedBatch, region_mixup, sample_beta, tile_bounds
 
 __all__ = [
+    "LiveCurves",
     "MixingExplorer",
+    "adversarial_examples",
     "beta_figure",
     "cam_figure",
     "mixing_figure",
     "soft_label_bars",
+    "tile_table",
     "training_curves",
 ]
 
@@ -203,8 +206,10 @@ class MixingExplorer:
         self.images, self.labels, self.classes = images, labels, list(classes)
         self.k, self.alpha, self.seed, self.sample = k, alpha, seed, sample
         self.figure, axes = plt.subplots(1, 3, figsize=(11, 3.6), width_ratios=[1, 1, 1.6])
+        plt.close(self.figure)  # shown by ``widget()``, not by the notebook's backend
         self.ax_image, self.ax_lam, self.ax_label = axes
         self.mixed: MixedBatch | None = None
+        self._output = None
         self.redraw()
 
     def mix(self) -> MixedBatch:
@@ -224,7 +229,12 @@ class MixingExplorer:
         self.ax_lam.set(xlabel="λ of each tile", ylabel="tiles", xlim=(0, 1))
         soft_label_bars(self.mixed.targets[self.sample], self.classes, self.ax_label)
         self.figure.tight_layout()
-        self.figure.canvas.draw_idle()
+        if self._output is not None:  # works with the inline backend, in Jupyter and Colab
+            from IPython.display import display
+
+            with self._output:
+                self._output.clear_output(wait=True)
+                display(self.figure)
 
     def set_k(self, k: int) -> None:
         self.k = int(k)
@@ -239,7 +249,11 @@ class MixingExplorer:
         self.redraw()
 
     def widget(self):
-        """Sliders for k and alpha and a resample button, wired to the callbacks."""
+        """Sliders for k and alpha, a resample button and the figure, wired to the callbacks.
+
+        Returns:
+            ipywidgets.VBox([HBox([k slider, alpha slider, button]), Output with the figure]).
+        """
         import ipywidgets as widgets
 
         side = min(self.images.shape[2:])
@@ -249,4 +263,101 @@ class MixingExplorer:
         k.observe(lambda change: self.set_k(change["new"]), names="value")
         alpha.observe(lambda change: self.set_alpha(change["new"]), names="value")
         button.on_click(self.resample)
-        return widgets.HBox([k, alpha, button])
+        self._output = widgets.Output()
+        self.redraw()
+        return widgets.VBox([widgets.HBox([k, alpha, button]), self._output])
+
+
+class LiveCurves:
+    """An ``on_epoch`` callback for ``train`` that redraws the training curves each epoch.
+
+    In a notebook the figure is shown once and updated in place; elsewhere it is only
+    kept up to date (``figure``).
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label, self.rows, self.figure, self._handle = label, [], None, None
+
+    def __call__(self, record: dict) -> None:
+        self.rows.append(record)
+        if self.figure is not None:
+            plt.close(self.figure)
+        self.figure = training_curves({self.label: self.rows})
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+
+            if get_ipython() is not None:
+                if self._handle is None:
+                    self._handle = display(self.figure, display_id=True)
+                else:
+                    self._handle.update(self.figure)
+        except ImportError:
+            pass
+        plt.close(self.figure)
+
+
+def adversarial_examples(
+    images: Tensor, adversarial: Tensor, predictions: tuple[Tensor, Tensor], classes: Sequence[str]
+) -> Figure:
+    """Clean images, their adversarial versions and the (amplified) perturbation.
+
+    Args:
+        images, adversarial: [B, 3, H, W] in [0, 1].
+        predictions: (clean predictions [B], adversarial predictions [B]).
+    """
+    n = images.shape[0]
+    fig, axes = plt.subplots(3, n, figsize=(2 * n, 6.3), squeeze=False)
+    delta = adversarial - images
+    scale = float(delta.abs().max()) or 1.0
+    for col in range(n):
+        _show(axes[0, col], images[col])
+        axes[0, col].set_title(classes[int(predictions[0][col])], fontsize=8)
+        _show(axes[1, col], adversarial[col])
+        axes[1, col].set_title(classes[int(predictions[1][col])], fontsize=8)
+        _show(axes[2, col], delta[col] / (2 * scale) + 0.5)
+    for row, name in enumerate(["clean", "adversarial", "perturbation (scaled)"]):
+        axes[row, 0].set_ylabel(name, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def tile_table(
+    mixed: MixedBatch,
+    sample: int,
+    height: int,
+    width: int,
+    labels: Tensor,
+    classes: Sequence[str],
+):
+    """One row per tile of one mixed sample: where the tile lies, its λ, its partner,
+    its area fraction and the label weight it gives the partner's class.
+
+    Returns:
+        pandas DataFrame with columns tile, rows, cols, lam, partner, partner_class,
+        area, partner_weight.
+    """
+    import pandas as pd
+
+    gh, gw = mixed.lam.shape
+    row_edges, col_edges = tile_bounds(height, gh), tile_bounds(width, gw)
+    records = []
+    for i in range(gh):
+        for j in range(gw):
+            partner = int(mixed.partners[i, j, sample])
+            area = (row_edges[i + 1] - row_edges[i]) * (col_edges[j + 1] - col_edges[j])
+            area /= height * width
+            lam = float(mixed.lam[i, j])
+            records.append(
+                {
+                    "tile": (i, j),
+                    "rows": f"{row_edges[i]}-{row_edges[i + 1] - 1}",
+                    "cols": f"{col_edges[j]}-{col_edges[j + 1] - 1}",
+                    "lam": round(lam, 3),
+                    "partner": partner,
+                    "partner_class": classes[int(labels[partner])],
+                    "area": round(area, 4),
+                    "partner_weight": round(area * (1 - lam), 4),
+                }
+            )
+    return pd.DataFrame.from_records(records)

@@ -7,7 +7,13 @@ import json
 import pytest
 
 from regionmix_utils.data import load_dataset
-from regionmix_utils.results import collect_runs, summarise, to_latex, to_markdown
+from regionmix_utils.results import (
+    attack_results,
+    collect_runs,
+    summarise,
+    to_latex,
+    to_markdown,
+)
 from regionmix_utils.train import TrainConfig, run_dir, train
 
 
@@ -59,3 +65,11 @@ def test_exports(runs):
 def test_empty_runs_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no finished runs"):
         summarise(collect_runs(tmp_path))
+
+
+def test_attack_results_in_long_form(runs):
+    long = attack_results(collect_runs(runs))
+    assert long.to_dict("records") == [
+        {"dataset": "shapes", "method": "Region Mixup (k=2)", "seed": 0, "accuracy": 12.5,
+         "attack": "fgsm", "eps": 0.03}
+    ]  # fmt: skip

@@ -1,0 +1,132 @@
+"""What the notebooks share: set-up, an example batch, and finding (or making) runs.
+
+Train once, load everywhere: ``ensure_runs`` returns the folders of finished runs; in
+quick mode it trains the missing ones (a few CPU minutes), otherwise it never trains
+silently and says which command produces them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from regionmix_utils import __version__
+from regionmix_utils.data import DatasetMissingError, load_dataset
+from regionmix_utils.train import TrainConfig, quick_config, run_dir, sweep
+
+__all__ = [
+    "IN_COLAB",
+    "NOTEBOOKS",
+    "ensure_runs",
+    "example_batch",
+    "execute_notebook",
+    "setup",
+]
+
+IN_COLAB = "google.colab" in sys.modules
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"  # in a source checkout
+
+
+def setup() -> str:
+    """Print versions and the device the notebook will use; return "cuda" or "cpu"."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    gpu = torch.cuda.get_device_name() if device == "cuda" else "none"
+    print(
+        f"regionmix_utils {__version__}, torch {torch.__version__}, "
+        f"Python {platform.python_version()}, GPU: {gpu}"
+    )
+    if device == "cpu":
+        hint = " (Runtime > Change runtime type > GPU)" if IN_COLAB else ""
+        print(f"No GPU{hint}: quick mode runs on the CPU in minutes; full runs need a GPU.")
+    return device
+
+
+def example_batch(
+    n: int = 8, data_dir: str | os.PathLike | None = None
+) -> tuple[Tensor, Tensor, tuple[str, ...], str]:
+    """The first ``n`` test images as floats in [0, 1], their labels, class names, source.
+
+    CIFAR-10 when it is on disk (the torchvision download or ``cifar10-subset.npz``
+    under the data folder), the embedded ``shapes`` data otherwise.
+    """
+    for name in ("cifar10", "cifar10-subset"):
+        try:
+            test = load_dataset(name, data_dir, n_train=1, n_test=n).test
+            return test.images.float() / 255, test.labels, test.classes, name
+        except DatasetMissingError:
+            continue
+    test = load_dataset("shapes", n_train=1, n_test=n).test
+    return test.images.float() / 255, test.labels, test.classes, "shapes"
+
+
+def ensure_runs(
+    configs: list[TrainConfig],
+    runs_dir: str | os.PathLike,
+    quick: bool,
+    data_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+) -> list[Path]:
+    """Folders of the finished runs for ``configs`` (quick versions in quick mode).
+
+    In quick mode missing runs are trained; otherwise a missing run is an error that
+    names the command producing it.
+    """
+    if quick:
+        configs = [quick_config(c) for c in configs]
+    missing = [c for c in configs if not (run_dir(runs_dir, c) / "final.pt").exists()]
+    if missing and not quick:
+        first = missing[0]
+        raise FileNotFoundError(
+            f"{len(missing)} run(s) are missing under {runs_dir}, e.g. {run_dir(runs_dir, first)}. "
+            f"Train them first, e.g.: regionmix sweep --datasets {first.dataset} "
+            f"--methods {first.method} --seeds {first.seed} --runs-dir {runs_dir}"
+            + ("" if first.clean_ce else " --no-clean-ce")
+        )
+    if missing:
+        print(f"Training {len(missing)} quick run(s) that are not in {runs_dir} yet.")
+        sweep(missing, runs_dir, data_dir, device)
+    return [run_dir(runs_dir, c) for c in configs]
+
+
+def execute_notebook(
+    notebook: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    parameters: dict | None = None,
+    html: bool = True,
+    timeout: int = 1200,
+) -> Path:
+    """Run a notebook top to bottom with papermill, writing the executed copy (and HTML).
+
+    Args:
+        notebook: the .ipynb to run; it runs in its own folder.
+        out_dir: where ``NAME.ipynb`` (executed) and ``NAME.html`` go.
+        parameters: values injected after the cell tagged ``parameters``.
+        timeout: seconds any one cell may take.
+    Returns:
+        The executed notebook's path. A failing cell raises papermill's execution error.
+    """
+    import papermill
+
+    notebook, out_dir = Path(notebook), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / notebook.name
+    papermill.execute_notebook(
+        str(notebook),
+        str(executed),
+        parameters=parameters or {},
+        cwd=str(notebook.parent),
+        kernel_name="python3",
+        progress_bar=False,
+        execution_timeout=timeout,
+    )
+    if html:
+        from nbconvert import HTMLExporter
+
+        body, _ = HTMLExporter().from_filename(str(executed))
+        executed.with_suffix(".html").write_text(body)
+    return executed

@@ -1,0 +1,57 @@
+"""The notebooks: stored clean, parameterised, and run top to bottom in quick mode."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from regionmix_utils.notebook import NOTEBOOKS, execute_notebook
+
+from .conftest import shared_data
+
+PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_the_five_notebooks_are_there():
+    assert [p.stem for p in PATHS] == [
+        "01_mixing_grids", "02_training", "03_ce_ablation", "04_adversarial_robustness",
+        "05_cam_comparison",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_stored_without_outputs_or_widget_state(path):
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell["outputs"] and cell["execution_count"] is None, "strip the outputs"
+    assert "widgets" not in nb["metadata"], "widget state is stored"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_has_a_parameters_cell_with_quick(path):
+    cells = nbformat.read(path, as_version=4).cells
+    tagged = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and "QUICK = True" in tagged[0].source
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("notebook-runs")
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_runs_top_to_bottom_in_quick_mode(path, runs_dir, tmp_path):
+    """In order: 02 trains a quick run that 03-05 then reuse (and add to)."""
+    data = shared_data()
+    parameters = {"QUICK": True, "RUNS_DIR": str(runs_dir), "DATA_DIR": str(data) if data else None}
+    executed = execute_notebook(path, tmp_path, parameters, html=path.stem == "01_mixing_grids")
+    cells = nbformat.read(executed, as_version=4).cells
+    errors = [
+        o for c in cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+    ]
+    assert not errors
+    if path.stem == "01_mixing_grids":
+        assert executed.with_suffix(".html").stat().st_size > 10_000
