@@ -596,7 +596,10 @@ class _BatchMix:
     """Base of the callable transforms: ``images, targets = mix(images, labels)``."""
 
     def __init__(
-        self, alpha: float, num_classes: int | None, generator: torch.Generator | None
+        self,
+        alpha: float = 1.0,
+        num_classes: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> None:
         self.alpha = _check_alpha(alpha)
         if num_classes is not None:
@@ -631,17 +634,13 @@ class RegionMixup(_BatchMix):
         grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(alpha, num_classes, generator)
-        self.grid = _resolve_grid(k, grid)
-        self._k_given = grid is None
+        self.k, self.grid = k, _resolve_grid(k, grid)
+        self._grid_arg = grid
 
     def mix(self, images: Tensor, labels: Tensor) -> MixedBatch:
-        _check_images(images)
-        _check_generator(self.generator, images.device)
-        _check_grid_fits(self.grid, images.shape[2], images.shape[3], self._k_given)
-        params = sample_region_params(
-            images.shape[0], self.grid, self.alpha, self.generator, images.device
+        return region_mixup(
+            images, labels, self.k, self.alpha, self.num_classes, self.generator, self._grid_arg
         )
-        return apply_region_mixup(images, labels, params, self.num_classes)
 
     def __repr__(self) -> str:
         return f"RegionMixup(grid={self.grid}, alpha={self.alpha}, num_classes={self.num_classes})"
@@ -664,14 +663,6 @@ class Mixup(RegionMixup):
 
 class CutMix(_BatchMix):
     """CutMix as a batch transform (box drawn as in ``sample_cutmix_params``)."""
-
-    def __init__(
-        self,
-        alpha: float = 1.0,
-        num_classes: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__(alpha, num_classes, generator)
 
     def mix(self, images: Tensor, labels: Tensor) -> MixedBatch:
         return cutmix(images, labels, self.alpha, self.num_classes, self.generator)
