@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["cam_maps", "energy_in_box", "localisation_scores", "pointing_hits"]
+__all__ = ["cam_maps", "energy_in_box", "localisation_scores", "pointing_hits", "score_maps"]
 
 
 def cam_maps(
@@ -74,16 +74,20 @@ def pointing_hits(maps: Tensor, boxes: Tensor) -> Tensor:
     return (x >= boxes[:, 0]) & (x < boxes[:, 2]) & (y >= boxes[:, 1]) & (y < boxes[:, 3])
 
 
-def localisation_scores(
-    model: nn.Module, images: Tensor, labels: Tensor, boxes: Tensor
-) -> dict[str, float]:
-    """Mean energy-in-box and pointing-game hit rate of the maps for the true classes.
-
-    Args:
-        images: [B, 3, H, W] in [0, 1]; labels: [B]; boxes: [B, 4] (x0, y0, x1, y1).
-    """
-    maps = cam_maps(model, images, labels)
+def score_maps(maps: Tensor, boxes: Tensor) -> dict[str, float]:
+    """Mean energy-in-box and pointing-game hit rate of maps [B, H, W] for boxes [B, 4]."""
     return {
         "energy_in_box": float(energy_in_box(maps, boxes).mean()),
         "pointing_game": float(pointing_hits(maps, boxes).float().mean()),
     }
+
+
+def localisation_scores(
+    model: nn.Module, images: Tensor, labels: Tensor, boxes: Tensor
+) -> dict[str, float]:
+    """``score_maps`` of the model's Grad-CAM++ maps for the true classes.
+
+    Args:
+        images: [B, 3, H, W] in [0, 1]; labels: [B]; boxes: [B, 4] (x0, y0, x1, y1).
+    """
+    return score_maps(cam_maps(model, images, labels), boxes)

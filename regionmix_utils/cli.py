@@ -8,7 +8,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from regionmix_utils.train import METHODS, TrainConfig, quick_config
+from regionmix_utils.train import METHODS, TrainConfig, quick_config, resolve_device
 
 DATASET_CHOICES = ("shapes", "cifar10", "cifar100", "tinyimagenet", "cifar10-subset")
 
@@ -119,7 +119,12 @@ def _cmd_attack(args) -> int:
         raise FileNotFoundError(f"no finished runs (final.pt) under {args.runs_dir}")
     for path in runs:
         results = evaluate_run(
-            path, configs, args.n_images, args.data_dir, _device(args.device), not args.no_progress
+            path,
+            configs,
+            args.n_images,
+            args.data_dir,
+            resolve_device(args.device),
+            not args.no_progress,
         )
         scores = ", ".join(f"{c.key}: {results[c.key]:.2f}%" for c in configs)
         print(f"{path}: clean {results['clean']:.2f}%, {scores}")
@@ -130,7 +135,7 @@ def _cmd_cam(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from regionmix_utils.cam import cam_maps, energy_in_box, pointing_hits
+    from regionmix_utils.cam import cam_maps, score_maps
     from regionmix_utils.data import load_dataset
     from regionmix_utils.robustness import load_run_model
     from regionmix_utils.viz import cam_figure
@@ -145,21 +150,18 @@ def _cmd_cam(args) -> int:
     maps = {}
     for path in runs:
         model, _ = load_run_model(path)
-        maps[path.parent.name] = cam_maps(model, images, labels)
+        method = path.parent.name
+        maps[method] = cam_maps(model, images, labels)
         if test.boxes is not None:
-            energy = float(energy_in_box(maps[path.parent.name], test.boxes).mean())
-            hits = float(pointing_hits(maps[path.parent.name], test.boxes).float().mean())
-            print(f"{path.parent.name}: energy in box {energy:.3f}, pointing game {hits:.3f}")
+            scores = score_maps(maps[method], test.boxes)
+            print(
+                f"{method}: energy in box {scores['energy_in_box']:.3f}, "
+                f"pointing game {scores['pointing_game']:.3f}"
+            )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     cam_figure(images, maps, test.boxes).savefig(args.out, dpi=100)
     print(f"figure: {args.out}")
     return 0
-
-
-def _device(name: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
 def _cmd_demo(args) -> int:

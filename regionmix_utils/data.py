@@ -294,13 +294,22 @@ def tinyimagenet(root: str | os.PathLike | None = None, progress: bool = True) -
     cache = folder / "regionmix-cache.pt"
     if cache.exists() and cache.stat().st_mtime >= (folder / "wnids.txt").stat().st_mtime:
         saved = torch.load(cache, weights_only=True)
-        classes = tuple(saved["classes"])
-        return Splits(
-            "tinyimagenet",
-            ImageSet(saved["train_images"], saved["train_labels"], classes, saved["train_boxes"]),
-            ImageSet(saved["test_images"], saved["test_labels"], classes, saved["test_boxes"]),
-        )
+    else:
+        saved = _read_tinyimagenet_folder(folder, progress)
+        try:
+            atomic_torch_save(saved, cache)
+        except OSError:
+            pass  # a read-only dataset folder only costs the cache
+    classes = tuple(saved["classes"])
+    return Splits(
+        "tinyimagenet",
+        ImageSet(saved["train_images"], saved["train_labels"], classes, saved["train_boxes"]),
+        ImageSet(saved["test_images"], saved["test_labels"], classes, saved["test_boxes"]),
+    )
 
+
+def _read_tinyimagenet_folder(folder: Path, progress: bool) -> dict:
+    """Decode the whole tiny-imagenet-200 folder into the tensors ``tinyimagenet`` caches."""
     wnids = (folder / "wnids.txt").read_text().split()
     index = {w: i for i, w in enumerate(wnids)}
     words = dict(
@@ -327,7 +336,7 @@ def tinyimagenet(root: str | os.PathLike | None = None, progress: bool = True) -
         test_labels.append(index[wnid])
         test_boxes.append(_box_row(box))
 
-    saved = {
+    return {
         "classes": list(classes),
         "train_images": _read_jpegs(train_paths, progress),
         "train_labels": torch.tensor(train_labels),
@@ -336,15 +345,6 @@ def tinyimagenet(root: str | os.PathLike | None = None, progress: bool = True) -
         "test_labels": torch.tensor(test_labels),
         "test_boxes": torch.tensor(test_boxes),
     }
-    try:
-        atomic_torch_save(saved, cache)
-    except OSError:
-        pass  # a read-only dataset folder only costs the cache
-    return Splits(
-        "tinyimagenet",
-        ImageSet(saved["train_images"], saved["train_labels"], classes, saved["train_boxes"]),
-        ImageSet(saved["test_images"], saved["test_labels"], classes, saved["test_boxes"]),
-    )
 
 
 def download_tinyimagenet(

@@ -169,8 +169,8 @@ def evaluate_run(
     images = splits.test.images.to(device).float() / 255
     labels = splits.test.labels.to(device)
     results["clean"] = accuracy(model, images, labels)
-    for attack in todo:
+    atomic_write_text(eval_file, json.dumps(results, indent=2) + "\n")
+    for attack in todo:  # saved after each, so a killed evaluation keeps what it finished
         results[attack.key] = adversarial_accuracy(model, images, labels, attack, progress=progress)
         atomic_write_text(eval_file, json.dumps(results, indent=2) + "\n")
-    atomic_write_text(eval_file, json.dumps(results, indent=2) + "\n")
     return results

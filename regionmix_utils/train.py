@@ -44,6 +44,7 @@ __all__ = [
     "TrainConfig",
     "evaluate",
     "quick_config",
+    "resolve_device",
     "run_dir",
     "run_name",
     "sweep",
@@ -154,7 +155,8 @@ class RunResult:
 # --------------------------------------------------------------------------- helpers
 
 
-def _resolve_device(device: str) -> torch.device:
+def resolve_device(device: str) -> torch.device:
+    """ "auto" (CUDA when available, else CPU), "cpu" or "cuda" as a torch.device."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -280,7 +282,6 @@ def train(
     """
     path = run_dir(runs_dir, config)
     path.mkdir(parents=True, exist_ok=True)
-    config_record = {**dataclasses.asdict(config), "environment": _environment()}
     config_file = path / "config.json"
     if config_file.exists():
         stored = TrainConfig.from_json(json.loads(config_file.read_text()))
@@ -297,9 +298,10 @@ def train(
     if final_file.exists():
         metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line]
         return RunResult(path, metrics, skipped=True)
+    config_record = {**dataclasses.asdict(config), "environment": _environment()}
     atomic_write_text(config_file, json.dumps(config_record, indent=2) + "\n")
 
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     if splits is None:
         splits = load_dataset(
             config.dataset,
