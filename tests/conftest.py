@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
 from regionmix_utils.data import Splits, load_dataset
+from regionmix_utils.train import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -17,6 +19,14 @@ def shared_data() -> Path | None:
     env = os.environ.get("REGIONMIX_SHARED_DATA")
     path = Path(env) if env else REPO.parent / "shared" / "data"
     return path if path.is_dir() else None
+
+
+def tiny_config(**changes) -> TrainConfig:
+    """A region-mixup run on the embedded data small enough for a test (about a second)."""
+    base = TrainConfig(
+        dataset="shapes", method="region", epochs=2, width=4, batch_size=32, n_train=256, n_test=100
+    )
+    return dataclasses.replace(base, **changes)
 
 
 @pytest.fixture(scope="session")

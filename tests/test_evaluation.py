@@ -19,13 +19,16 @@ from regionmix_utils.robustness import (
 )
 from regionmix_utils.train import TrainConfig, run_dir, train
 
+from .conftest import tiny_config
+
 
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory):
     """A PreAct ResNet-18 (width 8) trained for 3 epochs on 1000 shapes images."""
     root = tmp_path_factory.mktemp("runs")
-    config = TrainConfig(dataset="shapes", method="region", epochs=3, width=8, batch_size=64,
-                         n_train=1000, n_test=200, milestones=(2,))  # fmt: skip
+    config = tiny_config(
+        epochs=3, width=8, batch_size=64, n_train=1000, n_test=200, milestones=(2,)
+    )
     train(config, root, device="cpu", progress=False)
     return run_dir(root, config)
 

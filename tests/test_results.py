@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -14,19 +15,21 @@ from regionmix_utils.results import (
     to_latex,
     to_markdown,
 )
-from regionmix_utils.train import TrainConfig, run_dir, train
+from regionmix_utils.train import run_dir, train
+
+from .conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     splits = load_dataset("shapes", n_train=128, n_test=50)
-    base = TrainConfig(dataset="shapes", epochs=1, width=4, batch_size=32, n_train=128, n_test=50)
+    base = tiny_config(epochs=1, n_train=128, n_test=50)
     for method in ("mixup", "region"):
         for seed in (0, 1):
-            train(TrainConfig(**{**base.__dict__, "method": method, "seed": seed}), root,
-                  device="cpu", splits=splits, progress=False)  # fmt: skip
-    ablated = TrainConfig(**{**base.__dict__, "method": "region", "clean_ce": False})
+            config = dataclasses.replace(base, method=method, seed=seed)
+            train(config, root, device="cpu", splits=splits, progress=False)
+    ablated = dataclasses.replace(base, clean_ce=False)
     train(ablated, root, device="cpu", splits=splits, progress=False)
     (run_dir(root, ablated) / "eval.json").write_text(
         json.dumps({"n_images": 50, "clean": 40.0, "fgsm eps=0.03": 12.5})

@@ -26,13 +26,7 @@ from regionmix_utils.train import (
     train,
 )
 
-
-def tiny_config(**changes) -> TrainConfig:
-    base = TrainConfig(
-        dataset="shapes", method="region", epochs=2, width=4, batch_size=32, n_train=256, n_test=100
-    )
-    return dataclasses.replace(base, **changes)
-
+from .conftest import tiny_config
 
 # ------------------------------------------------------------------------------- model
 
