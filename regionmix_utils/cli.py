@@ -1,4 +1,4 @@
-"""The ``regionmix`` command: train, sweep, attack, cam, download, demo."""
+"""The ``regionmix`` command: train, sweep, attack, cam, table, download, demo."""
 
 from __future__ import annotations
 
@@ -164,6 +164,28 @@ def _cmd_cam(args) -> int:
     return 0
 
 
+def _cmd_table(args) -> int:
+    from regionmix_utils.results import collect_runs, paper_tables, to_latex, to_markdown
+
+    runs = collect_runs(args.runs_dir)
+    if runs.empty:
+        raise FileNotFoundError(f"no finished runs (final.pt) under {args.runs_dir}")
+    n_quick = int(runs["quick"].sum())
+    if not args.include_quick:
+        runs = runs[~runs["quick"]]
+        if runs.empty:
+            raise ValueError(
+                f"all {n_quick} runs under {args.runs_dir} are quick runs; "
+                "add --include-quick to tabulate them"
+            )
+    export = to_latex if args.format == "latex" else to_markdown
+    for caption, table in paper_tables(runs).items():
+        print(f"{caption}, mean ± std (number of seeds)\n\n{export(table)}\n")
+    if n_quick and not args.include_quick:
+        print(f"({n_quick} quick runs left out; --include-quick adds them)")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from regionmix_utils.demo import run_demo
 
@@ -211,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="runs/cam.png")
     p.set_defaults(func=_cmd_cam)
+
+    p = sub.add_parser("table", help="the paper's Tables 1-4 from the finished runs")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--format", default="markdown", choices=["markdown", "latex"])
+    p.add_argument(
+        "--include-quick", action="store_true", help="tabulate quick (smoke-test) runs too"
+    )
+    p.set_defaults(func=_cmd_table)
 
     p = sub.add_parser("download", help="download datasets into --data-dir")
     p.add_argument("datasets", nargs="+", choices=["cifar10", "cifar100", "tinyimagenet"])

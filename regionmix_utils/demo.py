@@ -13,15 +13,20 @@ from pathlib import Path
 import matplotlib
 
 from regionmix_utils.data import load_dataset
+from regionmix_utils.files import atomic_write_text
 from regionmix_utils.mixing import cutmix, mixup, region_mixup
 from regionmix_utils.notebook import NOTEBOOKS, execute_notebook
+from regionmix_utils.results import collect_runs, paper_tables, to_markdown
 from regionmix_utils.train import TrainConfig, quick_config, train
 
 DEMO_METHODS = ("none", "mixup", "cutmix", "region")
 
 
-def run_demo(out: Path, quick_epochs: int = 4, progress: bool = True) -> dict[str, float]:
-    """Write ``mixing_grids.png``, ``training_curves.png`` and ``results.md`` under ``out``.
+def run_demo(
+    out: Path, quick_epochs: int = 4, progress: bool = True, notebooks: bool = True
+) -> dict[str, float]:
+    """Write ``mixing_grids.png``, ``training_curves.png`` and ``results.md`` under ``out``,
+    then (``notebooks``, in a source checkout) the executed notebooks under ``out/notebooks``.
 
     Returns:
         method -> final test accuracy (percent).
@@ -48,25 +53,28 @@ def run_demo(out: Path, quick_epochs: int = 4, progress: bool = True) -> dict[st
     }
     mixing_figure(images, results, splits.train.classes).savefig(out / "mixing_grids.png", dpi=100)
 
-    accuracy, curves = {}, {}
+    accuracy, curves, paths = {}, {}, []
     for method in DEMO_METHODS:
         config = quick_config(TrainConfig(dataset="shapes", method=method))
         config = dataclasses.replace(config, epochs=quick_epochs)
         result = train(config, out / "runs", device="auto", splits=splits, progress=progress)
         accuracy[method], curves[method] = result.final_acc, result.metrics
+        paths.append(str(result.path))
     training_curves(curves).savefig(out / "training_curves.png", dpi=100)
 
-    lines = ["| method | test accuracy (%) |", "|---|---|"]
-    lines += [f"| {m} | {a:.1f} |" for m, a in accuracy.items()]
-    table = "\n".join(lines)
-    (out / "results.md").write_text(
+    runs = collect_runs(out / "runs")
+    runs = runs[runs["path"].isin(paths)]  # not other runs the notebooks left there
+    caption, table = next(iter(paper_tables(runs).items()))
+    atomic_write_text(
+        out / "results.md",
         f"Quick runs on the embedded shapes data ({quick_epochs} epochs, 2000 images, "
-        f"PreAct ResNet-18 of width 8). Not the paper's setting.\n\n{table}\n"
+        f"PreAct ResNet-18 of width 8). Not the paper's setting.\n\n"
+        f"{caption}, mean ± std (number of seeds)\n\n{to_markdown(table)}\n",
     )
-    print(table)
+    print(to_markdown(table))
 
     executed = []
-    if NOTEBOOKS.is_dir():  # a source checkout: run the notebooks on the same runs
+    if notebooks and NOTEBOOKS.is_dir():  # a source checkout: run them on the same runs
         for notebook in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
             print(f"running {notebook.name} (quick mode)")
             parameters = {"QUICK": True, "RUNS_DIR": str((out / "runs").resolve())}

@@ -30,20 +30,36 @@ __all__ = [
 
 IN_COLAB = "google.colab" in sys.modules
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"  # in a source checkout
+COLAB_DRIVE = "/content/drive"  # where Colab mounts Google Drive
 
 
-def setup() -> str:
-    """Print versions and the device the notebook will use; return "cuda" or "cpu"."""
+def setup(runs_dir: str | os.PathLike | None = None, needs_gpu: bool = True) -> str:
+    """Print versions and the device the notebook will use; return "cuda" or "cpu".
+
+    On Colab, a ``runs_dir`` under ``/content/drive`` mounts Google Drive first, so that
+    checkpoints outlive the runtime. Without a GPU it says what the notebook will do.
+    """
+    if runs_dir is not None and IN_COLAB and _on_colab_drive(runs_dir):
+        from google.colab import drive
+
+        drive.mount(COLAB_DRIVE)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     gpu = torch.cuda.get_device_name() if device == "cuda" else "none"
     print(
         f"regionmix_utils {__version__}, torch {torch.__version__}, "
         f"Python {platform.python_version()}, GPU: {gpu}"
     )
-    if device == "cpu":
+    if device == "cpu" and needs_gpu:
         hint = " (Runtime > Change runtime type > GPU)" if IN_COLAB else ""
-        print(f"No GPU{hint}: quick mode runs on the CPU in minutes; full runs need a GPU.")
+        print(
+            f"No GPU{hint}: quick mode runs on the CPU in minutes; "
+            "the paper's full runs need a GPU."
+        )
     return device
+
+
+def _on_colab_drive(path: str | os.PathLike) -> bool:
+    return Path(path).resolve().is_relative_to(COLAB_DRIVE)
 
 
 def example_batch(

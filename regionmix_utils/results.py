@@ -3,18 +3,27 @@
 Each finished run (``final.pt``) under ``runs/<dataset>/<run-name>/seed<seed>/`` gives
 one row: its configuration, final test accuracy, and any attack results in its
 ``eval.json``. ``summarise`` groups rows by dataset and method and reports
-``mean ± std (n)`` where n is the number of seeds.
+``mean ± std (n)`` where n is the number of seeds; ``paper_tables`` lays them out as
+the paper's Tables 1-4.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["attack_results", "collect_runs", "summarise", "to_latex", "to_markdown"]
+__all__ = [
+    "attack_results",
+    "collect_runs",
+    "paper_tables",
+    "summarise",
+    "to_latex",
+    "to_markdown",
+]
 
 METHOD_LABELS = {
     "none": "No mixing",
@@ -25,10 +34,14 @@ METHOD_LABELS = {
 
 
 def _method_label(config: dict) -> str:
+    """A label such as "Region Mixup (k=2)", naming settings that differ from the paper."""
     label = METHOD_LABELS[config["method"]]
-    if config["method"] == "region":
-        label += f" (k={config['k']})"
-    return label
+    details = [f"k={config['k']}"] if config["method"] == "region" else []
+    if config["method"] != "none" and config["alpha"] != 1.0:
+        details.append(f"α={config['alpha']:g}")
+    if config.get("concat_forward"):
+        details.append("one forward pass")
+    return f"{label} ({', '.join(details)})" if details else label
 
 
 def collect_runs(runs_dir: str | os.PathLike) -> pd.DataFrame:
@@ -61,18 +74,33 @@ def collect_runs(runs_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+_SETTING = re.compile(r"^(fgsm|square) eps=([0-9.e+-]+)(?: queries=(\d+) seed=(\d+))?$")
+
+
+def _parse_setting(column: str) -> tuple[str, float, int, int] | None:
+    """(attack, eps, queries, seed) of an ``eval.json`` key; None for other columns.
+
+    "fgsm eps=0.0313725" -> ("fgsm", 0.0313725, 0, 0).
+    """
+    match = _SETTING.match(column)
+    if match is None:
+        return None
+    attack, eps, queries, seed = match.groups()
+    return attack, float(eps), int(queries or 0), int(seed or 0)
+
+
 def attack_results(runs: pd.DataFrame) -> pd.DataFrame:
     """Attack columns of ``collect_runs`` in long form: one row per run and setting.
 
     Columns: dataset, method, seed, attack ("fgsm" / "square"), eps, accuracy (%).
     """
-    columns = [c for c in runs.columns if c.startswith(("fgsm ", "square "))]
+    settings = {c: s for c in runs.columns if (s := _parse_setting(c)) is not None}
     long = runs.melt(
-        id_vars=["dataset", "method", "seed"], value_vars=columns, var_name="setting",
+        id_vars=["dataset", "method", "seed"], value_vars=list(settings), var_name="setting",
         value_name="accuracy",
     ).dropna(subset=["accuracy"])  # fmt: skip
-    long["attack"] = long["setting"].str.split(" ").str[0]
-    long["eps"] = long["setting"].str.extract(r"eps=([0-9.e-]+)", expand=False).astype(float)
+    long["attack"] = long["setting"].map(lambda c: settings[c][0])
+    long["eps"] = long["setting"].map(lambda c: settings[c][1])
     return long.drop(columns="setting").reset_index(drop=True)
 
 
@@ -91,6 +119,49 @@ def summarise(
     stats["std"] = stats["std"].fillna(0.0)
     cells = stats.apply(lambda r: f"{r['mean']:.2f} ± {r['std']:.2f} ({int(r['count'])})", axis=1)
     return cells.unstack("dataset")
+
+
+def _eps_text(eps: float) -> str:
+    """8/255 for 0.0313725, the plain number otherwise."""
+    n = eps * 255
+    return f"{round(n)}/255" if abs(n - round(n)) < 1e-3 else f"{eps:g}"
+
+
+def paper_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The paper's tables from ``collect_runs`` rows: caption -> ``mean ± std (n)`` table.
+
+    - Table 1: test accuracy of the runs trained with the clean CE term;
+    - Table 2: with and without the clean CE term, for methods that have ablated runs;
+    - Table 3: accuracy under FGSM, one table per ε found in ``eval.json``;
+    - Table 4: accuracy under Square, one table per (ε, queries) found.
+
+    Attacks are reported for runs with the clean CE term (Table 1's models). Tables
+    with no runs are left out; an empty ``runs`` is an error.
+    """
+    if runs.empty:
+        raise ValueError("no finished runs to tabulate")
+    clean = runs[runs["clean_ce"]]
+    tables = {}
+    if not clean.empty:
+        tables["Table 1: test accuracy (%)"] = summarise(clean)
+    ablated = runs[~runs["clean_ce"]]
+    if not ablated.empty:
+        both = runs[runs["method"].isin(set(ablated["method"]))]
+        table = summarise(both, by=("dataset", "method", "clean_ce"))
+        tables["Table 2: test accuracy (%) with and without CE(f(x_A), y_A)"] = table.rename_axis(
+            index={"clean_ce": "clean CE"}
+        )
+    settings = sorted((s, c) for c in runs.columns if (s := _parse_setting(c)) is not None)
+    for (attack, eps, queries, seed), column in settings:
+        if not clean[column].notna().any():
+            continue
+        if attack == "fgsm":
+            name = f"Table 3: accuracy (%) under FGSM, ε = {_eps_text(eps)}"
+        else:
+            name = f"Table 4: accuracy (%) under Square, ε = {_eps_text(eps)}, {queries} queries"
+            name += f", attack seed {seed}" if seed else ""
+        tables[name] = summarise(clean, value=column)
+    return tables
 
 
 def to_markdown(table: pd.DataFrame) -> str:

@@ -7,10 +7,13 @@ import json
 
 import pytest
 
+from regionmix_utils.cli import main
 from regionmix_utils.data import load_dataset
 from regionmix_utils.results import (
+    _method_label,
     attack_results,
     collect_runs,
+    paper_tables,
     summarise,
     to_latex,
     to_markdown,
@@ -18,6 +21,9 @@ from regionmix_utils.results import (
 from regionmix_utils.train import run_dir, train
 
 from .conftest import tiny_config
+
+FGSM_8 = "fgsm eps=0.0313725"
+SQUARE_8 = "square eps=0.0313725 queries=100 seed=0"
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +35,9 @@ def runs(tmp_path_factory):
         for seed in (0, 1):
             config = dataclasses.replace(base, method=method, seed=seed)
             train(config, root, device="cpu", splits=splits, progress=False)
+    (run_dir(root, dataclasses.replace(base, seed=0)) / "eval.json").write_text(
+        json.dumps({"n_images": 50, "clean": 41.0, FGSM_8: 20.0, SQUARE_8: 30.0})
+    )
     ablated = dataclasses.replace(base, clean_ce=False)
     train(ablated, root, device="cpu", splits=splits, progress=False)
     (run_dir(root, ablated) / "eval.json").write_text(
@@ -72,7 +81,55 @@ def test_empty_runs_folder_is_a_clear_error(tmp_path):
 
 def test_attack_results_in_long_form(runs):
     long = attack_results(collect_runs(runs))
-    assert long.to_dict("records") == [
-        {"dataset": "shapes", "method": "Region Mixup (k=2)", "seed": 0, "accuracy": 12.5,
-         "attack": "fgsm", "eps": 0.03}
-    ]  # fmt: skip
+    records = sorted(long.to_dict("records"), key=lambda r: r["accuracy"])
+    region = {"dataset": "shapes", "method": "Region Mixup (k=2)", "seed": 0}
+    assert records == [
+        {**region, "accuracy": 12.5, "attack": "fgsm", "eps": 0.03},
+        {**region, "accuracy": 20.0, "attack": "fgsm", "eps": 0.0313725},
+        {**region, "accuracy": 30.0, "attack": "square", "eps": 0.0313725},
+    ]
+
+
+def test_method_labels_name_settings_that_differ_from_the_paper():
+    paper = {"k": 2, "alpha": 1.0, "concat_forward": False}
+    assert _method_label({**paper, "method": "mixup"}) == "Mixup"
+    assert _method_label({**paper, "method": "region"}) == "Region Mixup (k=2)"
+    assert _method_label({**paper, "method": "none", "alpha": 0.2}) == "No mixing"
+    changed = {"method": "region", "k": 4, "alpha": 0.4, "concat_forward": True}
+    assert _method_label(changed) == "Region Mixup (k=4, α=0.4, one forward pass)"
+    assert _method_label({**paper, "method": "cutmix", "alpha": 0.5}) == "CutMix (α=0.5)"
+
+
+def test_paper_tables(runs):
+    tables = paper_tables(collect_runs(runs))
+    assert list(tables) == [
+        "Table 1: test accuracy (%)",
+        "Table 2: test accuracy (%) with and without CE(f(x_A), y_A)",
+        "Table 3: accuracy (%) under FGSM, ε = 8/255",
+        "Table 4: accuracy (%) under Square, ε = 8/255, 100 queries",
+    ]  # the ε = 0.03 FGSM result belongs to an ablated run: not in Table 3
+    table1, table2, table3, table4 = tables.values()
+    assert table1.index.tolist() == ["Mixup", "Region Mixup (k=2)"]
+    assert table1.loc["Mixup", "shapes"].endswith("(2)")
+    assert table2.index.names == ["method", "clean CE"]
+    assert table2.index.tolist() == [("Region Mixup (k=2)", False), ("Region Mixup (k=2)", True)]
+    assert table3.loc["Region Mixup (k=2)", "shapes"] == "20.00 ± 0.00 (1)"
+    assert table4.loc["Region Mixup (k=2)", "shapes"] == "30.00 ± 0.00 (1)"
+    with pytest.raises(ValueError, match="no finished runs"):
+        paper_tables(collect_runs(runs / "nowhere"))
+
+
+def test_table_command(runs, tmp_path, capsys):
+    assert main(["table", "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Table ") == 4 and "| method | clean CE | shapes |" in out
+    assert main(["table", "--runs-dir", str(runs), "--format", "latex"]) == 0
+    assert capsys.readouterr().out.count("\\toprule") == 4
+
+    quick = dataclasses.replace(tiny_config(epochs=1, n_train=64, n_test=20), quick=True)
+    train(quick, tmp_path, device="cpu", progress=False)
+    assert main(["table", "--runs-dir", str(tmp_path)]) == 2
+    assert "--include-quick" in capsys.readouterr().err
+    assert main(["table", "--runs-dir", str(tmp_path), "--include-quick"]) == 0
+    assert "Region Mixup (k=2)" in capsys.readouterr().out
+    assert main(["table", "--runs-dir", str(tmp_path / "empty")]) == 2

@@ -1,0 +1,78 @@
+"""The notebooks' helpers: set-up (device, Colab's Drive) and finding the runs they need."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+import torch
+
+from regionmix_utils import __version__, notebook
+from regionmix_utils.notebook import ensure_runs, example_batch, setup
+from regionmix_utils.train import TrainConfig, run_dir
+
+from .conftest import tiny_config
+
+
+def test_setup_prints_versions_and_returns_the_device(capsys):
+    device = setup()
+    out = capsys.readouterr().out
+    assert f"regionmix_utils {__version__}" in out and f"torch {torch.__version__}" in out
+    assert device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert ("No GPU" in out) == (device == "cpu")
+    setup(needs_gpu=False)
+    assert "No GPU:" not in capsys.readouterr().out
+
+
+@pytest.fixture
+def colab(monkeypatch):
+    """Stands in for the ``google.colab`` module, which only exists on Colab: records mounts."""
+    mounts = []
+    drive = types.SimpleNamespace(mount=mounts.append)
+    colab_module = types.ModuleType("google.colab")
+    colab_module.drive = drive
+    monkeypatch.setitem(sys.modules, "google.colab", colab_module)
+    monkeypatch.setattr(notebook, "IN_COLAB", True)
+    return mounts
+
+
+def test_setup_mounts_google_drive_only_for_runs_on_it(colab, capsys):
+    setup("../runs")
+    setup("/content/drive-other/runs")
+    assert colab == []
+    setup("/content/drive/MyDrive/regionmix/runs")
+    assert colab == ["/content/drive"]
+    if not torch.cuda.is_available():
+        assert "Runtime > Change runtime type > GPU" in capsys.readouterr().out
+
+
+def test_no_drive_outside_colab(capsys):
+    setup("/content/drive/MyDrive/regionmix/runs")  # a plain folder here: nothing to mount
+    assert "regionmix_utils" in capsys.readouterr().out
+
+
+def test_example_batch_falls_back_to_the_embedded_data(tmp_path):
+    images, labels, classes, source = example_batch(4, tmp_path)  # no CIFAR-10 in tmp_path
+    assert source == "shapes" and images.shape == (4, 3, 32, 32) and len(classes) == 10
+    assert 0 <= images.min() and images.max() <= 1 and labels.shape == (4,)
+
+
+def test_ensure_runs_never_trains_silently_outside_quick_mode(tmp_path):
+    configs = [TrainConfig(dataset="shapes", method="cutmix", seed=1, clean_ce=False)]
+    with pytest.raises(FileNotFoundError) as err:
+        ensure_runs(configs, tmp_path, quick=False)
+    message = str(err.value)
+    assert "regionmix sweep --datasets shapes --methods cutmix --seeds 1" in message
+    assert message.endswith("--no-clean-ce") and not any(tmp_path.iterdir())
+
+
+def test_ensure_runs_returns_finished_runs_without_training_them_again(tmp_path):
+    from regionmix_utils.train import train
+
+    config = tiny_config(epochs=1, n_train=64, n_test=20)
+    train(config, tmp_path, device="cpu", progress=False)
+    final = run_dir(tmp_path, config) / "final.pt"
+    stamp = final.stat().st_mtime_ns
+    assert ensure_runs([config], tmp_path, quick=False) == [run_dir(tmp_path, config)]
+    assert final.stat().st_mtime_ns == stamp
