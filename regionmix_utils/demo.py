@@ -75,9 +75,13 @@ def run_demo(
 
     executed = []
     if notebooks and NOTEBOOKS.is_dir():  # a source checkout: run them on the same runs
+        import papermill  # the dev extra, installed in a checkout by `make venv`
+
         for notebook in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
             print(f"running {notebook.name} (quick mode)")
             parameters = {"QUICK": True, "RUNS_DIR": str((out / "runs").resolve())}
+            declared = papermill.inspect_notebook(str(notebook))  # 01 has no RUNS_DIR
+            parameters = {k: v for k, v in parameters.items() if k in declared}
             executed.append(execute_notebook(notebook, out / "notebooks", parameters))
     print(f"\nFigures and runs are in {out.resolve()}:")
     for name in ("mixing_grids.png", "training_curves.png", "results.md", "runs/"):

@@ -109,7 +109,8 @@ def summarise(
 ) -> pd.DataFrame:
     """``mean ± std (n)`` of ``value`` per group, datasets as columns.
 
-    The std is the sample standard deviation over seeds (0 for a single seed).
+    The std is the sample standard deviation over seeds (0 for a single seed). Methods
+    come in the paper's order: no mixing, Mixup, CutMix, Region Mixup.
     """
     if runs.empty or value not in runs:
         raise ValueError(f"no finished runs with a {value!r} value to summarise")
@@ -118,7 +119,16 @@ def summarise(
     stats = rows.groupby(["dataset", *group_cols])[value].agg(["mean", "std", "count"])
     stats["std"] = stats["std"].fillna(0.0)
     cells = stats.apply(lambda r: f"{r['mean']:.2f} ± {r['std']:.2f} ({int(r['count'])})", axis=1)
-    return cells.unstack("dataset")
+    table = cells.unstack("dataset")
+    if "method" in group_cols:
+        table = table.sort_index(level="method", key=lambda labels: labels.map(_method_order))
+    return table
+
+
+def _method_order(label: str) -> tuple[int, str]:
+    """Sort key of a method label: the paper's order of methods, then the label."""
+    ranks = [i for i, name in enumerate(METHOD_LABELS.values()) if label.startswith(name)]
+    return (ranks[-1] if ranks else len(METHOD_LABELS), label)
 
 
 def _eps_text(eps: float) -> str:

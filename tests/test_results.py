@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pandas as pd
 import pytest
 
 from regionmix_utils.cli import main
@@ -98,6 +99,19 @@ def test_method_labels_name_settings_that_differ_from_the_paper():
     changed = {"method": "region", "k": 4, "alpha": 0.4, "concat_forward": True}
     assert _method_label(changed) == "Region Mixup (k=4, α=0.4, one forward pass)"
     assert _method_label({**paper, "method": "cutmix", "alpha": 0.5}) == "CutMix (α=0.5)"
+
+
+def test_methods_come_in_the_papers_order():
+    labels = ["Region Mixup (k=4)", "CutMix", "Mixup", "No mixing", "Region Mixup (k=2)"]
+    rows = [
+        {"dataset": "d", "method": m, "clean_ce": c, "test_acc": 50.0}
+        for m in [*labels, "Mixup (α=0.5)"]
+        for c in (True, False)
+    ]
+    order = ["No mixing", "Mixup", "Mixup (α=0.5)", "CutMix", "Region Mixup (k=2)"]
+    assert summarise(pd.DataFrame(rows)).index.tolist() == [*order, "Region Mixup (k=4)"]
+    ablation = summarise(pd.DataFrame(rows), by=("dataset", "method", "clean_ce"))
+    assert ablation.index.get_level_values("method").unique().tolist()[:2] == order[:2]
 
 
 def test_paper_tables(runs):
