@@ -132,9 +132,9 @@ def _method_order(label: str) -> tuple[int, str]:
 
 
 def _eps_text(eps: float) -> str:
-    """8/255 for 0.0313725, the plain number otherwise."""
+    """8/255 for 0.0313725, the plain number otherwise (0 for 0)."""
     n = eps * 255
-    return f"{round(n)}/255" if abs(n - round(n)) < 1e-3 else f"{eps:g}"
+    return f"{round(n)}/255" if eps > 0 and abs(n - round(n)) < 1e-3 else f"{eps:g}"
 
 
 def paper_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -11,6 +11,7 @@ import pytest
 from regionmix_utils.cli import main
 from regionmix_utils.data import load_dataset
 from regionmix_utils.results import (
+    _eps_text,
     _method_label,
     attack_results,
     collect_runs,
@@ -112,6 +113,12 @@ def test_methods_come_in_the_papers_order():
     assert summarise(pd.DataFrame(rows)).index.tolist() == [*order, "Region Mixup (k=4)"]
     ablation = summarise(pd.DataFrame(rows), by=("dataset", "method", "clean_ce"))
     assert ablation.index.get_level_values("method").unique().tolist()[:2] == order[:2]
+
+
+def test_eps_is_written_in_255ths_where_it_is_one():
+    assert [_eps_text(e) for e in (8 / 255, 0.0313725, 1 / 255, 0.0, 0.03)] == [
+        "8/255", "8/255", "1/255", "0", "0.03",
+    ]  # fmt: skip
 
 
 def test_paper_tables(runs):
