@@ -104,17 +104,13 @@ def _cmd_download(args) -> int:
     return 0
 
 
-def _finished_runs(runs_dir: str, dataset: str | None = None) -> list[Path]:
-    pattern = f"{dataset or '*'}/*/seed*/final.pt"
-    return sorted(p.parent for p in Path(runs_dir).glob(pattern))
-
-
 def _cmd_attack(args) -> int:
+    from regionmix_utils.results import finished_runs
     from regionmix_utils.robustness import AttackConfig, evaluate_run
 
     attacks = ["fgsm", "square"] if args.attack == "all" else [args.attack]
     configs = [AttackConfig(a, args.eps, args.queries, args.seed) for a in attacks]
-    runs = _finished_runs(args.runs_dir)
+    runs = finished_runs(args.runs_dir)
     if not runs:
         raise FileNotFoundError(f"no finished runs (final.pt) under {args.runs_dir}")
     for path in runs:
@@ -137,10 +133,11 @@ def _cmd_cam(args) -> int:
     matplotlib.use("Agg")
     from regionmix_utils.cam import cam_maps, score_maps
     from regionmix_utils.data import load_dataset
+    from regionmix_utils.results import finished_runs
     from regionmix_utils.robustness import load_run_model
     from regionmix_utils.viz import cam_figure
 
-    runs = [p for p in _finished_runs(args.runs_dir, args.dataset) if p.name == f"seed{args.seed}"]
+    runs = [p for p in finished_runs(args.runs_dir, args.dataset) if p.name == f"seed{args.seed}"]
     if not runs:
         raise FileNotFoundError(
             f"no finished {args.dataset} runs with seed {args.seed} under {args.runs_dir}"

@@ -19,6 +19,7 @@ import pandas as pd
 __all__ = [
     "attack_results",
     "collect_runs",
+    "finished_runs",
     "paper_tables",
     "summarise",
     "to_latex",
@@ -44,6 +45,12 @@ def _method_label(config: dict) -> str:
     return f"{label} ({', '.join(details)})" if details else label
 
 
+def finished_runs(runs_dir: str | os.PathLike, dataset: str | None = None) -> list[Path]:
+    """Folders ``runs_dir/<dataset>/<run-name>/seed<seed>/`` that hold a ``final.pt``, sorted."""
+    pattern = f"{dataset or '*'}/*/seed*/final.pt"
+    return sorted(final.parent for final in Path(runs_dir).glob(pattern))
+
+
 def collect_runs(runs_dir: str | os.PathLike) -> pd.DataFrame:
     """One row per finished run under ``runs_dir``.
 
@@ -52,8 +59,7 @@ def collect_runs(runs_dir: str | os.PathLike) -> pd.DataFrame:
     setting found in the runs' ``eval.json`` (e.g. "fgsm eps=0.0313725", in %).
     """
     rows = []
-    for final in sorted(Path(runs_dir).glob("*/*/seed*/final.pt")):
-        path = final.parent
+    for path in finished_runs(runs_dir):
         config = json.loads((path / "config.json").read_text())
         metrics = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x]
         row = {
