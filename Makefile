@@ -38,8 +38,9 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/mixing.py
 
+# Jupyter refuses to start as root unless told to; containers and cloud VMs often run as root.
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

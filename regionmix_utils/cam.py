@@ -7,13 +7,17 @@ Where object boxes exist (Tiny ImageNet val, ``shapes``) we also score them:
 - pointing game: whether the map's maximum falls inside the box.
 
 grad-cam's CAM constructor puts the model in eval mode and leaves it there; ``cam_maps``
-restores the mode and releases the hooks (the CAM object is used as a context manager).
+restores the mode and releases the hooks (the CAM object is used as a context manager),
+and computes in float32. The paper does not say which class its maps explain; the
+scores here explain the true class (``localisation_scores``), the figure either.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from regionmix_utils.models import evaluating
 
 __all__ = ["cam_maps", "energy_in_box", "localisation_scores", "pointing_hits", "score_maps"]
 
@@ -33,20 +37,18 @@ def cam_maps(
     from pytorch_grad_cam import GradCAMPlusPlus
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    was_training = model.training
     maps = []
-    try:
-        with GradCAMPlusPlus(model=model, target_layers=[model.layer4[-1]]) as cam:
-            for start in range(0, images.shape[0], batch_size):
-                x = images[start : start + batch_size]
-                targets = None
-                if classes is not None:
-                    targets = [
-                        ClassifierOutputTarget(int(c)) for c in classes[start : start + batch_size]
-                    ]
-                maps.append(torch.from_numpy(cam(input_tensor=x, targets=targets)))
-    finally:
-        model.train(was_training)
+    # grad-cam puts the model in eval mode and leaves it there: ``evaluating`` restores the
+    # mode, and keeps the maps in float32 even under an autocast context.
+    with evaluating(model), GradCAMPlusPlus(model=model, target_layers=[model.layer4[-1]]) as cam:
+        for start in range(0, images.shape[0], batch_size):
+            x = images[start : start + batch_size]
+            targets = None
+            if classes is not None:
+                targets = [
+                    ClassifierOutputTarget(int(c)) for c in classes[start : start + batch_size]
+                ]
+            maps.append(torch.from_numpy(cam(input_tensor=x, targets=targets)))
     return torch.cat(maps).float().clamp_(0, 1)
 
 

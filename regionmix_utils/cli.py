@@ -1,14 +1,24 @@
-"""The ``regionmix`` command: train, sweep, attack, cam, table, download, demo."""
+"""The ``regionmix`` command: train, sweep, attack, cam, table, download, demo.
+
+Method names and their settings' options come from the method registry, so a
+registered method is a ``--method`` choice, and every setting it reads an option.
+Modules named in ``$REGIONMIX_PLUGINS`` (comma-separated, importable from the current
+folder) are imported first, so the methods they register are there too.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
+import os
 import sys
 from fractions import Fraction
 from pathlib import Path
 
-from regionmix_utils.train import METHODS, TrainConfig, quick_config, resolve_device
+from regionmix_utils.config import TrainConfig, quick_config
+from regionmix_utils.methods import SETTINGS, method_names, methods
+from regionmix_utils.runs import ACCURACY_CHOICES
 
 DATASET_CHOICES = ("shapes", "cifar10", "cifar100", "tinyimagenet", "cifar10-subset")
 
@@ -21,10 +31,23 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number or fraction: {text!r}") from err
 
 
+def _add_setting_options(parser: argparse.ArgumentParser, several: bool) -> None:
+    """One option per method setting (``--k``, ``--alpha``); a sweep takes several values."""
+    defaults = TrainConfig()
+    for name, setting in SETTINGS.items():
+        readers = [m.name for m in methods() if name in m.reads]
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=setting.type,
+            nargs="+" if several else None,
+            default=[getattr(defaults, name)] if several else getattr(defaults, name),
+            help=f"{setting.help} (read by: {', '.join(readers) or 'none'}; "
+            f"default {getattr(defaults, name)})",
+        )
+
+
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
-    parser.add_argument("--k", type=int, default=defaults.k, help="tiles per side (region)")
-    parser.add_argument("--alpha", type=float, default=defaults.alpha, help="Beta(alpha, alpha)")
     parser.add_argument(
         "--no-clean-ce", action="store_true", help="drop CE(f(x_A), y_A) (Table 2 ablation)"
     )
@@ -34,30 +57,41 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--nesterov", action="store_true", help="Nesterov momentum (paper: off)")
+    parser.add_argument(
+        "--stem-stride", type=int, default=defaults.stem_stride, choices=[1, 2],
+        help="stride of the first conv: 1 (ours; layer4 at 8x8 on Tiny ImageNet) or 2 "
+        "(PuzzleMix / Co-Mixup on 64 px images)",
+    )  # fmt: skip
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
     parser.add_argument("--width", type=int, default=defaults.width, help="first-stage channels")
-    parser.add_argument("--n-train", type=int, default=None, help="use the first N train images")
-    parser.add_argument("--n-test", type=int, default=None)
+    parser.add_argument(
+        "--n-train", type=int, default=None, help="a class-stratified sample of N train images"
+    )
+    parser.add_argument("--n-test", type=int, default=None, help="likewise for the test split")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--data-dir", default=None, help="default: $REGIONMIX_DATA or ./data")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--quick", action="store_true", help="3 epochs on little data")
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="a CPU smoke test: 4 epochs, width 8, 2000 train / 500 test images",
+    )  # fmt: skip
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=defaults.amp)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--no-progress", action="store_true")
 
 
-def _config(args, dataset: str, method: str, seed: int) -> TrainConfig:
+def _config(args, dataset: str, method: str, seed: int, **settings) -> TrainConfig:
     config = TrainConfig(
         dataset=dataset,
         method=method,
-        k=args.k,
-        alpha=args.alpha,
         clean_ce=not args.no_clean_ce,
         concat_forward=args.concat_forward,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        nesterov=args.nesterov,
+        stem_stride=args.stem_stride,
         eval_every=args.eval_every,
         width=args.width,
         n_train=args.n_train,
@@ -65,14 +99,29 @@ def _config(args, dataset: str, method: str, seed: int) -> TrainConfig:
         amp=args.amp,
         compile=args.compile,
         seed=seed,
+        **settings,
     )
     return quick_config(config) if args.quick else config
+
+
+def sweep_configs(args) -> list[TrainConfig]:
+    """datasets x methods x every setting's values x seeds; a method that ignores a
+    setting gets one run, not one per value (configs are normalised, then deduplicated)."""
+    values = [getattr(args, name) for name in SETTINGS]
+    configs = [
+        _config(args, dataset, method, seed, **dict(zip(SETTINGS, combo, strict=True)))
+        for dataset, method, *combo, seed in itertools.product(
+            args.datasets, args.methods, *values, args.seeds
+        )
+    ]
+    return list(dict.fromkeys(configs))
 
 
 def _cmd_train(args) -> int:
     from regionmix_utils.train import train
 
-    config = _config(args, args.dataset, args.method, args.seed)
+    settings = {name: getattr(args, name) for name in SETTINGS}
+    config = _config(args, args.dataset, args.method, args.seed, **settings)
     result = train(config, args.runs_dir, args.data_dir, args.device, progress=not args.no_progress)
     state = "already finished" if result.skipped else "finished"
     print(f"{result.path}: {state}, test accuracy {result.final_acc:.2f}%")
@@ -82,10 +131,8 @@ def _cmd_train(args) -> int:
 def _cmd_sweep(args) -> int:
     from regionmix_utils.train import sweep
 
-    configs = [
-        _config(args, d, m, s)
-        for d, m, s in itertools.product(args.datasets, args.methods, args.seeds)
-    ]
+    configs = sweep_configs(args)
+    print(f"{len(configs)} runs")
     results = sweep(configs, args.runs_dir, args.data_dir, args.device, not args.no_progress)
     for r in results:
         print(f"{r.path}: test accuracy {r.final_acc:.2f}%")
@@ -105,25 +152,25 @@ def _cmd_download(args) -> int:
 
 
 def _cmd_attack(args) -> int:
-    from regionmix_utils.results import finished_runs
     from regionmix_utils.robustness import AttackConfig, evaluate_run
+    from regionmix_utils.runs import find_runs
+    from regionmix_utils.train import resolve_device
 
     attacks = ["fgsm", "square"] if args.attack == "all" else [args.attack]
-    configs = [AttackConfig(a, args.eps, args.queries, args.seed) for a in attacks]
-    runs = finished_runs(args.runs_dir)
+    configs = [
+        AttackConfig(a, args.eps, args.queries, args.seed, args.p_init, args.square_loss)
+        for a in attacks
+    ]
+    runs = find_runs(args.runs_dir)
     if not runs:
         raise FileNotFoundError(f"no finished runs (final.pt) under {args.runs_dir}")
-    for path in runs:
-        results = evaluate_run(
-            path,
-            configs,
-            args.n_images,
-            args.data_dir,
-            resolve_device(args.device),
-            not args.no_progress,
+    device = resolve_device(args.device)
+    for run in runs:
+        records = evaluate_run(
+            run, configs, args.n_images, args.data_dir, device, not args.no_progress
         )
-        scores = ", ".join(f"{c.key}: {results[c.key]:.2f}%" for c in configs)
-        print(f"{path}: clean {results['clean']:.2f}%, {scores}")
+        scores = ", ".join(f"{r['kind']}: {r['accuracy']:.2f}%" for r in records)
+        print(f"{run.path} ({records[0]['n_images']} test images): {scores}")
     return 0
 
 
@@ -133,26 +180,31 @@ def _cmd_cam(args) -> int:
     matplotlib.use("Agg")
     from regionmix_utils.cam import cam_maps, score_maps
     from regionmix_utils.data import load_dataset
-    from regionmix_utils.results import finished_runs
-    from regionmix_utils.robustness import load_run_model
+    from regionmix_utils.results import column_label
+    from regionmix_utils.runs import find_runs
     from regionmix_utils.viz import cam_figure
 
-    runs = [p for p in finished_runs(args.runs_dir, args.dataset) if p.name == f"seed{args.seed}"]
+    runs = [
+        run for run in find_runs(args.runs_dir, args.dataset)
+        if run.config.seed == args.seed and run.config.clean_ce
+        and run.config.quick == args.quick
+    ]  # fmt: skip
     if not runs:
+        kind = "quick " if args.quick else ""
         raise FileNotFoundError(
-            f"no finished {args.dataset} runs with seed {args.seed} under {args.runs_dir}"
+            f"no finished {kind}{args.dataset} runs with seed {args.seed} and the clean CE term "
+            f"under {args.runs_dir}" + ("" if args.quick else " (quick runs need --quick)")
         )
     test = load_dataset(args.dataset, args.data_dir, n_train=1, n_test=args.n_images).test
     images, labels = test.images.float() / 255, test.labels
     maps = {}
-    for path in runs:
-        model, _ = load_run_model(path)
-        method = path.parent.name
-        maps[method] = cam_maps(model, images, labels)
+    for run in runs:
+        label = column_label(run.config)
+        maps[label] = cam_maps(run.load_model(), images, labels if args.explain == "true" else None)
         if test.boxes is not None:
-            scores = score_maps(maps[method], test.boxes)
+            scores = score_maps(maps[label], test.boxes)
             print(
-                f"{method}: energy in box {scores['energy_in_box']:.3f}, "
+                f"{label}: energy in box {scores['energy_in_box']:.3f}, "
                 f"pointing game {scores['pointing_game']:.3f}"
             )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +216,7 @@ def _cmd_cam(args) -> int:
 def _cmd_table(args) -> int:
     from regionmix_utils.results import collect_runs, paper_tables, to_latex, to_markdown
 
-    runs = collect_runs(args.runs_dir)
+    runs = collect_runs(args.runs_dir, accuracy=args.accuracy)
     if runs.empty:
         raise FileNotFoundError(f"no finished runs (final.pt) under {args.runs_dir}")
     n_quick = int(runs["quick"].sum())
@@ -175,11 +227,21 @@ def _cmd_table(args) -> int:
                 f"all {n_quick} runs under {args.runs_dir} are quick runs; "
                 "add --include-quick to tabulate them"
             )
+    tables = paper_tables(runs, accuracy=args.accuracy)
     export = to_latex if args.format == "latex" else to_markdown
-    for caption, table in paper_tables(runs).items():
-        print(f"{caption}, mean ± std (number of seeds)\n\n{export(table)}\n")
+    for table in tables:
+        print(f"{table.caption}\n\n{export(table.frame)}\n")
     if n_quick and not args.include_quick:
-        print(f"({n_quick} quick runs left out; --include-quick adds them)")
+        print(f"({n_quick} quick run(s) left out; --include-quick adds them)")
+    if args.figure:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from regionmix_utils.viz import comparison_figure
+
+        Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
+        comparison_figure(tables).savefig(args.figure, dpi=120)
+        print(f"figure: {args.figure}")
     return 0
 
 
@@ -195,18 +257,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="regionmix", description="Region Mixup (Saha & Garain, ICLR 2024 Tiny Papers)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    method_help = "; ".join(f"{m.name}: {m.help}" for m in methods())
 
     p = sub.add_parser("train", help="train (or resume) one run")
     p.add_argument("--dataset", required=True, choices=DATASET_CHOICES)
-    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--method", required=True, choices=method_names(), help=method_help)
     p.add_argument("--seed", type=int, default=0)
+    _add_setting_options(p, several=False)
     _add_train_options(p)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("sweep", help="train a grid of (dataset, method, seed) runs in turn")
+    p = sub.add_parser("sweep", help="train datasets x methods x settings x seeds, run after run")
     p.add_argument("--datasets", nargs="+", required=True, choices=DATASET_CHOICES)
-    p.add_argument("--methods", nargs="+", default=["mixup", "cutmix", "region"], choices=METHODS)
+    p.add_argument(
+        "--methods", nargs="+", default=["cutmix", "mixup", "region"], choices=method_names(),
+        help=method_help,
+    )  # fmt: skip
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    _add_setting_options(p, several=True)
     _add_train_options(p)
     p.set_defaults(func=_cmd_sweep)
 
@@ -216,27 +284,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eps", type=_fraction, default=8 / 255, help="pixel units, e.g. 8/255")
     p.add_argument("--queries", type=int, default=100, help="Square's query budget")
     p.add_argument("--seed", type=int, default=0, help="Square's seed")
-    p.add_argument("--n-images", type=int, default=1000, help="first N test images")
+    p.add_argument("--p-init", type=float, default=0.8, help="Square's p_init (torchattacks')")
+    p.add_argument("--square-loss", default="margin", choices=["margin", "ce"])
+    p.add_argument(
+        "--n-images", type=int, default=None,
+        help="a class-stratified sample of N test images (default: the whole test split)",
+    )  # fmt: skip
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_attack)
 
-    p = sub.add_parser("cam", help="Grad-CAM++ maps of each method's run on the same images")
+    p = sub.add_parser("cam", help="Grad-CAM++ maps of each configuration's run, same images")
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--dataset", required=True, choices=DATASET_CHOICES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-images", type=int, default=16)
+    p.add_argument(
+        "--explain", default="true", choices=["true", "predicted"],
+        help="the class each map explains: the true one (default) or the prediction",
+    )  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="the quick runs instead of full ones")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="runs/cam.png")
     p.set_defaults(func=_cmd_cam)
 
-    p = sub.add_parser("table", help="the paper's Tables 1-4 from the finished runs")
+    p = sub.add_parser("table", help="the paper's Tables 1-4 from the runs, paper beside ours")
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--format", default="markdown", choices=["markdown", "latex"])
     p.add_argument(
+        "--accuracy", default="final", choices=ACCURACY_CHOICES,
+        help="test accuracy of the final epoch (default), the best, or the median of the "
+        "last 10",
+    )  # fmt: skip
+    p.add_argument(
         "--include-quick", action="store_true", help="tabulate quick (smoke-test) runs too"
     )
+    p.add_argument("--figure", default=None, help="also draw ours vs the paper into this PNG")
     p.set_defaults(func=_cmd_table)
 
     p = sub.add_parser("download", help="download datasets into --data-dir")
@@ -252,7 +336,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_plugins() -> list[str]:
+    """Import the modules named in ``$REGIONMIX_PLUGINS`` (they register methods)."""
+    names = [n.strip() for n in os.environ.get("REGIONMIX_PLUGINS", "").split(",") if n.strip()]
+    if names and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise SystemExit(f"regionmix: cannot import plugin {name!r} from $REGIONMIX_PLUGINS: "
+                             f"{err}") from err  # fmt: skip
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
+    load_plugins()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -46,6 +46,7 @@ __all__ = [
     "download_tinyimagenet",
     "load_dataset",
     "shapes",
+    "stratified_indices",
     "tinyimagenet",
 ]
 
@@ -77,13 +78,63 @@ class ImageSet:
     classes: tuple[str, ...]
     boxes: Tensor | None = None
 
+    def __post_init__(self) -> None:
+        # Checked once here, so that training never reads labels back from a GPU.
+        if self.images.ndim != 4 or self.images.dtype != torch.uint8:
+            raise ValueError(
+                f"images must be uint8 [N, 3, H, W], got {self.images.dtype} "
+                f"{tuple(self.images.shape)}"
+            )
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError(
+                f"labels must be [N] = [{self.images.shape[0]}], got {tuple(self.labels.shape)}"
+            )
+        if len(self.labels) and not (
+            0 <= int(self.labels.min()) and int(self.labels.max()) < len(self.classes)
+        ):
+            raise ValueError(
+                f"labels must lie in [0, {len(self.classes) - 1}] for {len(self.classes)} "
+                f"classes, got {int(self.labels.min())} to {int(self.labels.max())}"
+            )
+
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def subset(self, n: int) -> ImageSet:
-        """The first ``n`` images (all when n >= len)."""
-        boxes = None if self.boxes is None else self.boxes[:n]
-        return ImageSet(self.images[:n], self.labels[:n], self.classes, boxes)
+    def subset(self, n: int, seed: int = 0) -> ImageSet:
+        """A class-stratified sample of ``n`` images (all when n >= len), in file order.
+
+        Every class gets n // C or n // C + 1 images where it has them (C classes), so
+        a subset of a set whose files are grouped by class (Tiny ImageNet) still holds
+        every class. Fixed by ``seed``.
+        """
+        index = stratified_indices(self.labels, n, len(self.classes), seed)
+        boxes = None if self.boxes is None else self.boxes[index]
+        return ImageSet(self.images[index], self.labels[index], self.classes, boxes)
+
+
+def stratified_indices(labels: Tensor, n: int, num_classes: int, seed: int = 0) -> Tensor:
+    """Sorted indices of a class-stratified random sample of ``n`` of ``labels`` [N].
+
+    Images are dealt out class by class, round-robin, each class's images in a random
+    order and the classes in a random order for the last round, so class counts differ
+    by at most one (a class that runs out leaves its share to the others).
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    total = labels.shape[0]
+    if n >= total:
+        return torch.arange(total)
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(total, generator=gen)
+    shuffled = labels[order]
+    by_class = torch.argsort(shuffled, stable=True)  # classes grouped, shuffled within
+    counts = torch.bincount(shuffled, minlength=num_classes)
+    first = torch.cumsum(counts, 0) - counts
+    rank = torch.empty(total, dtype=torch.long)
+    rank[by_class] = torch.arange(total) - first[shuffled[by_class]]  # place within class
+    class_order = torch.randperm(num_classes, generator=gen)
+    key = rank * num_classes + class_order[shuffled]
+    return order[torch.argsort(key)[:n]].sort().values
 
 
 @dataclass(frozen=True)
@@ -406,9 +457,9 @@ def load_dataset(
         root: data folder (default ``data_root()``).
         download: fetch CIFAR / Tiny ImageNet when missing.
         size: image side for ``shapes`` (32 or 64; default 32).
-        n_train, n_test: keep only the first images of each split (shapes: how many to
-            generate; default 10000 / 2000).
-        seed: shapes' generation seed (the test split uses seed + 1).
+        n_train, n_test: keep a class-stratified sample of each split (fixed by ``seed``;
+            shapes: how many to generate, default 10000 / 2000).
+        seed: shapes' generation seed (the test split uses seed + 1); the subsets' seed.
     """
     if name == "shapes":
         size = size or 32
@@ -425,8 +476,8 @@ def load_dataset(
         splits = cifar10_npz(data_root(root) / "cifar10-subset.npz")
     else:
         raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
-    train = splits.train if n_train is None else splits.train.subset(n_train)
-    test = splits.test if n_test is None else splits.test.subset(n_test)
+    train = splits.train if n_train is None else splits.train.subset(n_train, seed)
+    test = splits.test if n_test is None else splits.test.subset(n_test, seed)
     return Splits(splits.name, train, test)
 
 
@@ -464,7 +515,7 @@ class BatchLoader:
     """Batches of an ``ImageSet`` held on one device: shuffle, augment, scale to [0, 1].
 
     The uint8 images are moved to ``device`` once; each batch is indexed, augmented
-    (``augment_batch``) and converted there. Iterating draws the epoch's order and
+    (``augment_batch`` with ``pad``) and converted there. Iterating draws the epoch's order and
     augmentation from ``generator``, so an epoch is reproducible from its state.
 
     Yields:
@@ -479,12 +530,14 @@ class BatchLoader:
         shuffle: bool = True,
         augment: bool = True,
         drop_last: bool = False,
+        pad: int = 2,
         device: str | torch.device = "cpu",
         generator: torch.Generator | None = None,
         channels_last: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.pad = pad
         self.device = torch.device(device)
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
@@ -509,7 +562,7 @@ class BatchLoader:
             idx = order[start : start + self.batch_size]
             images = self.images[idx]
             if self.augment:
-                images = augment_batch(images, generator=self.generator)
+                images = augment_batch(images, self.pad, self.generator)
             images = images.float().div_(255)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)

@@ -1,8 +1,9 @@
 """The README's main job: an offline demo on the embedded ``shapes`` data.
 
-Draws the mixing grids, trains each method briefly (no mixing, Mixup, CutMix, Region
-Mixup; all with the clean CE term, as in Table 1), writes figures and a table, then
-executes the five notebooks in quick mode on those runs (executed copies and HTML).
+Draws the mixing grids, trains every registered method briefly (CutMix, Mixup, Region
+Mixup, no mixing; all with the clean CE term, as in Table 1), writes figures and a
+table, then executes the notebooks in quick mode on those runs (executed copies and
+HTML).
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from pathlib import Path
 
 import matplotlib
 
+from regionmix_utils.config import TrainConfig, quick_config
 from regionmix_utils.data import load_dataset
 from regionmix_utils.files import atomic_write_text
-from regionmix_utils.mixing import cutmix, mixup, region_mixup
+from regionmix_utils.methods import get_method, method_names
 from regionmix_utils.notebook import NOTEBOOKS, execute_notebook
-from regionmix_utils.results import collect_runs, paper_tables, to_markdown
-from regionmix_utils.train import TrainConfig, quick_config, train
-
-DEMO_METHODS = ("none", "mixup", "cutmix", "region")
+from regionmix_utils.results import collect_runs, column_label, paper_tables, to_markdown
+from regionmix_utils.runs import Run
+from regionmix_utils.train import train
 
 
 def run_demo(
@@ -29,7 +30,7 @@ def run_demo(
     then (``notebooks``, in a source checkout) the executed notebooks under ``out/notebooks``.
 
     Returns:
-        method -> final test accuracy (percent).
+        method name -> final test accuracy (percent).
     """
     matplotlib.use("Agg")
     import torch
@@ -44,34 +45,34 @@ def run_demo(
     def gen():
         return torch.Generator().manual_seed(0)
 
-    n = splits.num_classes
-    results = {
-        "Mixup": mixup(images, labels, 1.0, n, gen()),
-        "CutMix": cutmix(images, labels, 1.0, n, gen()),
-        "Region k=2": region_mixup(images, labels, 2, 1.0, n, gen()),
-        "Region k=4": region_mixup(images, labels, 4, 1.0, n, gen()),
-    }
+    n, results = splits.num_classes, {}
+    for name in method_names():
+        method = get_method(name)
+        if method.mixes:
+            for k in (2, 4) if "k" in method.reads else (TrainConfig().k,):
+                config = TrainConfig(method=name, k=k)
+                results[column_label(config)] = method.mix(images, labels, n, config, gen())
     mixing_figure(images, results, splits.train.classes).savefig(out / "mixing_grids.png", dpi=100)
 
-    accuracy, curves, paths = {}, {}, []
-    for method in DEMO_METHODS:
+    accuracy, curves, runs = {}, {}, []
+    for method in method_names():
         config = quick_config(TrainConfig(dataset="shapes", method=method))
         config = dataclasses.replace(config, epochs=quick_epochs)
         result = train(config, out / "runs", device="auto", splits=splits, progress=progress)
         accuracy[method], curves[method] = result.final_acc, result.metrics
-        paths.append(str(result.path))
+        runs.append(Run(result.path))
     training_curves(curves).savefig(out / "training_curves.png", dpi=100)
 
-    runs = collect_runs(out / "runs")
-    runs = runs[runs["path"].isin(paths)]  # not other runs the notebooks left there
-    caption, table = next(iter(paper_tables(runs).items()))
+    # Only the demo's own runs: not others the notebooks leave in the same folder.
+    table = paper_tables(collect_runs(runs=runs))[0]
     atomic_write_text(
         out / "results.md",
         f"Quick runs on the embedded shapes data ({quick_epochs} epochs, 2000 images, "
-        f"PreAct ResNet-18 of width 8). Not the paper's setting.\n\n"
-        f"{caption}, mean ± std (number of seeds)\n\n{to_markdown(table)}\n",
+        f"PreAct ResNet-18 of width 8). Not the paper's setting: see `regionmix table` "
+        f"for the paper's numbers beside full runs.\n\n{table.caption}\n\n"
+        f"{to_markdown(table.frame)}\n",
     )
-    print(to_markdown(table))
+    print(to_markdown(table.frame))
 
     executed = []
     if notebooks and NOTEBOOKS.is_dir():  # a source checkout: run them on the same runs

@@ -42,10 +42,10 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 class LossParts(NamedTuple):
-    """The combined loss and its terms (0-d tensors; ``clean`` is None without the term)."""
+    """The loss and its terms (0-d tensors; a term the loss lacks is None)."""
 
     total: Tensor
-    mixed: Tensor
+    mixed: Tensor | None
     clean: Tensor | None
 
 

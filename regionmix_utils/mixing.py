@@ -178,8 +178,16 @@ def _check_generator(generator: torch.Generator | None, device: torch.device) ->
         )
 
 
-def _labels_to_targets(labels: Tensor, batch_size: int, num_classes: int | None) -> Tensor:
-    """Checked labels: int64 indices [B] or float soft targets [B, num_classes]."""
+def _labels_to_targets(
+    labels: Tensor, batch_size: int, num_classes: int | None, validate: bool = True
+) -> Tensor:
+    """Checked labels: int64 indices [B] or float soft targets [B, num_classes].
+
+    ``validate=False`` skips every check, the label range among them, which reads the
+    labels back from the device (a host-device sync on a GPU).
+    """
+    if not validate:
+        return labels.long() if labels.ndim == 1 else labels
     if not isinstance(labels, Tensor):
         raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
     if labels.shape[:1] != (batch_size,):
@@ -281,6 +289,12 @@ def _tile_plan(
         area=tile_areas(height, width, grid).flatten().to(device),
         run=run,
     )
+
+
+def _to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """``tensor`` on ``device``. Parameters drawn on the CPU go to a GPU without blocking:
+    a blocking copy would wait for the GPU's queue (a sync in every training step)."""
+    return tensor.to(device, non_blocking=tensor.device.type == "cpu")
 
 
 def _is_channels_last(images: Tensor) -> bool:
@@ -431,7 +445,7 @@ def _mix_targets(labels: Tensor, num_classes: int, weights: Tensor, partners: Te
         [B, K] float32 (float64 if the labels are float64).
     """
     out_dtype = torch.float64 if labels.dtype == torch.float64 else torch.float32
-    weights = weights.to(device=labels.device, dtype=out_dtype)
+    weights = _to_device(weights, labels.device).to(out_dtype)
     sources = torch.cat([labels[None], labels[partners]])  # [T + 1, B] or [T + 1, B, K]
     if labels.ndim == 1:
         targets = torch.zeros(labels.shape[0], num_classes, dtype=out_dtype, device=labels.device)
@@ -440,32 +454,42 @@ def _mix_targets(labels: Tensor, num_classes: int, weights: Tensor, partners: Te
 
 
 def apply_region_mixup(
-    images: Tensor, labels: Tensor, params: RegionParams, num_classes: int | None = None
+    images: Tensor,
+    labels: Tensor,
+    params: RegionParams,
+    num_classes: int | None = None,
+    *,
+    validate: bool = True,
 ) -> MixedBatch:
     """Apply equation 1 with given parameters.
 
     Args:
         images: [B, C, H, W] floating point, any memory format; not modified.
         labels: int64 class indices [B] (needs num_classes) or float targets [B, K].
-        params: lam [gh, gw] and partners [gh, gw, B], e.g. from ``sample_region_params``.
+        params: lam [gh, gw] and partners [gh, gw, B], e.g. from ``sample_region_params``;
+            on the CPU or on the images' device.
         num_classes: K, required for index labels.
+        validate: check the arguments. ``False`` is for callers that checked them once
+            (the trainer): the label range check reads the labels back from the device.
     Returns:
         MixedBatch (images [B, C, H, W], targets [B, K], lam, partners).
     """
-    _check_images(images)
+    if validate:
+        _check_images(images)
     batch_size, _, height, width = images.shape
-    labels = _labels_to_targets(labels, batch_size, num_classes)
-    num_classes = num_classes if labels.ndim == 1 else labels.shape[1]
     gh, gw = params.grid
-    _check_grid_fits((gh, gw), height, width, k_given=False)
-    if params.partners.shape != (gh, gw, batch_size):
-        raise ValueError(
-            f"params.partners must have shape (gh, gw, B) = {(gh, gw, batch_size)}, "
-            f"got {tuple(params.partners.shape)}"
-        )
+    if validate:
+        _check_grid_fits((gh, gw), height, width, k_given=False)
+        if params.partners.shape != (gh, gw, batch_size):
+            raise ValueError(
+                f"params.partners must have shape (gh, gw, B) = {(gh, gw, batch_size)}, "
+                f"got {tuple(params.partners.shape)}"
+            )
+    labels = _labels_to_targets(labels, batch_size, num_classes, validate)
+    num_classes = num_classes if labels.ndim == 1 else labels.shape[1]
     device = images.device
-    lam = params.lam.to(device=device, dtype=torch.float32)
-    partners = params.partners.to(device)
+    lam = _to_device(params.lam, device).float()
+    partners = _to_device(params.partners, device)
     channels_last = _is_channels_last(images)
     images_c = images if channels_last else images.contiguous()
     plan = _tile_plan(images.shape[1], height, width, (gh, gw), channels_last, device)
@@ -486,33 +510,40 @@ def apply_region_mixup(
 
 
 def apply_cutmix(
-    images: Tensor, labels: Tensor, params: CutMixParams, num_classes: int | None = None
+    images: Tensor,
+    labels: Tensor,
+    params: CutMixParams,
+    num_classes: int | None = None,
+    *,
+    validate: bool = True,
 ) -> MixedBatch:
     """Paste ``params.box`` of each sample's partner into it; label weight = true box area.
 
     Args and return as ``apply_region_mixup``; ``lam`` is [1, 1] (the unpasted share)
     and ``partners`` [1, 1, B].
     """
-    _check_images(images)
+    if validate:
+        _check_images(images)
     batch_size, _, height, width = images.shape
-    labels = _labels_to_targets(labels, batch_size, num_classes)
-    num_classes = num_classes if labels.ndim == 1 else labels.shape[1]
     top, left, bottom, right = params.box
-    if not (0 <= top <= bottom <= height and 0 <= left <= right <= width):
-        raise ValueError(
-            f"params.box must lie inside the {height}x{width} image with top <= bottom and "
-            f"left <= right, got {params.box}"
-        )
-    if params.partners.shape != (batch_size,):
-        raise ValueError(
-            f"params.partners must have shape (B,) = ({batch_size},), "
-            f"got {tuple(params.partners.shape)}"
-        )
-    partners = params.partners.to(images.device)
+    if validate:
+        if not (0 <= top <= bottom <= height and 0 <= left <= right <= width):
+            raise ValueError(
+                f"params.box must lie inside the {height}x{width} image with top <= bottom "
+                f"and left <= right, got {params.box}"
+            )
+        if params.partners.shape != (batch_size,):
+            raise ValueError(
+                f"params.partners must have shape (B,) = ({batch_size},), "
+                f"got {tuple(params.partners.shape)}"
+            )
+    labels = _labels_to_targets(labels, batch_size, num_classes, validate)
+    num_classes = num_classes if labels.ndim == 1 else labels.shape[1]
+    partners = _to_device(params.partners, images.device)
     mixed = images.clone()  # clone keeps the memory format
     mixed[:, :, top:bottom, left:right] = images[partners, :, top:bottom, left:right]
     lam = 1.0 - (bottom - top) * (right - left) / (height * width)
-    lam_t = torch.tensor([[lam]], dtype=torch.float32, device=images.device)
+    lam_t = _to_device(torch.tensor([[lam]], dtype=torch.float32), images.device)
     weights = torch.tensor([lam, 1.0 - lam], dtype=torch.float64)
     targets = _mix_targets(labels, num_classes, weights, partners[None])
     return MixedBatch(

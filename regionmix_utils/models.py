@@ -9,11 +9,14 @@ the same model the optimiser trained. ``layer4`` is the last stage, for CAMs.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DATASET_STATS", "PreActBlock", "PreActResNet18", "build_model"]
+__all__ = ["DATASET_STATS", "PreActBlock", "PreActResNet18", "build_model", "evaluating"]
 
 # Per-channel mean and std of each training set (RGB, pixel values in [0, 1]).
 DATASET_STATS = {
@@ -55,6 +58,9 @@ class PreActResNet18(nn.Module):
         mean, std: per-channel statistics used to normalise inside the model.
         width: channels of the first stage (64 in the paper); smaller values make
             quick CPU runs cheaper.
+        stem_stride: stride of the first convolution. 1 (the CIFAR network, and ours on
+            Tiny ImageNet: layer4 at 8x8); 2 is PuzzleMix's and Co-Mixup's choice for
+            64 px images (layer4 at 4x4, about 4x less compute).
     Shapes:
         input [B, 3, H, W] in [0, 1] -> logits [B, num_classes].
     """
@@ -65,11 +71,12 @@ class PreActResNet18(nn.Module):
         mean: tuple[float, ...] = (0.5, 0.5, 0.5),
         std: tuple[float, ...] = (0.25, 0.25, 0.25),
         width: int = 64,
+        stem_stride: int = 1,
     ) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
-        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.conv1 = nn.Conv2d(3, width, 3, stem_stride, 1, bias=False)
         planes = [width, 2 * width, 4 * width, 8 * width]
         self.layer1 = self._stage(width, planes[0], 1)
         self.layer2 = self._stage(planes[0], planes[1], 2)
@@ -83,7 +90,8 @@ class PreActResNet18(nn.Module):
         return nn.Sequential(PreActBlock(in_planes, planes, stride), PreActBlock(planes, planes))
 
     def features(self, x: Tensor) -> Tensor:
-        """[B, 3, H, W] in [0, 1] -> layer4 activations [B, 8 * width, H / 8, W / 8]."""
+        """[B, 3, H, W] in [0, 1] -> layer4 activations [B, 8 * width, H / (8 s), W / (8 s)]
+        for stem stride s."""
         out = self.conv1((x - self.mean) / self.std)
         return self.layer4(self.layer3(self.layer2(self.layer1(out))))
 
@@ -92,7 +100,26 @@ class PreActResNet18(nn.Module):
         return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
-def build_model(dataset: str, num_classes: int, width: int = 64) -> PreActResNet18:
+def build_model(
+    dataset: str, num_classes: int, width: int = 64, stem_stride: int = 1
+) -> PreActResNet18:
     """PreAct ResNet-18 with the dataset's normalisation statistics."""
     mean, std = DATASET_STATS.get(dataset, DATASET_STATS["shapes"])
-    return PreActResNet18(num_classes, mean, std, width)
+    return PreActResNet18(num_classes, mean, std, width, stem_stride)
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and float32 for test-time work (accuracy, attacks, CAMs, calibration).
+
+    Autocast is switched off inside, even when the caller is under an autocast context,
+    so test numbers do not depend on a GPU's AMP mode. The model's mode is restored.
+    """
+    was_training = model.training
+    device_type = next(model.parameters()).device.type
+    model.eval()
+    try:
+        with torch.autocast(device_type, enabled=False):
+            yield model
+    finally:
+        model.train(was_training)

@@ -10,14 +10,18 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from regionmix_utils import __version__
+from regionmix_utils.config import TrainConfig, quick_config
 from regionmix_utils.data import DatasetMissingError, load_dataset
-from regionmix_utils.train import TrainConfig, quick_config, run_dir, sweep
+from regionmix_utils.methods import SETTINGS
+from regionmix_utils.runs import Run
+from regionmix_utils.train import sweep
 
 __all__ = [
     "IN_COLAB",
@@ -26,6 +30,8 @@ __all__ = [
     "example_batch",
     "execute_notebook",
     "setup",
+    "show_tables",
+    "sweep_commands",
 ]
 
 IN_COLAB = "google.colab" in sys.modules
@@ -80,33 +86,103 @@ def example_batch(
     return test.images.float() / 255, test.labels, test.classes, "shapes"
 
 
+def sweep_commands(configs: list[TrainConfig], runs_dir: str | os.PathLike) -> list[str]:
+    """``regionmix sweep`` commands that train ``configs`` (finished runs are skipped):
+    one command per method and set of flags, with its datasets, seeds and settings."""
+    groups: dict[tuple, list[TrainConfig]] = {}
+    for c in configs:
+        flags = (c.method, c.clean_ce, c.concat_forward, c.quick)
+        groups.setdefault(flags, []).append(c)
+    commands = []
+    for (method, clean_ce, concat, quick), group in groups.items():
+        words = ["regionmix sweep", "--datasets", *_unique(c.dataset for c in group),
+                 "--methods", method, "--seeds", *_unique(str(c.seed) for c in group)]  # fmt: skip
+        defaults = TrainConfig()
+        for name in SETTINGS:
+            values = _unique(str(getattr(c, name)) for c in group)
+            if values != [str(getattr(defaults, name))]:
+                words += [f"--{name}", *values]
+        words += ["--no-clean-ce"] * (not clean_ce) + ["--concat-forward"] * concat
+        words += ["--quick"] * quick + ["--runs-dir", str(runs_dir)]
+        commands.append(" ".join(words))
+    return commands
+
+
+def _unique(values) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
 def ensure_runs(
     configs: list[TrainConfig],
     runs_dir: str | os.PathLike,
     quick: bool,
     data_dir: str | os.PathLike | None = None,
     device: str = "auto",
-) -> list[Path]:
-    """Folders of the finished runs for ``configs`` (quick versions in quick mode).
+) -> list[Run]:
+    """The finished runs for ``configs`` (quick versions in quick mode).
 
     In quick mode missing runs are trained; otherwise a missing run is an error that
-    names the command producing it.
+    names the commands producing them.
     """
     if quick:
         configs = [quick_config(c) for c in configs]
-    missing = [c for c in configs if not (run_dir(runs_dir, c) / "final.pt").exists()]
+    configs = list(dict.fromkeys(configs))
+    missing = [c for c in configs if not Run.of(runs_dir, c).finished]
     if missing and not quick:
-        first = missing[0]
         raise FileNotFoundError(
-            f"{len(missing)} run(s) are missing under {runs_dir}, e.g. {run_dir(runs_dir, first)}. "
-            f"Train them first, e.g.: regionmix sweep --datasets {first.dataset} "
-            f"--methods {first.method} --seeds {first.seed} --runs-dir {runs_dir}"
-            + ("" if first.clean_ce else " --no-clean-ce")
+            f"{len(missing)} run(s) are missing under {runs_dir}, e.g. "
+            f"{Run.of(runs_dir, missing[0]).path}. Train them first:\n  "
+            + "\n  ".join(sweep_commands(missing, runs_dir))
         )
     if missing:
         print(f"Training {len(missing)} quick run(s) that are not in {runs_dir} yet.")
         sweep(missing, runs_dir, data_dir, device)
-    return [run_dir(runs_dir, c) for c in configs]
+    return [Run.of(runs_dir, c) for c in configs]
+
+
+def show_tables(
+    runs, numbers: tuple[int, ...], accuracy: str = "final", keep: Callable | None = None
+) -> list:
+    """Show our tables ``numbers`` (of the paper's 1-4) with the paper's numbers beside
+    ours. Where no column of ours is in the paper's setting (quick runs, the embedded
+    data), say so plainly and show the published tables after ours, for reference only.
+
+    Args:
+        runs: ``results.collect_runs`` rows.
+        keep: which of our tables to show (e.g. ``lambda t: t.setting["eps"] == 8 / 255``).
+    Returns:
+        The tables shown (``results.Table``): ours, then any published ones.
+    """
+    from regionmix_utils.results import paper_tables, published_tables, to_markdown
+
+    ours = [t for t in paper_tables(runs, accuracy) if t.number in numbers]
+    ours = [t for t in ours if keep is None or keep(t)]
+    shown = list(ours)
+    if not any(t.has_paper for t in ours):
+        datasets = ", ".join(sorted(set(runs["dataset"])))
+        quick = " quick" if runs["quick"].any() else ""
+        _show_markdown(
+            f"**These are{quick} runs on {datasets}, not the paper's setting (PreAct ResNet-18, "
+            "400 epochs, CIFAR-10/100 or Tiny ImageNet): they cannot be compared with the "
+            "paper. Its published numbers follow for reference only.**"
+        )
+        shown += [t for t in published_tables() if t.number in numbers]
+    for table in shown:
+        _show_markdown(f"{table.caption}\n\n{to_markdown(table.frame)}")
+    return shown
+
+
+def _show_markdown(text: str) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+
+        if get_ipython() is not None:
+            display(Markdown(text))
+            return
+    except ImportError:
+        pass
+    print(text, end="\n\n")
 
 
 def execute_notebook(

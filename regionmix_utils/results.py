@@ -1,189 +1,430 @@
-"""Collect finished runs into tables shaped like the paper's (mean ± std over seeds).
+"""Finished runs -> the paper's Tables 1-4, our numbers beside the published ones.
 
-Each finished run (``final.pt``) under ``runs/<dataset>/<run-name>/seed<seed>/`` gives
-one row: its configuration, final test accuracy, and any attack results in its
-``eval.json``. ``summarise`` groups rows by dataset and method and reports
-``mean ± std (n)`` where n is the number of seeds; ``paper_tables`` lays them out as
-the paper's Tables 1-4.
+``collect_runs`` reads one row per finished run; ``collect_evaluations`` one row per
+evaluation record (attacks); ``paper_tables`` lays them out as the paper prints its
+tables: datasets as rows, methods as columns in the paper's order (CutMix, Mixup k=1,
+Region Mixup k=2, then no mixing and other settings), Table 2 with the rows "w/o
+standard CE" / "with standard CE". Where the paper has a number for a cell, the cell
+shows ours (``mean ± std (n seeds)``), the paper's (``mean ± std``, 3 runs) and the
+difference, marked * when it is larger than two combined standard errors.
+
+A column is one configuration: the method, its settings and every recipe field that
+differs from the paper's (named in its label), so runs with other settings never share
+a cell with the paper's setting, and quick runs never share one with full runs.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
-import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from regionmix_utils import paper
+from regionmix_utils.config import TrainConfig, recipe_differences
+from regionmix_utils.methods import get_method, method_names
+from regionmix_utils.robustness import DEFAULT_EPS
+from regionmix_utils.runs import Run, eps_text, find_runs
+
 __all__ = [
-    "attack_results",
+    "EVALUATION_TABLES",
+    "Table",
+    "collect_evaluations",
     "collect_runs",
-    "finished_runs",
+    "column_label",
+    "dataset_title",
     "paper_tables",
+    "published_tables",
     "summarise",
     "to_latex",
     "to_markdown",
 ]
 
-METHOD_LABELS = {
-    "none": "No mixing",
-    "mixup": "Mixup",
-    "cutmix": "CutMix",
-    "region": "Region Mixup",
+# Where each kind of evaluation record goes: its table number. "clean" is the clean
+# accuracy of the attacked images, the reference of Tables 3-4 (Table 1 reports the
+# final epoch's test accuracy). A kind missing here is an error, never dropped.
+EVALUATION_TABLES = {"clean": None, "fgsm": 3, "square": 4}
+CE_ROWS = {False: "w/o standard CE", True: "with standard CE"}  # Table 2's row names
+ACCURACY_WORDS = {
+    "final": "final epoch",
+    "best": "best epoch",
+    "last10": "median of the last 10 epochs",
 }
+_PAPER_DEFAULTS = {"k": TrainConfig().k, "alpha": TrainConfig().alpha}
 
 
-def _method_label(config: dict) -> str:
-    """A label such as "Region Mixup (k=2)", naming settings that differ from the paper."""
-    label = METHOD_LABELS[config["method"]]
-    details = [f"k={config['k']}"] if config["method"] == "region" else []
-    if config["method"] != "none" and config["alpha"] != 1.0:
-        details.append(f"α={config['alpha']:g}")
-    if config.get("concat_forward"):
-        details.append("one forward pass")
-    return f"{label} ({', '.join(details)})" if details else label
+def dataset_title(name: str) -> str:
+    """The paper's name of a dataset ("CIFAR-10"), or the name itself."""
+    return paper.DATASET_TITLES.get(name, name)
 
 
-def finished_runs(runs_dir: str | os.PathLike, dataset: str | None = None) -> list[Path]:
-    """Folders ``runs_dir/<dataset>/<run-name>/seed<seed>/`` that hold a ``final.pt``, sorted."""
-    pattern = f"{dataset or '*'}/*/seed*/final.pt"
-    return sorted(final.parent for final in Path(runs_dir).glob(pattern))
+def column_label(config: TrainConfig, with_ce: bool = False) -> str:
+    """ "Region Mixup (k=2)", "Mixup (k=1, α=0.4, epochs=200)", "CutMix (quick)": the
+    method, its settings shown as the paper's headers show them, and every setting
+    that differs from the paper's recipe (``with_ce``: also "w/o clean CE")."""
+    extra = recipe_differences(config)
+    if with_ce and not config.clean_ce:
+        extra.append("w/o clean CE")
+    return get_method(config.method).table_label(config.settings(), _PAPER_DEFAULTS, extra)
 
 
-def collect_runs(runs_dir: str | os.PathLike) -> pd.DataFrame:
-    """One row per finished run under ``runs_dir``.
+def _is_paper_recipe(config: TrainConfig) -> bool:
+    """The paper's setting for this method: its recipe, k = 2 for Region Mixup, α = 1."""
+    settings = config.settings()
+    return not recipe_differences(config) and all(
+        v == _PAPER_DEFAULTS[s] for s, v in settings.items()
+    )
 
-    Columns: dataset, method (a label such as "Region Mixup (k=2)"), clean_ce, alpha,
-    quick, seed, test_acc (final epoch, %), epochs, path, and one column per attack
-    setting found in the runs' ``eval.json`` (e.g. "fgsm eps=0.0313725", in %).
+
+def collect_runs(
+    runs_dir: str | os.PathLike | None = None,
+    accuracy: str = "final",
+    runs: list[Run] | None = None,
+) -> pd.DataFrame:
+    """One row per finished run (under ``runs_dir``, or the given ``runs``).
+
+    Columns: dataset, method (registry name), label (column label; label_ce also says
+    "w/o clean CE"), clean_ce, quick,
+    seed, test_acc (%, as ``accuracy`` says: "final", "best" or "last10"), epochs,
+    alpha, paper_recipe (whether the paper's numbers apply), path.
     """
+    if runs is None:
+        runs = find_runs(runs_dir)
     rows = []
-    for path in finished_runs(runs_dir):
-        config = json.loads((path / "config.json").read_text())
-        metrics = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x]
-        row = {
-            "dataset": config["dataset"],
-            "method": _method_label(config),
-            "clean_ce": config["clean_ce"] or config["method"] == "none",
-            "alpha": config["alpha"],
-            "quick": config.get("quick", False),
-            "seed": config["seed"],
-            "test_acc": metrics[-1]["test_acc"],
-            "epochs": metrics[-1]["epoch"],
-            "path": str(path),
-        }
-        if (path / "eval.json").exists():
-            evaluation = json.loads((path / "eval.json").read_text())
-            row.update({k: v for k, v in evaluation.items() if k not in ("n_images", "clean")})
-        rows.append(row)
+    for run in runs:
+        config = run.config
+        rows.append({
+            "dataset": config.dataset,
+            "method": config.method,
+            "label": column_label(config),
+            "label_ce": column_label(config, with_ce=True),
+            "clean_ce": config.clean_ce,
+            "quick": config.quick,
+            "seed": config.seed,
+            "test_acc": run.accuracy(accuracy),
+            "epochs": config.epochs,
+            "alpha": config.alpha,
+            "paper_recipe": _is_paper_recipe(config),
+            "path": str(run.path),
+        })  # fmt: skip
+    columns = ["dataset", "method", "label", "label_ce", "clean_ce", "quick", "seed",
+               "test_acc", "epochs", "alpha", "paper_recipe", "path"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def collect_evaluations(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per evaluation record of the given runs (``collect_runs`` rows): the run's
+    columns (but test_acc) and the record's keys (kind, eps, queries, seed → attack_seed,
+    p_init, loss, n_images, accuracy, seconds). A record of a kind the tables cannot
+    place (``EVALUATION_TABLES``) is an error."""
+    rows = []
+    for run_row in runs.drop(columns="test_acc").to_dict("records"):
+        run = Run(Path(run_row["path"]))
+        for record in run.evaluations():
+            if record.get("kind") not in EVALUATION_TABLES:
+                raise ValueError(
+                    f"{run.path / 'eval.json'} holds an evaluation of kind "
+                    f"{record.get('kind')!r}, which no table places (known: "
+                    f"{sorted(EVALUATION_TABLES)}); add it to results.EVALUATION_TABLES"
+                )
+            values = {("attack_seed" if k == "seed" else k): v for k, v in record.items()}
+            rows.append({**run_row, **values})
     return pd.DataFrame(rows)
 
 
-_SETTING = re.compile(r"^(fgsm|square) eps=([0-9.e+-]+)(?: queries=(\d+) seed=(\d+))?$")
+# ------------------------------------------------------------------------ the cells
 
 
-def _parse_setting(column: str) -> tuple[str, float, int, int] | None:
-    """(attack, eps, queries, seed) of an ``eval.json`` key; None for other columns.
+def _stats(values: pd.Series) -> tuple[float, float, int]:
+    n = int(values.count())
+    return float(values.mean()), float(values.std()) if n > 1 else math.nan, n
 
-    "fgsm eps=0.0313725" -> ("fgsm", 0.0313725, 0, 0).
+
+def _ours_text(mean: float, std: float, n: int) -> str:
+    return f"{mean:.2f} ± {std:.2f} ({n})" if n > 1 else f"{mean:.2f} ({n})"
+
+
+def _cells(rows: pd.DataFrame, value: str, row_keys: list[str], attack: str | None) -> pd.DataFrame:
+    """Long form: one row per (row keys, column label) with ours and the paper's numbers.
+
+    Columns: *row_keys, label, method, paper_recipe, mean, std, n, paper_mean,
+    paper_std, diff, significant (|diff| > 2 combined standard errors, n >= 2).
     """
-    match = _SETTING.match(column)
-    if match is None:
-        return None
-    attack, eps, queries, seed = match.groups()
-    return attack, float(eps), int(queries or 0), int(seed or 0)
+    out = []
+    keys = [*row_keys, "label", "method", "paper_recipe"]
+    for group, part in rows.dropna(subset=[value]).groupby(keys, sort=False):
+        cell = dict(zip(keys, group, strict=True))
+        mean, std, n = _stats(part[value])
+        found = None
+        if cell["paper_recipe"]:
+            clean_ce = bool(part["clean_ce"].iloc[0])
+            found = paper.lookup(part["dataset"].iloc[0], cell["method"], clean_ce, attack)
+        diff = mean - found.mean if found else math.nan
+        se = math.sqrt(std**2 / n + found.std**2 / paper.SEEDS) if found and n > 1 else math.nan
+        out.append({
+            **cell, "mean": mean, "std": std, "n": n,
+            "paper_mean": found.mean if found else math.nan,
+            "paper_std": found.std if found else math.nan,
+            "diff": diff, "significant": bool(n > 1 and abs(diff) > 2 * se),
+        })  # fmt: skip
+    return pd.DataFrame(out)
 
 
-def attack_results(runs: pd.DataFrame) -> pd.DataFrame:
-    """Attack columns of ``collect_runs`` in long form: one row per run and setting.
-
-    Columns: dataset, method, seed, attack ("fgsm" / "square"), eps, accuracy (%).
-    """
-    settings = {c: s for c in runs.columns if (s := _parse_setting(c)) is not None}
-    long = runs.melt(
-        id_vars=["dataset", "method", "seed"], value_vars=list(settings), var_name="setting",
-        value_name="accuracy",
-    ).dropna(subset=["accuracy"])  # fmt: skip
-    long["attack"] = long["setting"].map(lambda c: settings[c][0])
-    long["eps"] = long["setting"].map(lambda c: settings[c][1])
-    return long.drop(columns="setting").reset_index(drop=True)
+def _signed(value: float) -> str:
+    """+1.05, -0.03, and +0.00 for a difference that rounds to zero (never -0.00)."""
+    return f"{round(value, 2) + 0.0:+.2f}"
 
 
-def summarise(
-    runs: pd.DataFrame, value: str = "test_acc", by=("dataset", "method")
-) -> pd.DataFrame:
-    """``mean ± std (n)`` of ``value`` per group, datasets as columns.
+_PAPER_METHODS = {cell.method for cell in paper.CELLS}
 
-    The std is the sample standard deviation over seeds (0 for a single seed). Methods
-    come in the paper's order: no mixing, Mixup, CutMix, Region Mixup.
-    """
-    if runs.empty or value not in runs:
-        raise ValueError(f"no finished runs with a {value!r} value to summarise")
-    rows = runs.dropna(subset=[value])
-    group_cols = [c for c in by if c != "dataset"]
-    stats = rows.groupby(["dataset", *group_cols])[value].agg(["mean", "std", "count"])
-    stats["std"] = stats["std"].fillna(0.0)
-    cells = stats.apply(lambda r: f"{r['mean']:.2f} ± {r['std']:.2f} ({int(r['count'])})", axis=1)
-    table = cells.unstack("dataset")
-    if "method" in group_cols:
-        table = table.sort_index(level="method", key=lambda labels: labels.map(_method_order))
+
+def _column_order(cells: pd.DataFrame) -> list[str]:
+    """Paper columns first, in the paper's order (CutMix, Mixup, Region Mixup), then the
+    others by method (registration order) and label."""
+    order = {name: i for i, name in enumerate(method_names())}
+    columns = cells.drop_duplicates("label")
+    ranked = sorted(
+        columns.itertuples(),
+        key=lambda c: (
+            not (c.paper_recipe and c.method in _PAPER_METHODS),
+            order.get(c.method, len(order)),
+            c.label,
+        ),
+    )
+    return [c.label for c in ranked]
+
+
+def _layout(cells: pd.DataFrame, row_keys: list[str]) -> pd.DataFrame:
+    """Rows ``row_keys`` (in the order of ``cells``), columns (label, ours / paper / Δ);
+    paper and Δ only for columns where the paper has a number."""
+    texts = cells.assign(
+        ours=[_ours_text(r.mean, r.std, r.n) if r.n else "" for r in cells.itertuples()],
+        paper=["" if math.isnan(r.paper_mean) else f"{r.paper_mean:.2f} ± {r.paper_std:.2f}"
+               for r in cells.itertuples()],
+        delta=["" if math.isnan(r.diff) else _signed(r.diff) + ("*" if r.significant else "")
+               for r in cells.itertuples()],
+    )  # fmt: skip
+    row_order = pd.MultiIndex.from_frame(cells[row_keys].drop_duplicates())
+    parts = []
+    for label in _column_order(cells):
+        part = texts[texts["label"] == label].set_index(row_keys)
+        has_ours, has_paper = (part["n"] > 0).any(), part["paper_mean"].notna().any()
+        sub = {"ours": has_ours, "paper": has_paper, "Δ": has_ours and has_paper}
+        part = part[[{"Δ": "delta"}.get(k, k) for k, shown in sub.items() if shown]]
+        part.columns = pd.MultiIndex.from_product([[label], [k for k, v in sub.items() if v]])
+        parts.append(part)
+    table = pd.concat(parts, axis=1)
+    if len(row_keys) == 1:
+        row_order = row_order.get_level_values(0)
+    table = table.reindex(row_order).fillna("")
+    table.index.names = ["" if name == "ce_row" else name for name in table.index.names]
     return table
 
 
-def _method_order(label: str) -> tuple[int, str]:
-    """Sort key of a method label: the paper's order of methods, then the label."""
-    ranks = [i for i, name in enumerate(METHOD_LABELS.values()) if label.startswith(name)]
-    return (ranks[-1] if ranks else len(METHOD_LABELS), label)
+_DATASET_ORDER = {name: i for i, name in enumerate(paper.DATASET_TITLES)}
 
 
-def _eps_text(eps: float) -> str:
-    """8/255 for 0.0313725, the plain number otherwise (0 for 0)."""
-    n = eps * 255
-    return f"{round(n)}/255" if eps > 0 and abs(n - round(n)) < 1e-3 else f"{eps:g}"
+def _in_paper_order(cells: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted as the paper's (CIFAR-10, CIFAR-100, Tiny ImageNet, then others;
+    Table 2: w/o before with), datasets under the paper's names."""
+    rank = cells["dataset"].map(lambda d: (_DATASET_ORDER.get(d, len(_DATASET_ORDER)), d))
+    cells = cells.assign(_rank=rank).sort_values("_rank", kind="stable")
+    if "ce_row" in cells:
+        ce_rank = cells["ce_row"].map({v: i for i, v in enumerate(CE_ROWS.values())})
+        cells = cells.assign(_ce=ce_rank).sort_values(["_rank", "_ce"], kind="stable")
+    cells = cells.drop(columns=[c for c in ("_rank", "_ce") if c in cells])
+    return cells.assign(dataset=cells["dataset"].map(dataset_title)).reset_index(drop=True)
 
 
-def paper_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The paper's tables from ``collect_runs`` rows: caption -> ``mean ± std (n)`` table.
+@dataclass(frozen=True)
+class Table:
+    """One of the paper's tables from our runs.
 
-    - Table 1: test accuracy of the runs trained with the clean CE term;
-    - Table 2: with and without the clean CE term, for methods that have ablated runs;
-    - Table 3: accuracy under FGSM, one table per ε found in ``eval.json``;
-    - Table 4: accuracy under Square, one table per (ε, queries) found.
-
-    Attacks are reported for runs with the clean CE term (Table 1's models). Tables
-    with no runs are left out; an empty ``runs`` is an error.
+    Attributes:
+        number: the paper's table number (1-4).
+        caption: what the numbers are and how they were made.
+        frame: the table as text cells: rows datasets (Table 2: dataset and CE row),
+            columns (label, "ours" / "paper" / "Δ").
+        cells: the numbers in long form (see ``_cells``), for figures.
+        setting: the attack setting of Tables 3-4 (kind, eps, queries, ..., n_images);
+            None for Tables 1-2.
     """
-    if runs.empty:
-        raise ValueError("no finished runs to tabulate")
-    clean = runs[runs["clean_ce"]]
-    tables = {}
-    if not clean.empty:
-        tables["Table 1: test accuracy (%)"] = summarise(clean)
+
+    number: int
+    caption: str
+    frame: pd.DataFrame
+    cells: pd.DataFrame
+    setting: dict | None = None
+
+    @property
+    def has_paper(self) -> bool:
+        """Whether any cell has a published number beside it."""
+        return bool(self.cells["paper_mean"].notna().any())
+
+
+_OURS = "Ours: mean ± std over seeds (number of seeds)."
+_PAPER = (
+    " Paper: mean ± std over its 3 runs. Δ = ours − paper; * marks |Δ| > 2 combined "
+    "standard errors (needs >= 2 seeds)."
+)
+
+
+def _footnote(cells: pd.DataFrame) -> str:
+    return _OURS + (_PAPER if cells["paper_mean"].notna().any() else "")
+
+
+def _recipe_caption(rows: pd.DataFrame) -> str:
+    """How the runs were made, where they agree (columns name what differs)."""
+    epochs = sorted(set(rows["epochs"]))
+    alphas = sorted(set(rows.loc[rows["method"] != "none", "alpha"]))
+    parts = ["PreAct ResNet-18"]
+    if len(epochs) == 1:
+        parts.append(f"{epochs[0]} epochs")
+    if len(alphas) == 1:
+        unstated = " (not stated by the paper)" if alphas[0] == 1 else ""
+        parts.append(f"α = {alphas[0]:g}{unstated}")
+    parts.append("k as in each column")
+    return "Our runs: " + ", ".join(parts) + "."
+
+
+def _table1(runs: pd.DataFrame, accuracy: str) -> Table | None:
+    rows = runs[runs["clean_ce"]]
+    if rows.empty:
+        return None
+    cells = _in_paper_order(_cells(rows, "test_acc", ["dataset"], None))
+    caption = (
+        f"Table 1: {paper.TABLE_TITLES[1]} (%), {ACCURACY_WORDS[accuracy]}. "
+        f"{_recipe_caption(rows)} {_footnote(cells)}"
+    )
+    return Table(1, caption, _layout(cells, ["dataset"]), cells)
+
+
+def _table2(runs: pd.DataFrame, accuracy: str) -> Table | None:
     ablated = runs[~runs["clean_ce"]]
-    if not ablated.empty:
-        both = runs[runs["method"].isin(set(ablated["method"]))]
-        table = summarise(both, by=("dataset", "method", "clean_ce"))
-        tables["Table 2: test accuracy (%) with and without CE(f(x_A), y_A)"] = table.rename_axis(
-            index={"clean_ce": "clean CE"}
+    if ablated.empty:
+        return None
+    pairs = ablated[["dataset", "label"]].drop_duplicates()
+    rows = runs.merge(pairs, on=["dataset", "label"])
+    rows = rows.assign(ce_row=rows["clean_ce"].map(CE_ROWS))
+    cells = _in_paper_order(_cells(rows, "test_acc", ["dataset", "ce_row"], None))
+    caption = (
+        f"Table 2: {paper.TABLE_TITLES[2]} CE(f(x_A), y_A) (%), {ACCURACY_WORDS[accuracy]}. "
+        f"{_recipe_caption(rows)} {_footnote(cells)}"
+    )
+    return Table(2, caption, _layout(cells, ["dataset", "ce_row"]), cells)
+
+
+_SETTING_COLUMNS = ["kind", "eps", "queries", "attack_seed", "p_init", "loss", "n_images"]
+
+
+def _attack_caption(number: int, setting: dict) -> str:
+    how = f"ε = {eps_text(setting['eps'])}"
+    how += " (not stated by the paper)" if setting["eps"] == DEFAULT_EPS else ""
+    if setting["kind"] == "square":
+        how += (
+            f", {int(setting['queries'])} queries, p_init {setting['p_init']:g}, "
+            f"{setting['loss']} loss, attack seed {int(setting['attack_seed'])}"
         )
-    settings = sorted((s, c) for c in runs.columns if (s := _parse_setting(c)) is not None)
-    for (attack, eps, queries, seed), column in settings:
-        if not clean[column].notna().any():
-            continue
-        if attack == "fgsm":
-            name = f"Table 3: accuracy (%) under FGSM, ε = {_eps_text(eps)}"
-        else:
-            name = f"Table 4: accuracy (%) under Square, ε = {_eps_text(eps)}, {queries} queries"
-            name += f", attack seed {seed}" if seed else ""
-        tables[name] = summarise(clean, value=column)
+    title = paper.TABLE_TITLES[number].split(",")[0]
+    return f"Table {number}: {title} (%): {how}, on {int(setting['n_images'])} test images."
+
+
+def _attack_tables(runs: pd.DataFrame) -> list[Table]:
+    evaluations = collect_evaluations(runs)
+    if evaluations.empty:
+        return []
+    attacks = evaluations[evaluations["kind"].map(EVALUATION_TABLES).notna()]
+    tables = []
+    present = [c for c in _SETTING_COLUMNS if c in attacks]
+    for setting, rows in attacks.groupby(present, dropna=False, sort=True):
+        setting = dict(zip(present, setting, strict=True))
+        number = EVALUATION_TABLES[setting["kind"]]
+        comparable = setting["eps"] == DEFAULT_EPS and (
+            setting["kind"] == "fgsm" or setting["queries"] == 100
+        )
+        rows = rows.assign(label=rows["label_ce"], paper_recipe=rows["paper_recipe"] & comparable)
+        cells = _in_paper_order(_cells(rows, "accuracy", ["dataset"], setting["kind"]))
+        caption = f"{_attack_caption(number, setting)} {_recipe_caption(rows)} {_footnote(cells)}"
+        tables.append(Table(number, caption, _layout(cells, ["dataset"]), cells, setting))
+    return sorted(tables, key=lambda t: t.number)
+
+
+def published_tables() -> list[Table]:
+    """The paper's Tables 1-4 alone, in the same layout (for reference where our runs
+    are not comparable, e.g. quick runs on the embedded data)."""
+    rows = []
+    for cell in paper.CELLS:
+        if cell.table == 2 and cell.clean_ce:
+            continue  # the "with standard CE" row is Table 1's CIFAR-100 row
+        config = TrainConfig(dataset=cell.dataset, method=cell.method)
+        rows.append({
+            "table": cell.table, "dataset": cell.dataset, "ce_row": CE_ROWS[cell.clean_ce],
+            "label": column_label(config), "method": cell.method, "paper_recipe": True,
+            "mean": math.nan, "std": math.nan, "n": 0, "paper_mean": cell.mean,
+            "paper_std": cell.std, "diff": math.nan, "significant": False,
+        })  # fmt: skip
+    cells = pd.DataFrame(rows)
+    tables = []
+    for number in (1, 2, 3, 4):
+        part, keys = cells[cells["table"] == number], ["dataset"]
+        if number == 2:  # with its "with standard CE" row, from Table 1
+            with_ce = cells[(cells["table"] == 1) & cells["dataset"].isin(part["dataset"])]
+            part, keys = pd.concat([part, with_ce]), ["dataset", "ce_row"]
+        part = _in_paper_order(part.drop(columns="table"))
+        title = paper.TABLE_TITLES[number]
+        caption = f"Table {number}: {title} (%), as published ({paper.CITATION})."
+        tables.append(Table(number, caption, _layout(part, keys), part))
     return tables
 
 
+def paper_tables(runs: pd.DataFrame, accuracy: str = "final") -> list[Table]:
+    """The paper's Tables 1-4 from ``collect_runs`` rows (one Table 3 or 4 per attack
+    setting found); tables with no runs are left out, an empty ``runs`` is an error.
+
+    Table 1: runs with the clean CE term. Table 2: every dataset and configuration that
+    has runs without it, both rows. Tables 3-4: attacks on every run; runs without the
+    clean term get columns of their own.
+    """
+    if runs.empty:
+        raise ValueError("no finished runs to tabulate")
+    tables = [_table1(runs, accuracy), _table2(runs, accuracy), *_attack_tables(runs)]
+    return [t for t in tables if t is not None]
+
+
+def summarise(runs: pd.DataFrame, value: str = "test_acc", by=("dataset", "label")) -> pd.DataFrame:
+    """``mean ± std (n)`` of ``value`` per group (n = seeds), datasets as columns, the
+    other keys as rows in the paper's order of methods."""
+    if runs.empty or value not in runs:
+        raise ValueError(f"no finished runs with a {value!r} value to summarise")
+    rows = runs.dropna(subset=[value])
+    keys = [c for c in by if c != "dataset"]
+    stats = rows.groupby(["dataset", *keys], sort=False)[value].apply(
+        lambda v: _ours_text(*_stats(v))
+    )
+    table = stats.unstack("dataset")
+    if "label" in keys and "method" in rows:
+        order = {name: i for i, name in enumerate(method_names())}
+        rank = dict(zip(rows["label"], rows["method"].map(order), strict=True))
+        table = table.sort_index(
+            level="label", key=lambda labels: labels.map(lambda x: (rank.get(x, 99), x)),
+            sort_remaining=False,
+        )  # fmt: skip
+    return table
+
+
+# ------------------------------------------------------------------------- exports
+
+
 def to_markdown(table: pd.DataFrame) -> str:
-    """A pipe table (no extra dependency)."""
-    index = table.index.names
-    header = [*index, *map(str, table.columns)]
+    """A pipe table; two-level column headers are joined ("CutMix ours")."""
+    index = [name or "" for name in table.index.names]
+    columns = [
+        " ".join(str(part) for part in c if part) if isinstance(c, tuple) else str(c)
+        for c in table.columns
+    ]
+    header = [*index, *columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, row in table.iterrows():
         keys = key if isinstance(key, tuple) else (key,)
@@ -193,6 +434,10 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def to_latex(table: pd.DataFrame) -> str:
-    """A LaTeX tabular (booktabs) of the table, with ± as $\\pm$."""
-    body = table.fillna("").map(lambda v: str(v).replace("±", r"$\pm$"))
-    return body.to_latex(escape=False)
+    """A booktabs tabular, ± as $\\pm$, Δ as $\\Delta$, two-level headers as multicolumns."""
+
+    def tex(value) -> str:
+        return str(value).replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("α", r"$\alpha$")
+
+    body = table.map(tex).rename(columns=tex)
+    return body.to_latex(escape=False, multicolumn=True, multicolumn_format="c")

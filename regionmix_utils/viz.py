@@ -19,6 +19,7 @@ __all__ = [
     "adversarial_examples",
     "beta_figure",
     "cam_figure",
+    "comparison_figure",
     "mixing_figure",
     "soft_label_bars",
     "tile_table",
@@ -361,3 +362,52 @@ def tile_table(
                 }
             )
     return pd.DataFrame.from_records(records)
+
+
+def comparison_figure(tables: Sequence) -> Figure:
+    """Ours against the paper: one row of panels a table (``results.Table``), one panel
+    a dataset (Table 2: a dataset and loss), methods along x, each panel on its own
+    scale. Our mean ± std over seeds is filled, the paper's hollow.
+    """
+    import textwrap
+
+    layouts = []
+    for table in tables:
+        keys = ["dataset", "ce_row"] if table.number == 2 else ["dataset"]
+        rows = list(dict.fromkeys(map(tuple, table.cells[keys].to_numpy())))
+        layouts.append((table, keys, rows))
+    width = max(len(rows) for _, _, rows in layouts)
+    fig = plt.figure(figsize=(4.2 * width, 3.6 * len(layouts)), layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(len(layouts), 1))
+    for subfig, (table, keys, rows) in zip(subfigs, layouts, strict=True):
+        subfig.suptitle("\n".join(textwrap.wrap(table.caption.split(". ")[0], 110)), fontsize=9)
+        axes = np.atleast_1d(subfig.subplots(1, width, squeeze=False)[0])
+        labels = list(dict.fromkeys(table.frame.columns.get_level_values(0)))
+        for ax, row in zip(axes, rows, strict=False):
+            cells = table.cells[(table.cells[keys].apply(tuple, axis=1) == row)]
+            for x, label in enumerate(labels):
+                for r in cells[cells["label"] == label].itertuples():
+                    if r.n > 0:
+                        ax.errorbar(x - 0.12, r.mean, yerr=np.nan_to_num(r.std), fmt="o",
+                                    color="C0", capsize=3)  # fmt: skip
+                    if not np.isnan(r.paper_mean):
+                        ax.errorbar(x + 0.12, r.paper_mean, yerr=r.paper_std, fmt="s",
+                                    mfc="white", color="C1", capsize=3)  # fmt: skip
+            crowded = len(labels) > 3
+            ax.set_xticks(
+                range(len(labels)),
+                [lb if crowded else "\n".join(textwrap.wrap(lb, 14)) for lb in labels],
+                fontsize=7, rotation=30 if crowded else 0, ha="right" if crowded else "center",
+            )  # fmt: skip
+            ax.set_xlim(-0.5, len(labels) - 0.5)
+            ax.set_title(" · ".join(row), fontsize=9)
+            ax.grid(axis="y", alpha=0.3)
+        axes[0].set_ylabel("accuracy (%)")
+        for ax in axes[len(rows) :]:
+            ax.set_visible(False)
+    handles = [
+        plt.Line2D([], [], marker="o", ls="", color="C0", label="ours (mean ± std over seeds)"),
+        plt.Line2D([], [], marker="s", ls="", mfc="white", color="C1", label="paper (3 runs)"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
+    return fig

@@ -23,6 +23,7 @@ from regionmix_utils.data import (
     download_tinyimagenet,
     load_dataset,
     shapes,
+    stratified_indices,
     tinyimagenet,
 )
 
@@ -196,6 +197,30 @@ def test_tinyimagenet_cache_is_used_on_the_second_load(tmp_path):
     assert torch.equal(first.test.boxes, second.test.boxes)
 
 
+def test_subsets_are_stratified_on_a_class_grouped_fixture():
+    """Files grouped by class, as Tiny ImageNet's train split: 200 classes x 500 images."""
+    labels = torch.arange(200).repeat_interleave(500)
+    index = stratified_indices(labels, 2000, 200, seed=0)
+    assert torch.equal(torch.bincount(labels[index], minlength=200), torch.full((200,), 10))
+    assert torch.equal(index, index.sort().values) and len(set(index.tolist())) == 2000
+    assert torch.equal(index, stratified_indices(labels, 2000, 200, seed=0))
+    assert not torch.equal(index, stratified_indices(labels, 2000, 200, seed=1))
+    uneven = stratified_indices(labels, 2010, 200)  # 10 classes get an 11th image
+    assert sorted(set(torch.bincount(labels[uneven]).tolist())) == [10, 11]
+    scarce = torch.cat([torch.zeros(3, dtype=torch.long), torch.ones(100, dtype=torch.long)])
+    counts = torch.bincount(scarce[stratified_indices(scarce, 20, 2)])
+    assert counts.tolist() == [3, 17]  # a class that runs out leaves its share to the others
+    assert len(stratified_indices(labels, 10**6, 200)) == len(labels)
+
+
+def test_image_sets_check_their_labels_once():
+    images = torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 1\] for 2 classes"):
+        data.ImageSet(images, torch.tensor([0, 1, 2]), ("a", "b"))
+    with pytest.raises(ValueError, match="images must be uint8"):
+        data.ImageSet(images.float(), torch.tensor([0, 1, 1]), ("a", "b"))
+
+
 def test_tinyimagenet_real_subset_loads_unchanged(real_data):
     splits = tinyimagenet(real_data, progress=False)
     assert splits.num_classes == 200
@@ -205,6 +230,18 @@ def test_tinyimagenet_real_subset_loads_unchanged(real_data):
     assert splits.train.classes[0] == "goldfish"
     boxes = splits.test.boxes
     assert ((boxes[:, 0] < boxes[:, 2]) & (boxes[:, 2] <= 64) & (boxes[:, 3] <= 64)).all()
+
+
+def test_a_quick_tinyimagenet_subset_holds_every_class(real_data):
+    """--quick's 2000 training images: 10 of each of the 200 classes, boxes alongside."""
+    full = tinyimagenet(real_data, progress=False)
+    splits = load_dataset("tinyimagenet", real_data, n_train=2000, n_test=500)
+    assert torch.equal(torch.bincount(splits.train.labels, minlength=200), torch.full((200,), 10))
+    assert set(torch.bincount(splits.test.labels, minlength=200).tolist()) == {2, 3}
+    # Each kept image keeps its own label and box.
+    first = int((full.train.images == splits.train.images[:1]).flatten(1).all(1).nonzero()[0])
+    assert full.train.labels[first] == splits.train.labels[0]
+    assert torch.equal(full.train.boxes[first], splits.train.boxes[0])
 
 
 def _zip_folder(folder: Path, archive: Path) -> None:

@@ -9,17 +9,22 @@ import torch
 import torch.nn.functional as F
 
 from regionmix_utils.cam import cam_maps, energy_in_box, localisation_scores, pointing_hits
+from regionmix_utils.cli import build_parser, main
+from regionmix_utils.config import TrainConfig
 from regionmix_utils.data import load_dataset
+from regionmix_utils.results import collect_runs, paper_tables
 from regionmix_utils.robustness import (
     AttackConfig,
     accuracy,
     adversarial_accuracy,
     evaluate_run,
-    load_run_model,
+    make_attack,
 )
-from regionmix_utils.train import TrainConfig, run_dir, train
+from regionmix_utils.runs import Run
+from regionmix_utils.train import train
 
 from .conftest import tiny_config
+from .test_data import make_tinyimagenet
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +35,12 @@ def shapes_run(tmp_path_factory):
         epochs=3, width=8, batch_size=64, n_train=1000, n_test=200, milestones=(2,)
     )
     train(config, root, device="cpu", progress=False)
-    return run_dir(root, config)
+    return Run.of(root, config)
 
 
 @pytest.fixture(scope="module")
 def shapes_model(shapes_run):
-    model, _ = load_run_model(shapes_run)
+    model = shapes_run.load_model()
     test = load_dataset("shapes", n_train=1, n_test=200).test
     return model, test.images.float() / 255, test.labels, test.boxes
 
@@ -87,6 +92,34 @@ def test_attacks_leave_the_model_mode_as_it_was(shapes_model):
     model.eval()
 
 
+def test_attack_settings_are_passed_to_torchattacks(shapes_model):
+    model = shapes_model[0]
+    square = make_attack(model, AttackConfig("square"))
+    assert (square.norm, square.eps, square.n_queries, square.n_restarts) == ("Linf", 8 / 255,
+                                                                               100, 1)  # fmt: skip
+    assert (square.p_init, square.loss, square.seed, square.rescale_schedule) == (
+        0.8, "margin", 0, True,
+    )  # fmt: skip
+    other = make_attack(model, AttackConfig("square", 4 / 255, 50, seed=7, p_init=0.3, loss="ce"))
+    assert (other.eps, other.n_queries, other.seed, other.p_init, other.loss) == (
+        4 / 255, 50, 7, 0.3, "ce",
+    )  # fmt: skip
+    assert make_attack(model, AttackConfig("fgsm", 2 / 255)).eps == 2 / 255
+    assert AttackConfig("fgsm", 0.0313725).eps == 8 / 255  # snapped: one setting, one record
+
+
+def test_squares_seed_is_used(shapes_model):
+    model, images, labels, _ = shapes_model
+    x, y = images[:32], labels[:32]
+
+    def adversarial(seed):
+        with torch.random.fork_rng():
+            return make_attack(model, AttackConfig("square", 8 / 255, queries=20, seed=seed))(x, y)
+
+    assert torch.equal(adversarial(1), adversarial(1))
+    assert not torch.equal(adversarial(1), adversarial(2))
+
+
 def test_bad_attack_settings():
     with pytest.raises(ValueError, match="attack must be one of"):
         AttackConfig("pgd")
@@ -94,31 +127,49 @@ def test_bad_attack_settings():
         AttackConfig("fgsm", eps=8)
     with pytest.raises(ValueError, match="queries must be >= 1"):
         AttackConfig("square", queries=0)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        AttackConfig("square", loss="hinge")
 
 
-def test_evaluate_run_writes_and_reuses_eval_json(shapes_run):
+def test_evaluate_run_writes_records_and_reuses_them(shapes_run):
     configs = [AttackConfig("fgsm", 2 / 255), AttackConfig("square", 2 / 255, queries=5)]
     first = evaluate_run(shapes_run, configs, n_images=50, progress=False)
-    stored = json.loads((shapes_run / "eval.json").read_text())
-    assert stored == first and set(first) == {"n_images", "clean", *(c.key for c in configs)}
-    stamp = (shapes_run / "eval.json").stat().st_mtime_ns
+    assert [r["kind"] for r in first] == ["clean", "fgsm", "square"]
+    assert all(r["n_images"] == 50 and r["seconds"] >= 0 for r in first)
+    assert first[2] == {
+        "kind": "square",
+        "eps": 2 / 255,
+        "queries": 5,
+        "seed": 0,
+        "p_init": 0.8,
+        "loss": "margin",
+        "n_images": 50,
+        "accuracy": first[2]["accuracy"],
+        "seconds": first[2]["seconds"],
+    }
+    stored = json.loads((shapes_run.path / "eval.json").read_text())["records"]
+    assert stored == first
+    stamp = (shapes_run.path / "eval.json").stat().st_mtime_ns
     assert evaluate_run(shapes_run, configs, n_images=50, progress=False) == first
-    assert (shapes_run / "eval.json").stat().st_mtime_ns == stamp, "results were recomputed"
+    assert (shapes_run.path / "eval.json").stat().st_mtime_ns == stamp, "results were recomputed"
+    more = evaluate_run(shapes_run, configs[:1], n_images=60, progress=False)
+    assert [r["n_images"] for r in more] == [60, 60]
+    assert len(shapes_run.evaluations()) == 5  # both image counts are kept
 
 
-def test_fgsm_on_a_model_trained_on_real_cifar10(real_data, tmp_path):
-    config = TrainConfig(dataset="cifar10-subset", method="mixup", epochs=1, width=8, batch_size=64,
-                         n_train=1024, n_test=200)  # fmt: skip
-    train(config, tmp_path, data_dir=real_data, device="cpu", progress=False)
-    model, _ = load_run_model(run_dir(tmp_path, config))
-    test = load_dataset("cifar10-subset", real_data, n_test=200).test
-    images, labels = test.images.float() / 255, test.labels
-    eps = 8 / 255
-    expected = accuracy(model, hand_written_fgsm(model, images, labels, eps), labels)
-    assert (
-        adversarial_accuracy(model, images, labels, AttackConfig("fgsm", eps), progress=False)
-        == expected
-    )
+def test_attacks_are_evaluated_in_float32_under_autocast(shapes_model):
+    model, images, labels, _ = shapes_model
+    dtypes = []
+    handle = model.conv1.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            accuracy(model, images[:8], labels[:8])
+            adversarial_accuracy(model, images[:8], labels[:8], AttackConfig("fgsm"),
+                                 progress=False)  # fmt: skip
+            cam_maps(model, images[:2], labels[:2])
+    finally:
+        handle.remove()
+    assert dtypes and set(dtypes) == {torch.float32}
 
 
 # ------------------------------------------------------------------------------- CAMs
@@ -159,36 +210,47 @@ def test_localisation_scores_on_shapes_are_in_range(shapes_model):
 
 
 def test_cli_attack_and_cam_on_the_runs_a_quick_sweep_leaves(tmp_path, capsys):
-    from regionmix_utils.cli import main
-
     runs = str(tmp_path / "runs")
     sweep = ["sweep", "--datasets", "shapes", "--methods", "mixup", "region", "--seeds", "0",
              "--epochs", "1", "--width", "4", "--n-train", "128", "--n-test", "50",
              "--device", "cpu", "--runs-dir", runs, "--no-progress"]  # fmt: skip
     assert main(sweep) == 0
+    quick = ["sweep", "--datasets", "shapes", "--methods", "region", "--seeds", "0", "--quick",
+             "--epochs", "1", "--n-train", "128", "--n-test", "50", "--device", "cpu",
+             "--runs-dir", runs, "--no-progress", "--no-clean-ce"]  # fmt: skip
+    assert main(quick) == 0
     attack = ["attack", "--runs-dir", runs, "--eps", "4/255", "--queries", "5",
               "--n-images", "20", "--device", "cpu", "--no-progress"]  # fmt: skip
     assert main(attack) == 0
     out = capsys.readouterr().out
-    assert out.count("clean") == 2 and "fgsm eps=0.0156863" in out and "square" in out
-    assert len(list((tmp_path / "runs").glob("shapes/*/seed0/eval.json"))) == 2
+    assert out.count("(20 test images): clean") == 3 and "fgsm" in out and "square" in out
+    assert len(list((tmp_path / "runs").glob("shapes/*/seed0/eval.json"))) == 3
     figure = tmp_path / "cam.png"
-    assert (
-        main(
-            [
-                "cam",
-                "--runs-dir",
-                runs,
-                "--dataset",
-                "shapes",
-                "--n-images",
-                "3",
-                "--out",
-                str(figure),
-            ]
-        )
-        == 0
-    )
+    cam = ["cam", "--runs-dir", runs, "--dataset", "shapes", "--n-images", "3", "--out",
+           str(figure)]  # fmt: skip
+    assert main(cam) == 0
     out = capsys.readouterr().out
+    # Only the full runs with the clean term: not the quick, ablated one.
     assert figure.stat().st_size > 1000 and out.count("pointing game") == 2
+    assert "Mixup (k=1, epochs=1" in out
     assert main(["attack", "--runs-dir", str(tmp_path / "empty")]) == 2
+
+
+def test_attack_without_n_images_uses_the_whole_test_split(tmp_path, capsys):
+    """The paper reports test accuracy after attack: by default every test image (here
+    the 4 of a Tiny ImageNet fixture in the real folder layout), and the table says so."""
+    data = tmp_path / "data"
+    make_tinyimagenet(data, wnids=("n01443537", "n01629819", "n01641577", "n01644900"),
+                      per_class=4)  # fmt: skip
+    config = TrainConfig(dataset="tinyimagenet", method="region", epochs=1, width=4,
+                         batch_size=8)  # fmt: skip
+    train(config, tmp_path / "runs", data, device="cpu", progress=False)
+    command = ["attack", "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(data),
+               "--attack", "fgsm", "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert build_parser().parse_args(["attack"]).n_images is None  # whole split by default
+    assert main(command) == 0
+    assert "(4 test images)" in capsys.readouterr().out
+    records = Run.of(tmp_path / "runs", config).evaluations()
+    assert [(r["kind"], r["n_images"]) for r in records] == [("clean", 4), ("fgsm", 4)]
+    fgsm = [t for t in paper_tables(collect_runs(tmp_path / "runs")) if t.number == 3]
+    assert "on 4 test images." in fgsm[0].caption

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from regionmix_utils import __version__, notebook
-from regionmix_utils.notebook import ensure_runs, example_batch, setup
-from regionmix_utils.train import TrainConfig, run_dir
+from regionmix_utils.config import TrainConfig
+from regionmix_utils.notebook import ensure_runs, example_batch, setup, sweep_commands
+from regionmix_utils.runs import Run, run_dir
 
 from .conftest import tiny_config
 
@@ -63,8 +64,22 @@ def test_ensure_runs_never_trains_silently_outside_quick_mode(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         ensure_runs(configs, tmp_path, quick=False)
     message = str(err.value)
-    assert "regionmix sweep --datasets shapes --methods cutmix --seeds 1" in message
-    assert message.endswith("--no-clean-ce") and not any(tmp_path.iterdir())
+    assert (
+        f"regionmix sweep --datasets shapes --methods cutmix --seeds 1 --no-clean-ce "
+        f"--runs-dir {tmp_path}"
+    ) in message
+    assert not any(tmp_path.iterdir())
+
+
+def test_sweep_commands_name_exactly_what_is_missing():
+    configs = [
+        TrainConfig(dataset="cifar10", method="region", k=4, alpha=0.4, seed=s) for s in (0, 1)
+    ] + [TrainConfig(dataset="cifar100", method="mixup", k=8)]
+    assert sweep_commands(configs, "runs") == [
+        "regionmix sweep --datasets cifar10 --methods region --seeds 0 1 --k 4 --alpha 0.4 "
+        "--runs-dir runs",
+        "regionmix sweep --datasets cifar100 --methods mixup --seeds 0 --runs-dir runs",
+    ]
 
 
 def test_ensure_runs_returns_finished_runs_without_training_them_again(tmp_path):
@@ -74,5 +89,5 @@ def test_ensure_runs_returns_finished_runs_without_training_them_again(tmp_path)
     train(config, tmp_path, device="cpu", progress=False)
     final = run_dir(tmp_path, config) / "final.pt"
     stamp = final.stat().st_mtime_ns
-    assert ensure_runs([config], tmp_path, quick=False) == [run_dir(tmp_path, config)]
+    assert ensure_runs([config], tmp_path, quick=False) == [Run.of(tmp_path, config)]
     assert final.stat().st_mtime_ns == stamp

@@ -58,6 +58,13 @@ def test_notebook_opens_in_colab_and_installs_what_it_needs_there(path):
     assert f"%pip install --quiet --no-deps {_torchattacks_pin()}" in first_code
 
 
+def test_make_lab_starts_jupyter_as_root_where_it_runs_as_root():
+    out = subprocess.run(["make", "-n", "lab"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    line = next(x for x in out.splitlines() if "jupyter lab notebooks/" in x)
+    assert ("--allow-root" in line) == (os.getuid() == 0)
+
+
 def test_readme_has_a_colab_badge_for_every_notebook():
     readme = (REPO / "README.md").read_text()
     for path in NOTEBOOK_PATHS:
@@ -93,6 +100,7 @@ def test_the_wheel_installs_and_imports_outside_the_checkout(tmp_path):
     assert modules <= names
     assert "regionmix = regionmix_utils.cli:main" in entry_points
     assert f"Project-URL: Repository, {_repository()}" in metadata
+    assert "License-Expression: MIT" in metadata  # the SPDX form, not the deprecated table
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     assert all("extra ==" in line for line in requires if "jupyterlab" in line)
 

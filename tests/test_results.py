@@ -1,156 +1,303 @@
-"""Runs on disk -> tables of mean ± std over seeds."""
+"""Runs on disk -> the paper's tables, our numbers beside the published ones."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
+from regionmix_utils import paper
 from regionmix_utils.cli import main
-from regionmix_utils.data import load_dataset
+from regionmix_utils.config import TrainConfig, quick_config
 from regionmix_utils.results import (
-    _eps_text,
-    _method_label,
-    attack_results,
+    collect_evaluations,
     collect_runs,
+    column_label,
     paper_tables,
+    published_tables,
     summarise,
     to_latex,
     to_markdown,
 )
-from regionmix_utils.train import run_dir, train
+from regionmix_utils.runs import Run, find_runs
 
-from .conftest import tiny_config
+GOLDEN = Path(__file__).parent / "golden"
+EPS = 8 / 255
 
-FGSM_8 = "fgsm eps=0.0313725"
-SQUARE_8 = "square eps=0.0313725 queries=100 seed=0"
+
+def finished_run(root, config: TrainConfig, final_acc: float, evaluations=()) -> Run:
+    """A finished run written as training writes one: config.json, two epochs of
+    metrics (the last evaluated at ``final_acc``, the one before 1 point higher),
+    final.pt, and evaluation records."""
+    run = Run.of(root, config)
+    run.claim(config)
+    epochs = config.epochs
+    run.write_metrics([
+        {"epoch": epochs - 1, "lr": 0.001, "train_loss": 1.0, "test_loss": 1.0,
+         "test_acc": final_acc + 1.0},
+        {"epoch": epochs, "lr": 0.001, "train_loss": 1.0, "test_loss": 1.0,
+         "test_acc": final_acc},
+    ])  # fmt: skip
+    torch.save({}, run.path / "final.pt")
+    for record in evaluations:
+        run.add_evaluation(record)
+    return run
+
+
+# Our accuracies for the golden runs: the paper's mean ± 0.2 over three seeds, except
+# a few cells moved on purpose (one far from the paper in each direction, one close).
+MOVED = {
+    ("cifar10", "region", True): (95.0, 95.1, 95.2),  # 1.09 below: more than 2 SE
+    ("tinyimagenet", "mixup", True): (66.0, 66.5, 67.0),  # 1.05 above: more than 2 SE
+    ("cifar100", "cutmix", True): (78.5, 79.0, 79.5),  # 0.03 below: within 2 SE
+    ("cifar10", "mixup", True): (95.9, 96.1, 96.3),  # 0.21 above: more than 1 SE, within 2
+}
+
+
+def _accuracies(dataset, method, clean_ce, attack=None):
+    moved = MOVED.get((dataset, method, clean_ce)) if attack is None else None
+    if moved:
+        return moved
+    mean = paper.lookup(dataset, method, clean_ce, attack).mean
+    return (mean - 0.2, mean, mean + 0.2)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    splits = load_dataset("shapes", n_train=128, n_test=50)
-    base = tiny_config(epochs=1, n_train=128, n_test=50)
-    for method in ("mixup", "region"):
-        for seed in (0, 1):
-            config = dataclasses.replace(base, method=method, seed=seed)
-            train(config, root, device="cpu", splits=splits, progress=False)
-    (run_dir(root, dataclasses.replace(base, seed=0)) / "eval.json").write_text(
-        json.dumps({"n_images": 50, "clean": 41.0, FGSM_8: 20.0, SQUARE_8: 30.0})
-    )
-    ablated = dataclasses.replace(base, clean_ce=False)
-    train(ablated, root, device="cpu", splits=splits, progress=False)
-    (run_dir(root, ablated) / "eval.json").write_text(
-        json.dumps({"n_images": 50, "clean": 40.0, "fgsm eps=0.03": 12.5})
-    )
-    (root / "shapes" / "unfinished" / "seed0").mkdir(parents=True)  # no final.pt: ignored
+def golden_runs(tmp_path_factory):
+    """3 datasets x 3 methods x 3 seeds in the paper's setting, with FGSM and Square on
+    10,000 test images; CIFAR-100 without the clean CE term; and runs the paper has no
+    numbers for (no mixing, k = 4, 200 epochs, a quick run)."""
+    root = tmp_path_factory.mktemp("golden-runs")
+    for dataset in paper.DATASET_TITLES:
+        for method in ("cutmix", "mixup", "region"):
+            fgsm = _accuracies(dataset, method, True, "fgsm")
+            square = _accuracies(dataset, method, True, "square")
+            for seed, acc in enumerate(_accuracies(dataset, method, True)):
+                config = TrainConfig(dataset=dataset, method=method, seed=seed)
+                finished_run(root, config, acc, [
+                    {"kind": "clean", "n_images": 10000, "accuracy": acc, "seconds": 1.0},
+                    {"kind": "fgsm", "eps": EPS, "n_images": 10000, "accuracy": fgsm[seed],
+                     "seconds": 2.0},
+                    {"kind": "square", "eps": EPS, "queries": 100, "seed": 0, "p_init": 0.8,
+                     "loss": "margin", "n_images": 10000, "accuracy": square[seed],
+                     "seconds": 3.0},
+                ])  # fmt: skip
+            if dataset == "cifar100":
+                for seed, acc in enumerate(_accuracies(dataset, method, False)):
+                    config = TrainConfig(dataset=dataset, method=method, seed=seed,
+                                         clean_ce=False)  # fmt: skip
+                    finished_run(root, config, acc)
+    finished_run(root, TrainConfig(dataset="cifar10", method="none"), 94.9)
+    finished_run(root, TrainConfig(dataset="cifar10", method="region", k=4), 95.9)
+    finished_run(root, TrainConfig(dataset="cifar10", method="region", epochs=200, seed=9), 95.5)
+    finished_run(root, quick_config(TrainConfig(dataset="cifar10", method="region")), 40.0)
     return root
 
 
-def test_collect_runs_reads_every_finished_run(runs):
-    table = collect_runs(runs)
-    assert len(table) == 5
-    assert set(table["method"]) == {"Mixup", "Region Mixup (k=2)"}
-    assert table["clean_ce"].sum() == 4
-    assert table["fgsm eps=0.03"].dropna().tolist() == [12.5]
+def _table_output(root, *options) -> str:
+    import io
+    from contextlib import redirect_stdout
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["table", "--runs-dir", str(root), *options]) == 0
+    return out.getvalue()
 
 
-def test_summary_is_mean_std_and_seed_count(runs):
-    table = collect_runs(runs)
-    clean = table[table["clean_ce"]]
-    summary = summarise(clean)
-    accs = clean[clean["method"] == "Mixup"]["test_acc"]
-    cell = summary.loc["Mixup", "shapes"]
-    assert cell == f"{accs.mean():.2f} ± {accs.std():.2f} (2)"
-    ablation = summarise(table, by=("dataset", "method", "clean_ce"))
-    assert ablation.loc[("Region Mixup (k=2)", False), "shapes"].endswith("± 0.00 (1)")
-    assert "(1)" in summarise(table, value="fgsm eps=0.03").loc["Region Mixup (k=2)", "shapes"]
+def test_regionmix_table_golden(golden_runs):
+    """The paper's layout, ours beside the paper's with differences and marks, captions
+    that say how each number was made. Regenerate with REGIONMIX_GOLDEN=1 after a
+    deliberate change, and read the diff."""
+    import os
+
+    got = _table_output(golden_runs)
+    golden = GOLDEN / "regionmix_table.md"
+    if os.environ.get("REGIONMIX_GOLDEN"):
+        golden.write_text(got)
+    assert got == golden.read_text()
 
 
-def test_exports(runs):
-    summary = summarise(collect_runs(runs))
-    markdown = to_markdown(summary)
-    assert markdown.splitlines()[0] == "| method | shapes |" and "Region Mixup (k=2)" in markdown
-    assert r"$\pm$" in to_latex(summary) and "\\toprule" in to_latex(summary)
-
-
-def test_empty_runs_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="no finished runs"):
-        summarise(collect_runs(tmp_path))
-
-
-def test_attack_results_in_long_form(runs):
-    long = attack_results(collect_runs(runs))
-    records = sorted(long.to_dict("records"), key=lambda r: r["accuracy"])
-    region = {"dataset": "shapes", "method": "Region Mixup (k=2)", "seed": 0}
-    assert records == [
-        {**region, "accuracy": 12.5, "attack": "fgsm", "eps": 0.03},
-        {**region, "accuracy": 20.0, "attack": "fgsm", "eps": 0.0313725},
-        {**region, "accuracy": 30.0, "attack": "square", "eps": 0.0313725},
-    ]
-
-
-def test_method_labels_name_settings_that_differ_from_the_paper():
-    paper = {"k": 2, "alpha": 1.0, "concat_forward": False}
-    assert _method_label({**paper, "method": "mixup"}) == "Mixup"
-    assert _method_label({**paper, "method": "region"}) == "Region Mixup (k=2)"
-    assert _method_label({**paper, "method": "none", "alpha": 0.2}) == "No mixing"
-    changed = {"method": "region", "k": 4, "alpha": 0.4, "concat_forward": True}
-    assert _method_label(changed) == "Region Mixup (k=4, α=0.4, one forward pass)"
-    assert _method_label({**paper, "method": "cutmix", "alpha": 0.5}) == "CutMix (α=0.5)"
-
-
-def test_methods_come_in_the_papers_order():
-    labels = ["Region Mixup (k=4)", "CutMix", "Mixup", "No mixing", "Region Mixup (k=2)"]
-    rows = [
-        {"dataset": "d", "method": m, "clean_ce": c, "test_acc": 50.0}
-        for m in [*labels, "Mixup (α=0.5)"]
-        for c in (True, False)
-    ]
-    order = ["No mixing", "Mixup", "Mixup (α=0.5)", "CutMix", "Region Mixup (k=2)"]
-    assert summarise(pd.DataFrame(rows)).index.tolist() == [*order, "Region Mixup (k=4)"]
-    ablation = summarise(pd.DataFrame(rows), by=("dataset", "method", "clean_ce"))
-    assert ablation.index.get_level_values("method").unique().tolist()[:2] == order[:2]
-
-
-def test_eps_is_written_in_255ths_where_it_is_one():
-    assert [_eps_text(e) for e in (8 / 255, 0.0313725, 1 / 255, 0.0, 0.03)] == [
-        "8/255", "8/255", "1/255", "0", "0.03",
+def test_the_golden_numbers_are_right(golden_runs):
+    """The golden file's cells, recomputed from first principles."""
+    tables = {t.number: t for t in paper_tables(collect_runs(golden_runs))}
+    cells = tables[1].cells.set_index(["dataset", "label"])
+    region = cells.loc[("CIFAR-10", "Region Mixup (k=2)")]
+    ours = pd.Series([95.0, 95.1, 95.2])
+    assert region["mean"] == pytest.approx(ours.mean()) and region["n"] == 3
+    assert region["diff"] == pytest.approx(95.1 - 96.19)
+    se = (ours.std() ** 2 / 3 + 0.05**2 / 3) ** 0.5
+    assert region["significant"] and abs(region["diff"]) > 2 * se
+    close = cells.loc[("CIFAR-100", "CutMix")]
+    assert close["diff"] == pytest.approx(-0.03) and not close["significant"]
+    assert not cells.loc[("Tiny ImageNet", "CutMix"), "significant"]  # Δ = 0
+    between = cells.loc[("CIFAR-10", "Mixup (k=1)")]
+    se = (0.2**2 / 3 + 0.12**2 / 3) ** 0.5
+    assert se < between["diff"] < 2 * se and not between["significant"]
+    assert cells.loc[("Tiny ImageNet", "Mixup (k=1)"), "significant"]
+    # Columns the paper has no number for carry ours alone.
+    frame = tables[1].frame
+    assert list(frame["No mixing"].columns) == ["ours"]
+    assert frame.loc["CIFAR-10", ("Region Mixup (k=4)", "ours")] == "95.90 (1)"
+    assert frame.loc["CIFAR-10", ("Region Mixup (k=2, epochs=200)", "ours")] == "95.50 (1)"
+    # Table 2 as printed: CIFAR-100, w/o then with the clean CE term.
+    assert tables[2].frame.index.tolist() == [
+        ("CIFAR-100", "w/o standard CE"), ("CIFAR-100", "with standard CE"),
     ]  # fmt: skip
+    assert tables[2].frame.loc[("CIFAR-100", "w/o standard CE"), ("Mixup (k=1)", "paper")] == (
+        "77.50 ± 0.22"
+    )
 
 
-def test_paper_tables(runs):
-    tables = paper_tables(collect_runs(runs))
-    assert list(tables) == [
-        "Table 1: test accuracy (%)",
-        "Table 2: test accuracy (%) with and without CE(f(x_A), y_A)",
-        "Table 3: accuracy (%) under FGSM, ε = 8/255",
-        "Table 4: accuracy (%) under Square, ε = 8/255, 100 queries",
-    ]  # the ε = 0.03 FGSM result belongs to an ablated run: not in Table 3
-    table1, table2, table3, table4 = tables.values()
-    assert table1.index.tolist() == ["Mixup", "Region Mixup (k=2)"]
-    assert table1.loc["Mixup", "shapes"].endswith("(2)")
-    assert table2.index.names == ["method", "clean CE"]
-    assert table2.index.tolist() == [("Region Mixup (k=2)", False), ("Region Mixup (k=2)", True)]
-    assert table3.loc["Region Mixup (k=2)", "shapes"] == "20.00 ± 0.00 (1)"
-    assert table4.loc["Region Mixup (k=2)", "shapes"] == "30.00 ± 0.00 (1)"
+def test_columns_come_in_the_papers_order_then_the_others(golden_runs):
+    runs = collect_runs(golden_runs)
+    table = paper_tables(runs[~runs["quick"]])[0]
+    assert list(dict.fromkeys(table.frame.columns.get_level_values(0))) == [
+        "CutMix", "Mixup (k=1)", "Region Mixup (k=2)", "Region Mixup (k=2, epochs=200)",
+        "Region Mixup (k=4)", "No mixing",
+    ]  # fmt: skip
+    assert table.frame.index.tolist() == ["CIFAR-10", "CIFAR-100", "Tiny ImageNet"]
+
+
+def test_quick_runs_never_share_a_cell(golden_runs):
+    runs = collect_runs(golden_runs)
+    assert "Region Mixup (k=2, quick)" in set(runs["label"])
+    table1 = paper_tables(runs)[0]
+    assert table1.frame.loc["CIFAR-10", ("Region Mixup (k=2)", "ours")].endswith("(3)")
+    assert table1.frame.loc["CIFAR-10", ("Region Mixup (k=2, quick)", "ours")] == "40.00 (1)"
+    out = _table_output(golden_runs)
+    assert "quick" not in out.split("(1 quick run(s) left out")[0]
+    assert "Region Mixup (k=2, quick)" in _table_output(golden_runs, "--include-quick")
+
+
+def test_best_epoch_accuracy_is_an_option(golden_runs):
+    runs = collect_runs(golden_runs, accuracy="best")
+    final = collect_runs(golden_runs)
+    assert (runs["test_acc"] - final["test_acc"]).round(6).eq(1.0).all()
+    assert "best epoch" in _table_output(golden_runs, "--accuracy", "best")
+
+
+def test_attack_tables_say_how_the_numbers_were_made(golden_runs):
+    tables = [t for t in paper_tables(collect_runs(golden_runs)) if t.number in (3, 4)]
+    assert [t.number for t in tables] == [3, 4]
+    fgsm, square = tables
+    assert (
+        "FGSM adversarial examples (%): ε = 8/255 (not stated by the paper), on 10000 test "
+        "images" in fgsm.caption
+    )
+    assert "100 queries, p_init 0.8, margin loss, attack seed 0" in square.caption
+    assert "on 10000 test images" in square.caption
+    assert fgsm.frame.loc["CIFAR-100", ("Region Mixup (k=2)", "paper")] == "22.77 ± 1.20"
+    assert fgsm.frame.loc["CIFAR-100", ("Region Mixup (k=2)", "Δ")] == "+0.00"
+
+
+def test_attacks_with_other_settings_get_their_own_table_and_no_paper_column(tmp_path):
+    config = TrainConfig(dataset="cifar10", method="region")
+    finished_run(tmp_path, config, 96.0, [
+        {"kind": "fgsm", "eps": 4 / 255, "n_images": 500, "accuracy": 60.0},
+        {"kind": "fgsm", "eps": EPS, "n_images": 500, "accuracy": 50.0},
+    ])  # fmt: skip
+    tables = [t for t in paper_tables(collect_runs(tmp_path)) if t.number == 3]
+    assert len(tables) == 2
+    four, eight = sorted(tables, key=lambda t: "4/255" not in t.caption)
+    assert "ε = 4/255, on 500 test images" in four.caption
+    assert list(four.frame.columns.get_level_values(1)) == ["ours"]
+    assert list(eight.frame.columns.get_level_values(1)) == ["ours", "paper", "Δ"]
+
+
+def test_an_evaluation_no_table_places_is_an_error(tmp_path):
+    run = finished_run(tmp_path, TrainConfig(dataset="cifar10"), 96.0,
+                       [{"kind": "pgd", "eps": EPS, "n_images": 10, "accuracy": 1.0}])  # fmt: skip
+    with pytest.raises(ValueError, match=f"{run.path / 'eval.json'} holds an evaluation of kind"):
+        paper_tables(collect_runs(tmp_path))
+
+
+def test_old_eval_json_files_are_read_as_records(tmp_path):
+    run = finished_run(tmp_path, TrainConfig(dataset="cifar10"), 96.0)
+    (run.path / "eval.json").write_text(json.dumps({
+        "n_images": 1000, "clean": 95.0, "fgsm eps=0.0313725": 50.0,
+        "square eps=0.0313725 queries=100 seed=0": 40.0,
+    }))  # fmt: skip
+    records = run.evaluations()
+    assert records == [
+        {"kind": "clean", "n_images": 1000, "accuracy": 95.0},
+        {"kind": "fgsm", "eps": EPS, "n_images": 1000, "accuracy": 50.0},
+        {"kind": "square", "eps": EPS, "queries": 100, "seed": 0, "p_init": 0.8,
+         "loss": "margin", "n_images": 1000, "accuracy": 40.0},
+    ]  # fmt: skip
+    run.add_evaluation({"kind": "fgsm", "eps": EPS, "n_images": 1000, "accuracy": 51.0})
+    stored = json.loads((run.path / "eval.json").read_text())
+    assert stored["format"] == 2 and len(stored["records"]) == 3
+    assert run.find_evaluation({"kind": "fgsm", "eps": EPS, "n_images": 1000})["accuracy"] == 51
+    (run.path / "eval.json").write_text(json.dumps({"n_images": 10, "pgd eps=0.03": 1.0}))
+    with pytest.raises(ValueError, match="of no known kind"):
+        run.evaluations()
+
+
+def test_collect_evaluations_is_long_form(golden_runs):
+    runs = collect_runs(golden_runs)
+    evaluations = collect_evaluations(runs[runs["dataset"] == "cifar10"])
+    assert set(evaluations["kind"]) == {"clean", "fgsm", "square"}
+    assert len(evaluations) == 3 * 3 * 3
+    assert (evaluations["n_images"] == 10000).all()
+
+
+def test_summary_is_mean_std_and_seed_count(golden_runs):
+    runs = collect_runs(golden_runs)
+    runs = runs[runs["clean_ce"] & ~runs["quick"]]
+    summary = summarise(runs)
+    assert summary.loc["CutMix", "cifar100"] == "79.00 ± 0.50 (3)"
+    assert summary.loc["No mixing", "cifar10"] == "94.90 (1)"
+    assert summary.index.tolist()[:3] == ["CutMix", "Mixup (k=1)", "Region Mixup (k=2)"]
     with pytest.raises(ValueError, match="no finished runs"):
-        paper_tables(collect_runs(runs / "nowhere"))
+        summarise(collect_runs(golden_runs / "nowhere"))
 
 
-def test_table_command(runs, tmp_path, capsys):
-    assert main(["table", "--runs-dir", str(runs)]) == 0
-    out = capsys.readouterr().out
-    assert out.count("Table ") == 4 and "| method | clean CE | shapes |" in out
-    assert main(["table", "--runs-dir", str(runs), "--format", "latex"]) == 0
-    assert capsys.readouterr().out.count("\\toprule") == 4
+def test_exports(golden_runs):
+    table = paper_tables(collect_runs(golden_runs))[1]
+    markdown = to_markdown(table.frame)
+    assert markdown.splitlines()[0].startswith(
+        "| dataset |  | CutMix ours | CutMix paper | CutMix Δ"
+    )
+    latex = to_latex(table.frame)
+    assert r"\multicolumn{3}{c}{CutMix}" in latex and r"$\pm$" in latex and r"$\Delta$" in latex
 
-    quick = dataclasses.replace(tiny_config(epochs=1, n_train=64, n_test=20), quick=True)
-    train(quick, tmp_path, device="cpu", progress=False)
+
+def test_published_tables_alone():
+    tables = published_tables()
+    assert [t.number for t in tables] == [1, 2, 3, 4]
+    assert tables[0].frame.loc["CIFAR-10", ("Region Mixup (k=2)", "paper")] == "96.19 ± 0.05"
+    assert list(tables[0].frame.columns.get_level_values(1)) == ["paper"] * 3
+
+
+def test_column_labels_name_every_setting_that_differs_from_the_papers():
+    assert column_label(TrainConfig(method="mixup")) == "Mixup (k=1)"
+    assert column_label(TrainConfig(method="region")) == "Region Mixup (k=2)"
+    assert column_label(TrainConfig(method="none", alpha=0.2)) == "No mixing"
+    changed = TrainConfig(method="region", k=4, alpha=0.4, concat_forward=True, epochs=200)
+    assert column_label(changed) == "Region Mixup (k=4, α=0.4, one forward pass, epochs=200)"
+    assert column_label(TrainConfig(method="cutmix", alpha=0.5)) == "CutMix (α=0.5)"
+    assert column_label(TrainConfig(clean_ce=False), with_ce=True) == (
+        "Region Mixup (k=2, w/o clean CE)"
+    )
+    assert column_label(dataclasses.replace(quick_config(TrainConfig()), width=4)) == (
+        "Region Mixup (k=2, quick, width=4)"
+    )
+
+
+def test_table_command_errors(tmp_path, capsys):
+    assert main(["table", "--runs-dir", str(tmp_path / "empty")]) == 2
+    finished_run(tmp_path, quick_config(TrainConfig(dataset="shapes")), 40.0)
     assert main(["table", "--runs-dir", str(tmp_path)]) == 2
     assert "--include-quick" in capsys.readouterr().err
     assert main(["table", "--runs-dir", str(tmp_path), "--include-quick"]) == 0
-    assert "Region Mixup (k=2)" in capsys.readouterr().out
-    assert main(["table", "--runs-dir", str(tmp_path / "empty")]) == 2
+    assert len(find_runs(tmp_path)) == 1
+
+
+def test_table_figure(golden_runs, tmp_path):
+    figure = tmp_path / "tables.png"
+    out = _table_output(golden_runs, "--figure", str(figure))
+    assert f"figure: {figure}" in out and figure.stat().st_size > 20_000

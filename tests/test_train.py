@@ -14,16 +14,24 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from regionmix_utils.cli import main
+from regionmix_utils.cli import build_parser, main, sweep_configs
+from regionmix_utils.config import TrainConfig, quick_config, run_name
+from regionmix_utils.data import ImageSet, Splits
+from regionmix_utils.methods import Method, get_method, registered
 from regionmix_utils.models import build_model
+from regionmix_utils.runs import Run, run_dir
 from regionmix_utils.train import (
     CheckpointError,
-    TrainConfig,
-    quick_config,
-    run_dir,
-    run_name,
+    TrainingState,
+    evaluate,
+    loaders,
+    one_epoch,
+    stream_seeds,
     train,
+    train_step,
+    training_loss,
 )
 
 from .conftest import tiny_config
@@ -70,16 +78,207 @@ def test_run_names_and_folders():
     )
 
 
-def test_paper_defaults():
+def test_the_papers_recipe_is_the_default():
+    """Section 3 of the paper; each value here is one the paper states."""
     c = TrainConfig()
-    assert (c.lr, c.momentum, c.weight_decay, c.milestones, c.epochs, c.batch_size) == (
-        0.1, 0.9, 5e-4, (100, 150), 400, 128,
+    assert (c.lr, c.momentum, c.weight_decay, c.milestones, c.lr_gamma) == (
+        0.1, 0.9, 5e-4, (100, 150), 0.1,
     )  # fmt: skip
-    assert c.clean_ce and c.alpha == 1.0
+    assert (c.epochs, c.batch_size, c.pad, c.width) == (400, 128, 2, 64)
+    assert c.clean_ce and not c.concat_forward and c.k == 2
+    # Open choices, documented in the README: alpha 1, no Nesterov, stride-1 stem.
+    assert c.alpha == 1.0 and not c.nesterov and c.stem_stride == 1
     with pytest.raises(ValueError, match="method must be one of"):
         TrainConfig(method="manifold")
     with pytest.raises(ValueError, match="alpha must be"):
         TrainConfig(alpha=0)
+    with pytest.raises(ValueError, match="stem_stride must be 1 or 2"):
+        TrainConfig(stem_stride=3)
+
+
+def test_a_runs_identity_is_what_its_method_reads():
+    assert TrainConfig(method="mixup", k=4) == TrainConfig(method="mixup", k=2)
+    assert TrainConfig(method="cutmix", k=8).k == 2
+    assert TrainConfig(method="none", clean_ce=False, alpha=0.2) == TrainConfig(method="none")
+    assert TrainConfig(method="region", k=4) != TrainConfig(method="region", k=2)
+    assert TrainConfig(method="mixup", alpha=0.4) != TrainConfig(method="mixup")
+
+
+def test_quick_mode_is_what_its_help_says():
+    quick = quick_config(TrainConfig())
+    assert (quick.epochs, quick.width, quick.n_train, quick.n_test) == (4, 8, 2000, 500)
+    help_text = " ".join(build_parser().format_help().split())
+    sweep_help = " ".join(
+        build_parser()._subparsers._group_actions[0].choices["sweep"].format_help().split()
+    )
+    assert "4 epochs, width 8, 2000 train / 500 test images" in sweep_help
+    assert "regionmix" in help_text
+
+
+# --------------------------------------------------------------------- the recipe
+
+
+def _state(config: TrainConfig, splits) -> TrainingState:
+    return TrainingState.build(config, splits, torch.device("cpu"))
+
+
+def test_optimiser_and_schedule_are_the_papers(tiny_shapes):
+    state = _state(TrainConfig(dataset="shapes", width=4), tiny_shapes)
+    assert type(state.optimizer) is torch.optim.SGD
+    group = state.optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (
+        0.1, 0.9, 5e-4, False,
+    )  # fmt: skip
+    assert group["dampening"] == 0
+    assert isinstance(state.scheduler, torch.optim.lr_scheduler.MultiStepLR)
+
+
+def test_the_lr_used_each_epoch_steps_down_after_the_milestones(tmp_path, tiny_shapes):
+    """lr 0.1 for epochs 1-2, 0.01 for 3-4, 0.001 for 5: divided by 10 *after* epochs 2
+    and 4, stepped once an epoch (a per-batch schedule would reach 0.001 in epoch 1)."""
+    config = tiny_config(epochs=5, milestones=(2, 4))
+    result = train(config, tmp_path, device="cpu", splits=tiny_shapes, progress=False)
+    assert [m["lr"] for m in result.metrics] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+
+
+def test_batches_are_padded_by_two_cropped_and_full_size(tiny_shapes):
+    white = ImageSet(
+        torch.full((256, 3, 32, 32), 255, dtype=torch.uint8), tiny_shapes.train.labels,
+        tiny_shapes.train.classes,
+    )  # fmt: skip
+    splits = Splits("shapes", white, tiny_shapes.test)
+    config = TrainConfig(dataset="shapes", width=4, batch_size=64)
+    train_loader, _ = loaders(_state(config, splits), splits)
+    batches = list(train_loader)
+    assert len(batches) == 4 and all(x.shape == (64, 3, 32, 32) for x, _ in batches)
+    images = torch.cat([x for x, _ in batches])
+    black_rows = (images[:, 0].amax(2) == 0).sum(1)  # zero padding shows as black rows
+    assert black_rows.max() == 2 and (black_rows == 0).any()
+    black_cols = (images[:, 0].amax(1) == 0).sum(1)
+    assert black_cols.max() == 2 and (black_cols == 0).any()
+
+
+def _batch(n=8, classes=10):
+    gen = torch.Generator().manual_seed(0)
+    return torch.rand(n, 3, 32, 32, generator=gen), torch.arange(n) % classes
+
+
+@pytest.mark.parametrize("method", ["region", "mixup", "cutmix"])
+def test_the_loss_is_clean_ce_plus_mixed_ce(method):
+    model = build_model("shapes", 10, width=4)
+    images, labels = _batch()
+    config = TrainConfig(dataset="shapes", method=method)
+    mixed = get_method(method).mix(images, labels, 10, config, torch.Generator().manual_seed(1))
+    loss = training_loss(model, config, images, labels, mixed)
+    clean = F.cross_entropy(model(images), labels)
+    mixed_ce = -(mixed.targets * F.log_softmax(model(mixed.images), 1)).sum(1).mean()
+    torch.testing.assert_close(loss.total, clean + mixed_ce)
+    torch.testing.assert_close(loss.clean, clean)
+    ablated = training_loss(model, TrainConfig(method=method, clean_ce=False), images, labels,
+                            mixed)  # fmt: skip
+    torch.testing.assert_close(ablated.total, mixed_ce)
+    assert ablated.clean is None
+    plain = training_loss(model, TrainConfig(method="none"), images, labels, None)
+    torch.testing.assert_close(plain.total, clean)
+
+
+def test_training_steps_run_in_train_mode_and_evaluation_leaves_it(tiny_shapes):
+    config = tiny_config(epochs=2)
+    state = _state(config, tiny_shapes)
+    train_loader, test_loader = loaders(state, tiny_shapes)
+    modes = []
+    state.model.register_forward_pre_hook(lambda module, _: modes.append(module.training))
+    for epoch in (1, 2):
+        modes.clear()
+        record = one_epoch(state, train_loader, test_loader, epoch, progress=False)
+        assert "test_acc" in record
+        steps = 2 * len(train_loader)  # clean and mixed forward passes
+        assert modes[:steps] == [True] * steps, f"epoch {epoch} trained in eval mode"
+        assert not any(modes[steps:]), "evaluation ran in train mode"
+    model = state.model.train()
+    evaluate(model, test_loader)
+    assert model.training
+
+
+def test_evaluation_is_float32_even_under_autocast(tiny_shapes):
+    state = _state(tiny_config(), tiny_shapes)
+    _, test_loader = loaders(state, tiny_shapes)
+    dtypes = []
+    state.model.conv1.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        evaluate(state.model, test_loader)
+        state.model(tiny_shapes.test.images[:2].float())  # the hook does see autocast
+    assert set(dtypes[:-1]) == {torch.float32} and dtypes[-1] == torch.bfloat16
+
+
+def test_arguments_are_checked_once_before_training(tmp_path, tiny_shapes):
+    with pytest.raises(ValueError, match=r"k must be between 1 and min\(H, W\) = 32"):
+        train(tiny_config(k=33), tmp_path, device="cpu", splits=tiny_shapes, progress=False)
+    with pytest.raises(ValueError, match="batch_size 512 is larger than the 256"):
+        train(tiny_config(batch_size=512), tmp_path / "b", device="cpu", splits=tiny_shapes,
+              progress=False)  # fmt: skip
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method", ["region", "mixup", "cutmix", "none"])
+def test_a_training_step_never_waits_for_the_host(tiny_shapes, method):
+    """CUDA's sync debug mode raises on any device-to-host sync inside the steps."""
+    config = tiny_config(method=method, batch_size=64)
+    state = TrainingState.build(config, tiny_shapes, torch.device("cuda"))
+    state.check_mixing(tiny_shapes)
+    train_loader, _ = loaders(state, tiny_shapes)
+    train_step(state, *next(iter(train_loader)))  # warm-up: lazy initialisation may sync
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for images, labels in train_loader:
+            train_step(state, images, labels)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+# --------------------------------------------------------------- paired randomness
+
+
+def test_every_method_with_a_seed_sees_the_same_batches_and_starts_alike(tmp_path, tiny_shapes):
+    """Common random numbers: data order and augmentation do not depend on the method."""
+    seen: dict[str, list] = {}
+
+    def recording(name: str, inner: str) -> Method:
+        base = get_method(inner)
+
+        def apply(images, labels, params, num_classes, *, validate):
+            seen[name].append((images.clone(), labels.clone()))
+            return base.apply(images, labels, params, num_classes, validate=validate)
+
+        return Method(name=name, label=name, help="", reads=base.reads, sample=base.sample,
+                      apply=apply)  # fmt: skip
+
+    firsts = {}
+    for name, inner in (("rec-region", "region"), ("rec-cutmix", "cutmix")):
+        seen[name] = []
+        with registered(recording(name, inner)):
+            config = tiny_config(method=name, epochs=2, seed=3)
+            firsts[name] = _state(config, tiny_shapes).model.state_dict()
+            train(config, tmp_path, device="cpu", splits=tiny_shapes, progress=False)
+    # The first call is the one-off argument check on two images; then the training steps.
+    assert all(len(calls[0][1]) == 2 for calls in seen.values())
+    a, b = seen["rec-region"][1:], seen["rec-cutmix"][1:]
+    assert len(a) == len(b) == 2 * (256 // 32)
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    for name, p in firsts["rec-region"].items():
+        assert torch.equal(p, firsts["rec-cutmix"][name]), name
+    other_seed = tiny_config(seed=4)
+    assert not torch.equal(
+        _state(other_seed, tiny_shapes).model.conv1.weight, firsts["rec-region"]["conv1.weight"]
+    )
+
+
+def test_seeds_of_the_two_streams_differ_and_follow_the_run_seed():
+    assert stream_seeds(0) == stream_seeds(0)
+    assert len({*stream_seeds(0), *stream_seeds(1)}) == 4
 
 
 # ------------------------------------------------------------------------------- loop
@@ -93,10 +292,15 @@ def test_a_short_run_writes_everything_and_is_then_skipped(tmp_path, tiny_shapes
     assert {p.name for p in path.iterdir()} == {"config.json", "metrics.jsonl", "final.pt"}
     lines = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [1, 2]
-    assert {"epoch", "train_loss", "test_loss", "test_acc", "lr"} <= set(lines[0])
+    assert {"epoch", "train_loss", "train_clean_loss", "train_mixed_loss", "test_loss",
+            "test_acc", "lr"} <= set(lines[0])  # fmt: skip
+    assert lines[0]["train_loss"] == pytest.approx(
+        lines[0]["train_clean_loss"] + lines[0]["train_mixed_loss"]
+    )
     assert 0 <= lines[-1]["test_acc"] <= 100
     stored = json.loads((path / "config.json").read_text())
     assert stored["method"] == "region" and "torch" in stored["environment"]
+    assert [h["epoch"] for h in stored["history"]] == [0]
     state = torch.load(path / "final.pt", weights_only=True)
     assert "layer4.1.conv2.weight" in state
 
@@ -116,8 +320,9 @@ def test_same_seed_same_weights_on_cpu(tmp_path, tiny_shapes):
 
 @pytest.mark.parametrize(
     "changes",
-    [{"method": "none"}, {"clean_ce": False}, {"concat_forward": True}, {"method": "mixup"}],
-)
+    [{"method": "none"}, {"clean_ce": False}, {"concat_forward": True}, {"method": "mixup"},
+     {"nesterov": True, "stem_stride": 2}],
+)  # fmt: skip
 def test_every_variant_of_the_loss_trains(tmp_path, tiny_shapes, changes):
     result = train(
         tiny_config(epochs=1, **changes), tmp_path, device="cpu", splits=tiny_shapes, progress=False
@@ -130,7 +335,7 @@ def test_corrupt_checkpoint_is_reported_and_kept(tmp_path, tiny_shapes):
     path = run_dir(tmp_path, config)
     path.mkdir(parents=True)
     (path / "last.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(CheckpointError, match="cannot be used"):
         train(config, tmp_path, device="cpu", splits=tiny_shapes, progress=False)
     assert (path / "last.pt").read_bytes() == b"not a checkpoint"
 
@@ -139,7 +344,7 @@ def test_resuming_with_another_config_is_refused(tmp_path, tiny_shapes):
     config = tiny_config(epochs=1)
     train(config, tmp_path, device="cpu", splits=tiny_shapes, progress=False)
     (run_dir(tmp_path, config) / "final.pt").unlink()
-    with pytest.raises(ValueError, match="different configuration"):
+    with pytest.raises(ValueError, match=r"different configuration .*differs in lr"):
         train(
             dataclasses.replace(config, lr=0.05),
             tmp_path,
@@ -147,6 +352,9 @@ def test_resuming_with_another_config_is_refused(tmp_path, tiny_shapes):
             splits=tiny_shapes,
             progress=False,
         )
+    # How a run executes is not what it computes: AMP or compile may change on resume.
+    train(dataclasses.replace(config, amp=False, eval_every=2), tmp_path, device="cpu",
+          splits=tiny_shapes, progress=False)  # fmt: skip
 
 
 def test_training_on_shapes_learns(tmp_path):
@@ -202,38 +410,61 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
     assert metrics(tmp_path / "straight") == metrics(killed)
+    record = Run(run_dir(killed, config)).record
+    assert [h["epoch"] for h in record["history"]] == [0, epochs_done]
+    assert record["environment"] == record["history"][0]["environment"]  # the first start's
 
 
 # -------------------------------------------------------------------------------- CLI
 
 
+SMALL = ["--epochs", "1", "--width", "4", "--batch-size", "32", "--n-train", "128",
+         "--n-test", "50", "--device", "cpu", "--no-progress"]  # fmt: skip
+
+
 def test_cli_train_and_sweep(tmp_path, capsys):
-    common = [
-        "--epochs", "1", "--width", "4", "--n-train", "128", "--n-test", "50",
-        "--device", "cpu", "--runs-dir", str(tmp_path), "--no-progress",
-    ]  # fmt: skip
+    common = [*SMALL, "--runs-dir", str(tmp_path)]
     assert main(["train", "--dataset", "shapes", "--method", "mixup", *common]) == 0
     assert "test accuracy" in capsys.readouterr().out
-    assert (
-        main(
-            [
-                "sweep",
-                "--datasets",
-                "shapes",
-                "--methods",
-                "mixup",
-                "region",
-                "--seeds",
-                "0",
-                "1",
-                *common,
-            ]
-        )
-        == 0
-    )
+    sweep = ["sweep", "--datasets", "shapes", "--methods", "mixup", "region", "--seeds", "0", "1"]
+    assert main([*sweep, *common]) == 0
     out = capsys.readouterr().out
     assert out.count("test accuracy") == 4
     assert len(list(tmp_path.glob("shapes/*/seed*/final.pt"))) == 4
+
+
+def test_exploring_k_after_the_default_sweep_reuses_the_mixup_run(tmp_path, capsys):
+    """The sequence a researcher runs: the default sweep, then the same with --k 4."""
+    common = ["--quick", *SMALL, "--runs-dir", str(tmp_path)]
+    sweep = ["sweep", "--datasets", "shapes", "--methods", "mixup", "region", "--seeds", "0"]
+    assert main([*sweep, *common]) == 0
+    mixup = Run.of(tmp_path, quick_config(TrainConfig(dataset="shapes", method="mixup")))
+    stamp = (mixup.path / "final.pt").stat().st_mtime_ns
+    assert main([*sweep, "--k", "4", *common]) == 0, capsys.readouterr().err
+    assert (mixup.path / "final.pt").stat().st_mtime_ns == stamp, "mixup was trained again"
+    folders = sorted(p.parent.parent.name for p in tmp_path.glob("shapes/*/seed0/final.pt"))
+    assert folders == ["mixup-a1-quick", "region-k2-a1-quick", "region-k4-a1-quick"]
+    assert main(["sweep", "--datasets", "shapes", "--methods", "none", "--seeds", "0",
+                 "--no-clean-ce", *common]) == 0  # fmt: skip
+    assert main(["sweep", "--datasets", "shapes", "--methods", "none", "--seeds", "0",
+                 *common]) == 0  # fmt: skip
+    assert len(list(tmp_path.glob("shapes/none*/seed0/final.pt"))) == 1
+    capsys.readouterr()
+    assert main([*sweep, "--lr", "0.05", *common]) == 2  # a genuinely different run
+    assert "holds a different configuration" in capsys.readouterr().err
+
+
+def test_sweep_takes_a_grid_of_settings(capsys):
+    args = build_parser().parse_args([
+        "sweep", "--datasets", "shapes", "--methods", "mixup", "region", "cutmix",
+        "--k", "2", "4", "--alpha", "0.4", "1", "--seeds", "0", "1",
+    ])  # fmt: skip
+    configs = sweep_configs(args)
+    region = [c for c in configs if c.method == "region"]
+    assert len(region) == 2 * 2 * 2  # k x alpha x seeds
+    assert len([c for c in configs if c.method == "mixup"]) == 2 * 2  # alpha x seeds, no k
+    assert len(configs) == 8 + 4 + 4
+    assert {(c.k, c.alpha) for c in region} == {(2, 0.4), (2, 1.0), (4, 0.4), (4, 1.0)}
 
 
 def test_cli_reports_missing_data_clearly(tmp_path, capsys):

@@ -1,0 +1,167 @@
+"""The configuration of one training run: the paper's recipe, and what makes runs alike.
+
+``TrainConfig`` holds the paper's setup as defaults (Section 3; Appendix A.1). A run's
+identity is the settings its method reads: a method that ignores k (Mixup, CutMix, no
+mixing) gets the default k, so ``--k 4`` on a Mixup run names the same run as before;
+without mixing the loss has no mixed term, so ``clean_ce`` and ``concat_forward`` are
+reset too. Fields that only say how a run executes (AMP, channels_last, torch.compile,
+how often to evaluate) are not part of its identity either; ``identity`` leaves them out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from regionmix_utils.methods import SETTINGS, get_method
+
+__all__ = [
+    "EXECUTION_FIELDS",
+    "TrainConfig",
+    "identity",
+    "quick_config",
+    "recipe_differences",
+    "run_name",
+]
+
+# How a run executes, not what it computes: may change between a start and a resume.
+EXECUTION_FIELDS = ("eval_every", "amp", "channels_last", "compile")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Defaults are the paper's (Section 3, Appendix A.1).
+
+    Fields a method does not read are reset to their defaults on construction (see the
+    module docstring). The paper does not state α: 1.0 is what the mixup and CutMix
+    papers use on CIFAR.
+    """
+
+    dataset: str = "cifar10"
+    method: str = "region"  # a name in the method registry (regionmix_utils.methods)
+    k: int = 2  # tiles per side (Region Mixup)
+    alpha: float = 1.0  # Beta(alpha, alpha)
+    clean_ce: bool = True  # the CE(f(x_A), y_A) term; False is Table 2's ablation
+    concat_forward: bool = False  # one forward over [x_A; x~] instead of two calls
+    epochs: int = 400
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False  # the paper says "SGD with momentum"
+    weight_decay: float = 5e-4
+    milestones: tuple[int, ...] = (100, 150)  # epochs after which lr is divided by 10
+    lr_gamma: float = 0.1
+    pad: int = 2  # zero padding before the random crop, pixels on each side
+    stem_stride: int = 1  # 1: layer4 at 8x8 on Tiny ImageNet; 2: PuzzleMix's 64 px stem
+    seed: int = 0
+    eval_every: int = 1  # epochs between test evaluations (the last is always evaluated)
+    amp: bool = True  # CUDA only: bf16 where supported natively, else fp16 + GradScaler
+    channels_last: bool = True  # CUDA only
+    compile: bool = False  # torch.compile the model
+    width: int = 64  # channels of the first ResNet stage (64 in the paper)
+    n_train: int | None = None  # a class-stratified sample of n training images
+    n_test: int | None = None  # likewise for the test split
+    quick: bool = False  # a few epochs on little data, for demos and tests
+
+    def __post_init__(self) -> None:
+        method = get_method(self.method)  # raises, naming the registered methods
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
+        if not (self.alpha > 0 and math.isfinite(self.alpha)):
+            raise ValueError(f"alpha must be a positive finite number, got {self.alpha}")
+        for name in ("epochs", "batch_size", "eval_every", "width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
+        if self.pad < 0:
+            raise ValueError(f"pad must be >= 0, got {self.pad}")
+        for name in ("n_train", "n_test"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be None or >= 1, got {getattr(self, name)}")
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+        object.__setattr__(self, "alpha", float(self.alpha))
+        for name, value in _ignored_by(method.name).items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrainConfig:
+        """The config stored in a ``config.json`` (unknown keys such as the environment
+        are ignored; fields added since take their defaults)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def settings(self) -> dict[str, Any]:
+        """The method's settings: e.g. {"k": 2, "alpha": 1.0} for Region Mixup."""
+        return get_method(self.method).settings_of(self)
+
+
+def _defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def _ignored_by(method_name: str) -> dict[str, Any]:
+    """Field -> default for the fields that ``method_name`` does not read."""
+    method, defaults = get_method(method_name), _defaults()
+    reset = {s: defaults[s] for s in SETTINGS if s not in method.reads}
+    if not method.mixes:
+        reset |= {"clean_ce": True, "concat_forward": False}
+    return reset
+
+
+def identity(config: TrainConfig) -> dict[str, Any]:
+    """What a run computes: every field except ``EXECUTION_FIELDS``. Two configs with
+    the same identity are the same run."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in EXECUTION_FIELDS}
+
+
+def quick_config(config: TrainConfig) -> TrainConfig:
+    """The quick version of a run: 4 epochs (lr / 10 after 3), width 8, 2000/500 images."""
+    return dataclasses.replace(
+        config,
+        quick=True,
+        epochs=min(config.epochs, 4),
+        milestones=(3,),
+        width=8,
+        batch_size=min(config.batch_size, 64),
+        n_train=min(config.n_train or 2000, 2000),
+        n_test=min(config.n_test or 500, 500),
+    )
+
+
+def run_name(config: TrainConfig) -> str:
+    """Folder name of a run: e.g. ``region-k2-a1``, ``mixup-a1-noclean``, ``none-quick``."""
+    method = get_method(config.method)
+    name = method.folder(config.settings())
+    if not config.clean_ce:
+        name += "-noclean"
+    if config.concat_forward:
+        name += "-concat"
+    return name + ("-quick" if config.quick else "")
+
+
+# Not for labels: the method's own settings, the seed, the execution, and the clean CE
+# term (tables give it rows of its own, as the paper's Table 2 does).
+_NOT_RECIPE = ("dataset", "method", "seed", "quick", "clean_ce", *SETTINGS, *EXECUTION_FIELDS)
+_RECIPE_WORDS = {"concat_forward": lambda v: "one forward pass" if v else ""}
+
+
+def recipe_differences(config: TrainConfig) -> list[str]:
+    """How the run's recipe differs from the paper's, in words for table labels:
+    e.g. ["epochs=200", "one forward pass"]. Quick runs are compared with the quick
+    recipe and say "quick". The method's own settings are left to its label."""
+    reference = TrainConfig(dataset=config.dataset, method=config.method)
+    if config.quick:
+        reference = quick_config(reference)
+    words = ["quick"] if config.quick else []
+    for field in dataclasses.fields(TrainConfig):
+        value, default = getattr(config, field.name), getattr(reference, field.name)
+        if field.name in _NOT_RECIPE or value == default:
+            continue
+        if field.name in _RECIPE_WORDS:
+            words.append(_RECIPE_WORDS[field.name](value))
+        else:
+            words.append(f"{field.name}={value}")
+    return [w for w in words if w]

@@ -1,0 +1,257 @@
+"""Runs on disk: finding them, and reading (or adding to) what each one holds.
+
+A run lives in ``runs/<dataset>/<run-name>/seed<seed>/``:
+
+- ``config.json``: the whole ``TrainConfig``, the ``environment`` of the first start
+  (package version, git commit, torch, Python, GPU) and a ``history`` with one entry per
+  start or resume (its epoch, time, environment and execution settings);
+- ``metrics.jsonl``: one JSON object an epoch (``epoch``, ``lr`` used in that epoch,
+  ``train_loss``, ``test_loss``, ``test_acc`` in percent, ``seconds``);
+- ``last.pt``: the checkpoint of an unfinished run; ``final.pt``: the final state dict;
+- ``eval.json``: evaluations as records, e.g. ``{"kind": "fgsm", "eps": 0.0313...,
+  "n_images": 10000, "accuracy": 52.4, "seconds": 3.1}``.
+
+Every write is atomic (``files``), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from regionmix_utils import __version__
+from regionmix_utils.config import EXECUTION_FIELDS, TrainConfig, identity, run_name
+from regionmix_utils.files import atomic_write_text
+
+__all__ = [
+    "ACCURACY_CHOICES",
+    "RESULT_KEYS",
+    "Run",
+    "environment",
+    "eps_text",
+    "evaluation_settings",
+    "find_runs",
+    "run_dir",
+    "snap_eps",
+]
+
+CONFIG, METRICS, LAST, FINAL, EVALUATIONS = (
+    "config.json", "metrics.jsonl", "last.pt", "final.pt", "eval.json",
+)  # fmt: skip
+# Measured values of an evaluation record; every other key is one of its settings.
+RESULT_KEYS = frozenset({"accuracy", "seconds"})
+ACCURACY_CHOICES = ("final", "best", "last10")
+
+
+def run_dir(runs_dir: str | os.PathLike, config: TrainConfig) -> Path:
+    """``runs_dir/<dataset>/<run-name>/seed<seed>``."""
+    return Path(runs_dir) / config.dataset / run_name(config) / f"seed{config.seed}"
+
+
+def environment() -> dict[str, Any]:
+    """Package version, git commit (in a checkout), torch, Python and GPU."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False,
+            cwd=Path(__file__).parent,
+        ).stdout.strip() or None  # fmt: skip
+    except OSError:
+        commit = None
+    return {
+        "regionmix_utils": __version__,
+        "git_commit": commit,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def snap_eps(eps: float) -> float:
+    """``eps`` as an exact multiple of 1/255 when it is one to 6 digits (0.0313725 ->
+    8/255), so settings written with fewer digits compare equal."""
+    n = round(eps * 255)
+    return n / 255 if abs(eps * 255 - n) < 1e-4 else float(eps)
+
+
+def eps_text(eps: float) -> str:
+    """8/255 for a multiple of 1/255, the plain number otherwise (0 for 0)."""
+    n = eps * 255
+    return f"{round(n)}/255" if eps > 0 and abs(n - round(n)) < 1e-4 else f"{eps:g}"
+
+
+def evaluation_settings(record: dict) -> dict[str, Any]:
+    """The settings of an evaluation record: all but its measured values."""
+    return {k: v for k, v in record.items() if k not in RESULT_KEYS}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder. Every property reads the files afresh (they may change)."""
+
+    path: Path
+
+    @classmethod
+    def of(cls, runs_dir: str | os.PathLike, config: TrainConfig) -> Run:
+        return cls(run_dir(runs_dir, config))
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def record(self) -> dict:
+        """The whole ``config.json`` (config, environment, history)."""
+        return json.loads((self.path / CONFIG).read_text())
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_json(self.record)
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / FINAL).exists()
+
+    def metrics(self) -> list[dict]:
+        """One dict an epoch (empty before the first epoch ends)."""
+        file = self.path / METRICS
+        if not file.exists():
+            return []
+        return [json.loads(line) for line in file.read_text().splitlines() if line]
+
+    def accuracy(self, which: str = "final") -> float:
+        """Test accuracy (%): of the final epoch (as we report), the best epoch, or the
+        median of the last ten evaluations (what PuzzleMix reports)."""
+        accs = [m["test_acc"] for m in self.metrics() if "test_acc" in m]
+        if not accs:
+            raise ValueError(f"{self.path} has no evaluated epoch yet")
+        if which == "final":
+            return accs[-1]
+        if which == "best":
+            return max(accs)
+        if which == "last10":
+            return statistics.median(accs[-10:])
+        raise ValueError(f"accuracy must be one of {ACCURACY_CHOICES}, got {which!r}")
+
+    def evaluations(self) -> list[dict]:
+        """The evaluation records in ``eval.json`` (files written before records existed
+        are read and converted)."""
+        file = self.path / EVALUATIONS
+        if not file.exists():
+            return []
+        data = json.loads(file.read_text())
+        if isinstance(data, dict) and "records" in data:
+            return data["records"]
+        return _records_from_key_strings(data, file)
+
+    def find_evaluation(self, settings: dict) -> dict | None:
+        """The record whose settings are exactly ``settings``, or None."""
+        return next((r for r in self.evaluations() if evaluation_settings(r) == settings), None)
+
+    def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
+        """The final model, in eval mode, on ``device``."""
+        from regionmix_utils.models import build_model
+
+        if not self.finished:
+            raise FileNotFoundError(f"{self.path} has no {FINAL}: the run is not finished")
+        config = self.config
+        state = torch.load(self.path / FINAL, map_location="cpu", weights_only=True)
+        num_classes = state["linear.weight"].shape[0]
+        model = build_model(config.dataset, num_classes, config.width, config.stem_stride)
+        model.load_state_dict(state)
+        return model.to(device).eval()
+
+    # ------------------------------------------------------------------ writing
+
+    def add_evaluation(self, record: dict) -> None:
+        """Store ``record``, replacing a record with the same settings (atomic write)."""
+        settings = evaluation_settings(record)
+        kept = [r for r in self.evaluations() if evaluation_settings(r) != settings]
+        payload = {"format": 2, "records": [*kept, record]}
+        atomic_write_text(self.path / EVALUATIONS, json.dumps(payload, indent=2) + "\n")
+
+    def write_metrics(self, metrics: list[dict]) -> None:
+        atomic_write_text(self.path / METRICS, "".join(json.dumps(m) + "\n" for m in metrics))
+
+    def claim(self, config: TrainConfig) -> None:
+        """Create the folder and its ``config.json``, or check that the one there holds
+        the same run (execution settings such as AMP may differ)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if (self.path / CONFIG).exists():
+            if identity(self.config) != identity(config):
+                theirs, ours = identity(self.config), identity(config)
+                changed = sorted(k for k in ours if theirs.get(k) != ours[k])
+                raise ValueError(
+                    f"{self.path / CONFIG} holds a different configuration than the one asked "
+                    f"for (differs in {', '.join(changed)}); use another --runs-dir or move "
+                    "the old run away"
+                )
+            return
+        record = {**dataclasses.asdict(config), "environment": environment(), "history": []}
+        atomic_write_text(self.path / CONFIG, json.dumps(record, indent=2) + "\n")
+
+    def log_start(self, config: TrainConfig, epoch: int) -> None:
+        """Append a start (epoch 0) or a resume to the history in ``config.json``; the
+        first start's environment stays where it was written."""
+        record = self.record
+        record.setdefault("history", []).append({
+            "epoch": epoch,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "environment": environment(),
+            "execution": {name: getattr(config, name) for name in EXECUTION_FIELDS},
+        })  # fmt: skip
+        atomic_write_text(self.path / CONFIG, json.dumps(record, indent=2) + "\n")
+
+
+def find_runs(
+    runs_dir: str | os.PathLike, dataset: str | None = None, finished: bool = True
+) -> list[Run]:
+    """Runs under ``runs_dir`` (``<dataset>/<run-name>/seed<seed>/``), sorted by folder.
+
+    Args:
+        dataset: only this dataset's runs.
+        finished: only runs with ``final.pt``; otherwise every folder with a config.
+    """
+    marker = FINAL if finished else CONFIG
+    pattern = f"{dataset or '*'}/*/seed*/{marker}"
+    return [Run(p.parent) for p in sorted(Path(runs_dir).glob(pattern))]
+
+
+# ---------------------------------------------------------- eval.json before records
+
+_OLD_KEY = re.compile(r"^(fgsm|square) eps=([0-9.e+-]+)(?: queries=(\d+) seed=(\d+))?$")
+
+
+def _records_from_key_strings(data: dict, file: Path) -> list[dict]:
+    """Records from the first ``eval.json`` layout: ``{"n_images": N, "clean": acc,
+    "fgsm eps=0.0313725": acc, "square eps=... queries=100 seed=0": acc}``."""
+    n_images = data.get("n_images")
+    records = []
+    for key, accuracy in data.items():
+        if key == "n_images":
+            continue
+        if key == "clean":
+            records.append({"kind": "clean", "n_images": n_images, "accuracy": accuracy})
+            continue
+        match = _OLD_KEY.match(key)
+        if match is None:
+            raise ValueError(
+                f"{file} holds an evaluation {key!r} of no known kind; move the file away "
+                "and evaluate the run again"
+            )
+        attack, eps, queries, seed = match.groups()
+        record = {"kind": attack, "eps": snap_eps(float(eps))}
+        if attack == "square":  # the settings torchattacks used then, as now, by default
+            record |= {"queries": int(queries), "seed": int(seed), "p_init": 0.8,
+                       "loss": "margin"}  # fmt: skip
+        records.append({**record, "n_images": n_images, "accuracy": accuracy})
+    return records
