@@ -2,8 +2,8 @@
 
 Every row is timed in the same run, interleaved with the others, and reported as the
 median over rounds of its ratio to v2.MixUp on the same batch (lower is faster).
-Targets: on the CPU, region k=2 <= 1.0x v2.MixUp and k=8 <= 2x k=2; on a GPU, time
-flat in k (a fixed number of kernels).
+Targets: on the CPU, region k=2 <= 1.0x v2.MixUp, k=8 <= 2x k=2 and the random grid
+(uneven tiles) <= 1.2x k=2; on a GPU, time flat in k (a fixed number of kernels).
 
     python benchmarks/mixing.py [--device cpu|cuda|all] [--batch-size 128] [--rounds 7]
 """
@@ -17,7 +17,7 @@ import torch
 from torch.utils import benchmark
 from torchvision.transforms import v2
 
-from regionmix_utils.mixing import region_mixup
+from regionmix_utils.mixing import random_region_mixup, region_mixup
 
 
 def naive_region_mixup(images, labels, k, num_classes, generator):
@@ -55,6 +55,9 @@ def candidates(num_classes: int, generator: torch.Generator) -> dict:
         rows[f"region_mixup k={k}"] = lambda x, y, k=k: region_mixup(
             x, y, k=k, num_classes=num_classes, generator=generator
         )
+    rows["random grid, sides 1 2 4"] = lambda x, y: random_region_mixup(
+        x, y, (1, 2, 4), num_classes=num_classes, generator=generator
+    )
     for k in (2, 8):
         rows[f"naive per-tile loop k={k}"] = lambda x, y, k=k: naive_region_mixup(
             x, y, k, num_classes, generator
@@ -82,10 +85,16 @@ def measure(device: str, batch_size: int, size: int, rounds: int, min_run_time: 
             )
             times[name].append(timer.blocked_autorange(min_run_time=min_run_time).median)
     base = torch.tensor(times[next(iter(fns))])
-    return [
+    rows = [
         (name, float(torch.tensor(t).median()), float((torch.tensor(t) / base).median()))
         for name, t in times.items()
     ]
+    return rows, times
+
+
+def same_round_ratio(times: dict, name: str, reference: str) -> float:
+    """Median over rounds of time(name) / time(reference), both timed in each round."""
+    return float((torch.tensor(times[name]) / torch.tensor(times[reference])).median())
 
 
 def main() -> None:
@@ -105,12 +114,22 @@ def main() -> None:
     )
     for device in devices:
         for size in (32, 64):
-            rows = measure(device, args.batch_size, size, args.rounds, args.min_run_time)
+            rows, times = measure(device, args.batch_size, size, args.rounds, args.min_run_time)
             print(f"\n{device}, {args.batch_size}x3x{size}x{size}")
             print(f"| {'method':<26} | {'median (us)':>11} | {'vs v2.MixUp':>11} |")
             print(f"|{'-' * 28}|{'-' * 13}|{'-' * 13}|")
             for name, seconds, ratio in rows:
                 print(f"| {name:<26} | {seconds * 1e6:>11.1f} | {ratio:>10.2f}x |")
+            k2 = "region_mixup k=2"
+            targets = [
+                ("k=2 / v2.MixUp", k2, "torchvision v2.MixUp", 1.0),
+                ("k=8 / k=2", "region_mixup k=8", k2, 2.0),
+                ("random grid / k=2", "random grid, sides 1 2 4", k2, 1.2),
+            ]
+            print("targets: " + ", ".join(
+                f"{label} {same_round_ratio(times, a, b):.2f}x (<= {goal:g})"
+                for label, a, b, goal in targets
+            ))  # fmt: skip
 
 
 if __name__ == "__main__":

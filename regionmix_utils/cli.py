@@ -32,17 +32,19 @@ def _fraction(text: str) -> float:
 
 
 def _add_setting_options(parser: argparse.ArgumentParser, several: bool) -> None:
-    """One option per method setting (``--k``, ``--alpha``); a sweep takes several values."""
+    """One option per method setting (``--k``, ``--alpha``, ``--sides``); a sweep takes
+    several values of a number (a grid), one set of a set-valued setting."""
     defaults = TrainConfig()
     for name, setting in SETTINGS.items():
         readers = [m.name for m in methods() if name in m.reads]
+        default = getattr(defaults, name)
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             type=setting.type,
-            nargs="+" if several else None,
-            default=[getattr(defaults, name)] if several else getattr(defaults, name),
+            nargs="+" if several or setting.several else None,
+            default=[default] if several and not setting.several else default,
             help=f"{setting.help} (read by: {', '.join(readers) or 'none'}; "
-            f"default {getattr(defaults, name)})",
+            f"default {setting.format(default, sep=' ')})",
         )
 
 
@@ -107,7 +109,10 @@ def _config(args, dataset: str, method: str, seed: int, **settings) -> TrainConf
 def sweep_configs(args) -> list[TrainConfig]:
     """datasets x methods x every setting's values x seeds; a method that ignores a
     setting gets one run, not one per value (configs are normalised, then deduplicated)."""
-    values = [getattr(args, name) for name in SETTINGS]
+    values = [
+        [tuple(getattr(args, name))] if setting.several else getattr(args, name)
+        for name, setting in SETTINGS.items()
+    ]
     configs = [
         _config(args, dataset, method, seed, **dict(zip(SETTINGS, combo, strict=True)))
         for dataset, method, *combo, seed in itertools.product(

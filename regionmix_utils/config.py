@@ -43,6 +43,7 @@ class TrainConfig:
     method: str = "region"  # a name in the method registry (regionmix_utils.methods)
     k: int = 2  # tiles per side (Region Mixup)
     alpha: float = 1.0  # Beta(alpha, alpha)
+    sides: tuple[int, ...] = (1, 2, 4)  # grid sides drawn per batch (region-random)
     clean_ce: bool = True  # the CE(f(x_A), y_A) term; False is Table 2's ablation
     concat_forward: bool = False  # one forward over [x_A; x~] instead of two calls
     epochs: int = 400
@@ -82,6 +83,9 @@ class TrainConfig:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be None or >= 1, got {getattr(self, name)}")
         object.__setattr__(self, "milestones", tuple(self.milestones))
+        object.__setattr__(self, "sides", tuple(self.sides))
+        if not self.sides or any(isinstance(s, bool) or s < 1 for s in self.sides):
+            raise ValueError(f"sides must be a non-empty tuple of integers >= 1, got {self.sides}")
         object.__setattr__(self, "alpha", float(self.alpha))
         for name, value in _ignored_by(method.name).items():
             object.__setattr__(self, name, value)

@@ -13,7 +13,9 @@ Region Mixup k=2), then the baseline without mixing:
 - ``cutmix``: CutMix (Yun et al., 2019);
 - ``mixup``: Mixup (Zhang et al., 2018), Region Mixup with one tile;
 - ``region``: Region Mixup (Saha & Garain, 2024), equation 1 on a k x k grid;
-- ``none``: no mixing; the loss is the clean cross entropy alone.
+- ``none``: no mixing; the loss is the clean cross entropy alone;
+- ``region-random``: beyond the paper, Region Mixup with a random grid and random tile
+  edges per batch (the stochastic region selection the paper leaves to future work).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from regionmix_utils.mixing import (
     apply_cutmix,
     apply_region_mixup,
     sample_cutmix_params,
+    sample_random_region_params,
     sample_region_params,
 )
 
@@ -56,20 +59,28 @@ class Setting:
         tag: prefix in run-folder names ("k" gives ``k2``).
         symbol: name in table labels ("α" gives ``α=0.4``).
         type: how the command line parses a value.
+        several: the value is a tuple (``--sides 1 2 4``), not one number.
     """
 
     help: str
     tag: str
     symbol: str
     type: type = float
+    several: bool = False
 
-    def format(self, value: Any) -> str:
+    def format(self, value: Any, sep: str = ".") -> str:
+        """``1`` for 1.0, ``0.4``, ``2``; a tuple joined by ``sep`` (``1.2.4``)."""
+        if isinstance(value, (tuple, list)):
+            return sep.join(self.format(v) for v in value)
         return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 SETTINGS: dict[str, Setting] = {
     "k": Setting("tiles per side of the grid", "k", "k", int),
     "alpha": Setting("Beta(α, α) concentration of λ", "a", "α", float),
+    "sides": Setting(
+        "grid sides drawn per batch, for rows and columns", "s", "sides", int, several=True
+    ),
 }
 
 # sample(batch_size, height, width, generator, **settings) -> parameters of one batch
@@ -164,7 +175,7 @@ class Method:
         always and those that differ from ``defaults``, then the ``extra`` words."""
         values = {**self.fixed, **self.settings_of(settings)}
         parts = [
-            f"{SETTINGS[s].symbol}={SETTINGS[s].format(v)}"
+            f"{SETTINGS[s].symbol}={SETTINGS[s].format(v, sep=',')}"
             for s, v in values.items()
             if s in self.shown or s in self.fixed or v != defaults.get(s)
         ]
@@ -232,6 +243,10 @@ def _sample_mixup(batch_size, height, width, generator, *, alpha):
     return _sample_grid(batch_size, height, width, generator, k=1, alpha=alpha)
 
 
+def _sample_random_grid(batch_size, height, width, generator, *, sides, alpha):
+    return sample_random_region_params(batch_size, height, width, sides, alpha, generator)
+
+
 def _sample_cutmix(batch_size, height, width, generator, *, alpha):
     return sample_cutmix_params(batch_size, height, width, alpha, generator)
 
@@ -252,3 +267,10 @@ register(Method(
     help="Region Mixup (the paper): k x k tiles, each with its own λ and partner",
 ))  # fmt: skip
 register(Method(name="none", label="No mixing", help="no mixing: clean cross entropy only"))
+register(Method(
+    name="region-random", label="Region Mixup, random grid", reads=("sides", "alpha"),
+    shown=("sides",),
+    sample=_sample_random_grid, apply=apply_region_mixup,
+    help="beyond the paper: a random gh x gw grid (sides from --sides) with random tile "
+    "edges per batch, each tile its own λ and partner",
+))  # fmt: skip

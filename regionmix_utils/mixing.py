@@ -24,6 +24,7 @@ likewise.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -36,15 +37,18 @@ __all__ = [
     "CutMixParams",
     "MixedBatch",
     "Mixup",
+    "RandomRegionMixup",
     "RegionMixup",
     "RegionParams",
     "apply_cutmix",
     "apply_region_mixup",
     "cutmix",
     "mixup",
+    "random_region_mixup",
     "region_mixup",
     "sample_beta",
     "sample_cutmix_params",
+    "sample_random_region_params",
     "sample_region_params",
     "tile_areas",
     "tile_bounds",
@@ -67,6 +71,9 @@ class MixedBatch:
             each tile (CutMix: [1, 1, B]).
         box: CutMix only: the pasted box as (top, left, bottom, right), bottom/right
             exclusive; None for Region Mixup and Mixup.
+        edges: Region Mixup only: (row edges, column edges) of the tiles, gh + 1 and
+            gw + 1 pixel positions from 0 to H and W; tile (i, j) spans rows
+            [rows[i], rows[i + 1]) and columns [cols[j], cols[j + 1]).
     """
 
     images: Tensor
@@ -74,6 +81,7 @@ class MixedBatch:
     lam: Tensor
     partners: Tensor
     box: tuple[int, int, int, int] | None = None
+    edges: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,14 +91,25 @@ class RegionParams:
     Attributes:
         lam: [gh, gw] float32, lambda_j ~ Beta(alpha, alpha) for each tile.
         partners: [gh, gw, B] int64; ``partners[i, j]`` is a permutation of the batch.
+        row_edges, col_edges: the tiles' edges (gh + 1 and gw + 1 increasing pixel
+            positions from 0 to H and W); None for the even grid of ``tile_bounds``.
     """
 
     lam: Tensor
     partners: Tensor
+    row_edges: tuple[int, ...] | None = None
+    col_edges: tuple[int, ...] | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
         return (self.lam.shape[0], self.lam.shape[1])
+
+    def edges(self, height: int, width: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(row edges, column edges) for H x W images."""
+        gh, gw = self.grid
+        rows = self.row_edges if self.row_edges is not None else tile_bounds(height, gh)
+        cols = self.col_edges if self.col_edges is not None else tile_bounds(width, gw)
+        return tuple(rows), tuple(cols)
 
 
 @dataclass(frozen=True)
@@ -150,6 +169,19 @@ def _check_grid_fits(grid: tuple[int, int], height: int, width: int, k_given: bo
             f"grid must fit the {height}x{width} images (1 <= gh <= {height}, "
             f"1 <= gw <= {width}), got grid={grid}"
         )
+
+
+def _check_edges(edges: tuple, grid: tuple[int, int], height: int, width: int) -> None:
+    for name, axis, parts, size in (("row_edges", edges[0], grid[0], height),
+                                    ("col_edges", edges[1], grid[1], width)):  # fmt: skip
+        if (
+            len(axis) != parts + 1 or axis[0] != 0 or axis[-1] != size
+            or any(b <= a for a, b in itertools.pairwise(axis))
+        ):  # fmt: skip
+            raise ValueError(
+                f"params.{name} must be {parts + 1} increasing pixel positions from 0 to "
+                f"{size} (every tile at least one pixel), got {tuple(axis)}"
+            )
 
 
 def _check_images(images: Tensor) -> None:
@@ -236,22 +268,26 @@ def tile_bounds(size: int, parts: int) -> list[int]:
     return [(i * size) // parts for i in range(parts + 1)]
 
 
-def tile_areas(height: int, width: int, grid: tuple[int, int]) -> Tensor:
-    """[gh, gw] float64 area fraction a_j of each tile (sums to 1)."""
-    rows = torch.tensor(tile_bounds(height, grid[0]), dtype=torch.float64).diff()
-    cols = torch.tensor(tile_bounds(width, grid[1]), dtype=torch.float64).diff()
-    return torch.outer(rows, cols) / (height * width)
+def tile_areas(
+    height: int, width: int, grid: tuple[int, int], edges: tuple | None = None
+) -> Tensor:
+    """[gh, gw] float64 area fraction a_j of each tile (sums to 1): of the even grid, or
+    of the tiles between ``edges`` = (row edges, column edges)."""
+    rows, cols = edges or (tile_bounds(height, grid[0]), tile_bounds(width, grid[1]))
+    sizes_h = torch.tensor(rows, dtype=torch.float64).diff()
+    sizes_w = torch.tensor(cols, dtype=torch.float64).diff()
+    return torch.outer(sizes_h, sizes_w) / (height * width)
 
 
-def _tile_index(size: int, parts: int, device: torch.device) -> Tensor:
+def _tile_index(edges: tuple[int, ...], device: torch.device) -> Tensor:
     """[size] int64: the tile each pixel row (or column) belongs to."""
-    sizes = torch.tensor(tile_bounds(size, parts), device=device).diff()
-    return torch.repeat_interleave(torch.arange(parts, device=device), sizes)
+    index = [tile for tile, (a, b) in enumerate(itertools.pairwise(edges)) for _ in range(a, b)]
+    return torch.tensor(index, device=device)
 
 
 @dataclass(frozen=True)
 class _TilePlan:
-    """Index tensors for one (image shape, grid, layout, device); built once, then cached.
+    """Index tensors for one (image shape, tile edges, layout, device); built once, cached.
 
     The partner image is copied in runs of ``run`` contiguous pixels along each image
     row: ``run`` is the gcd of the column-tile edges, so every run lies inside one tile
@@ -271,24 +307,35 @@ def _tile_plan(
     channels: int,
     height: int,
     width: int,
-    grid: tuple[int, int],
+    edges: tuple[tuple[int, ...], tuple[int, ...]],
     channels_last: bool,
     device: torch.device,
 ) -> _TilePlan:
-    gh, gw = grid
-    run = math.gcd(*tile_bounds(width, gw))
+    row_edges, col_edges = edges
+    gw = len(col_edges) - 1
+    run = math.gcd(*col_edges)
     runs_per_row = width // run
-    row_tile = _tile_index(height, gh, device)
-    col_tile = _tile_index(width, gw, device)
-    shape = (height, runs_per_row) if channels_last else (channels, height, runs_per_row)
+    row_tile = _tile_index(row_edges, device)
+    col_tile = _tile_index(col_edges, device)
+    area = tile_areas(height, width, (len(row_edges) - 1, gw), edges)
     return _TilePlan(
         row_tile=row_tile,
         run_tile=col_tile[::run].contiguous(),
         pixel_tile=row_tile[:, None] * gw + col_tile[None, :],
-        run_offset=torch.arange(math.prod(shape), device=device).view(shape),
-        area=tile_areas(height, width, grid).flatten().to(device),
+        run_offset=_run_offsets(channels, height, runs_per_row, channels_last, device),
+        area=area.flatten().to(device),
         run=run,
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _run_offsets(
+    channels: int, height: int, runs_per_row: int, channels_last: bool, device: torch.device
+) -> Tensor:
+    """[C, H, R] (NCHW) or [H, R] (NHWC) int32: each run's row within one image. Cached
+    apart from the tiles: random grids share it whenever their runs have the same length."""
+    shape = (height, runs_per_row) if channels_last else (channels, height, runs_per_row)
+    return torch.arange(math.prod(shape), device=device, dtype=torch.int32).view(shape)
 
 
 def _to_device(tensor: Tensor, device: torch.device) -> Tensor:
@@ -310,17 +357,29 @@ def _gather_partners(images: Tensor, partners: Tensor, plan: _TilePlan) -> Tenso
     Returns:
         out[b, :, h, w] = images[partners[i(h), j(w), b], :, h, w], in the input's layout.
     """
-    # [B, H, R]: partner of every run of every image row.
-    run_partner = partners.permute(2, 0, 1)[:, plan.row_tile[:, None], plan.run_tile[None, :]]
+    # [B, H, R]: partner of every run of every image row, by two gathers of contiguous
+    # rows (far cheaper than one 3-D gather, or a transposed result).
+    batch = partners.shape[-1]
+    run_partner = (
+        partners.to(torch.int32).permute(2, 0, 1).contiguous()
+        .index_select(2, plan.run_tile).index_select(1, plan.row_tile)
+    )  # fmt: skip
     per_image = plan.run_offset.numel()
+    # int32 indices halve the index arithmetic's memory traffic; int64 for huge batches.
+    index_dtype = torch.int32 if batch * per_image < 2**31 else torch.int64
     if _is_channels_last(images):
         nhwc = images.permute(0, 2, 3, 1)  # contiguous view
-        rows = torch.add(plan.run_offset, run_partner, alpha=per_image).view(-1)
+        rows = torch.add(plan.run_offset.to(index_dtype), run_partner.to(index_dtype),
+                         alpha=per_image).view(-1)  # fmt: skip
         runs = nhwc.reshape(-1, plan.run * images.shape[1]).index_select(0, rows)
         return runs.view(nhwc.shape).permute(0, 3, 1, 2)
-    rows = torch.add(plan.run_offset, run_partner[:, None], alpha=per_image).view(-1)
-    runs = images.view(-1, plan.run).index_select(0, rows)
-    return runs.view(images.shape)
+    offsets = plan.run_offset.to(index_dtype).view(images.shape[1], -1)  # [C, H * R]
+    run_partner = run_partner.to(index_dtype).view(batch, 1, -1)
+    rows = torch.add(offsets, run_partner, alpha=per_image).view(-1)
+    # Runs of one pixel (uneven column tiles) go through the 1-D kernel: several times
+    # faster than index_select over rows of length 1.
+    source = images.view(-1) if plan.run == 1 else images.view(-1, plan.run)
+    return source.index_select(0, rows).view(images.shape)
 
 
 # --------------------------------------------------------------------------- sampling
@@ -401,6 +460,60 @@ def sample_region_params(
     return RegionParams(lam=lam, partners=partners.view(gh, gw, batch_size))
 
 
+def _check_sides(sides) -> tuple[int, ...]:
+    if not isinstance(sides, (tuple, list)) or not sides:
+        raise TypeError(f"sides must be a non-empty tuple of integers >= 1, got {sides!r}")
+    return tuple(_check_positive_int(s, "sides[i]") for s in sides)
+
+
+def _random_cuts(size: int, parts: int, generator, device) -> tuple[int, ...]:
+    """Edges 0 = e_0 < e_1 < ... < e_parts = size: the parts - 1 inner cuts are a uniform
+    random subset of {1, ..., size - 1}, so every tile has at least one pixel."""
+    keys = torch.rand(size - 1, generator=generator, device=device)
+    cuts = (keys.argsort()[: parts - 1] + 1).sort().values.tolist()
+    return (0, *cuts, size)
+
+
+def sample_random_region_params(
+    batch_size: int,
+    height: int,
+    width: int,
+    sides: tuple[int, ...] = (1, 2, 4),
+    alpha: float = 1.0,
+    generator: torch.Generator | None = None,
+    device=None,
+) -> RegionParams:
+    """Stochastic Region Mixup: a random grid with random tile edges, drawn per batch.
+
+    The paper (Section 2) leaves "stochasticity into the region selection process" to
+    future work; this is one version of it. gh and gw are drawn independently and
+    uniformly from ``sides`` (sides larger than the image are skipped), the inner tile
+    edges uniformly at random (every tile at least one pixel), so tiles are unequal;
+    each tile then gets its own lambda ~ Beta(alpha, alpha) and its own partner, as in
+    equation 1, and its label weight is its true area.
+
+    Returns:
+        RegionParams with lam [gh, gw], partners [gh, gw, B] and both edge tuples.
+    """
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    height, width = _check_positive_int(height, "height"), _check_positive_int(width, "width")
+    sides = _check_sides(sides)
+    if generator is not None:
+        device = generator.device
+    fit_h, fit_w = [s for s in sides if s <= height], [s for s in sides if s <= width]
+    if not fit_h or not fit_w:
+        raise ValueError(
+            f"sides must hold a grid side that fits the {height}x{width} images, got {sides}"
+        )
+    keys = torch.rand(2, generator=generator, device=device, dtype=torch.float64).tolist()
+    gh, gw = fit_h[int(keys[0] * len(fit_h))], fit_w[int(keys[1] * len(fit_w))]
+    rows = _random_cuts(height, gh, generator, device)
+    cols = _random_cuts(width, gw, generator, device)
+    lam = sample_beta(alpha, gh * gw, generator, device).view(gh, gw)
+    partners = _random_permutations(gh * gw, batch_size, generator, lam.device)
+    return RegionParams(lam, partners.view(gh, gw, batch_size), rows, cols)
+
+
 def sample_cutmix_params(
     batch_size: int,
     height: int,
@@ -445,12 +558,16 @@ def _mix_targets(labels: Tensor, num_classes: int, weights: Tensor, partners: Te
         [B, K] float32 (float64 if the labels are float64).
     """
     out_dtype = torch.float64 if labels.dtype == torch.float64 else torch.float32
-    weights = _to_device(weights, labels.device).to(out_dtype)
+    # Summed in float64 and rounded once: with many tiles float32 sums drift from 1.
+    weights = _to_device(weights, labels.device).double()
     sources = torch.cat([labels[None], labels[partners]])  # [T + 1, B] or [T + 1, B, K]
     if labels.ndim == 1:
-        targets = torch.zeros(labels.shape[0], num_classes, dtype=out_dtype, device=labels.device)
-        return targets.scatter_add_(1, sources.T, weights.expand(labels.shape[0], -1))
-    return torch.einsum("t,tbk->bk", weights, sources.to(out_dtype))
+        targets = torch.zeros(labels.shape[0], num_classes, dtype=torch.float64,
+                              device=labels.device)  # fmt: skip
+        targets.scatter_add_(1, sources.T, weights.expand(labels.shape[0], -1))
+    else:
+        targets = torch.einsum("t,tbk->bk", weights, sources.double())
+    return targets.to(out_dtype)
 
 
 def apply_region_mixup(
@@ -478,6 +595,7 @@ def apply_region_mixup(
         _check_images(images)
     batch_size, _, height, width = images.shape
     gh, gw = params.grid
+    edges = params.edges(height, width)
     if validate:
         _check_grid_fits((gh, gw), height, width, k_given=False)
         if params.partners.shape != (gh, gw, batch_size):
@@ -485,6 +603,7 @@ def apply_region_mixup(
                 f"params.partners must have shape (gh, gw, B) = {(gh, gw, batch_size)}, "
                 f"got {tuple(params.partners.shape)}"
             )
+        _check_edges(edges, (gh, gw), height, width)
     labels = _labels_to_targets(labels, batch_size, num_classes, validate)
     num_classes = num_classes if labels.ndim == 1 else labels.shape[1]
     device = images.device
@@ -492,7 +611,7 @@ def apply_region_mixup(
     partners = _to_device(params.partners, device)
     channels_last = _is_channels_last(images)
     images_c = images if channels_last else images.contiguous()
-    plan = _tile_plan(images.shape[1], height, width, (gh, gw), channels_last, device)
+    plan = _tile_plan(images.shape[1], height, width, edges, channels_last, device)
     partner_images = _gather_partners(images_c, partners, plan)
     pixel_lam = lam.view(-1)[plan.pixel_tile]  # [H, W]
     # The partner image is a fresh buffer: blending into it in place saves an allocation.
@@ -506,7 +625,7 @@ def apply_region_mixup(
     lam64 = lam.view(-1).double()
     weights = torch.cat([(plan.area * lam64).sum().view(1), plan.area * (1 - lam64)])
     targets = _mix_targets(labels, num_classes, weights, partners.view(gh * gw, -1))
-    return MixedBatch(images=mixed, targets=targets, lam=lam, partners=partners)
+    return MixedBatch(images=mixed, targets=targets, lam=lam, partners=partners, edges=edges)
 
 
 def apply_cutmix(
@@ -586,6 +705,30 @@ def region_mixup(
     _check_generator(generator, images.device)
     _check_grid_fits((gh, gw), images.shape[2], images.shape[3], k_given=grid is None)
     params = sample_region_params(images.shape[0], (gh, gw), alpha, generator, images.device)
+    return apply_region_mixup(images, labels, params, num_classes)
+
+
+def random_region_mixup(
+    images: Tensor,
+    labels: Tensor,
+    sides: tuple[int, ...] = (1, 2, 4),
+    alpha: float = 1.0,
+    num_classes: int | None = None,
+    generator: torch.Generator | None = None,
+) -> MixedBatch:
+    """Stochastic Region Mixup of a batch: a random gh x gw grid (each side from
+    ``sides``) with random tile edges, one lambda and partner per tile (equation 1),
+    label weights from the tiles' true areas. See ``sample_random_region_params``.
+
+    Args and return as ``region_mixup``; ``out.edges`` holds the drawn tile edges.
+    """
+    _check_images(images)
+    alpha = _check_alpha(alpha)
+    _check_generator(generator, images.device)
+    batch_size, _, height, width = images.shape
+    params = sample_random_region_params(
+        batch_size, height, width, sides, alpha, generator, images.device
+    )
     return apply_region_mixup(images, labels, params, num_classes)
 
 
@@ -700,3 +843,28 @@ class CutMix(_BatchMix):
 
     def __repr__(self) -> str:
         return f"CutMix(alpha={self.alpha}, num_classes={self.num_classes})"
+
+
+class RandomRegionMixup(_BatchMix):
+    """Stochastic Region Mixup as a batch transform (``random_region_mixup``)."""
+
+    def __init__(
+        self,
+        sides: tuple[int, ...] = (1, 2, 4),
+        alpha: float = 1.0,
+        num_classes: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(alpha, num_classes, generator)
+        self.sides = _check_sides(sides)
+
+    def mix(self, images: Tensor, labels: Tensor) -> MixedBatch:
+        return random_region_mixup(
+            images, labels, self.sides, self.alpha, self.num_classes, self.generator
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"RandomRegionMixup(sides={self.sides}, alpha={self.alpha}, "
+            f"num_classes={self.num_classes})"
+        )

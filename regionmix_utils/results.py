@@ -24,7 +24,7 @@ import pandas as pd
 
 from regionmix_utils import paper
 from regionmix_utils.config import TrainConfig, recipe_differences
-from regionmix_utils.methods import get_method, method_names
+from regionmix_utils.methods import SETTINGS, get_method, method_names
 from regionmix_utils.robustness import DEFAULT_EPS
 from regionmix_utils.runs import Run, eps_text, find_runs
 
@@ -52,7 +52,7 @@ ACCURACY_WORDS = {
     "best": "best epoch",
     "last10": "median of the last 10 epochs",
 }
-_PAPER_DEFAULTS = {"k": TrainConfig().k, "alpha": TrainConfig().alpha}
+_PAPER_DEFAULTS = {name: getattr(TrainConfig(), name) for name in SETTINGS}
 
 
 def dataset_title(name: str) -> str:

@@ -30,13 +30,16 @@ def edges(size: int, parts: int) -> list[int]:
     return [(i * size) // parts for i in range(parts + 1)]
 
 
-def oracle(images: torch.Tensor, labels: torch.Tensor, num_classes: int, lam, partners):
-    """Equation 1 computed tile by tile in float64: (images [B,C,H,W], targets [B,K])."""
+def oracle(images: torch.Tensor, labels: torch.Tensor, num_classes: int, lam, partners, tiles=None):
+    """Equation 1 computed tile by tile in float64: (images [B,C,H,W], targets [B,K]).
+
+    ``tiles``: (row edges, column edges) of uneven tiles; the even grid by default.
+    """
     x = images.double()
     y = F.one_hot(labels, num_classes).double() if labels.ndim == 1 else labels.double()
     gh, gw = lam.shape
     height, width = x.shape[2:]
-    rows, cols = edges(height, gh), edges(width, gw)
+    rows, cols = tiles or (edges(height, gh), edges(width, gw))
     out, targets = torch.empty_like(x), torch.zeros_like(y)
     for i in range(gh):
         for j in range(gw):
