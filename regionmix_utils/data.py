@@ -44,6 +44,7 @@ __all__ = [
     "cifar10_npz",
     "data_root",
     "download_tinyimagenet",
+    "is_on_disk",
     "load_dataset",
     "shapes",
     "stratified_indices",
@@ -310,10 +311,11 @@ def cifar10_npz(path: str | os.PathLike) -> Splits:
 
 def _read_jpegs(paths: list[Path], progress: bool) -> Tensor:
     from PIL import Image
-    from tqdm.auto import tqdm
+
+    from regionmix_utils.progress import progress as progress_bar
 
     out = torch.empty(len(paths), 3, 64, 64, dtype=torch.uint8)
-    for i, path in enumerate(tqdm(paths, desc="reading JPEGs", disable=not progress)):
+    for i, path in enumerate(progress_bar(paths, desc="reading JPEGs", disable=not progress)):
         # Some Tiny ImageNet images are greyscale: decode everything as RGB.
         with Image.open(path) as image:
             out[i] = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
@@ -407,7 +409,7 @@ def download_tinyimagenet(
     and moved into place only when complete, so an interrupted run leaves nothing
     half-extracted. Returns the dataset folder; an existing one is left as it is.
     """
-    from tqdm.auto import tqdm
+    from regionmix_utils.progress import progress as progress_bar
 
     root = data_root(root)
     target = root / "tiny-imagenet-200"
@@ -418,7 +420,8 @@ def download_tinyimagenet(
         archive = Path(tmp) / "tiny-imagenet-200.zip"
         with urllib.request.urlopen(url) as response, open(archive, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, disable=not progress) as bar:
+            with progress_bar(total=total, unit="B", unit_scale=True, disable=not progress,
+                              desc="downloading") as bar:  # fmt: skip
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
                     bar.update(len(chunk))
@@ -435,6 +438,22 @@ def download_tinyimagenet(
             raise DatasetMissingError(f"the zip from {url} has no tiny-imagenet-200/wnids.txt")
         shutil.move(str(extracted), str(target))
     return target
+
+
+def is_on_disk(name: str, root: str | os.PathLike | None = None) -> bool:
+    """Whether ``load_dataset(name, root)`` finds the dataset without downloading
+    (``shapes`` is always there)."""
+    root = data_root(root)
+    marker = {
+        "shapes": None,
+        "cifar10": root / "cifar-10-batches-py",
+        "cifar100": root / "cifar-100-python",
+        "tinyimagenet": root / "tiny-imagenet-200" / "wnids.txt",
+        "cifar10-subset": root / "cifar10-subset.npz",
+    }
+    if name not in marker:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
+    return marker[name] is None or marker[name].exists()
 
 
 # ---------------------------------------------------------------------------- dispatch

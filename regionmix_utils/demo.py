@@ -16,9 +16,9 @@ import matplotlib
 from regionmix_utils.config import TrainConfig, quick_config
 from regionmix_utils.data import load_dataset
 from regionmix_utils.files import atomic_write_text
-from regionmix_utils.methods import get_method, method_names
+from regionmix_utils.methods import method_names
 from regionmix_utils.notebook import NOTEBOOKS, execute_notebook
-from regionmix_utils.results import collect_runs, column_label, paper_tables, to_markdown
+from regionmix_utils.results import collect_runs, paper_tables, to_markdown
 from regionmix_utils.runs import Run
 from regionmix_utils.train import train
 
@@ -33,25 +33,14 @@ def run_demo(
         method name -> final test accuracy (percent).
     """
     matplotlib.use("Agg")
-    import torch
-
-    from regionmix_utils.viz import mixing_figure, training_curves
+    from regionmix_utils.viz import every_mix, mixing_figure, training_curves
 
     out.mkdir(parents=True, exist_ok=True)
     splits = load_dataset("shapes", n_train=2000, n_test=500)
     images = splits.test.images[:8].float() / 255
     labels = splits.test.labels[:8]
 
-    def gen():
-        return torch.Generator().manual_seed(0)
-
-    n, results = splits.num_classes, {}
-    for name in method_names():
-        method = get_method(name)
-        if method.mixes:
-            for k in (2, 4) if "k" in method.reads else (TrainConfig().k,):
-                config = TrainConfig(method=name, k=k)
-                results[column_label(config)] = method.mix(images, labels, n, config, gen())
+    results = every_mix(images, labels, splits.num_classes)
     mixing_figure(images, results, splits.train.classes).savefig(out / "mixing_grids.png", dpi=100)
 
     accuracy, curves, runs = {}, {}, []

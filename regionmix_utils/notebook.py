@@ -69,38 +69,49 @@ def _on_colab_drive(path: str | os.PathLike) -> bool:
 
 
 def example_batch(
-    n: int = 8, data_dir: str | os.PathLike | None = None
+    n: int = 8, data_dir: str | os.PathLike | None = None, download: bool | None = None
 ) -> tuple[Tensor, Tensor, tuple[str, ...], str]:
-    """The first ``n`` test images as floats in [0, 1], their labels, class names, source.
+    """``n`` test images of different classes as floats in [0, 1], their labels, the
+    class names, and a sentence saying where they come from.
 
-    CIFAR-10 when it is on disk (the torchvision download or ``cifar10-subset.npz``
-    under the data folder), the embedded ``shapes`` data otherwise.
+    Real photos when they can be had: CIFAR-10 in torchvision's folder under the data
+    folder; downloaded by torchvision when ``download`` (default: on Colab, which is
+    online); the real ``cifar10-subset.npz`` under the data folder. The embedded
+    ``shapes`` data otherwise (offline, nothing on disk).
     """
-    for name in ("cifar10", "cifar10-subset"):
+    download = IN_COLAB if download is None else download
+    attempts = [("cifar10", False, "CIFAR-10 test images (torchvision's files on disk)")]
+    if download:
+        attempts.append(("cifar10", True, "CIFAR-10 test images, downloaded by torchvision"))
+    attempts.append(("cifar10-subset", False, "CIFAR-10 test images (cifar10-subset.npz)"))
+    for name, fetch, source in attempts:
         try:
-            test = load_dataset(name, data_dir, n_train=1, n_test=n).test
-            return test.images.float() / 255, test.labels, test.classes, name
-        except DatasetMissingError:
+            test = load_dataset(name, data_dir, download=fetch, n_train=1, n_test=n).test
+        except (DatasetMissingError, OSError):  # OSError: offline download (URLError)
             continue
+        return test.images.float() / 255, test.labels, test.classes, source
     test = load_dataset("shapes", n_train=1, n_test=n).test
-    return test.images.float() / 255, test.labels, test.classes, "shapes"
+    source = "the embedded shapes data (offline, and no CIFAR-10 on disk)"
+    return test.images.float() / 255, test.labels, test.classes, source
 
 
 def sweep_commands(configs: list[TrainConfig], runs_dir: str | os.PathLike) -> list[str]:
-    """``regionmix sweep`` commands that train ``configs`` (finished runs are skipped):
-    one command per method and set of flags, with its datasets, seeds and settings."""
+    """``regionmix sweep`` commands that train ``configs`` (a sweep skips finished runs):
+    one command per method, set of flags and set-valued setting (``--sides``), with its
+    datasets, seeds and the values of its settings that differ from the defaults."""
+    several = [name for name, setting in SETTINGS.items() if setting.several]
     groups: dict[tuple, list[TrainConfig]] = {}
     for c in configs:
-        flags = (c.method, c.clean_ce, c.concat_forward, c.quick)
-        groups.setdefault(flags, []).append(c)
+        key = (c.method, c.clean_ce, c.concat_forward, c.quick, *(getattr(c, n) for n in several))
+        groups.setdefault(key, []).append(c)
+    defaults = TrainConfig()
     commands = []
-    for (method, clean_ce, concat, quick), group in groups.items():
+    for (method, clean_ce, concat, quick, *_), group in groups.items():
         words = ["regionmix sweep", "--datasets", *_unique(c.dataset for c in group),
                  "--methods", method, "--seeds", *_unique(str(c.seed) for c in group)]  # fmt: skip
-        defaults = TrainConfig()
-        for name in SETTINGS:
-            values = _unique(str(getattr(c, name)) for c in group)
-            if values != [str(getattr(defaults, name))]:
+        for name, setting in SETTINGS.items():
+            values = _unique(setting.format(getattr(c, name), sep=" ") for c in group)
+            if values != [setting.format(getattr(defaults, name), sep=" ")]:
                 words += [f"--{name}", *values]
         words += ["--no-clean-ce"] * (not clean_ce) + ["--concat-forward"] * concat
         words += ["--quick"] * quick + ["--runs-dir", str(runs_dir)]
@@ -118,25 +129,33 @@ def ensure_runs(
     quick: bool,
     data_dir: str | os.PathLike | None = None,
     device: str = "auto",
+    missing: str = "raise",
 ) -> list[Run]:
     """The finished runs for ``configs`` (quick versions in quick mode).
 
-    In quick mode missing runs are trained; otherwise a missing run is an error that
-    names the commands producing them.
+    In quick mode missing runs are trained. Otherwise nothing is trained silently: a
+    missing run is an error that names the commands producing it (``missing="raise"``),
+    or those commands are printed and the finished runs returned (``"report"``).
     """
+    if missing not in ("raise", "report"):
+        raise ValueError(f"missing must be 'raise' or 'report', got {missing!r}")
     if quick:
         configs = [quick_config(c) for c in configs]
     configs = list(dict.fromkeys(configs))
-    missing = [c for c in configs if not Run.of(runs_dir, c).finished]
-    if missing and not quick:
-        raise FileNotFoundError(
-            f"{len(missing)} run(s) are missing under {runs_dir}, e.g. "
-            f"{Run.of(runs_dir, missing[0]).path}. Train them first:\n  "
-            + "\n  ".join(sweep_commands(missing, runs_dir))
+    absent = [c for c in configs if not Run.of(runs_dir, c).finished]
+    if absent and not quick:
+        message = (
+            f"{len(absent)} of {len(configs)} run(s) are missing under {runs_dir}, e.g. "
+            f"{Run.of(runs_dir, absent[0]).path}. Train them first:\n  "
+            + "\n  ".join(sweep_commands(absent, runs_dir))
         )
-    if missing:
-        print(f"Training {len(missing)} quick run(s) that are not in {runs_dir} yet.")
-        sweep(missing, runs_dir, data_dir, device)
+        if missing == "raise":
+            raise FileNotFoundError(message)
+        print(message)
+        return [Run.of(runs_dir, c) for c in configs if c not in set(absent)]
+    if absent:
+        print(f"Training {len(absent)} quick run(s) that are not in {runs_dir} yet.")
+        sweep(absent, runs_dir, data_dir, device)
     return [Run.of(runs_dir, c) for c in configs]
 
 
@@ -201,21 +220,33 @@ def execute_notebook(
         timeout: seconds any one cell may take.
     Returns:
         The executed notebook's path. A failing cell raises papermill's execution error.
+        Headless, progress bars print one line per loop and the explorers show their
+        figure instead of widgets (see ``progress.headless``).
     """
     import papermill
+
+    from regionmix_utils.progress import HEADLESS
 
     notebook, out_dir = Path(notebook), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / notebook.name
-    papermill.execute_notebook(
-        str(notebook),
-        str(executed),
-        parameters=parameters or {},
-        cwd=str(notebook.parent),
-        kernel_name="python3",
-        progress_bar=False,
-        execution_timeout=timeout,
-    )
+    before = os.environ.get(HEADLESS)
+    os.environ[HEADLESS] = "1"  # the kernel inherits it: line progress, static explorers
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(executed),
+            parameters=parameters or {},
+            cwd=str(notebook.parent),
+            kernel_name="python3",
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
+    finally:
+        if before is None:
+            os.environ.pop(HEADLESS, None)
+        else:
+            os.environ[HEADLESS] = before
     if html:
         from nbconvert import HTMLExporter
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from regionmix_utils.models import evaluating
+from regionmix_utils.progress import progress as progress_bar
 from regionmix_utils.runs import Run, eps_text, snap_eps
 
 __all__ = [
@@ -129,7 +129,7 @@ def adversarial_accuracy(
     total = -(-len(labels) // batch_size)
     with evaluating(model):
         attack = make_attack(model, config)
-        for x, y in tqdm(batches, total=total, desc=config.name, disable=not progress):
+        for x, y in progress_bar(batches, total=total, desc=config.name, disable=not progress):
             with torch.random.fork_rng(devices=devices):
                 adversarial = attack(x, y)
             with torch.no_grad():

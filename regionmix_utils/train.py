@@ -22,7 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from regionmix_utils.config import TrainConfig, quick_config, run_name
 from regionmix_utils.data import BatchLoader, Splits, load_dataset
@@ -31,6 +30,7 @@ from regionmix_utils.losses import LossParts, combined_loss
 from regionmix_utils.methods import Method, get_method
 from regionmix_utils.mixing import MixedBatch
 from regionmix_utils.models import build_model, evaluating
+from regionmix_utils.progress import progress as progress_bar
 from regionmix_utils.runs import FINAL, LAST, Run, run_dir
 
 __all__ = [
@@ -282,7 +282,8 @@ def one_epoch(
     lr = state.optimizer.param_groups[0]["lr"]
     sums = {name: torch.zeros((), device=dev) for name in ("total", "clean", "mixed")}
     state.model.train()
-    for images, labels in tqdm(train_loader, leave=False, disable=not progress, desc="batches"):
+    batches = progress_bar(train_loader, leave=False, disable=not progress, desc="batches")
+    for images, labels in batches:
         loss = train_step(state, images, labels)
         for name in sums:
             if getattr(loss, name) is not None:
@@ -340,7 +341,7 @@ def train(
     run.log_start(config, epoch=len(metrics))
     train_loader, test_loader = loaders(state, splits)
 
-    epochs = tqdm(
+    epochs = progress_bar(
         range(len(metrics) + 1, config.epochs + 1), initial=len(metrics), total=config.epochs,
         desc=f"{config.dataset}/{run_name(config)}/seed{config.seed}", disable=not progress,
     )  # fmt: skip
@@ -370,5 +371,5 @@ def sweep(
     unique = list(dict.fromkeys(configs))
     return [
         train(config, runs_dir, data_dir, device, progress=progress)
-        for config in tqdm(unique, desc="sweep", disable=not progress)
+        for config in progress_bar(unique, desc="sweep", disable=not progress)
     ]

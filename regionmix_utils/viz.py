@@ -8,20 +8,33 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 from torch import Tensor
 
-from regionmix_utils.mixing import MixedBatch, region_mixup, sample_beta, tile_bounds
+from regionmix_utils.mixing import (
+    MixedBatch,
+    random_region_mixup,
+    region_mixup,
+    sample_beta,
+    tile_bounds,
+)
+from regionmix_utils.progress import headless
 
 __all__ = [
+    "AblationExplorer",
     "LiveCurves",
     "MixingExplorer",
+    "ablation_overview",
     "adversarial_examples",
     "beta_figure",
     "cam_figure",
     "comparison_figure",
+    "every_mix",
     "mixing_figure",
+    "mixing_story",
     "soft_label_bars",
+    "tile_map",
     "tile_table",
     "training_curves",
 ]
@@ -33,28 +46,83 @@ def _show(ax, image: Tensor) -> None:
     ax.set_yticks([])
 
 
-def _draw_grid(ax, mixed: MixedBatch, sample: int, height: int, width: int) -> None:
-    """Tile borders, and each tile's lambda and partner, on an axes showing one sample."""
+def _edges(mixed: MixedBatch, height: int, width: int) -> tuple[tuple[int, ...], ...]:
+    """(row edges, column edges) of a Region Mixup result (even grid if not recorded)."""
     gh, gw = mixed.lam.shape
-    rows, cols = tile_bounds(height, gh), tile_bounds(width, gw)
+    return mixed.edges or (tuple(tile_bounds(height, gh)), tuple(tile_bounds(width, gw)))
+
+
+def _label_tiles(ax, edges, text, fontsize: float, boxed: bool = True, colour=None) -> None:
+    """Write ``text(i, j)`` at the centre of every tile (colour ``colour(i, j)``), except
+    on tiles too thin to hold it (under 1/8 of the image side: random grids make some)."""
+    rows, cols = edges
+    box = {"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0} if boxed else None
+    min_h, min_w = rows[-1] / 8, cols[-1] / 8
+    for i, j in np.ndindex(len(rows) - 1, len(cols) - 1):
+        if rows[i + 1] - rows[i] < min_h or cols[j + 1] - cols[j] < min_w:
+            continue
+        ax.text(
+            (cols[j] + cols[j + 1]) / 2 - 0.5, (rows[i] + rows[i + 1]) / 2 - 0.5, text(i, j),
+            ha="center", va="center", fontsize=fontsize, bbox=box,
+            color=colour(i, j) if colour else "white",
+        )  # fmt: skip
+
+
+def _draw_grid(ax, mixed: MixedBatch, sample: int, height: int, width: int, labels: bool) -> None:
+    """Tile borders on an axes showing one sample; with ``labels``, each tile's λ and
+    partner too (only where they leave the image readable: 2 x 2 tiles at most)."""
+    rows, cols = _edges(mixed, height, width)
     for r in rows[1:-1]:
-        ax.axhline(r - 0.5, color="white", lw=1)
+        ax.axhline(r - 0.5, color="white", lw=1.2)
     for c in cols[1:-1]:
-        ax.axvline(c - 0.5, color="white", lw=1)
-    if gh * gw > 16:  # labels would not fit
-        return
-    for i in range(gh):
-        for j in range(gw):
-            ax.text(
-                (cols[j] + cols[j + 1]) / 2 - 0.5,
-                (rows[i] + rows[i + 1]) / 2 - 0.5,
-                f"λ={float(mixed.lam[i, j]):.2f}\n#{int(mixed.partners[i, j, sample])}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white",
-                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0},
-            )
+        ax.axvline(c - 0.5, color="white", lw=1.2)
+    if labels and (len(rows) - 1) * (len(cols) - 1) <= 4:
+        _label_tiles(
+            ax, (rows, cols), lambda i, j: f"λ={float(mixed.lam[i, j]):.2f}\n"
+            f"#{int(mixed.partners[i, j, sample])}", fontsize=8,
+        )  # fmt: skip
+
+
+def _self_paired(mixed: MixedBatch, sample: int) -> bool:
+    """CutMix (or a one-tile mix) that drew the sample as its own partner: unchanged."""
+    return bool((mixed.partners[..., sample] == sample).all())
+
+
+def _label_caption(targets: Tensor, classes: Sequence[str], top: int = 2) -> str:
+    """The largest label weights, leaving out classes with no weight."""
+    values, indices = torch.topk(targets, min(top, targets.shape[0]))
+    return ", ".join(
+        f"{classes[int(c)]} {float(w):.2f}" for w, c in zip(values, indices, strict=True) if w > 0
+    )
+
+
+def every_mix(
+    images: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    seed: int = 0,
+    k_values: Sequence[int] = (2, 4),
+    alpha: float = 1.0,
+) -> dict[str, MixedBatch]:
+    """Every registered mixing method on the same batch, each from the same generator
+    seed: label (as in tables) -> MixedBatch; methods that read k once per ``k_values``.
+
+    Args:
+        images: [B, 3, H, W] in [0, 1]; labels: [B] class indices.
+    """
+    from regionmix_utils.config import TrainConfig
+    from regionmix_utils.methods import methods
+    from regionmix_utils.results import column_label
+
+    out = {}
+    for method in methods():
+        if not method.mixes:
+            continue
+        for k in k_values if "k" in method.reads else (TrainConfig().k,):
+            config = TrainConfig(method=method.name, k=k, alpha=alpha)
+            gen = torch.Generator().manual_seed(seed)
+            out[column_label(config)] = method.mix(images, labels, num_classes, config, gen)
+    return out
 
 
 def mixing_figure(
@@ -71,7 +139,9 @@ def mixing_figure(
         classes: class names for the soft-label captions.
         n_show: how many samples (columns) to show.
     Returns:
-        The figure; Region Mixup rows show each tile's lambda and partner index.
+        The figure: tile borders on Region Mixup rows (with each tile's λ and partner
+        where there are at most 2 x 2 tiles), CutMix's box, and the two largest label
+        weights under each image. A sample CutMix paired with itself says so.
     """
     n_show = min(n_show, images.shape[0])
     fig, axes = plt.subplots(
@@ -86,35 +156,119 @@ def mixing_figure(
         for col in range(n_show):
             ax = axes[row, col]
             _show(ax, mixed.images[col])
-            if mixed.box is not None:
+            caption = _label_caption(mixed.targets[col], classes)
+            if mixed.box is not None and _self_paired(mixed, col):
+                caption = f"self-paired: {caption}"
+            elif mixed.box is not None:
                 top, left, bottom, right = mixed.box
                 ax.add_patch(
                     plt.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top,
-                                  fill=False, ec="white", lw=1)
+                                  fill=False, ec="white", lw=1.2)
                 )  # fmt: skip
             else:
-                _draw_grid(ax, mixed, col, height, width)
-            top2 = torch.topk(mixed.targets[col], min(2, mixed.targets.shape[1]))
-            caption = ", ".join(
-                f"{classes[int(c)]} {float(w):.2f}"
-                for w, c in zip(top2.values, top2.indices, strict=True)
-            )
-            ax.set_xlabel(caption, fontsize=7)
-        axes[row, 0].set_ylabel(title)
+                _draw_grid(ax, mixed, col, height, width, labels=True)
+            ax.set_xlabel(caption, fontsize=8)
+        axes[row, 0].set_ylabel(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def tile_map(ax, mixed: MixedBatch, sample: int, height: int, width: int) -> None:
+    """Each tile of one mixed sample as a map beside the image: colour = λ (the weight
+    of the sample itself), text = the partner's batch index (where it fits)."""
+    rows, cols = _edges(mixed, height, width)
+    gh, gw = len(rows) - 1, len(cols) - 1
+    lam_map = mixed.lam.float().cpu()[_tile_rows(rows)][:, _tile_rows(cols)]
+    image = ax.imshow(lam_map.numpy(), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    for r in rows[1:-1]:
+        ax.axhline(r - 0.5, color="white", lw=1.2)
+    for c in cols[1:-1]:
+        ax.axvline(c - 0.5, color="white", lw=1.2)
+    if gh * gw <= 64:
+        _label_tiles(
+            ax, (rows, cols), lambda i, j: f"#{int(mixed.partners[i, j, sample])}",
+            fontsize=max(7, min(12, 16 - max(gh, gw))), boxed=False,
+            colour=lambda i, j: "white" if mixed.lam[i, j] < 0.6 else "black",
+        )  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return image
+
+
+def _tile_rows(edges: Sequence[int]) -> Tensor:
+    """[size] the tile index of every pixel along one axis."""
+    return torch.repeat_interleave(torch.arange(len(edges) - 1), torch.tensor(edges).diff())
+
+
+def mixing_story(
+    images: Tensor, mixed: MixedBatch, classes: Sequence[str], labels: Tensor, sample: int = 0
+) -> Figure:
+    """The story of one mixed image, side by side: x_A, its partners tile by tile (each
+    tile taken from that tile's partner), the mixed image, and its soft label.
+
+    Args:
+        images: [B, 3, H, W] the batch that was mixed, in [0, 1].
+        mixed: the MixedBatch of ``images`` (Region Mixup, Mixup or CutMix).
+        labels: [B] class indices of ``images``.
+    """
+    from regionmix_utils.mixing import RegionParams, apply_region_mixup
+
+    height, width = images.shape[2:]
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.5), width_ratios=[1, 1, 1, 1.5])
+    _show(axes[0], images[sample])
+    axes[0].set_title(f"x_A: #{sample}, {classes[int(labels[sample])]}", fontsize=10)
+    if mixed.box is None:
+        only_partners = RegionParams(torch.zeros_like(mixed.lam), mixed.partners, *mixed.edges)
+        partner_image = apply_region_mixup(images, labels, only_partners, len(classes)).images
+        _show(axes[1], partner_image[sample])
+        _draw_grid(axes[1], mixed, sample, height, width, labels=False)
+        edges = _edges(mixed, height, width)
+        if mixed.lam.numel() <= 64:
+            _label_tiles(axes[1], edges, lambda i, j: f"#{int(mixed.partners[i, j, sample])}", 9)
+        axes[1].set_title("partners, tile by tile", fontsize=10)
+    else:
+        partner = int(mixed.partners.flatten()[sample])
+        _show(axes[1], images[partner])
+        top, left, bottom, right = mixed.box
+        axes[1].add_patch(plt.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top,
+                                        fill=False, ec="white", lw=1.5))  # fmt: skip
+        note = " (itself: nothing changes)" if partner == sample else ""
+        axes[1].set_title(f"partner #{partner}, its box{note}", fontsize=10)
+    _show(axes[2], mixed.images[sample])
+    if mixed.box is None:
+        _draw_grid(axes[2], mixed, sample, height, width, labels=False)
+    axes[2].set_title("mixed image x~", fontsize=10)
+    soft_label_bars(mixed.targets[sample], classes, axes[3])
+    axes[3].set_title("soft label y~", fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def training_curves(metrics: dict[str, list[dict]]) -> Figure:
-    """Train loss and test accuracy per epoch, one line per run (label -> metrics rows)."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+    """Training curves that compare like with like, one line per run (label -> metrics
+    rows): the cross entropy on clean images, the cross entropy on mixed images (the
+    total loss of a mixing run adds the two, so totals are not comparable across
+    methods), and test accuracy."""
+    fig, (ax_clean, ax_mixed, ax_acc) = plt.subplots(1, 3, figsize=(13, 3.5))
     for label, rows in metrics.items():
-        ax_loss.plot([r["epoch"] for r in rows], [r["train_loss"] for r in rows], label=label)
+        epochs = [r["epoch"] for r in rows]
+        if "train_clean_loss" in rows[0]:
+            ax_clean.plot(epochs, [r["train_clean_loss"] for r in rows], label=label)
+        if "train_mixed_loss" in rows[0]:
+            ax_mixed.plot(epochs, [r["train_mixed_loss"] for r in rows], label=label)
+        if "train_clean_loss" not in rows[0] and "train_mixed_loss" not in rows[0]:
+            # metrics written before the terms were recorded: the total alone, marked
+            ax_clean.plot(
+                epochs, [r["train_loss"] for r in rows], ls="--", label=f"{label} (total)"
+            )
         evaluated = [r for r in rows if "test_acc" in r]
         ax_acc.plot([r["epoch"] for r in evaluated], [r["test_acc"] for r in evaluated],
                     marker="o", label=label)  # fmt: skip
-    ax_loss.set(xlabel="epoch", ylabel="train loss")
-    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)")
+    ax_clean.set(xlabel="epoch", ylabel="loss", title="train CE on clean images")
+    ax_mixed.set(xlabel="epoch", ylabel="loss", title="train CE on mixed images")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
+    for ax in (ax_clean, ax_mixed, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -182,16 +336,21 @@ def soft_label_bars(targets: Tensor, classes: Sequence[str], ax=None):
 
 
 class MixingExplorer:
-    """Region Mixup of one batch, redrawn when k, alpha or the random draw change.
+    """Region Mixup of one batch, redrawn when k, α, the grid kind or the draw change.
 
-    The callbacks (``set_k``, ``set_alpha``, ``resample``) are plain methods, so they can
-    be called from a test; ``widget()`` wires them to ipywidgets sliders and a button.
+    Four panels, legible on a 1280 px projector: the mixed image with its tile borders,
+    a map of the tiles (colour = each tile's λ, text = its partner), the histogram of
+    the tiles' λ, and the soft label. The callbacks (``set_k``, ``set_alpha``,
+    ``set_random_grid``, ``resample``) are plain methods, so they can be called from a
+    test; ``widget()`` wires them to ipywidgets controls.
 
     Args:
         images: [B, 3, H, W] in [0, 1]; labels: [B] class indices.
         classes: class names.
         k, alpha, seed: the starting state.
         sample: which sample of the batch to show.
+        random_grid: start with Stochastic Region Mixup (a random grid with random tile
+            edges, sides from ``sides``) instead of the k x k grid.
     """
 
     def __init__(
@@ -203,32 +362,52 @@ class MixingExplorer:
         alpha: float = 1.0,
         seed: int = 0,
         sample: int = 0,
+        random_grid: bool = False,
+        sides: tuple[int, ...] = (1, 2, 4),
     ) -> None:
         self.images, self.labels, self.classes = images, labels, list(classes)
         self.k, self.alpha, self.seed, self.sample = k, alpha, seed, sample
-        self.figure, axes = plt.subplots(1, 3, figsize=(11, 3.6), width_ratios=[1, 1, 1.6])
+        self.random_grid, self.sides = random_grid, sides
+        self.figure, axes = plt.subplots(1, 4, figsize=(12.8, 3.6), width_ratios=[1, 1.15, 1, 1.5])
         plt.close(self.figure)  # shown by ``widget()``, not by the notebook's backend
-        self.ax_image, self.ax_lam, self.ax_label = axes
+        self.ax_image, self.ax_tiles, self.ax_lam, self.ax_label = axes
+        self._colorbar = None
         self.mixed: MixedBatch | None = None
         self._output = None
         self.redraw()
 
     def mix(self) -> MixedBatch:
         gen = torch.Generator().manual_seed(self.seed)
-        return region_mixup(self.images, self.labels, self.k, self.alpha, len(self.classes), gen)
+        n = len(self.classes)
+        if self.random_grid:
+            return random_region_mixup(self.images, self.labels, self.sides, self.alpha, n, gen)
+        return region_mixup(self.images, self.labels, self.k, self.alpha, n, gen)
+
+    @property
+    def title(self) -> str:
+        """The state as the controls show it (α to 3 significant digits)."""
+        gh, gw = self.mixed.lam.shape
+        grid = f"random {gh} x {gw} grid" if self.random_grid else f"k = {self.k}"
+        return f"{grid}, α = {self.alpha:.3g}"
 
     def redraw(self) -> None:
-        """Mix with the current state and redraw all three panels."""
+        """Mix with the current state and redraw all four panels."""
         self.mixed = self.mix()
-        for ax in (self.ax_image, self.ax_lam, self.ax_label):
+        for ax in (self.ax_image, self.ax_tiles, self.ax_lam, self.ax_label):
             ax.clear()
         height, width = self.images.shape[2:]
         _show(self.ax_image, self.mixed.images[self.sample])
-        _draw_grid(self.ax_image, self.mixed, self.sample, height, width)
-        self.ax_image.set_title(f"k = {self.k}, α = {self.alpha:g}", fontsize=9)
+        _draw_grid(self.ax_image, self.mixed, self.sample, height, width, labels=False)
+        self.ax_image.set_title(self.title, fontsize=11)
+        colours = tile_map(self.ax_tiles, self.mixed, self.sample, height, width)
+        self.ax_tiles.set_title("tiles: λ (colour), partner #", fontsize=11)
+        if self._colorbar is None:
+            self._colorbar = self.figure.colorbar(colours, ax=self.ax_tiles, fraction=0.046)
         self.ax_lam.hist(self.mixed.lam.flatten().numpy(), bins=20, range=(0, 1))
         self.ax_lam.set(xlabel="λ of each tile", ylabel="tiles", xlim=(0, 1))
+        self.ax_lam.yaxis.set_major_locator(MaxNLocator(integer=True))
         soft_label_bars(self.mixed.targets[self.sample], self.classes, self.ax_label)
+        self.ax_label.set_title(f"soft label of #{self.sample}", fontsize=11)
         self.figure.tight_layout()
         if self._output is not None:  # works with the inline backend, in Jupyter and Colab
             from IPython.display import display
@@ -245,28 +424,191 @@ class MixingExplorer:
         self.alpha = float(alpha)
         self.redraw()
 
+    def set_random_grid(self, random_grid: bool) -> None:
+        self.random_grid = bool(random_grid)
+        self.redraw()
+
     def resample(self, _button=None) -> None:
         self.seed += 1
         self.redraw()
 
     def widget(self):
-        """Sliders for k and alpha, a resample button and the figure, wired to the callbacks.
+        """Controls for the grid kind, k and α, a resample button and the figure.
 
         Returns:
-            ipywidgets.VBox([HBox([k slider, alpha slider, button]), Output with the figure]).
+            ipywidgets.VBox([HBox([grid toggle, k slider, α slider, button]), Output]);
+            the figure alone when the notebook runs headless (``progress.headless``):
+            nobody can move a slider there, and nbclient can hang on widget messages
+            (jupyter/nbclient#312).
         """
+        if headless():
+            return self.figure
         import ipywidgets as widgets
 
         side = min(self.images.shape[2:])
-        k = widgets.IntSlider(value=self.k, min=1, max=min(side, 16), description="k")
-        alpha = widgets.FloatLogSlider(value=self.alpha, base=10, min=-2, max=1, description="α")
+        grid = widgets.ToggleButtons(
+            options=[("k x k grid", False), ("random grid", True)], value=self.random_grid,
+            description="regions",
+        )  # fmt: skip
+        k = widgets.IntSlider(value=self.k, min=1, max=min(side, 16), description="k",
+                              disabled=self.random_grid)  # fmt: skip
+        alpha = widgets.FloatLogSlider(value=self.alpha, base=10, min=-2, max=1, description="α",
+                                       readout_format=".3g")  # fmt: skip
         button = widgets.Button(description="resample")
+
+        def on_grid(change):
+            k.disabled = change["new"]
+            self.set_random_grid(change["new"])
+
+        grid.observe(on_grid, names="value")
         k.observe(lambda change: self.set_k(change["new"]), names="value")
         alpha.observe(lambda change: self.set_alpha(change["new"]), names="value")
         button.on_click(self.resample)
         self._output = widgets.Output()
         self.redraw()
-        return widgets.VBox([widgets.HBox([k, alpha, button]), self._output])
+        return widgets.VBox([widgets.HBox([grid, k, alpha, button]), self._output])
+
+
+def _metric_against_k(ax, frame, metric: str, how: str, by: str, alpha: float) -> None:
+    """``metric`` against k, one line per value of ``by``; random grids as a point of
+    their own at the end (they have no k)."""
+    from regionmix_utils.ablations import METRICS, RANDOM, aggregate, k_order
+
+    rows = frame[frame["alpha"] == alpha]
+    order = k_order(rows["k"])
+    names = {True: "with clean CE", False: "w/o clean CE"} if by == "clean_ce" else {}
+    for key, part in rows.groupby(by, sort=True):
+        stats = aggregate(part, ["k"], metric, how).set_index("k").reindex(order)
+        xs = [i + (0.5 if k == RANDOM else 0) for i, k in enumerate(order)]
+        fixed = [i for i, k in enumerate(order) if k != RANDOM]
+        line = ax.errorbar([xs[i] for i in fixed], stats["value"].iloc[fixed],
+                           yerr=stats["std"].iloc[fixed].fillna(0), marker="o", capsize=3,
+                           label=names.get(key, f"{key}"))  # fmt: skip
+        if RANDOM in order:
+            ax.errorbar(xs[-1], stats["value"].iloc[-1], yerr=np.nan_to_num(stats["std"].iloc[-1]),
+                        marker="D", capsize=3, color=line[0].get_color())  # fmt: skip
+    ax.set_xticks([i + (0.5 if k == RANDOM else 0) for i, k in enumerate(order)], order)
+    ax.set(xlabel="k (tiles per side)", ylabel=METRICS[metric])
+    ax.legend(fontsize=8)
+
+
+class AblationExplorer:
+    """The ablation grid of one dataset: a heatmap of the metric over k x α (clean CE
+    term on) and the metric against k with and without the clean CE term, random grids
+    last. Callbacks (``set_dataset``, ``set_metric``, ``set_aggregation``) are plain
+    methods; ``widget()`` wires them to dropdowns.
+
+    Args:
+        frame: ``ablations.ablation_frame`` rows.
+        metric: "test_acc" or "fgsm"; how: "mean", "median", "min" or "max" over seeds.
+    """
+
+    def __init__(self, frame, dataset: str | None = None, metric: str = "test_acc",
+                 how: str = "mean") -> None:  # fmt: skip
+        self.frame = frame
+        self.datasets = sorted(set(frame["dataset"])) if len(frame) else []
+        self.dataset = dataset or (self.datasets[0] if self.datasets else None)
+        self.metric, self.how = metric, how
+        self.figure, (self.ax_heat, self.ax_k) = plt.subplots(
+            1, 2, figsize=(12.8, 4.2), width_ratios=[1, 1.2]
+        )
+        plt.close(self.figure)
+        self._colorbar, self._output = None, None
+        self.redraw()
+
+    def redraw(self) -> None:
+        from regionmix_utils.ablations import METRICS, aggregate, k_order
+
+        self.ax_heat.clear()
+        self.ax_k.clear()
+        rows = self.frame[self.frame["dataset"] == self.dataset] if self.dataset else self.frame
+        if rows.empty or rows[self.metric].isna().all():
+            self.ax_heat.text(0.5, 0.5, "no finished runs with this metric", ha="center")
+        else:
+            grid = rows[rows["clean_ce"] & (rows["method"] == "region")]
+            stats = aggregate(grid, ["k", "alpha"], self.metric, self.how)
+            ks = k_order(stats["k"])
+            alphas = sorted(set(stats["alpha"]))
+            value = stats.pivot(index="k", columns="alpha", values="value").reindex(ks)
+            spread = stats.pivot(index="k", columns="alpha", values="std").reindex(ks)
+            image = self.ax_heat.imshow(value.to_numpy(dtype=float), cmap="viridis",
+                                        aspect="auto")  # fmt: skip
+            for (i, j), v in np.ndenumerate(value.to_numpy(dtype=float)):
+                if not np.isnan(v):
+                    s = spread.iloc[i, j]
+                    text = f"{v:.1f}" + ("" if np.isnan(s) else f"\n±{s:.1f}")
+                    light = image.norm(v) > 0.6  # viridis is light at the top: dark text
+                    self.ax_heat.text(j, i, text, ha="center", va="center", fontsize=9,
+                                      color="black" if light else "white")  # fmt: skip
+            self.ax_heat.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+            self.ax_heat.set_yticks(range(len(ks)), ks)
+            self.ax_heat.set(xlabel="α", ylabel="k (tiles per side)")
+            if self._colorbar is None:
+                self._colorbar = self.figure.colorbar(image, ax=self.ax_heat)
+            else:
+                self._colorbar.update_normal(image)
+            default_alpha = 1.0 if 1.0 in alphas else alphas[-1]
+            _metric_against_k(self.ax_k, rows, self.metric, self.how, "clean_ce", default_alpha)
+            self.ax_k.set_title(f"α = {default_alpha:g}; random grid: sides 1, 2, 4", fontsize=10)
+        self.ax_heat.set_title(
+            f"{self.dataset}: {METRICS[self.metric]}, {self.how} over seeds", fontsize=10
+        )
+        self.figure.tight_layout()
+        if self._output is not None:
+            from IPython.display import display
+
+            with self._output:
+                self._output.clear_output(wait=True)
+                display(self.figure)
+
+    def set_dataset(self, dataset: str) -> None:
+        self.dataset = dataset
+        self.redraw()
+
+    def set_metric(self, metric: str) -> None:
+        self.metric = metric
+        self.redraw()
+
+    def set_aggregation(self, how: str) -> None:
+        self.how = how
+        self.redraw()
+
+    def widget(self):
+        """Dropdowns for dataset, metric and seed aggregation, and the figure (the figure
+        alone when headless, as ``MixingExplorer.widget``)."""
+        if headless():
+            return self.figure
+        import ipywidgets as widgets
+
+        from regionmix_utils.ablations import AGGREGATIONS, METRICS
+
+        dataset = widgets.Dropdown(options=self.datasets, value=self.dataset,
+                                   description="dataset")  # fmt: skip
+        metric = widgets.Dropdown(options=[(v, k) for k, v in METRICS.items()],
+                                  value=self.metric, description="metric")  # fmt: skip
+        how = widgets.ToggleButtons(options=AGGREGATIONS, value=self.how,
+                                    description="seeds")  # fmt: skip
+        dataset.observe(lambda change: self.set_dataset(change["new"]), names="value")
+        metric.observe(lambda change: self.set_metric(change["new"]), names="value")
+        how.observe(lambda change: self.set_aggregation(change["new"]), names="value")
+        self._output = widgets.Output()
+        self.redraw()
+        return widgets.VBox([widgets.HBox([dataset, metric]), how, self._output])
+
+
+def ablation_overview(frame, alpha: float = 1.0) -> Figure:
+    """Every dataset at once, clean CE term on: test accuracy and FGSM accuracy against
+    k (1, 2, ..., random), mean ± std over seeds, one line per dataset."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    clean = frame[frame["clean_ce"]]
+    for ax, metric in zip(axes, ("test_acc", "fgsm"), strict=True):
+        if clean[metric].notna().any():
+            _metric_against_k(ax, clean, metric, "mean", "dataset", alpha)
+            ax.set_title(f"α = {alpha:g}, clean CE term on, mean ± std over seeds", fontsize=10)
+        else:
+            ax.text(0.5, 0.5, f"no {metric} results", ha="center")
+    fig.tight_layout()
+    return fig
 
 
 class LiveCurves:
@@ -341,7 +683,7 @@ def tile_table(
     import pandas as pd
 
     gh, gw = mixed.lam.shape
-    row_edges, col_edges = tile_bounds(height, gh), tile_bounds(width, gw)
+    row_edges, col_edges = _edges(mixed, height, width)
     records = []
     for i in range(gh):
         for j in range(gw):

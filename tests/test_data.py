@@ -331,6 +331,17 @@ def test_batch_loader_covers_the_epoch_once_and_scales(tiny_shapes):
         BatchLoader(tiny_shapes.test, 0)
 
 
+def test_is_on_disk_looks_where_the_loaders_look(tmp_path, real_data):
+    assert data.is_on_disk("shapes", tmp_path) and not data.is_on_disk("cifar10", tmp_path)
+    assert data.is_on_disk("cifar10-subset", real_data) and data.is_on_disk(
+        "tinyimagenet", real_data
+    )
+    make_tinyimagenet(tmp_path)
+    assert data.is_on_disk("tinyimagenet", tmp_path)
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        data.is_on_disk("mnist")
+
+
 def test_data_root_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("REGIONMIX_DATA", str(tmp_path))
     assert data.data_root() == tmp_path

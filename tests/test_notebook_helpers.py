@@ -54,9 +54,33 @@ def test_no_drive_outside_colab(capsys):
 
 
 def test_example_batch_falls_back_to_the_embedded_data(tmp_path):
-    images, labels, classes, source = example_batch(4, tmp_path)  # no CIFAR-10 in tmp_path
-    assert source == "shapes" and images.shape == (4, 3, 32, 32) and len(classes) == 10
-    assert 0 <= images.min() and images.max() <= 1 and labels.shape == (4,)
+    images, labels, classes, source = example_batch(4, tmp_path, download=False)
+    assert source.startswith("the embedded shapes data") and images.shape == (4, 3, 32, 32)
+    assert len(classes) == 10 and 0 <= images.min() and images.max() <= 1 and labels.shape == (4,)
+
+
+def test_example_batch_shows_real_photos_of_different_classes_when_it_can(real_data):
+    images, labels, classes, source = example_batch(8, real_data, download=False)
+    assert images.shape == (8, 3, 32, 32)
+    assert source == "CIFAR-10 test images (cifar10-subset.npz)" and classes[0] == "airplane"
+    assert len(set(labels.tolist())) == 8  # a stratified sample: eight classes
+
+
+def test_example_batch_downloads_only_when_asked(tmp_path, monkeypatch):
+    asked = []
+
+    def fake_load(name, root=None, download=False, **kwargs):
+        asked.append((name, download))
+        raise OSError("offline")  # what torchvision's download raises without a network
+
+    monkeypatch.setattr(notebook, "load_dataset", fake_load)
+    with pytest.raises(OSError):  # the shapes fallback goes through the same stand-in
+        example_batch(2, tmp_path, download=True)
+    assert asked[:3] == [("cifar10", False), ("cifar10", True), ("cifar10-subset", False)]
+    asked.clear()
+    with pytest.raises(OSError):
+        example_batch(2, tmp_path, download=False)
+    assert ("cifar10", True) not in asked
 
 
 def test_ensure_runs_never_trains_silently_outside_quick_mode(tmp_path):
@@ -80,6 +104,19 @@ def test_sweep_commands_name_exactly_what_is_missing():
         "--runs-dir runs",
         "regionmix sweep --datasets cifar100 --methods mixup --seeds 0 --runs-dir runs",
     ]
+
+
+def test_ensure_runs_can_report_what_is_missing_and_go_on(tmp_path, capsys):
+    from regionmix_utils.train import train
+
+    done = tiny_config(epochs=1, n_train=64, n_test=20)
+    train(done, tmp_path, device="cpu", progress=False)
+    missing = TrainConfig(dataset="shapes", method="region-random", sides=(2, 8))
+    runs = ensure_runs([done, missing], tmp_path, quick=False, missing="report")
+    assert runs == [Run.of(tmp_path, done)]
+    out = capsys.readouterr().out
+    assert "1 of 2 run(s) are missing" in out
+    assert "--methods region-random --seeds 0 --sides 2 8" in out
 
 
 def test_ensure_runs_returns_finished_runs_without_training_them_again(tmp_path):

@@ -14,10 +14,10 @@ from .conftest import shared_data
 PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
-def test_the_five_notebooks_are_there():
+def test_the_six_notebooks_are_there():
     assert [p.stem for p in PATHS] == [
         "01_mixing_grids", "02_training", "03_ce_ablation", "04_adversarial_robustness",
-        "05_cam_comparison",
+        "05_cam_comparison", "06_ablations",
     ]  # fmt: skip
 
 
@@ -55,3 +55,10 @@ def test_runs_top_to_bottom_in_quick_mode(path, runs_dir, tmp_path):
     assert not errors
     if path.stem == "01_mixing_grids":
         assert executed.with_suffix(".html").stat().st_size > 10_000
+    # Headless, progress is one line per loop: no frozen "0%" widget bars in the output.
+    widgets = [
+        o for c in cells if c.cell_type == "code" for o in c.outputs
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+        and "it/s]" in str(o["data"].get("text/plain", ""))
+    ]  # fmt: skip
+    assert not widgets

@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from regionmix_utils.data import shapes
-from regionmix_utils.mixing import cutmix, region_mixup
+from regionmix_utils.mixing import CutMixParams, apply_cutmix, cutmix, region_mixup
 from regionmix_utils.viz import (
     MixingExplorer,
     beta_figure,
     cam_figure,
     mixing_figure,
+    mixing_story,
     training_curves,
 )
 
@@ -58,6 +59,31 @@ def test_explorer_alpha_slider_changes_the_lambda_distribution(batch):
     middle = ((explorer.mixed.lam > 0.3) & (explorer.mixed.lam < 0.7)).float().mean()
     assert extreme > 0.7 and middle > 0.7
     assert "α = 20" in explorer.ax_image.get_title()
+    explorer.set_alpha(0.39810717)  # what a log slider step gives: titled as it reads
+    assert explorer.ax_image.get_title().endswith("α = 0.398")
+
+
+def test_explorer_tile_map_keeps_the_image_readable(batch):
+    """At k >= 4 no text lies on the image; the tile map beside it carries λ (colour)
+    and each tile's partner, and the λ histogram counts tiles in whole numbers."""
+    explorer = MixingExplorer(*batch, k=4)
+    assert len(explorer.ax_image.texts) == 0
+    partners = [t.get_text() for t in explorer.ax_tiles.texts]
+    assert partners == [f"#{int(p)}" for p in explorer.mixed.partners[..., 0].flatten()]
+    shown = explorer.ax_tiles.images[0].get_array()
+    assert shown.shape == (32, 32) and float(shown[0, 0]) == float(explorer.mixed.lam[0, 0])
+    ticks = explorer.ax_lam.yaxis.get_major_locator()()
+    assert all(float(t).is_integer() for t in ticks)
+
+
+def test_explorer_toggles_stochastic_regions(batch):
+    explorer = MixingExplorer(*batch, k=2, seed=1)
+    explorer.set_random_grid(True)
+    gh, gw = explorer.mixed.lam.shape
+    assert gh in (1, 2, 4) and gw in (1, 2, 4) and explorer.mixed.edges is not None
+    assert explorer.ax_image.get_title().startswith(f"random {gh} x {gw} grid")
+    explorer.set_random_grid(False)
+    assert explorer.mixed.lam.shape == (2, 2)
 
 
 def test_explorer_soft_label_bars_show_the_mixed_target(batch):
@@ -79,9 +105,13 @@ def test_resample_draws_new_parameters_and_seeds_replay(batch):
 def test_widgets_are_wired_to_the_callbacks(batch):
     explorer = MixingExplorer(*batch, k=2)
     controls, _figure_output = explorer.widget().children
-    k_slider, alpha_slider, button = controls.children
+    grid, k_slider, alpha_slider, button = controls.children
     k_slider.value = 3
     assert explorer.mixed.lam.shape == (3, 3)
+    grid.value = True
+    assert explorer.random_grid and k_slider.disabled
+    grid.value = False
+    assert not explorer.random_grid and not k_slider.disabled
     alpha_slider.value = 0.1
     assert explorer.alpha == pytest.approx(0.1)
     seed = explorer.seed
@@ -101,6 +131,42 @@ def test_mixing_figure_rows_and_cutmix_box(batch):
     cut_ax = fig.axes[3]
     assert len(cut_ax.patches) == 1  # the pasted box
     assert "λ=" in " ".join(t.get_text() for t in fig.axes[6].texts)
+    four = mixing_figure(images, {"k=4": region_mixup(images, labels, 4, 1.0, 10, gen)}, classes)
+    assert len(four.axes[4].texts) == 0  # 16 labels would cover a 32 px image
+
+
+def test_cutmix_paired_with_itself_says_so_and_draws_no_box(batch):
+    images, labels, classes = batch
+    params = CutMixParams(box=(4, 4, 20, 20), partners=torch.tensor([0, 2, 1, 3, 4, 5, 6, 7]),
+                          lam_drawn=0.5)  # fmt: skip
+    mixed = apply_cutmix(images, labels, params, 10)
+    fig = mixing_figure(images, {"CutMix": mixed}, classes, n_show=3)
+    self_ax, paired_ax = fig.axes[3], fig.axes[4]
+    assert len(self_ax.patches) == 0 and self_ax.get_xlabel().startswith("self-paired")
+    assert len(paired_ax.patches) == 1 and "self-paired" not in paired_ax.get_xlabel()
+    assert "0.00" not in self_ax.get_xlabel()  # no zero-weight class in the caption
+
+
+def test_mixing_story_shows_the_partners_tile_by_tile(batch):
+    images, labels, classes = batch
+    mixed = region_mixup(images, labels, 2, 1.0, 10, torch.Generator().manual_seed(0))
+    fig = mixing_story(images, mixed, classes, labels, sample=1)
+    x_a, partners_ax, result_ax, label_ax = fig.axes
+
+    def shown(ax):
+        return torch.from_numpy(ax.images[0].get_array()).permute(2, 0, 1).float()
+
+    torch.testing.assert_close(shown(x_a), images[1])
+    torch.testing.assert_close(shown(result_ax), mixed.images[1])
+    for i, j in ((0, 0), (1, 1)):  # each tile comes from that tile's partner
+        partner = int(mixed.partners[i, j, 1])
+        tile = (slice(None), slice(16 * i, 16 * i + 16), slice(16 * j, 16 * j + 16))
+        torch.testing.assert_close(shown(partners_ax)[tile], images[partner][tile])
+    assert [t.get_text() for t in partners_ax.texts] == [
+        f"#{int(p)}" for p in mixed.partners[..., 1].flatten()
+    ]
+    heights = torch.tensor([p.get_height() for p in label_ax.patches], dtype=torch.float32)
+    torch.testing.assert_close(heights, mixed.targets[1])
 
 
 def test_other_figures():
@@ -112,8 +178,19 @@ def test_other_figures():
         torch.tensor([[0, 0, 4, 4]] * 2),
     )
     assert len(fig.axes) == 6
-    rows = [{"epoch": 1, "train_loss": 2.0, "test_acc": 30.0}, {"epoch": 2, "train_loss": 1.5}]
-    loss_ax, acc_ax = training_curves({"region": rows}).axes
-    assert (
-        len(loss_ax.get_lines()[0].get_xdata()) == 2 and len(acc_ax.get_lines()[0].get_xdata()) == 1
-    )
+
+
+def test_training_curves_compare_like_with_like():
+    """Clean and mixed terms on panels of their own: a run without mixing has no mixed
+    line, and totals (which add the two terms) are not plotted against each other."""
+    region = [
+        {"epoch": 1, "train_loss": 3.0, "train_clean_loss": 1.0, "train_mixed_loss": 2.0,
+         "test_acc": 30.0},
+        {"epoch": 2, "train_loss": 2.5, "train_clean_loss": 0.8, "train_mixed_loss": 1.7},
+    ]  # fmt: skip
+    none = [{"epoch": e, "train_loss": 1.0, "train_clean_loss": 1.0, "test_acc": 40.0}
+            for e in (1, 2)]  # fmt: skip
+    clean_ax, mixed_ax, acc_ax = training_curves({"region": region, "none": none}).axes
+    assert [list(line.get_ydata()) for line in clean_ax.get_lines()] == [[1.0, 0.8], [1.0, 1.0]]
+    assert [list(line.get_ydata()) for line in mixed_ax.get_lines()] == [[2.0, 1.7]]
+    assert [len(line.get_xdata()) for line in acc_ax.get_lines()] == [1, 2]
