@@ -436,7 +436,7 @@ class MixingExplorer:
         """Controls for the grid kind, k and α, a resample button and the figure.
 
         Returns:
-            ipywidgets.VBox([HBox([grid toggle, k slider, α slider, button]), Output]);
+            ipywidgets.VBox([grid toggle, HBox([k slider, α slider, button]), Output]);
             the figure alone when the notebook runs headless (``progress.headless``):
             nobody can move a slider there, and nbclient can hang on widget messages
             (jupyter/nbclient#312).
@@ -466,7 +466,7 @@ class MixingExplorer:
         button.on_click(self.resample)
         self._output = widgets.Output()
         self.redraw()
-        return widgets.VBox([widgets.HBox([grid, k, alpha, button]), self._output])
+        return widgets.VBox([grid, widgets.HBox([k, alpha, button]), self._output])
 
 
 def _metric_against_k(ax, frame, metric: str, how: str, by: str, alpha: float) -> None:

@@ -104,8 +104,8 @@ def test_resample_draws_new_parameters_and_seeds_replay(batch):
 
 def test_widgets_are_wired_to_the_callbacks(batch):
     explorer = MixingExplorer(*batch, k=2)
-    controls, _figure_output = explorer.widget().children
-    grid, k_slider, alpha_slider, button = controls.children
+    grid, controls, _figure_output = explorer.widget().children
+    k_slider, alpha_slider, button = controls.children
     k_slider.value = 3
     assert explorer.mixed.lam.shape == (3, 3)
     grid.value = True
