@@ -133,15 +133,50 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _worker_argv(argv: list[str]) -> list[str]:
+    """The sweep command line for one local worker: ``--workers`` set to 1, no bars."""
+    kept, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--workers":
+            skip = True
+        elif not word.startswith("--workers="):
+            kept.append(word)
+    return [*kept, "--workers", "1", "--no-progress"]
+
+
 def _cmd_sweep(args) -> int:
-    from regionmix_utils.train import sweep
+    from regionmix_utils import sweeps
 
     configs = sweep_configs(args)
+    if args.status:
+        print(sweeps.format_status(sweeps.status(configs, args.runs_dir)))
+        return 0
+    if args.slurm_partition:
+        executor = sweeps.slurm_executor(
+            Path(args.runs_dir) / ".submitit", args.slurm_partition, args.slurm_time,
+            args.gpus_per_node, args.max_parallel,
+        )  # fmt: skip
+        jobs = sweeps.submit(configs, args.runs_dir, args.data_dir, executor)
+        print(f"submitted {len(jobs)} of {len(configs)} runs (the others are finished)")
+        if jobs:
+            print(f"job array {str(jobs[0].job_id).split('_')[0]}; follow it with the same "
+                  "command and --status")  # fmt: skip
+        return 0
+    workers = args.workers or sweeps.default_workers()
+    if workers > 1:
+        print(f"{len(configs)} runs on {workers} workers")
+        argv = _worker_argv(args.argv)
+        return sweeps.run_workers(argv, workers, configs, args.runs_dir, not args.no_progress)
     print(f"{len(configs)} runs")
-    results = sweep(configs, args.runs_dir, args.data_dir, args.device, not args.no_progress)
-    for r in results:
+    report = sweeps.sweep(configs, args.runs_dir, args.data_dir, args.device, not args.no_progress)
+    for r in report.results:
         print(f"{r.path}: test accuracy {r.final_acc:.2f}%")
-    return 0
+    if not report.ok:
+        print(f"{len(report.failures)} of {len(configs)} runs failed (see above); the others "
+              "went on", file=sys.stderr)  # fmt: skip
+    return 0 if report.ok else 1
 
 
 def _cmd_download(args) -> int:
@@ -281,6 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     _add_setting_options(p, several=True)
     _add_train_options(p)
+    p.add_argument(
+        "--workers", type=int, default=None,
+        help="worker processes sharing the runs (default: one per visible GPU, else 1)",
+    )  # fmt: skip
+    p.add_argument("--status", action="store_true", help="say where each run stands, and stop")
+    p.add_argument("--slurm-partition", default=None, help="submit to SLURM as a job array")
+    p.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes a job may run")
+    p.add_argument("--gpus-per-node", type=int, default=1, help="GPUs a job asks for")
+    p.add_argument("--max-parallel", type=int, default=32, help="array jobs running at once")
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("attack", help="FGSM / Square accuracy of every finished run")
@@ -357,9 +401,15 @@ def load_plugins() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     load_plugins()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print(f"regionmix {args.command}: interrupted; unfinished runs resume where they "
+              "stopped", file=sys.stderr)  # fmt: skip
+        return 130
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"regionmix {args.command}: error: {err}", file=sys.stderr)
         return 2

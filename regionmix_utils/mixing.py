@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -403,6 +404,27 @@ def sample_beta(
     return (gammas[0] / total).float()
 
 
+_SHUFFLERS = threading.local()  # one numpy generator per thread, reseeded on every call
+
+
+def _shuffler(seed: int) -> np.random.Generator:
+    """A PCG64 numpy generator whose state is set from ``seed`` directly: a fresh
+    ``default_rng(seed)`` hashes the seed through a SeedSequence, which costs more than
+    the shuffle itself. The torch generator's draw already is a uniform 62-bit number."""
+    if not hasattr(_SHUFFLERS, "bits"):
+        _SHUFFLERS.bits = np.random.PCG64(0)
+        _SHUFFLERS.generator = np.random.Generator(_SHUFFLERS.bits)
+        _SHUFFLERS.state = _SHUFFLERS.bits.state
+    state = _SHUFFLERS.state
+    state["state"] = {"state": seed, "inc": _PCG_INCREMENT}
+    state["has_uint32"], state["uinteger"] = 0, 0
+    _SHUFFLERS.bits.state = state
+    return _SHUFFLERS.generator
+
+
+_PCG_INCREMENT = 0xDA3E39CB94B95BDB  # any odd increment; fixed, so the stream is the seed's
+
+
 def _permutations_by_shuffle(n: int, batch_size: int, generator: torch.Generator | None) -> Tensor:
     """[n, batch_size] int64 CPU permutations: numpy's vectorised Fisher-Yates.
 
@@ -411,7 +433,7 @@ def _permutations_by_shuffle(n: int, batch_size: int, generator: torch.Generator
     """
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     rows = np.broadcast_to(np.arange(batch_size), (n, batch_size))
-    return torch.from_numpy(np.random.default_rng(seed).permuted(rows, axis=1))
+    return torch.from_numpy(_shuffler(seed).permuted(rows, axis=1))
 
 
 def _permutations_by_sort(

@@ -21,7 +21,7 @@ from regionmix_utils.config import TrainConfig, quick_config
 from regionmix_utils.data import DatasetMissingError, load_dataset
 from regionmix_utils.methods import SETTINGS
 from regionmix_utils.runs import Run
-from regionmix_utils.train import sweep
+from regionmix_utils.sweeps import sweep
 
 __all__ = [
     "IN_COLAB",
@@ -155,7 +155,10 @@ def ensure_runs(
         return [Run.of(runs_dir, c) for c in configs if c not in set(absent)]
     if absent:
         print(f"Training {len(absent)} quick run(s) that are not in {runs_dir} yet.")
-        sweep(absent, runs_dir, data_dir, device)
+        report = sweep(absent, runs_dir, data_dir, device)
+        if not report.ok:
+            config, error = next(iter(report.failures.items()))
+            raise RuntimeError(f"{Run.of(runs_dir, config).path} failed: {error}")
     return [Run.of(runs_dir, c) for c in configs]
 
 

@@ -60,6 +60,9 @@ class LineProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
 
+    def refresh(self) -> None:
+        """Nothing to redraw: the line comes at the end."""
+
     def set_postfix(self, **values) -> None:
         self.postfix = ", ".join(f"{k}={v}" for k, v in values.items() if v is not None)
 

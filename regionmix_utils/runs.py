@@ -9,25 +9,33 @@ A run lives in ``runs/<dataset>/<run-name>/seed<seed>/``:
   ``train_loss``, ``test_loss``, ``test_acc`` in percent, ``seconds``);
 - ``last.pt``: the checkpoint of an unfinished run; ``final.pt``: the final state dict;
 - ``eval.json``: evaluations as records, e.g. ``{"kind": "fgsm", "eps": 0.0313...,
-  "n_images": 10000, "accuracy": 52.4, "seconds": 3.1}``.
+  "n_images": 10000, "accuracy": 52.4, "seconds": 3.1}``;
+- ``train.lock``: the claim of the process training the run (an OS-level file lock,
+  released by the OS when the process ends, however it ends), with ``train.lock.json``
+  saying who holds it; ``failed.json``: why the last attempt failed, if it did.
 
-Every write is atomic (``files``), so a reader never sees half a file.
+Every write is atomic (``files``), so a reader never sees half a file, and readers
+never take the lock: tables and notebooks read runs while they train.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import platform
 import re
+import socket
 import statistics
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import filelock
 import torch
 from torch import nn
 
@@ -39,6 +47,7 @@ __all__ = [
     "ACCURACY_CHOICES",
     "RESULT_KEYS",
     "Run",
+    "RunBusyError",
     "environment",
     "eps_text",
     "evaluation_settings",
@@ -50,6 +59,13 @@ __all__ = [
 CONFIG, METRICS, LAST, FINAL, EVALUATIONS = (
     "config.json", "metrics.jsonl", "last.pt", "final.pt", "eval.json",
 )  # fmt: skip
+LOCK, HOLDER, FAILED = "train.lock", "train.lock.json", "failed.json"
+
+
+class RunBusyError(RuntimeError):
+    """Another process is training this run (it holds the run's lock)."""
+
+
 # Measured values of an evaluation record; every other key is one of its settings.
 RESULT_KEYS = frozenset({"accuracy", "seconds"})
 ACCURACY_CHOICES = ("final", "best", "last10")
@@ -182,14 +198,13 @@ class Run:
     def write_metrics(self, metrics: list[dict]) -> None:
         atomic_write_text(self.path / METRICS, "".join(json.dumps(m) + "\n" for m in metrics))
 
-    def claim(self, config: TrainConfig) -> None:
+    def record_config(self, config: TrainConfig) -> None:
         """Create the folder and its ``config.json``, or check that the one there holds
         the same run (execution settings such as AMP may differ)."""
         self.path.mkdir(parents=True, exist_ok=True)
         if (self.path / CONFIG).exists():
-            if identity(self.config) != identity(config):
-                theirs, ours = identity(self.config), identity(config)
-                changed = sorted(k for k in ours if theirs.get(k) != ours[k])
+            changed = self.differences(config)
+            if changed:
                 raise ValueError(
                     f"{self.path / CONFIG} holds a different configuration than the one asked "
                     f"for (differs in {', '.join(changed)}); use another --runs-dir or move "
@@ -199,9 +214,82 @@ class Run:
         record = {**dataclasses.asdict(config), "environment": environment(), "history": []}
         atomic_write_text(self.path / CONFIG, json.dumps(record, indent=2) + "\n")
 
+    def differences(self, config: TrainConfig) -> list[str]:
+        """The fields in which the run's ``config.json`` differs from ``config`` (execution
+        settings aside); empty when they agree or there is no config yet."""
+        if not (self.path / CONFIG).exists():
+            return []
+        theirs, ours = identity(self.config), identity(config)
+        return sorted(k for k in ours if theirs.get(k) != ours[k])
+
+    @contextlib.contextmanager
+    def claimed(self, wait_s: float = 1.0) -> Iterator[Run]:
+        """Hold the run's lock while training it. An OS-level lock (``filelock``): the
+        OS releases it when the process ends, even by SIGKILL, so it never goes stale.
+
+        Args:
+            wait_s: how long to wait for a lock that is held (covers a reader's brief
+                probe, see ``is_claimed``) before giving up.
+        Raises:
+            RunBusyError: another process trains the run; the message says which.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(self.path / LOCK)
+        try:
+            lock.acquire(timeout=wait_s, poll_interval=0.05)
+        except filelock.Timeout:
+            holder = self.holder() or {}
+            raise RunBusyError(
+                f"{self.path} is being trained by another process since "
+                f"{holder.get('since', '(unknown)')}, pid {holder.get('pid', '?')} on "
+                f"{holder.get('host', '?')}"
+            ) from None
+        try:
+            info = {"pid": os.getpid(), "host": socket.gethostname(),
+                    "since": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+            atomic_write_text(self.path / HOLDER, json.dumps(info) + "\n")
+            yield self
+        finally:
+            (self.path / HOLDER).unlink(missing_ok=True)
+            lock.release()
+
+    def holder(self) -> dict | None:
+        """Who said they hold the lock (pid, host, since), or None."""
+        try:
+            return json.loads((self.path / HOLDER).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def is_claimed(self) -> bool:
+        """Whether a process trains the run now (probes the lock for an instant)."""
+        if not (self.path / LOCK).exists():
+            return False
+        lock = filelock.FileLock(self.path / LOCK)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            return True
+        lock.release()
+        return False
+
+    def record_failure(self, error: BaseException) -> None:
+        """Say why the last attempt failed (``failed.json``); cleared by the next start."""
+        if self.path.is_dir():
+            text = json.dumps({"error": f"{type(error).__name__}: {error}",
+                               "time": time.strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
+            atomic_write_text(self.path / FAILED, text + "\n")
+
+    def failure(self) -> str | None:
+        """The error of the last failed attempt, or None."""
+        try:
+            return json.loads((self.path / FAILED).read_text())["error"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            return None
+
     def log_start(self, config: TrainConfig, epoch: int) -> None:
         """Append a start (epoch 0) or a resume to the history in ``config.json``; the
         first start's environment stays where it was written."""
+        (self.path / FAILED).unlink(missing_ok=True)
         record = self.record
         record.setdefault("history", []).append({
             "epoch": epoch,

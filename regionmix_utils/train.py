@@ -1,8 +1,9 @@
 """Training: the loop of Algorithm 1, with checkpoints and resume.
 
-``train`` reads as four steps: open the run (``Run.claim``), build or restore the
-training state, run epochs (``one_epoch``), save after each. A run folder holding
-``last.pt`` resumes; one holding ``final.pt`` is finished and skipped (see ``runs``).
+``train`` reads as four steps: claim the run (``Run.claimed``: one process at a time
+trains it) and record its config, build or restore the training state, run epochs
+(``one_epoch``), save after each. A run folder holding ``last.pt`` resumes; one holding
+``final.pt`` is finished and skipped (see ``runs``).
 
 Randomness comes in two streams, both seeded from the run's seed: one for the data
 (order and augmentation), one for the mixing. So every method with seed s sees the
@@ -43,7 +44,6 @@ __all__ = [
     "run_dir",
     "run_name",
     "stream_seeds",
-    "sweep",
     "train",
     "train_step",
     "training_loss",
@@ -325,12 +325,22 @@ def train(
         splits: data to use instead of loading ``config.dataset`` (tests, notebooks).
         progress: show progress bars.
         on_epoch: called with each epoch's metrics dict (live plots in notebooks).
+    Raises:
+        RunBusyError: another process is training this run (``runs.Run.claimed``).
     """
     run = Run.of(runs_dir, config)
-    run.claim(config)
-    if run.finished:
+    if run.finished:  # reading needs no claim
+        run.record_config(config)
         return RunResult(run.path, run.metrics(), skipped=True)
+    with run.claimed():
+        run.record_config(config)
+        if run.finished:  # finished by another process while we waited
+            return RunResult(run.path, run.metrics(), skipped=True)
+        return _train_claimed(run, config, data_dir, device, splits, progress, on_epoch)
 
+
+def _train_claimed(run, config, data_dir, device, splits, progress, on_epoch) -> RunResult:
+    """``train`` once the run is claimed: build or restore, run the epochs, save."""
     dev = resolve_device(device)
     if splits is None:
         splits = load_dataset(config.dataset, data_dir, n_train=config.n_train,
@@ -357,19 +367,3 @@ def train(
     atomic_torch_save(state.model.state_dict(), run.path / FINAL)
     (run.path / LAST).unlink(missing_ok=True)
     return RunResult(run.path, metrics, state.model)
-
-
-def sweep(
-    configs: list[TrainConfig],
-    runs_dir: str | Path = "runs",
-    data_dir: str | Path | None = None,
-    device: str = "auto",
-    progress: bool = True,
-) -> list[RunResult]:
-    """Run configurations one after another; each resumes or is skipped if finished.
-    Configs that name the same run (a method that ignores k, say) run once."""
-    unique = list(dict.fromkeys(configs))
-    return [
-        train(config, runs_dir, data_dir, device, progress=progress)
-        for config in progress_bar(unique, desc="sweep", disable=not progress)
-    ]

@@ -34,7 +34,7 @@ def finished_run(root, config: TrainConfig, final_acc: float, evaluations=()) ->
     metrics (the last evaluated at ``final_acc``, the one before 1 point higher),
     final.pt, and evaluation records."""
     run = Run.of(root, config)
-    run.claim(config)
+    run.record_config(config)
     epochs = config.epochs
     run.write_metrics([
         {"epoch": epochs - 1, "lr": 0.001, "train_loss": 1.0, "test_loss": 1.0,
