@@ -71,6 +71,10 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--n-train", type=int, default=None, help="a class-stratified sample of N train images"
     )
     parser.add_argument("--n-test", type=int, default=None, help="likewise for the test split")
+    parser.add_argument(
+        "--holdout", type=int, default=defaults.holdout,
+        help="keep N training images out of training, to fit a temperature on",
+    )  # fmt: skip
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--data-dir", default=None, help="default: $REGIONMIX_DATA or ./data")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -98,6 +102,7 @@ def _config(args, dataset: str, method: str, seed: int, **settings) -> TrainConf
         width=args.width,
         n_train=args.n_train,
         n_test=args.n_test,
+        holdout=args.holdout,
         amp=args.amp,
         compile=args.compile,
         seed=seed,
@@ -180,14 +185,62 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_download(args) -> int:
+    from regionmix_utils.corruptions import SOURCES, download_corruptions
     from regionmix_utils.data import cifar, download_tinyimagenet
 
     for name in args.datasets:
-        if name == "tinyimagenet":
+        if name in SOURCES:
+            print(download_corruptions(name, args.data_dir))
+        elif name == "tinyimagenet":
             print(download_tinyimagenet(args.data_dir))
         else:
             cifar(name, args.data_dir, download=True)
             print(f"{name}: ready")
+    return 0
+
+
+def _finished_runs(args):
+    from regionmix_utils.runs import find_runs
+
+    runs = find_runs(args.runs_dir, getattr(args, "dataset", None))
+    if not runs:
+        raise FileNotFoundError(f"no finished runs (final.pt) under {args.runs_dir}")
+    return runs
+
+
+def _cmd_calibration(args) -> int:
+    from regionmix_utils.calibration import evaluate_calibration
+    from regionmix_utils.train import resolve_device
+
+    device = resolve_device(args.device)
+    for run in _finished_runs(args):
+        r = evaluate_calibration(run, args.n_images, args.data_dir, device)
+        scaled = "" if r["temperature"] is None else (
+            f"; T = {r['temperature']:.2f}: ECE {r['ece_scaled']:.2f}%"
+        )  # fmt: skip
+        print(f"{run.path} ({r['n_images']} test images): ECE {r['ece']:.2f}%, NLL "
+              f"{r['nll']:.3f}, Brier {r['brier']:.3f}{scaled}")  # fmt: skip
+    return 0
+
+
+def _cmd_corruptions(args) -> int:
+    from regionmix_utils.corruptions import SOURCES, evaluate_corruptions, summarise_corruptions
+    from regionmix_utils.train import resolve_device
+
+    device = resolve_device(args.device)
+    corrupted = {source.clean for source in SOURCES.values()}
+    runs = [run for run in _finished_runs(args) if run.config.dataset in corrupted]
+    if not runs:
+        raise FileNotFoundError(
+            f"no finished runs on {sorted(corrupted)} under {args.runs_dir}: the corrupted "
+            "test sets exist for those datasets only"
+        )
+    for run in runs:
+        records = evaluate_corruptions(run, tuple(args.corruptions), tuple(args.severities),
+                                       args.n_images, args.data_dir, device,
+                                       not args.no_progress)  # fmt: skip
+        summary = ", ".join(f"{k} {v:.2f}%" for k, v in summarise_corruptions(records).items())
+        print(f"{run.path}: {summary}")
     return 0
 
 
@@ -372,8 +425,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", default=None, help="also draw ours vs the paper into this PNG")
     p.set_defaults(func=_cmd_table)
 
+    p = sub.add_parser(
+        "calibration", help="ECE, NLL, Brier (and after temperature scaling) of every run"
+    )
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--n-images", type=int, default=None, help="default: the whole test split")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_cmd_calibration)
+
+    from regionmix_utils.corruptions import BENCHMARK, SEVERITIES, SOURCES
+
+    p = sub.add_parser("corruptions", help="accuracy under common corruptions of every run")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument(
+        "--dataset", default=None, choices=sorted(s.clean for s in SOURCES.values()),
+        help="only this dataset's runs (default: every run whose dataset has a -C set)",
+    )  # fmt: skip
+    p.add_argument("--corruptions", nargs="+", default=list(BENCHMARK), choices=BENCHMARK)
+    p.add_argument("--severities", nargs="+", type=int, default=list(SEVERITIES),
+                   choices=SEVERITIES)  # fmt: skip
+    p.add_argument("--n-images", type=int, default=None, help="default: all 10,000")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_corruptions)
+
     p = sub.add_parser("download", help="download datasets into --data-dir")
-    p.add_argument("datasets", nargs="+", choices=["cifar10", "cifar100", "tinyimagenet"])
+    p.add_argument("datasets", nargs="+",
+                   choices=["cifar10", "cifar100", "tinyimagenet", *SOURCES])  # fmt: skip
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=_cmd_download)
 

@@ -64,6 +64,7 @@ class TrainConfig:
     width: int = 64  # channels of the first ResNet stage (64 in the paper)
     n_train: int | None = None  # a class-stratified sample of n training images
     n_test: int | None = None  # likewise for the test split
+    holdout: int = 0  # training images kept out of training (to fit a temperature on)
     quick: bool = False  # a few epochs on little data, for demos and tests
 
     def __post_init__(self) -> None:
@@ -79,6 +80,8 @@ class TrainConfig:
             raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
         if self.pad < 0:
             raise ValueError(f"pad must be >= 0, got {self.pad}")
+        if self.holdout < 0:
+            raise ValueError(f"holdout must be >= 0, got {self.holdout}")
         for name in ("n_train", "n_test"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be None or >= 1, got {getattr(self, name)}")
@@ -136,13 +139,16 @@ def quick_config(config: TrainConfig) -> TrainConfig:
 
 
 def run_name(config: TrainConfig) -> str:
-    """Folder name of a run: e.g. ``region-k2-a1``, ``mixup-a1-noclean``, ``none-quick``."""
+    """Folder name of a run: e.g. ``region-k2-a1``, ``mixup-a1-noclean``, ``none-quick``,
+    ``region-k2-a1-ho5000`` (5000 training images held out)."""
     method = get_method(config.method)
     name = method.folder(config.settings())
     if not config.clean_ce:
         name += "-noclean"
     if config.concat_forward:
         name += "-concat"
+    if config.holdout:
+        name += f"-ho{config.holdout}"
     return name + ("-quick" if config.quick else "")
 
 

@@ -42,13 +42,17 @@ __all__ = [
     "augment_batch",
     "cifar",
     "cifar10_npz",
+    "cifar_classes",
     "data_root",
     "download_tinyimagenet",
+    "holdout_split",
     "is_on_disk",
     "load_dataset",
+    "read_jpegs",
     "shapes",
     "stratified_indices",
     "tinyimagenet",
+    "tinyimagenet_classes",
 ]
 
 DATASETS = ("shapes", "cifar10", "cifar100", "tinyimagenet", "cifar10-subset")
@@ -111,6 +115,24 @@ class ImageSet:
         index = stratified_indices(self.labels, n, len(self.classes), seed)
         boxes = None if self.boxes is None else self.boxes[index]
         return ImageSet(self.images[index], self.labels[index], self.classes, boxes)
+
+
+HOLDOUT_SEED = 7  # the seed of the held-out sample (``holdout_split``)
+
+
+def holdout_split(data: ImageSet, n: int) -> tuple[ImageSet, ImageSet]:
+    """(kept, held out): a class-stratified sample of ``n`` images held out of training
+    (for fitting a temperature, say) and the rest. Fixed by ``HOLDOUT_SEED``, so the
+    trainer and the evaluation agree on which images were held out."""
+    held = stratified_indices(data.labels, n, len(data.classes), HOLDOUT_SEED)
+    kept = torch.ones(len(data), dtype=torch.bool)
+    kept[held] = False
+    index = kept.nonzero().flatten()
+    boxes = (None, None) if data.boxes is None else (data.boxes[index], data.boxes[held])
+    return (
+        ImageSet(data.images[index], data.labels[index], data.classes, boxes[0]),
+        ImageSet(data.images[held], data.labels[held], data.classes, boxes[1]),
+    )
 
 
 def stratified_indices(labels: Tensor, n: int, num_classes: int, seed: int = 0) -> Tensor:
@@ -309,6 +331,42 @@ def cifar10_npz(path: str | os.PathLike) -> Splits:
 # ---------------------------------------------------------------------- Tiny ImageNet
 
 
+def read_jpegs(paths: list[Path], progress: bool) -> Tensor:
+    """uint8 [N, 3, 64, 64] of 64 px JPEG files (greyscale ones as RGB)."""
+    return _read_jpegs(paths, progress)
+
+
+def tinyimagenet_classes(root: str | os.PathLike | None = None) -> tuple[list[str], tuple]:
+    """(wnids in ``wnids.txt`` order, i.e. class index order; class names)."""
+    folder = data_root(root) / "tiny-imagenet-200"
+    if not (folder / "wnids.txt").is_file():
+        raise DatasetMissingError(
+            f"{folder / 'wnids.txt'} is missing: it gives the class order. "
+            f"Fix: `regionmix download tinyimagenet --data-dir {data_root(root)}`."
+        )
+    wnids = (folder / "wnids.txt").read_text().split()
+    words = {}
+    if (folder / "words.txt").is_file():
+        words = dict(
+            line.split("\t", 1) for line in (folder / "words.txt").read_text().splitlines() if line
+        )
+    return wnids, tuple(words.get(w, w).split(",")[0].strip() for w in wnids)
+
+
+def cifar_classes(name: str, root: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """Class names of CIFAR-10, or of CIFAR-100 (read from its ``meta`` file when the
+    dataset is on disk; "class 0", ... otherwise)."""
+    if name == "cifar10":
+        return CIFAR10_CLASSES
+    meta = data_root(root) / "cifar-100-python" / "meta"
+    if meta.is_file():
+        import pickle
+
+        with open(meta, "rb") as f:
+            return tuple(pickle.load(f, encoding="latin1")["fine_label_names"])
+    return tuple(f"class {i}" for i in range(100))
+
+
 def _read_jpegs(paths: list[Path], progress: bool) -> Tensor:
     from PIL import Image
 
@@ -363,12 +421,8 @@ def tinyimagenet(root: str | os.PathLike | None = None, progress: bool = True) -
 
 def _read_tinyimagenet_folder(folder: Path, progress: bool) -> dict:
     """Decode the whole tiny-imagenet-200 folder into the tensors ``tinyimagenet`` caches."""
-    wnids = (folder / "wnids.txt").read_text().split()
+    wnids, classes = tinyimagenet_classes(folder.parent)
     index = {w: i for i, w in enumerate(wnids)}
-    words = dict(
-        line.split("\t", 1) for line in (folder / "words.txt").read_text().splitlines() if line
-    )
-    classes = tuple(words.get(w, w).split(",")[0].strip() for w in wnids)
 
     train_paths, train_labels, train_boxes = [], [], []
     for wnid in wnids:

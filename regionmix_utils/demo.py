@@ -18,7 +18,7 @@ from regionmix_utils.data import load_dataset
 from regionmix_utils.files import atomic_write_text
 from regionmix_utils.methods import method_names
 from regionmix_utils.notebook import NOTEBOOKS, execute_notebook
-from regionmix_utils.results import collect_runs, paper_tables, to_markdown
+from regionmix_utils.results import collect_runs, column_label, paper_tables, to_markdown
 from regionmix_utils.runs import Run
 from regionmix_utils.train import train
 
@@ -26,14 +26,16 @@ from regionmix_utils.train import train
 def run_demo(
     out: Path, quick_epochs: int = 4, progress: bool = True, notebooks: bool = True
 ) -> dict[str, float]:
-    """Write ``mixing_grids.png``, ``training_curves.png`` and ``results.md`` under ``out``,
+    """Write ``mixing_grids.png``, ``training_curves.png``, ``reliability.png`` (calibration
+    of each run) and ``results.md`` under ``out``,
     then (``notebooks``, in a source checkout) the executed notebooks under ``out/notebooks``.
 
     Returns:
         method name -> final test accuracy (percent).
     """
     matplotlib.use("Agg")
-    from regionmix_utils.viz import every_mix, mixing_figure, training_curves
+    from regionmix_utils.calibration import predict_logits, reliability
+    from regionmix_utils.viz import every_mix, mixing_figure, reliability_figure, training_curves
 
     out.mkdir(parents=True, exist_ok=True)
     splits = load_dataset("shapes", n_train=2000, n_test=500)
@@ -51,6 +53,12 @@ def run_demo(
         accuracy[method], curves[method] = result.final_acc, result.metrics
         runs.append(Run(result.path))
     training_curves(curves).savefig(out / "training_curves.png", dpi=100)
+    test_x, test_y = splits.test.images.float() / 255, splits.test.labels
+    diagrams = {
+        column_label(run.config): reliability(predict_logits(run.load_model(), test_x), test_y)
+        for run in runs
+    }
+    reliability_figure(diagrams).savefig(out / "reliability.png", dpi=100)
 
     # Only the demo's own runs: not others the notebooks leave in the same folder.
     table = paper_tables(collect_runs(runs=runs))[0]
@@ -74,7 +82,8 @@ def run_demo(
             parameters = {k: v for k, v in parameters.items() if k in declared}
             executed.append(execute_notebook(notebook, out / "notebooks", parameters))
     print(f"\nFigures and runs are in {out.resolve()}:")
-    for name in ("mixing_grids.png", "training_curves.png", "results.md", "runs/"):
+    for name in ("mixing_grids.png", "training_curves.png", "reliability.png", "results.md",
+                 "runs/"):  # fmt: skip
         print(f"  {out / name}")
     for path in executed:
         print(f"  {path.with_suffix('.html')}")

@@ -42,10 +42,18 @@ __all__ = [
     "to_markdown",
 ]
 
-# Where each kind of evaluation record goes: its table number. "clean" is the clean
-# accuracy of the attacked images, the reference of Tables 3-4 (Table 1 reports the
-# final epoch's test accuracy). A kind missing here is an error, never dropped.
-EVALUATION_TABLES = {"clean": None, "fgsm": 3, "square": 4}
+# Where each kind of evaluation record goes: its table number (5 and 6 go beyond the
+# paper). "clean" is the clean accuracy of the attacked images, the reference of Tables
+# 3-4 (Table 1 reports the final epoch's test accuracy). A kind missing here is an
+# error, never dropped.
+EVALUATION_TABLES = {"clean": None, "fgsm": 3, "square": 4, "calibration": 5, "corruption": 6}
+CALIBRATION_MEASURES = {
+    "ece": "ECE (%) before temperature scaling (15 equal-width bins, top label, torchmetrics)",
+    "ece_scaled": "ECE (%) after temperature scaling (15 equal-width bins, top label)",
+    "nll": "NLL (before scaling)",
+    "brier": "Brier score (before scaling)",
+}
+CORRUPTION_MEASURES = ("mean", "noise", "blur", "weather", "digital")
 CE_ROWS = {False: "w/o standard CE", True: "with standard CE"}  # Table 2's row names
 ACCURACY_WORDS = {
     "final": "final epoch",
@@ -219,7 +227,9 @@ def _layout(cells: pd.DataFrame, row_keys: list[str]) -> pd.DataFrame:
     if len(row_keys) == 1:
         row_order = row_order.get_level_values(0)
     table = table.reindex(row_order).fillna("")
-    table.index.names = ["" if name == "ce_row" else name for name in table.index.names]
+    table.index.names = [
+        "" if name in ("ce_row", "measure") else name for name in table.index.names
+    ]
     return table
 
 
@@ -231,9 +241,10 @@ def _in_paper_order(cells: pd.DataFrame) -> pd.DataFrame:
     Table 2: w/o before with), datasets under the paper's names."""
     rank = cells["dataset"].map(lambda d: (_DATASET_ORDER.get(d, len(_DATASET_ORDER)), d))
     cells = cells.assign(_rank=rank).sort_values("_rank", kind="stable")
-    if "ce_row" in cells:
-        ce_rank = cells["ce_row"].map({v: i for i, v in enumerate(CE_ROWS.values())})
-        cells = cells.assign(_ce=ce_rank).sort_values(["_rank", "_ce"], kind="stable")
+    for key, order in (("ce_row", list(CE_ROWS.values())), ("measure", CORRUPTION_MEASURES)):
+        if key in cells:
+            second = cells[key].map({v: i for i, v in enumerate(order)})
+            cells = cells.assign(_ce=second).sort_values(["_rank", "_ce"], kind="stable")
     cells = cells.drop(columns=[c for c in ("_rank", "_ce") if c in cells])
     return cells.assign(dataset=cells["dataset"].map(dataset_title)).reset_index(drop=True)
 
@@ -335,7 +346,7 @@ def _attack_tables(runs: pd.DataFrame) -> list[Table]:
     evaluations = collect_evaluations(runs)
     if evaluations.empty:
         return []
-    attacks = evaluations[evaluations["kind"].map(EVALUATION_TABLES).notna()]
+    attacks = evaluations[evaluations["kind"].isin(["fgsm", "square"])]
     tables = []
     present = [c for c in _SETTING_COLUMNS if c in attacks]
     for setting, rows in attacks.groupby(present, dropna=False, sort=True):
@@ -390,7 +401,66 @@ def paper_tables(runs: pd.DataFrame, accuracy: str = "final") -> list[Table]:
     if runs.empty:
         raise ValueError("no finished runs to tabulate")
     tables = [_table1(runs, accuracy), _table2(runs, accuracy), *_attack_tables(runs)]
+    tables += _calibration_tables(runs) + _corruption_tables(runs)
     return [t for t in tables if t is not None]
+
+
+def _beyond(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows for tables the paper has no numbers for: every configuration its own column."""
+    return rows.assign(label=rows["label_ce"], paper_recipe=False)
+
+
+def _calibration_tables(runs: pd.DataFrame) -> list[Table]:
+    """Table 5 (beyond the paper): one table per calibration measure and test-set size."""
+    evaluations = collect_evaluations(runs)
+    if evaluations.empty or "calibration" not in set(evaluations["kind"]):
+        return []
+    rows = _beyond(evaluations[evaluations["kind"] == "calibration"])
+    tables = []
+    for n_images, part in rows.groupby("n_images", sort=True):
+        holdouts = sorted(set(part["holdout"]))
+        for measure, title in CALIBRATION_MEASURES.items():
+            values = part.assign(value=pd.to_numeric(part[measure], errors="coerce"))
+            if values["value"].isna().all():
+                continue  # no run was trained with a holdout: no scaled numbers
+            cells = _in_paper_order(_cells(values, "value", ["dataset"], None))
+            held = ", ".join(str(h) for h in holdouts)
+            caption = (
+                f"Table 5 (beyond the paper): calibration, {title}, on {int(n_images)} test "
+                f"images; the temperature is "
+                f"fitted on training images held out of training ({held}), never on the "
+                f"test split. {_recipe_caption(part)} {_OURS}"
+            )
+            tables.append(Table(5, caption, _layout(cells, ["dataset"]), cells))
+    return tables
+
+
+def _corruption_tables(runs: pd.DataFrame) -> list[Table]:
+    """Table 6 (beyond the paper): accuracy under common corruptions, the mean over the
+    15 corruptions x 5 severities and each family's mean, per test-set size."""
+    from regionmix_utils.corruptions import summarise_corruptions
+
+    evaluations = collect_evaluations(runs)
+    if evaluations.empty or "corruption" not in set(evaluations["kind"]):
+        return []
+    found = _beyond(evaluations[evaluations["kind"] == "corruption"])
+    tables = []
+    for (source, n_images), part in found.groupby(["source", "n_images"], sort=True):
+        rows = []
+        for _, records in part.groupby("path", sort=False):
+            first = records.iloc[0].to_dict()
+            summary = summarise_corruptions(records.to_dict("records"))
+            rows += [{**first, "measure": m, "value": v} for m, v in summary.items()]
+        cells = _in_paper_order(_cells(pd.DataFrame(rows), "value", ["dataset", "measure"], None))
+        caption = (
+            f"Table 6 (beyond the paper): accuracy (%) under common corruptions (Hendrycks & "
+            f"Dietterich, 2019; {'the released files' if source == 'released' else 'computed here'}"
+            f"), on {int(n_images)} test images: mean over the 15 corruptions "
+            f"x 5 severities (where all were evaluated), and the mean of each family (noise, "
+            f"blur, weather, digital). {_recipe_caption(part)} {_OURS}"
+        )
+        tables.append(Table(6, caption, _layout(cells, ["dataset", "measure"]), cells))
+    return tables
 
 
 def summarise(runs: pd.DataFrame, value: str = "test_acc", by=("dataset", "label")) -> pd.DataFrame:

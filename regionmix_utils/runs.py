@@ -67,7 +67,10 @@ class RunBusyError(RuntimeError):
 
 
 # Measured values of an evaluation record; every other key is one of its settings.
-RESULT_KEYS = frozenset({"accuracy", "seconds"})
+RESULT_KEYS = frozenset({
+    "accuracy", "seconds", "ece", "nll", "brier", "temperature", "ece_scaled", "nll_scaled",
+    "brier_scaled",
+})  # fmt: skip
 ACCURACY_CHOICES = ("final", "best", "last10")
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from regionmix_utils.config import TrainConfig, quick_config, run_name
-from regionmix_utils.data import BatchLoader, Splits, load_dataset
+from regionmix_utils.data import BatchLoader, Splits, holdout_split, load_dataset
 from regionmix_utils.files import atomic_torch_save
 from regionmix_utils.losses import LossParts, combined_loss
 from regionmix_utils.methods import Method, get_method
@@ -322,7 +322,8 @@ def train(
         runs_dir: root of the runs folders.
         data_dir: dataset folder (see ``data.data_root``).
         device: "auto", "cpu" or "cuda".
-        splits: data to use instead of loading ``config.dataset`` (tests, notebooks).
+        splits: data to use instead of loading ``config.dataset`` (tests, notebooks),
+            taken as the whole dataset: ``n_train`` and ``holdout`` still apply.
         progress: show progress bars.
         on_epoch: called with each epoch's metrics dict (live plots in notebooks).
     Raises:
@@ -339,12 +340,25 @@ def train(
         return _train_claimed(run, config, data_dir, device, splits, progress, on_epoch)
 
 
+def training_splits(config: TrainConfig, data_dir=None, splits: Splits | None = None) -> Splits:
+    """The images a run trains and tests on: the dataset's (or the given) splits, less
+    the ``holdout`` sample of the training split, then the ``n_train`` / ``n_test``
+    class-stratified samples."""
+    if splits is None and not config.holdout:  # the subset straight from the loader
+        return load_dataset(config.dataset, data_dir, n_train=config.n_train,
+                            n_test=config.n_test)  # fmt: skip
+    if splits is None:
+        splits = load_dataset(config.dataset, data_dir, n_test=config.n_test)
+    train_set = holdout_split(splits.train, config.holdout)[0] if config.holdout else splits.train
+    if config.n_train is not None:
+        train_set = train_set.subset(config.n_train)
+    return Splits(splits.name, train_set, splits.test)
+
+
 def _train_claimed(run, config, data_dir, device, splits, progress, on_epoch) -> RunResult:
     """``train`` once the run is claimed: build or restore, run the epochs, save."""
     dev = resolve_device(device)
-    if splits is None:
-        splits = load_dataset(config.dataset, data_dir, n_train=config.n_train,
-                              n_test=config.n_test)  # fmt: skip
+    splits = training_splits(config, data_dir, splits)
     state = TrainingState.build(config, splits, dev)
     state.check_mixing(splits)
     metrics = state.restore(run.path / LAST) if (run.path / LAST).exists() else []

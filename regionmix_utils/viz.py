@@ -30,9 +30,11 @@ __all__ = [
     "beta_figure",
     "cam_figure",
     "comparison_figure",
+    "corruption_figure",
     "every_mix",
     "mixing_figure",
     "mixing_story",
+    "reliability_figure",
     "soft_label_bars",
     "tile_map",
     "tile_table",
@@ -607,6 +609,63 @@ def ablation_overview(frame, alpha: float = 1.0) -> Figure:
             ax.set_title(f"α = {alpha:g}, clean CE term on, mean ± std over seeds", fontsize=10)
         else:
             ax.text(0.5, 0.5, f"no {metric} results", ha="center")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(curves: dict) -> Figure:
+    """Reliability diagrams side by side, one column per method (label -> the dict of
+    ``calibration.reliability``): accuracy per confidence bin against the diagonal of
+    perfect calibration (the gap to the bin's mean confidence hatched red, above the bar
+    where over-confident, inside it where under-confident), and below it how many test
+    images fall in each bin."""
+    columns = max(len(curves), 1)
+    fig, axes = plt.subplots(2, columns, figsize=(3.4 * columns, 5.2), squeeze=False,
+                             height_ratios=[2.2, 1], sharex=True)  # fmt: skip
+    for col, (label, curve) in enumerate(curves.items()):
+        top, bottom = axes[0, col], axes[1, col]
+        width = 1.0 / len(curve["lower"])
+        centres = (curve["lower"] + width / 2).numpy()
+        accuracy, confidence = curve["accuracy"].numpy(), curve["confidence"].numpy()
+        top.bar(centres, np.nan_to_num(accuracy), width=width, edgecolor="black", lw=0.5,
+                color="tab:blue", alpha=0.8, label="accuracy")  # fmt: skip
+        low, high = np.fmin(accuracy, confidence), np.fmax(accuracy, confidence)
+        top.bar(centres, np.nan_to_num(high - low), bottom=np.nan_to_num(low), width=width,
+                facecolor="none", edgecolor="tab:red", hatch="///", lw=0.8,
+                label="gap to confidence")  # fmt: skip
+        top.plot([0, 1], [0, 1], "k--", lw=1)
+        top.set(xlim=(0, 1), ylim=(0, 1), title=label)
+        bottom.bar(centres, curve["count"].numpy(), width=width, color="grey")
+        bottom.set(xlabel="confidence")
+        bottom.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+    axes[0, 0].set_ylabel("accuracy")
+    axes[1, 0].set_ylabel("test images")
+    axes[0, 0].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def corruption_figure(records: list[dict], labels: list[str]) -> Figure:
+    """Accuracy against corruption severity, one line per method: for each severity the
+    mean over the corruptions evaluated (``records[i]`` are the corruption records of
+    the run labelled ``labels[i]``); one panel per corruption family found."""
+    from regionmix_utils.corruptions import FAMILIES, SEVERITIES
+
+    families = [f for f, members in FAMILIES.items()
+                if any(r["corruption"] in members for rs in records for r in rs)]  # fmt: skip
+    fig, axes = plt.subplots(1, max(len(families), 1), figsize=(4 * max(len(families), 1), 3.4),
+                             squeeze=False)  # fmt: skip
+    for ax, family in zip(axes[0], families, strict=False):
+        for label, rs in zip(labels, records, strict=True):
+            means = [
+                np.mean([r["accuracy"] for r in rs
+                         if r["severity"] == s and r["corruption"] in FAMILIES[family]] or [np.nan])
+                for s in SEVERITIES
+            ]  # fmt: skip
+            ax.plot(SEVERITIES, means, marker="o", label=label)
+        ax.set(xlabel="severity", ylabel="accuracy (%)", title=family, xticks=SEVERITIES)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -14,7 +14,7 @@ def test_demo_writes_figures_runs_and_a_table_one(tmp_path, capsys):
     accuracy = run_demo(out, quick_epochs=1, progress=False, notebooks=False)
     assert list(accuracy) == list(method_names())
     assert all(0 <= a <= 100 for a in accuracy.values())
-    for name in ("mixing_grids.png", "training_curves.png"):
+    for name in ("mixing_grids.png", "training_curves.png", "reliability.png"):
         assert (out / name).stat().st_size > 10_000
     results = (out / "results.md").read_text()
     assert "Table 1: Test accuracy (%)" in results and "Not the paper's setting" in results
