@@ -246,7 +246,6 @@ def _cmd_corruptions(args) -> int:
 
 def _cmd_attack(args) -> int:
     from regionmix_utils.robustness import AttackConfig, evaluate_run
-    from regionmix_utils.runs import find_runs
     from regionmix_utils.train import resolve_device
 
     attacks = ["fgsm", "square"] if args.attack == "all" else [args.attack]
@@ -254,11 +253,8 @@ def _cmd_attack(args) -> int:
         AttackConfig(a, args.eps, args.queries, args.seed, args.p_init, args.square_loss)
         for a in attacks
     ]
-    runs = find_runs(args.runs_dir)
-    if not runs:
-        raise FileNotFoundError(f"no finished runs (final.pt) under {args.runs_dir}")
     device = resolve_device(args.device)
-    for run in runs:
+    for run in _finished_runs(args):
         records = evaluate_run(
             run, configs, args.n_images, args.data_dir, device, not args.no_progress
         )

@@ -53,6 +53,7 @@ __all__ = [
     "sample_region_params",
     "tile_areas",
     "tile_bounds",
+    "tile_index",
 ]
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -280,8 +281,9 @@ def tile_areas(
     return torch.outer(sizes_h, sizes_w) / (height * width)
 
 
-def _tile_index(edges: tuple[int, ...], device: torch.device) -> Tensor:
-    """[size] int64: the tile each pixel row (or column) belongs to."""
+def tile_index(edges: tuple[int, ...], device: torch.device | None = None) -> Tensor:
+    """[size] int64: the tile each pixel row (or column) belongs to, for tile edges
+    0 = e_0 < ... < e_n = size."""
     index = [tile for tile, (a, b) in enumerate(itertools.pairwise(edges)) for _ in range(a, b)]
     return torch.tensor(index, device=device)
 
@@ -316,8 +318,8 @@ def _tile_plan(
     gw = len(col_edges) - 1
     run = math.gcd(*col_edges)
     runs_per_row = width // run
-    row_tile = _tile_index(row_edges, device)
-    col_tile = _tile_index(col_edges, device)
+    row_tile = tile_index(row_edges, device)
+    col_tile = tile_index(col_edges, device)
     area = tile_areas(height, width, (len(row_edges) - 1, gw), edges)
     return _TilePlan(
         row_tile=row_tile,

@@ -37,7 +37,6 @@ __all__ = [
     "dataset_title",
     "paper_tables",
     "published_tables",
-    "summarise",
     "to_latex",
     "to_markdown",
 ]
@@ -461,27 +460,6 @@ def _corruption_tables(runs: pd.DataFrame) -> list[Table]:
         )
         tables.append(Table(6, caption, _layout(cells, ["dataset", "measure"]), cells))
     return tables
-
-
-def summarise(runs: pd.DataFrame, value: str = "test_acc", by=("dataset", "label")) -> pd.DataFrame:
-    """``mean ± std (n)`` of ``value`` per group (n = seeds), datasets as columns, the
-    other keys as rows in the paper's order of methods."""
-    if runs.empty or value not in runs:
-        raise ValueError(f"no finished runs with a {value!r} value to summarise")
-    rows = runs.dropna(subset=[value])
-    keys = [c for c in by if c != "dataset"]
-    stats = rows.groupby(["dataset", *keys], sort=False)[value].apply(
-        lambda v: _ours_text(*_stats(v))
-    )
-    table = stats.unstack("dataset")
-    if "label" in keys and "method" in rows:
-        order = {name: i for i, name in enumerate(method_names())}
-        rank = dict(zip(rows["label"], rows["method"].map(order), strict=True))
-        table = table.sort_index(
-            level="label", key=lambda labels: labels.map(lambda x: (rank.get(x, 99), x)),
-            sort_remaining=False,
-        )  # fmt: skip
-    return table
 
 
 # ------------------------------------------------------------------------- exports

@@ -18,6 +18,7 @@ from regionmix_utils.mixing import (
     region_mixup,
     sample_beta,
     tile_bounds,
+    tile_index,
 )
 from regionmix_utils.progress import headless
 
@@ -180,7 +181,7 @@ def tile_map(ax, mixed: MixedBatch, sample: int, height: int, width: int) -> Non
     of the sample itself), text = the partner's batch index (where it fits)."""
     rows, cols = _edges(mixed, height, width)
     gh, gw = len(rows) - 1, len(cols) - 1
-    lam_map = mixed.lam.float().cpu()[_tile_rows(rows)][:, _tile_rows(cols)]
+    lam_map = mixed.lam.float().cpu()[tile_index(rows)][:, tile_index(cols)]
     image = ax.imshow(lam_map.numpy(), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
     for r in rows[1:-1]:
         ax.axhline(r - 0.5, color="white", lw=1.2)
@@ -195,11 +196,6 @@ def tile_map(ax, mixed: MixedBatch, sample: int, height: int, width: int) -> Non
     ax.set_xticks([])
     ax.set_yticks([])
     return image
-
-
-def _tile_rows(edges: Sequence[int]) -> Tensor:
-    """[size] the tile index of every pixel along one axis."""
-    return torch.repeat_interleave(torch.arange(len(edges) - 1), torch.tensor(edges).diff())
 
 
 def mixing_story(

@@ -19,7 +19,6 @@ from regionmix_utils.results import (
     column_label,
     paper_tables,
     published_tables,
-    summarise,
     to_latex,
     to_markdown,
 )
@@ -243,17 +242,6 @@ def test_collect_evaluations_is_long_form(golden_runs):
     assert set(evaluations["kind"]) == {"clean", "fgsm", "square"}
     assert len(evaluations) == 3 * 3 * 3
     assert (evaluations["n_images"] == 10000).all()
-
-
-def test_summary_is_mean_std_and_seed_count(golden_runs):
-    runs = collect_runs(golden_runs)
-    runs = runs[runs["clean_ce"] & ~runs["quick"]]
-    summary = summarise(runs)
-    assert summary.loc["CutMix", "cifar100"] == "79.00 ± 0.50 (3)"
-    assert summary.loc["No mixing", "cifar10"] == "94.90 (1)"
-    assert summary.index.tolist()[:3] == ["CutMix", "Mixup (k=1)", "Region Mixup (k=2)"]
-    with pytest.raises(ValueError, match="no finished runs"):
-        summarise(collect_runs(golden_runs / "nowhere"))
 
 
 def test_exports(golden_runs):
