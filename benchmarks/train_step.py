@@ -21,27 +21,32 @@ import time
 import torch
 import torch.nn.functional as F
 
+from regionmix_utils.config import TrainConfig
+from regionmix_utils.methods import get_method
 from regionmix_utils.mixing import MixedBatch
 from regionmix_utils.models import build_model
-from regionmix_utils.train import TrainConfig, amp_dtype, mix_batch, training_loss
+from regionmix_utils.train import amp_dtype, training_loss
 
 
-def make_step(model, optimizer, config, images, labels, mode, gen, amp):
-    # The loss's second pass on x~ = x_A with one-hot targets: everything but the mixing.
+def make_step(model, optimizer, config, images, labels, mode, amp):
+    """One training step as the trainer takes it. ``mode``: a method of the registry
+    (mixed as the trainer mixes, from a CPU generator, unchecked), "unmixed" (the second
+    pass on x~ = x_A with one-hot targets: everything but the mixing) or "none"."""
     batch = len(labels)
     unmixed = MixedBatch(
         images, F.one_hot(labels, 10).float(), torch.ones(1, 1), torch.arange(batch).view(1, 1, -1)
     )
+    gen = torch.Generator().manual_seed(0)
+    cfg = dataclasses.replace(config, method="region" if mode == "unmixed" else mode)
 
     def step():
         mixed = None
-        if mode == "region":
-            mixed = mix_batch(config, images, labels, 10, gen)
-        elif mode == "unmixed":
+        if mode == "unmixed":
             mixed = unmixed
-        cfg = config if mode != "none" else dataclasses.replace(config, method="none")
+        elif get_method(mode).mixes:
+            mixed = get_method(mode).mix(images, labels, 10, cfg, gen, validate=False)
         with torch.autocast(images.device.type, dtype=amp, enabled=amp is not None):
-            loss = training_loss(model, cfg, images, labels, mixed)
+            loss = training_loss(model, cfg, images, labels, mixed).total
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -73,10 +78,11 @@ def main() -> None:
     modes = {
         "two passes, no mixing": "unmixed",
         "region mixup k=2": "region",
+        "random grid (region-random)": "region-random",
         "single pass (method none)": "none",
     }
     steps = {
-        name: make_step(model, optimizer, config, images, labels, m, gen, amp)
+        name: make_step(model, optimizer, config, images, labels, m, amp)
         for name, m in modes.items()
     }
     for step in steps.values():

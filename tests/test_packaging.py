@@ -65,6 +65,16 @@ def test_make_lab_starts_jupyter_as_root_where_it_runs_as_root():
     assert ("--allow-root" in line) == (os.getuid() == 0)
 
 
+@pytest.mark.parametrize("script", sorted((REPO / "benchmarks").glob("*.py")), ids=lambda p: p.stem)
+def test_every_benchmark_still_starts(script):
+    """Benchmarks are never run as tests (they time things), but they must not rot: each
+    imports what it uses and parses its options."""
+    done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
+                          text=True, cwd=REPO, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
+
+
 def test_readme_has_a_colab_badge_for_every_notebook():
     readme = (REPO / "README.md").read_text()
     for path in NOTEBOOK_PATHS:
