@@ -21,26 +21,17 @@ from regionmix_utils.mixing import (
     sample_random_region_params,
 )
 
-from .test_mixing import DTYPES, oracle, tolerance
+from .test_mixing import batches, oracle, tolerance
 
 
 @st.composite
 def random_batches(draw):
-    batch = draw(st.integers(1, 6))
-    channels = draw(st.integers(1, 3))
-    height, width = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    """A batch of ``test_mixing.batches`` (any shape, dtype and layout) and a set of sides."""
+    images, labels, num_classes, _grid, alpha, gen = draw(batches())
+    height, width = images.shape[2:]
     sides = tuple(draw(st.lists(st.integers(1, 12), min_size=1, max_size=4)))
     if min(sides) > min(height, width):
         sides = (*sides, 1)
-    num_classes = draw(st.integers(1, 7))
-    dtype = draw(st.sampled_from(DTYPES))
-    alpha = draw(st.floats(0.05, 8.0))
-    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
-    images = torch.rand(batch, channels, height, width, generator=gen, dtype=torch.float64)
-    images = images.to(dtype)
-    if draw(st.booleans()):
-        images = images.contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, num_classes, (batch,), generator=gen)
     return images, labels, num_classes, sides, alpha, gen
 
 
