@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regionmix_utils.corruptions import evaluate_corruptions
+from regionmix_utils.evaluation.corruptions import evaluate_corruptions
+from regionmix_utils.evaluation.robustness import accuracy
 from regionmix_utils.models import build_model
-from regionmix_utils.robustness import accuracy
 
 FULL = 950_000
 

@@ -12,7 +12,7 @@ import dataclasses
 import pandas as pd
 
 from regionmix_utils.config import TrainConfig
-from regionmix_utils.robustness import DEFAULT_EPS
+from regionmix_utils.evaluation.robustness import DEFAULT_EPS
 from regionmix_utils.runs import Run
 
 __all__ = ["AGGREGATIONS", "METRICS", "ablation_configs", "ablation_frame", "aggregate", "k_order"]

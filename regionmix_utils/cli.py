@@ -185,8 +185,8 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_download(args) -> int:
-    from regionmix_utils.corruptions import SOURCES, download_corruptions
     from regionmix_utils.data import cifar, download_tinyimagenet
+    from regionmix_utils.evaluation.corruptions import SOURCES, download_corruptions
 
     for name in args.datasets:
         if name in SOURCES:
@@ -209,7 +209,7 @@ def _finished_runs(args):
 
 
 def _cmd_calibration(args) -> int:
-    from regionmix_utils.calibration import evaluate_calibration
+    from regionmix_utils.evaluation.calibration import evaluate_calibration
     from regionmix_utils.train import resolve_device
 
     device = resolve_device(args.device)
@@ -224,7 +224,11 @@ def _cmd_calibration(args) -> int:
 
 
 def _cmd_corruptions(args) -> int:
-    from regionmix_utils.corruptions import SOURCES, evaluate_corruptions, summarise_corruptions
+    from regionmix_utils.evaluation.corruptions import (
+        SOURCES,
+        evaluate_corruptions,
+        summarise_corruptions,
+    )
     from regionmix_utils.train import resolve_device
 
     device = resolve_device(args.device)
@@ -245,7 +249,7 @@ def _cmd_corruptions(args) -> int:
 
 
 def _cmd_attack(args) -> int:
-    from regionmix_utils.robustness import AttackConfig, evaluate_run
+    from regionmix_utils.evaluation.robustness import AttackConfig, evaluate_run
     from regionmix_utils.train import resolve_device
 
     attacks = ["fgsm", "square"] if args.attack == "all" else [args.attack]
@@ -267,8 +271,8 @@ def _cmd_cam(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from regionmix_utils.cam import cam_maps, score_maps
     from regionmix_utils.data import load_dataset
+    from regionmix_utils.evaluation.cam import cam_maps, score_maps
     from regionmix_utils.results import column_label
     from regionmix_utils.runs import find_runs
     from regionmix_utils.viz import cam_figure
@@ -430,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_cmd_calibration)
 
-    from regionmix_utils.corruptions import BENCHMARK, SEVERITIES, SOURCES
+    from regionmix_utils.evaluation.corruptions import BENCHMARK, SEVERITIES, SOURCES
 
     p = sub.add_parser("corruptions", help="accuracy under common corruptions of every run")
     p.add_argument("--runs-dir", default="runs")

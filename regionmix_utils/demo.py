@@ -34,7 +34,7 @@ def run_demo(
         method name -> final test accuracy (percent).
     """
     matplotlib.use("Agg")
-    from regionmix_utils.calibration import predict_logits, reliability
+    from regionmix_utils.evaluation.calibration import predict_logits, reliability
     from regionmix_utils.viz import every_mix, mixing_figure, reliability_figure, training_curves
 
     out.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,8 @@ import pandas as pd
 
 from regionmix_utils import paper
 from regionmix_utils.config import TrainConfig, recipe_differences
+from regionmix_utils.evaluation.robustness import DEFAULT_EPS
 from regionmix_utils.methods import SETTINGS, get_method, method_names
-from regionmix_utils.robustness import DEFAULT_EPS
 from regionmix_utils.runs import Run, eps_text, find_runs
 
 __all__ = [
@@ -437,7 +437,7 @@ def _calibration_tables(runs: pd.DataFrame) -> list[Table]:
 def _corruption_tables(runs: pd.DataFrame) -> list[Table]:
     """Table 6 (beyond the paper): accuracy under common corruptions, the mean over the
     15 corruptions x 5 severities and each family's mean, per test-set size."""
-    from regionmix_utils.corruptions import summarise_corruptions
+    from regionmix_utils.evaluation.corruptions import summarise_corruptions
 
     evaluations = collect_evaluations(runs)
     if evaluations.empty or "corruption" not in set(evaluations["kind"]):

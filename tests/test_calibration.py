@@ -8,15 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from regionmix_utils.calibration import (
+from regionmix_utils.cli import main
+from regionmix_utils.data import holdout_split, load_dataset
+from regionmix_utils.evaluation.calibration import (
     calibration_metrics,
     evaluate_calibration,
     fit_temperature,
     predict_logits,
     reliability,
 )
-from regionmix_utils.cli import main
-from regionmix_utils.data import holdout_split, load_dataset
 from regionmix_utils.results import collect_runs, paper_tables
 from regionmix_utils.runs import Run
 from regionmix_utils.train import train, training_splits

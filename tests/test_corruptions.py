@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from regionmix_utils.cli import main
-from regionmix_utils.corruptions import (
+from regionmix_utils.data import DatasetMissingError, load_dataset
+from regionmix_utils.evaluation.corruptions import (
     BENCHMARK,
     FAMILIES,
     SEVERITIES,
@@ -22,9 +23,8 @@ from regionmix_utils.corruptions import (
     gaussian_noise,
     summarise_corruptions,
 )
-from regionmix_utils.data import DatasetMissingError, load_dataset
+from regionmix_utils.evaluation.robustness import accuracy
 from regionmix_utils.results import collect_runs, paper_tables
-from regionmix_utils.robustness import accuracy
 from regionmix_utils.runs import Run
 from regionmix_utils.train import train
 

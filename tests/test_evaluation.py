@@ -8,18 +8,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from regionmix_utils.cam import cam_maps, energy_in_box, localisation_scores, pointing_hits
 from regionmix_utils.cli import build_parser, main
 from regionmix_utils.config import TrainConfig
 from regionmix_utils.data import load_dataset
-from regionmix_utils.results import collect_runs, paper_tables
-from regionmix_utils.robustness import (
+from regionmix_utils.evaluation.cam import (
+    cam_maps,
+    energy_in_box,
+    localisation_scores,
+    pointing_hits,
+)
+from regionmix_utils.evaluation.robustness import (
     AttackConfig,
     accuracy,
     adversarial_accuracy,
     evaluate_run,
     make_attack,
 )
+from regionmix_utils.results import collect_runs, paper_tables
 from regionmix_utils.runs import Run
 from regionmix_utils.train import train
 

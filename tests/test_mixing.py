@@ -197,7 +197,8 @@ def test_lambdas_follow_beta(alpha):
 def test_tile_permutations_are_uniform_and_independent(device_path, monkeypatch):
     """Each tile's permutation is uniform over all 3! orders, and two tiles are independent."""
     if device_path == "sort":  # the path used on GPUs, exercised here on the CPU
-        monkeypatch.setattr(mixing, "_random_permutations", mixing._permutations_by_sort)
+        sort = mixing.core._permutations_by_sort
+        monkeypatch.setattr(mixing.region, "_random_permutations", sort)
     gen = torch.Generator().manual_seed(7)
     draws = torch.stack(
         [sample_region_params(3, (1, 2), 1.0, gen).partners.view(2, 3) for _ in range(3600)]

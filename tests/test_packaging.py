@@ -83,7 +83,7 @@ def test_readme_has_a_colab_badge_for_every_notebook():
 
 def test_the_torchattacks_pin_is_the_same_everywhere():
     pin = _torchattacks_pin()
-    for name in ("environment.yml", "README.md", "regionmix_utils/robustness.py"):
+    for name in ("environment.yml", "README.md", "regionmix_utils/evaluation/robustness.py"):
         pins = re.findall(r"torchattacks==[\w.]+", (REPO / name).read_text())
         assert pins and set(pins) == {pin}, name
 

@@ -102,7 +102,7 @@ def evaluate_calibration(run, n_images: int | None = None, data_dir=None, device
     "temperature", "ece_scaled", "nll_scaled", "brier_scaled", "seconds"}. The scaled
     values and the temperature are None for runs trained without a holdout."""
     from regionmix_utils.data import holdout_split, load_dataset
-    from regionmix_utils.robustness import test_images
+    from regionmix_utils.evaluation.robustness import test_images
 
     images, labels = test_images(run, n_images, data_dir, device)
     config = run.config

@@ -272,8 +272,8 @@ def evaluate_corruptions(
             (the notebooks' quick mode computes Gaussian noise on a real subset); its
             records say "source": "computed", the others "released".
     """
+    from regionmix_utils.evaluation.robustness import accuracy
     from regionmix_utils.progress import progress as progress_bar
-    from regionmix_utils.robustness import accuracy
 
     dataset = run.config.dataset
     source = "released" if images_of is None else "computed"

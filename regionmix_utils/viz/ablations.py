@@ -1,0 +1,151 @@
+"""The k x alpha ablation: overview figure and explorer (notebook 06)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from regionmix_utils.progress import headless
+
+
+def _metric_against_k(ax, frame, metric: str, how: str, by: str, alpha: float) -> None:
+    """``metric`` against k, one line per value of ``by``; random grids as a point of
+    their own at the end (they have no k)."""
+    from regionmix_utils.ablations import METRICS, RANDOM, aggregate, k_order
+
+    rows = frame[frame["alpha"] == alpha]
+    order = k_order(rows["k"])
+    names = {True: "with clean CE", False: "w/o clean CE"} if by == "clean_ce" else {}
+    for key, part in rows.groupby(by, sort=True):
+        stats = aggregate(part, ["k"], metric, how).set_index("k").reindex(order)
+        xs = [i + (0.5 if k == RANDOM else 0) for i, k in enumerate(order)]
+        fixed = [i for i, k in enumerate(order) if k != RANDOM]
+        line = ax.errorbar([xs[i] for i in fixed], stats["value"].iloc[fixed],
+                           yerr=stats["std"].iloc[fixed].fillna(0), marker="o", capsize=3,
+                           label=names.get(key, f"{key}"))  # fmt: skip
+        if RANDOM in order:
+            ax.errorbar(xs[-1], stats["value"].iloc[-1], yerr=np.nan_to_num(stats["std"].iloc[-1]),
+                        marker="D", capsize=3, color=line[0].get_color())  # fmt: skip
+    ax.set_xticks([i + (0.5 if k == RANDOM else 0) for i, k in enumerate(order)], order)
+    ax.set(xlabel="k (tiles per side)", ylabel=METRICS[metric])
+    ax.legend(fontsize=8)
+
+
+class AblationExplorer:
+    """The ablation grid of one dataset: a heatmap of the metric over k x α (clean CE
+    term on) and the metric against k with and without the clean CE term, random grids
+    last. Callbacks (``set_dataset``, ``set_metric``, ``set_aggregation``) are plain
+    methods; ``widget()`` wires them to dropdowns.
+
+    Args:
+        frame: ``ablations.ablation_frame`` rows.
+        metric: "test_acc" or "fgsm"; how: "mean", "median", "min" or "max" over seeds.
+    """
+
+    def __init__(self, frame, dataset: str | None = None, metric: str = "test_acc",
+                 how: str = "mean") -> None:  # fmt: skip
+        self.frame = frame
+        self.datasets = sorted(set(frame["dataset"])) if len(frame) else []
+        self.dataset = dataset or (self.datasets[0] if self.datasets else None)
+        self.metric, self.how = metric, how
+        self.figure, (self.ax_heat, self.ax_k) = plt.subplots(
+            1, 2, figsize=(12.8, 4.2), width_ratios=[1, 1.2]
+        )
+        plt.close(self.figure)
+        self._colorbar, self._output = None, None
+        self.redraw()
+
+    def redraw(self) -> None:
+        from regionmix_utils.ablations import METRICS, aggregate, k_order
+
+        self.ax_heat.clear()
+        self.ax_k.clear()
+        rows = self.frame[self.frame["dataset"] == self.dataset] if self.dataset else self.frame
+        if rows.empty or rows[self.metric].isna().all():
+            self.ax_heat.text(0.5, 0.5, "no finished runs with this metric", ha="center")
+        else:
+            grid = rows[rows["clean_ce"] & (rows["method"] == "region")]
+            stats = aggregate(grid, ["k", "alpha"], self.metric, self.how)
+            ks = k_order(stats["k"])
+            alphas = sorted(set(stats["alpha"]))
+            value = stats.pivot(index="k", columns="alpha", values="value").reindex(ks)
+            spread = stats.pivot(index="k", columns="alpha", values="std").reindex(ks)
+            image = self.ax_heat.imshow(value.to_numpy(dtype=float), cmap="viridis",
+                                        aspect="auto")  # fmt: skip
+            for (i, j), v in np.ndenumerate(value.to_numpy(dtype=float)):
+                if not np.isnan(v):
+                    s = spread.iloc[i, j]
+                    text = f"{v:.1f}" + ("" if np.isnan(s) else f"\n±{s:.1f}")
+                    light = image.norm(v) > 0.6  # viridis is light at the top: dark text
+                    self.ax_heat.text(j, i, text, ha="center", va="center", fontsize=9,
+                                      color="black" if light else "white")  # fmt: skip
+            self.ax_heat.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+            self.ax_heat.set_yticks(range(len(ks)), ks)
+            self.ax_heat.set(xlabel="α", ylabel="k (tiles per side)")
+            if self._colorbar is None:
+                self._colorbar = self.figure.colorbar(image, ax=self.ax_heat)
+            else:
+                self._colorbar.update_normal(image)
+            default_alpha = 1.0 if 1.0 in alphas else alphas[-1]
+            _metric_against_k(self.ax_k, rows, self.metric, self.how, "clean_ce", default_alpha)
+            self.ax_k.set_title(f"α = {default_alpha:g}; random grid: sides 1, 2, 4", fontsize=10)
+        self.ax_heat.set_title(
+            f"{self.dataset}: {METRICS[self.metric]}, {self.how} over seeds", fontsize=10
+        )
+        self.figure.tight_layout()
+        if self._output is not None:
+            from IPython.display import display
+
+            with self._output:
+                self._output.clear_output(wait=True)
+                display(self.figure)
+
+    def set_dataset(self, dataset: str) -> None:
+        self.dataset = dataset
+        self.redraw()
+
+    def set_metric(self, metric: str) -> None:
+        self.metric = metric
+        self.redraw()
+
+    def set_aggregation(self, how: str) -> None:
+        self.how = how
+        self.redraw()
+
+    def widget(self):
+        """Dropdowns for dataset, metric and seed aggregation, and the figure (the figure
+        alone when headless, as ``MixingExplorer.widget``)."""
+        if headless():
+            return self.figure
+        import ipywidgets as widgets
+
+        from regionmix_utils.ablations import AGGREGATIONS, METRICS
+
+        dataset = widgets.Dropdown(options=self.datasets, value=self.dataset,
+                                   description="dataset")  # fmt: skip
+        metric = widgets.Dropdown(options=[(v, k) for k, v in METRICS.items()],
+                                  value=self.metric, description="metric")  # fmt: skip
+        how = widgets.ToggleButtons(options=AGGREGATIONS, value=self.how,
+                                    description="seeds")  # fmt: skip
+        dataset.observe(lambda change: self.set_dataset(change["new"]), names="value")
+        metric.observe(lambda change: self.set_metric(change["new"]), names="value")
+        how.observe(lambda change: self.set_aggregation(change["new"]), names="value")
+        self._output = widgets.Output()
+        self.redraw()
+        return widgets.VBox([widgets.HBox([dataset, metric]), how, self._output])
+
+
+def ablation_overview(frame, alpha: float = 1.0) -> Figure:
+    """Every dataset at once, clean CE term on: test accuracy and FGSM accuracy against
+    k (1, 2, ..., random), mean ± std over seeds, one line per dataset."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    clean = frame[frame["clean_ce"]]
+    for ax, metric in zip(axes, ("test_acc", "fgsm"), strict=True):
+        if clean[metric].notna().any():
+            _metric_against_k(ax, clean, metric, "mean", "dataset", alpha)
+            ax.set_title(f"α = {alpha:g}, clean CE term on, mean ± std over seeds", fontsize=10)
+        else:
+            ax.text(0.5, 0.5, f"no {metric} results", ha="center")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,422 @@
+"""Figures and the live explorer of how the grids mix (notebook 01, the demo)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from scipy import stats
+from torch import Tensor
+
+from regionmix_utils.mixing import (
+    MixedBatch,
+    random_region_mixup,
+    region_mixup,
+    sample_beta,
+    tile_bounds,
+    tile_index,
+)
+from regionmix_utils.progress import headless
+
+
+def _show(ax, image: Tensor) -> None:
+    ax.imshow(image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _edges(mixed: MixedBatch, height: int, width: int) -> tuple[tuple[int, ...], ...]:
+    """(row edges, column edges) of a Region Mixup result (even grid if not recorded)."""
+    gh, gw = mixed.lam.shape
+    return mixed.edges or (tuple(tile_bounds(height, gh)), tuple(tile_bounds(width, gw)))
+
+
+def _label_tiles(ax, edges, text, fontsize: float, boxed: bool = True, colour=None) -> None:
+    """Write ``text(i, j)`` at the centre of every tile (colour ``colour(i, j)``), except
+    on tiles too thin to hold it (under 1/8 of the image side: random grids make some)."""
+    rows, cols = edges
+    box = {"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0} if boxed else None
+    min_h, min_w = rows[-1] / 8, cols[-1] / 8
+    for i, j in np.ndindex(len(rows) - 1, len(cols) - 1):
+        if rows[i + 1] - rows[i] < min_h or cols[j + 1] - cols[j] < min_w:
+            continue
+        ax.text(
+            (cols[j] + cols[j + 1]) / 2 - 0.5, (rows[i] + rows[i + 1]) / 2 - 0.5, text(i, j),
+            ha="center", va="center", fontsize=fontsize, bbox=box,
+            color=colour(i, j) if colour else "white",
+        )  # fmt: skip
+
+
+def _draw_grid(ax, mixed: MixedBatch, sample: int, height: int, width: int, labels: bool) -> None:
+    """Tile borders on an axes showing one sample; with ``labels``, each tile's λ and
+    partner too (only where they leave the image readable: 2 x 2 tiles at most)."""
+    rows, cols = _edges(mixed, height, width)
+    for r in rows[1:-1]:
+        ax.axhline(r - 0.5, color="white", lw=1.2)
+    for c in cols[1:-1]:
+        ax.axvline(c - 0.5, color="white", lw=1.2)
+    if labels and (len(rows) - 1) * (len(cols) - 1) <= 4:
+        _label_tiles(
+            ax, (rows, cols), lambda i, j: f"λ={float(mixed.lam[i, j]):.2f}\n"
+            f"#{int(mixed.partners[i, j, sample])}", fontsize=8,
+        )  # fmt: skip
+
+
+def _self_paired(mixed: MixedBatch, sample: int) -> bool:
+    """CutMix (or a one-tile mix) that drew the sample as its own partner: unchanged."""
+    return bool((mixed.partners[..., sample] == sample).all())
+
+
+def _label_caption(targets: Tensor, classes: Sequence[str], top: int = 2) -> str:
+    """The largest label weights, leaving out classes with no weight."""
+    values, indices = torch.topk(targets, min(top, targets.shape[0]))
+    return ", ".join(
+        f"{classes[int(c)]} {float(w):.2f}" for w, c in zip(values, indices, strict=True) if w > 0
+    )
+
+
+def every_mix(
+    images: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    seed: int = 0,
+    k_values: Sequence[int] = (2, 4),
+    alpha: float = 1.0,
+) -> dict[str, MixedBatch]:
+    """Every registered mixing method on the same batch, each from the same generator
+    seed: label (as in tables) -> MixedBatch; methods that read k once per ``k_values``.
+
+    Args:
+        images: [B, 3, H, W] in [0, 1]; labels: [B] class indices.
+    """
+    from regionmix_utils.config import TrainConfig
+    from regionmix_utils.methods import methods
+    from regionmix_utils.results import column_label
+
+    out = {}
+    for method in methods():
+        if not method.mixes:
+            continue
+        for k in k_values if "k" in method.reads else (TrainConfig().k,):
+            config = TrainConfig(method=method.name, k=k, alpha=alpha)
+            gen = torch.Generator().manual_seed(seed)
+            out[column_label(config)] = method.mix(images, labels, num_classes, config, gen)
+    return out
+
+
+def mixing_figure(
+    images: Tensor,
+    results: dict[str, MixedBatch],
+    classes: Sequence[str],
+    n_show: int = 4,
+) -> Figure:
+    """Originals in the first row, then one row per mixing result.
+
+    Args:
+        images: [B, 3, H, W] the original batch, in [0, 1].
+        results: row title -> MixedBatch of that batch (e.g. {"Region k=2": ...}).
+        classes: class names for the soft-label captions.
+        n_show: how many samples (columns) to show.
+    Returns:
+        The figure: tile borders on Region Mixup rows (with each tile's λ and partner
+        where there are at most 2 x 2 tiles), CutMix's box, and the two largest label
+        weights under each image. A sample CutMix paired with itself says so.
+    """
+    n_show = min(n_show, images.shape[0])
+    fig, axes = plt.subplots(
+        1 + len(results), n_show, figsize=(2.3 * n_show, 2.5 * (1 + len(results))), squeeze=False
+    )
+    height, width = images.shape[2:]
+    for col in range(n_show):
+        _show(axes[0, col], images[col])
+        axes[0, col].set_title(f"#{col}", fontsize=9)
+    axes[0, 0].set_ylabel("original")
+    for row, (title, mixed) in enumerate(results.items(), start=1):
+        for col in range(n_show):
+            ax = axes[row, col]
+            _show(ax, mixed.images[col])
+            caption = _label_caption(mixed.targets[col], classes)
+            if mixed.box is not None and _self_paired(mixed, col):
+                caption = f"self-paired: {caption}"
+            elif mixed.box is not None:
+                top, left, bottom, right = mixed.box
+                ax.add_patch(
+                    plt.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top,
+                                  fill=False, ec="white", lw=1.2)
+                )  # fmt: skip
+            else:
+                _draw_grid(ax, mixed, col, height, width, labels=True)
+            ax.set_xlabel(caption, fontsize=8)
+        axes[row, 0].set_ylabel(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def tile_map(ax, mixed: MixedBatch, sample: int, height: int, width: int) -> None:
+    """Each tile of one mixed sample as a map beside the image: colour = λ (the weight
+    of the sample itself), text = the partner's batch index (where it fits)."""
+    rows, cols = _edges(mixed, height, width)
+    gh, gw = len(rows) - 1, len(cols) - 1
+    lam_map = mixed.lam.float().cpu()[tile_index(rows)][:, tile_index(cols)]
+    image = ax.imshow(lam_map.numpy(), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    for r in rows[1:-1]:
+        ax.axhline(r - 0.5, color="white", lw=1.2)
+    for c in cols[1:-1]:
+        ax.axvline(c - 0.5, color="white", lw=1.2)
+    if gh * gw <= 64:
+        _label_tiles(
+            ax, (rows, cols), lambda i, j: f"#{int(mixed.partners[i, j, sample])}",
+            fontsize=max(7, min(12, 16 - max(gh, gw))), boxed=False,
+            colour=lambda i, j: "white" if mixed.lam[i, j] < 0.6 else "black",
+        )  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return image
+
+
+def mixing_story(
+    images: Tensor, mixed: MixedBatch, classes: Sequence[str], labels: Tensor, sample: int = 0
+) -> Figure:
+    """The story of one mixed image, side by side: x_A, its partners tile by tile (each
+    tile taken from that tile's partner), the mixed image, and its soft label.
+
+    Args:
+        images: [B, 3, H, W] the batch that was mixed, in [0, 1].
+        mixed: the MixedBatch of ``images`` (Region Mixup, Mixup or CutMix).
+        labels: [B] class indices of ``images``.
+    """
+    from regionmix_utils.mixing import RegionParams, apply_region_mixup
+
+    height, width = images.shape[2:]
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.5), width_ratios=[1, 1, 1, 1.5])
+    _show(axes[0], images[sample])
+    axes[0].set_title(f"x_A: #{sample}, {classes[int(labels[sample])]}", fontsize=10)
+    if mixed.box is None:
+        only_partners = RegionParams(torch.zeros_like(mixed.lam), mixed.partners, *mixed.edges)
+        partner_image = apply_region_mixup(images, labels, only_partners, len(classes)).images
+        _show(axes[1], partner_image[sample])
+        _draw_grid(axes[1], mixed, sample, height, width, labels=False)
+        edges = _edges(mixed, height, width)
+        if mixed.lam.numel() <= 64:
+            _label_tiles(axes[1], edges, lambda i, j: f"#{int(mixed.partners[i, j, sample])}", 9)
+        axes[1].set_title("partners, tile by tile", fontsize=10)
+    else:
+        partner = int(mixed.partners.flatten()[sample])
+        _show(axes[1], images[partner])
+        top, left, bottom, right = mixed.box
+        axes[1].add_patch(plt.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top,
+                                        fill=False, ec="white", lw=1.5))  # fmt: skip
+        note = " (itself: nothing changes)" if partner == sample else ""
+        axes[1].set_title(f"partner #{partner}, its box{note}", fontsize=10)
+    _show(axes[2], mixed.images[sample])
+    if mixed.box is None:
+        _draw_grid(axes[2], mixed, sample, height, width, labels=False)
+    axes[2].set_title("mixed image x~", fontsize=10)
+    soft_label_bars(mixed.targets[sample], classes, axes[3])
+    axes[3].set_title("soft label y~", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def beta_figure(alphas: Sequence[float], n_samples: int = 2000, seed: int = 0) -> Figure:
+    """Beta(alpha, alpha) densities with histograms of lambdas drawn by the package's sampler."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    grid = np.linspace(0.001, 0.999, 400)
+    gen = torch.Generator().manual_seed(seed)
+    for alpha in alphas:
+        (line,) = ax.plot(grid, stats.beta(alpha, alpha).pdf(grid), label=f"α = {alpha:g}")
+        drawn = sample_beta(alpha, n_samples, gen).numpy()
+        ax.hist(drawn, bins=40, density=True, alpha=0.25, color=line.get_color())
+    ax.set(xlabel="λ", ylabel="density", ylim=(0, 4), title="λ ~ Beta(α, α)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def soft_label_bars(targets: Tensor, classes: Sequence[str], ax=None):
+    """Bar chart of one soft label [K]; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 2.5))
+    ax.bar(range(len(classes)), targets.detach().cpu().numpy())
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+    ax.set(ylabel="label weight", ylim=(0, 1))
+    return ax
+
+
+class MixingExplorer:
+    """Region Mixup of one batch, redrawn when k, α, the grid kind or the draw change.
+
+    Four panels, legible on a 1280 px projector: the mixed image with its tile borders,
+    a map of the tiles (colour = each tile's λ, text = its partner), the histogram of
+    the tiles' λ, and the soft label. The callbacks (``set_k``, ``set_alpha``,
+    ``set_random_grid``, ``resample``) are plain methods, so they can be called from a
+    test; ``widget()`` wires them to ipywidgets controls.
+
+    Args:
+        images: [B, 3, H, W] in [0, 1]; labels: [B] class indices.
+        classes: class names.
+        k, alpha, seed: the starting state.
+        sample: which sample of the batch to show.
+        random_grid: start with Stochastic Region Mixup (a random grid with random tile
+            edges, sides from ``sides``) instead of the k x k grid.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        classes: Sequence[str],
+        k: int = 2,
+        alpha: float = 1.0,
+        seed: int = 0,
+        sample: int = 0,
+        random_grid: bool = False,
+        sides: tuple[int, ...] = (1, 2, 4),
+    ) -> None:
+        self.images, self.labels, self.classes = images, labels, list(classes)
+        self.k, self.alpha, self.seed, self.sample = k, alpha, seed, sample
+        self.random_grid, self.sides = random_grid, sides
+        self.figure, axes = plt.subplots(1, 4, figsize=(12.8, 3.6), width_ratios=[1, 1.15, 1, 1.5])
+        plt.close(self.figure)  # shown by ``widget()``, not by the notebook's backend
+        self.ax_image, self.ax_tiles, self.ax_lam, self.ax_label = axes
+        self._colorbar = None
+        self.mixed: MixedBatch | None = None
+        self._output = None
+        self.redraw()
+
+    def mix(self) -> MixedBatch:
+        gen = torch.Generator().manual_seed(self.seed)
+        n = len(self.classes)
+        if self.random_grid:
+            return random_region_mixup(self.images, self.labels, self.sides, self.alpha, n, gen)
+        return region_mixup(self.images, self.labels, self.k, self.alpha, n, gen)
+
+    @property
+    def title(self) -> str:
+        """The state as the controls show it (α to 3 significant digits)."""
+        gh, gw = self.mixed.lam.shape
+        grid = f"random {gh} x {gw} grid" if self.random_grid else f"k = {self.k}"
+        return f"{grid}, α = {self.alpha:.3g}"
+
+    def redraw(self) -> None:
+        """Mix with the current state and redraw all four panels."""
+        self.mixed = self.mix()
+        for ax in (self.ax_image, self.ax_tiles, self.ax_lam, self.ax_label):
+            ax.clear()
+        height, width = self.images.shape[2:]
+        _show(self.ax_image, self.mixed.images[self.sample])
+        _draw_grid(self.ax_image, self.mixed, self.sample, height, width, labels=False)
+        self.ax_image.set_title(self.title, fontsize=11)
+        colours = tile_map(self.ax_tiles, self.mixed, self.sample, height, width)
+        self.ax_tiles.set_title("tiles: λ (colour), partner #", fontsize=11)
+        if self._colorbar is None:
+            self._colorbar = self.figure.colorbar(colours, ax=self.ax_tiles, fraction=0.046)
+        self.ax_lam.hist(self.mixed.lam.flatten().numpy(), bins=20, range=(0, 1))
+        self.ax_lam.set(xlabel="λ of each tile", ylabel="tiles", xlim=(0, 1))
+        self.ax_lam.yaxis.set_major_locator(MaxNLocator(integer=True))
+        soft_label_bars(self.mixed.targets[self.sample], self.classes, self.ax_label)
+        self.ax_label.set_title(f"soft label of #{self.sample}", fontsize=11)
+        self.figure.tight_layout()
+        if self._output is not None:  # works with the inline backend, in Jupyter and Colab
+            from IPython.display import display
+
+            with self._output:
+                self._output.clear_output(wait=True)
+                display(self.figure)
+
+    def set_k(self, k: int) -> None:
+        self.k = int(k)
+        self.redraw()
+
+    def set_alpha(self, alpha: float) -> None:
+        self.alpha = float(alpha)
+        self.redraw()
+
+    def set_random_grid(self, random_grid: bool) -> None:
+        self.random_grid = bool(random_grid)
+        self.redraw()
+
+    def resample(self, _button=None) -> None:
+        self.seed += 1
+        self.redraw()
+
+    def widget(self):
+        """Controls for the grid kind, k and α, a resample button and the figure.
+
+        Returns:
+            ipywidgets.VBox([grid toggle, HBox([k slider, α slider, button]), Output]);
+            the figure alone when the notebook runs headless (``progress.headless``):
+            nobody can move a slider there, and nbclient can hang on widget messages
+            (jupyter/nbclient#312).
+        """
+        if headless():
+            return self.figure
+        import ipywidgets as widgets
+
+        side = min(self.images.shape[2:])
+        grid = widgets.ToggleButtons(
+            options=[("k x k grid", False), ("random grid", True)], value=self.random_grid,
+            description="regions",
+        )  # fmt: skip
+        k = widgets.IntSlider(value=self.k, min=1, max=min(side, 16), description="k",
+                              disabled=self.random_grid)  # fmt: skip
+        alpha = widgets.FloatLogSlider(value=self.alpha, base=10, min=-2, max=1, description="α",
+                                       readout_format=".3g")  # fmt: skip
+        button = widgets.Button(description="resample")
+
+        def on_grid(change):
+            k.disabled = change["new"]
+            self.set_random_grid(change["new"])
+
+        grid.observe(on_grid, names="value")
+        k.observe(lambda change: self.set_k(change["new"]), names="value")
+        alpha.observe(lambda change: self.set_alpha(change["new"]), names="value")
+        button.on_click(self.resample)
+        self._output = widgets.Output()
+        self.redraw()
+        return widgets.VBox([grid, widgets.HBox([k, alpha, button]), self._output])
+
+
+def tile_table(
+    mixed: MixedBatch,
+    sample: int,
+    height: int,
+    width: int,
+    labels: Tensor,
+    classes: Sequence[str],
+):
+    """One row per tile of one mixed sample: where the tile lies, its λ, its partner,
+    its area fraction and the label weight it gives the partner's class.
+
+    Returns:
+        pandas DataFrame with columns tile, rows, cols, lam, partner, partner_class,
+        area, partner_weight.
+    """
+    import pandas as pd
+
+    gh, gw = mixed.lam.shape
+    row_edges, col_edges = _edges(mixed, height, width)
+    records = []
+    for i in range(gh):
+        for j in range(gw):
+            partner = int(mixed.partners[i, j, sample])
+            area = (row_edges[i + 1] - row_edges[i]) * (col_edges[j + 1] - col_edges[j])
+            area /= height * width
+            lam = float(mixed.lam[i, j])
+            records.append(
+                {
+                    "tile": (i, j),
+                    "rows": f"{row_edges[i]}-{row_edges[i + 1] - 1}",
+                    "cols": f"{col_edges[j]}-{col_edges[j + 1] - 1}",
+                    "lam": round(lam, 3),
+                    "partner": partner,
+                    "partner_class": classes[int(labels[partner])],
+                    "area": round(area, 4),
+                    "partner_weight": round(area * (1 - lam), 4),
+                }
+            )
+    return pd.DataFrame.from_records(records)

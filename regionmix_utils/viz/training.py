@@ -1,0 +1,66 @@
+"""Training curves, static and live (notebook 02, the demo)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+
+def training_curves(metrics: dict[str, list[dict]]) -> Figure:
+    """Training curves that compare like with like, one line per run (label -> metrics
+    rows): the cross entropy on clean images, the cross entropy on mixed images (the
+    total loss of a mixing run adds the two, so totals are not comparable across
+    methods), and test accuracy."""
+    fig, (ax_clean, ax_mixed, ax_acc) = plt.subplots(1, 3, figsize=(13, 3.5))
+    for label, rows in metrics.items():
+        epochs = [r["epoch"] for r in rows]
+        if "train_clean_loss" in rows[0]:
+            ax_clean.plot(epochs, [r["train_clean_loss"] for r in rows], label=label)
+        if "train_mixed_loss" in rows[0]:
+            ax_mixed.plot(epochs, [r["train_mixed_loss"] for r in rows], label=label)
+        if "train_clean_loss" not in rows[0] and "train_mixed_loss" not in rows[0]:
+            # metrics written before the terms were recorded: the total alone, marked
+            ax_clean.plot(
+                epochs, [r["train_loss"] for r in rows], ls="--", label=f"{label} (total)"
+            )
+        evaluated = [r for r in rows if "test_acc" in r]
+        ax_acc.plot([r["epoch"] for r in evaluated], [r["test_acc"] for r in evaluated],
+                    marker="o", label=label)  # fmt: skip
+    ax_clean.set(xlabel="epoch", ylabel="loss", title="train CE on clean images")
+    ax_mixed.set(xlabel="epoch", ylabel="loss", title="train CE on mixed images")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
+    for ax in (ax_clean, ax_mixed, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_acc.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+class LiveCurves:
+    """An ``on_epoch`` callback for ``train`` that redraws the training curves each epoch.
+
+    In a notebook the figure is shown once and updated in place; elsewhere it is only
+    kept up to date (``figure``).
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label, self.rows, self.figure, self._handle = label, [], None, None
+
+    def __call__(self, record: dict) -> None:
+        self.rows.append(record)
+        if self.figure is not None:
+            plt.close(self.figure)
+        self.figure = training_curves({self.label: self.rows})
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+
+            if get_ipython() is not None:
+                if self._handle is None:
+                    self._handle = display(self.figure, display_id=True)
+                else:
+                    self._handle.update(self.figure)
+        except ImportError:
+            pass
+        plt.close(self.figure)
