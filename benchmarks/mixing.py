@@ -3,7 +3,9 @@
 Every row is timed in the same run, interleaved with the others, and reported as the
 median over rounds of its ratio to v2.MixUp on the same batch (lower is faster).
 Targets: on the CPU, region k=2 <= 1.0x v2.MixUp, k=8 <= 2x k=2 and the random grid
-(uneven tiles) <= 1.2x k=2; on a GPU, time flat in k (a fixed number of kernels).
+(uneven tiles) <= 1.2x k=2; on a GPU, time flat in k (a fixed number of kernels). The
+other mixing baselines (GridMix, FMix, ResizeMix) and λ drawn per sample are rows of
+their own, on the same batch.
 
     python benchmarks/mixing.py [--device cpu|cuda|all] [--batch-size 128] [--rounds 7]
 """
@@ -17,7 +19,7 @@ import torch
 from torch.utils import benchmark
 from torchvision.transforms import v2
 
-from regionmix_utils.mixing import random_region_mixup, region_mixup
+from regionmix_utils.mixing import fmix, gridmix, random_region_mixup, region_mixup, resizemix
 
 
 def naive_region_mixup(images, labels, k, num_classes, generator):
@@ -58,6 +60,12 @@ def candidates(num_classes: int, generator: torch.Generator) -> dict:
     rows["random grid, sides 1 2 4"] = lambda x, y: random_region_mixup(
         x, y, (1, 2, 4), num_classes=num_classes, generator=generator
     )
+    rows["region_mixup k=2, λ per sample"] = lambda x, y: region_mixup(
+        x, y, k=2, num_classes=num_classes, generator=generator, lam_mode="sample"
+    )
+    rows["gridmix (4 holes)"] = lambda x, y: gridmix(x, y, 1.0, num_classes, generator)
+    rows["fmix (decay 3)"] = lambda x, y: fmix(x, y, 1.0, num_classes, generator)
+    rows["resizemix (0.1-0.8)"] = lambda x, y: resizemix(x, y, num_classes, generator)
     for k in (2, 8):
         rows[f"naive per-tile loop k={k}"] = lambda x, y, k=k: naive_region_mixup(
             x, y, k, num_classes, generator
@@ -116,10 +124,10 @@ def main() -> None:
         for size in (32, 64):
             rows, times = measure(device, args.batch_size, size, args.rounds, args.min_run_time)
             print(f"\n{device}, {args.batch_size}x3x{size}x{size}")
-            print(f"| {'method':<26} | {'median (us)':>11} | {'vs v2.MixUp':>11} |")
-            print(f"|{'-' * 28}|{'-' * 13}|{'-' * 13}|")
+            print(f"| {'method':<30} | {'median (us)':>11} | {'vs v2.MixUp':>11} |")
+            print(f"|{'-' * 32}|{'-' * 13}|{'-' * 13}|")
             for name, seconds, ratio in rows:
-                print(f"| {name:<26} | {seconds * 1e6:>11.1f} | {ratio:>10.2f}x |")
+                print(f"| {name:<30} | {seconds * 1e6:>11.1f} | {ratio:>10.2f}x |")
             k2 = "region_mixup k=2"
             targets = [
                 ("k=2 / v2.MixUp", k2, "torchvision v2.MixUp", 1.0),

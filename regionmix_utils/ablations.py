@@ -1,4 +1,5 @@
-"""Ablations beyond the paper: k x α grids, the clean CE term against k, random regions.
+"""Ablations beyond the paper: k x α grids, the clean CE term against k, random regions,
+and λ drawn per (tile, sample) instead of per tile.
 
 The paper reports Region Mixup at k = 2 and one (unstated) α. ``ablation_configs``
 lists the runs that answer the next questions (notebook 06), ``ablation_frame`` reads
@@ -23,13 +24,20 @@ RANDOM = "random"  # the k of Stochastic Region Mixup in tables and plots
 
 
 def ablation_configs(
-    datasets, k_values, alphas, seeds, base: TrainConfig | None = None
+    datasets,
+    k_values,
+    alphas,
+    seeds,
+    base: TrainConfig | None = None,
+    lam_modes=("batch",),
 ) -> list[TrainConfig]:
     """The runs of the ablation grid, on top of ``base`` (the paper's recipe by default):
 
     - Region Mixup at every k x α, with the clean CE term;
     - Region Mixup at every k without it (α of ``base``);
-    - Stochastic Region Mixup (``region-random``) with it.
+    - Stochastic Region Mixup (``region-random``) with it;
+    - for each of ``lam_modes`` other than "batch" (Algorithm 1): Region Mixup at every
+      k with it (α of ``base``, clean CE term on).
     """
     base = base or TrainConfig()
     configs = []
@@ -39,6 +47,8 @@ def ablation_configs(
             configs += [dataclasses.replace(run, k=k, alpha=a) for k in k_values for a in alphas]
             configs += [dataclasses.replace(run, k=k, clean_ce=False) for k in k_values]
             configs.append(dataclasses.replace(run, method="region-random"))
+            configs += [dataclasses.replace(run, k=k, lam_mode=mode)
+                        for mode in lam_modes if mode != "batch" for k in k_values]  # fmt: skip
     return list(dict.fromkeys(configs))
 
 
@@ -50,7 +60,8 @@ def k_order(values) -> list[str]:
 
 def ablation_frame(runs: list[Run], fgsm_eps: float = DEFAULT_EPS) -> pd.DataFrame:
     """One row per finished run: dataset, method, k ("1", "2", ..., "random"), alpha,
-    clean_ce, seed, test_acc (final epoch, %) and fgsm (accuracy under FGSM at
+    clean_ce, lam_mode ("batch": one λ per tile; "sample": per tile and sample), seed,
+    test_acc (final epoch, %) and fgsm (accuracy under FGSM at
     ``fgsm_eps`` on the most images evaluated, % ; NaN when not evaluated)."""
     rows = []
     for run in runs:
@@ -66,6 +77,7 @@ def ablation_frame(runs: list[Run], fgsm_eps: float = DEFAULT_EPS) -> pd.DataFra
             "k": RANDOM if config.method == "region-random" else str(config.k),
             "alpha": config.alpha,
             "clean_ce": config.clean_ce,
+            "lam_mode": config.lam_mode,
             "seed": config.seed,
             "test_acc": run.accuracy(),
             "fgsm": best["accuracy"] if best else float("nan"),

@@ -4,8 +4,9 @@
 identity is the settings its method reads: a method that ignores k (Mixup, CutMix, no
 mixing) gets the default k, so ``--k 4`` on a Mixup run names the same run as before;
 without mixing the loss has no mixed term, so ``clean_ce`` and ``concat_forward`` are
-reset too. Fields that only say how a run executes (AMP, channels_last, torch.compile,
-how often to evaluate) are not part of its identity either; ``identity`` leaves them out.
+reset too (and ``concat_forward`` for methods that mix inside the model). Fields that
+only say how a run executes (AMP, channels_last, torch.compile, how often to evaluate)
+are not part of its identity either; ``identity`` leaves them out.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from regionmix_utils.methods import SETTINGS, get_method
+from regionmix_utils.mixing import LAM_MODES
 
 __all__ = [
     "EXECUTION_FIELDS",
@@ -44,6 +46,7 @@ class TrainConfig:
     k: int = 2  # tiles per side (Region Mixup)
     alpha: float = 1.0  # Beta(alpha, alpha)
     sides: tuple[int, ...] = (1, 2, 4)  # grid sides drawn per batch (region-random)
+    lam_mode: str = "batch"  # λ per tile ("batch", Algorithm 1) or per tile and sample
     clean_ce: bool = True  # the CE(f(x_A), y_A) term; False is Table 2's ablation
     concat_forward: bool = False  # one forward over [x_A; x~] instead of two calls
     epochs: int = 400
@@ -66,6 +69,12 @@ class TrainConfig:
     n_test: int | None = None  # likewise for the test split
     holdout: int = 0  # training images kept out of training (to fit a temperature on)
     quick: bool = False  # a few epochs on little data, for demos and tests
+    # The mixing schedule (timm's mixup options); at their defaults every batch is mixed
+    # by ``method``, and the run's folder name is what it was before they existed.
+    mix_prob: float = 1.0  # a batch is mixed with this probability, else clean CE only
+    switch: tuple[tuple[str, float], ...] = ()  # (method, P): a batch uses it with prob. P
+    mix_off_epoch: int | None = None  # no mixing from this epoch (1-based) on
+    label_smoothing: float = 0.0  # ε: targets (1 - ε) y + ε / K, clean and mixed
 
     def __post_init__(self) -> None:
         method = get_method(self.method)  # raises, naming the registered methods
@@ -90,8 +99,27 @@ class TrainConfig:
         if not self.sides or any(isinstance(s, bool) or s < 1 for s in self.sides):
             raise ValueError(f"sides must be a non-empty tuple of integers >= 1, got {self.sides}")
         object.__setattr__(self, "alpha", float(self.alpha))
-        for name, value in _ignored_by(method.name).items():
+        if self.lam_mode not in LAM_MODES:
+            raise ValueError(f"lam_mode must be one of {LAM_MODES}, got {self.lam_mode!r}")
+        object.__setattr__(self, "switch", _check_switch(self.switch))
+        self._check_schedule()
+        for name, value in _ignored_by(method.name, self.switch).items():
             object.__setattr__(self, name, value)
+
+    def _check_schedule(self) -> None:
+        if not 0 <= self.mix_prob <= 1:
+            raise ValueError(f"mix_prob must lie in [0, 1], got {self.mix_prob}")
+        object.__setattr__(self, "mix_prob", float(self.mix_prob))
+        if self.mix_off_epoch is not None and (
+            isinstance(self.mix_off_epoch, bool) or not isinstance(self.mix_off_epoch, int)
+            or self.mix_off_epoch < 1
+        ):  # fmt: skip
+            raise ValueError(
+                f"mix_off_epoch must be None or an integer >= 1, got {self.mix_off_epoch!r}"
+            )
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
 
     @classmethod
     def from_json(cls, data: dict) -> TrainConfig:
@@ -109,12 +137,45 @@ def _defaults() -> dict[str, Any]:
     return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
-def _ignored_by(method_name: str) -> dict[str, Any]:
-    """Field -> default for the fields that ``method_name`` does not read."""
-    method, defaults = get_method(method_name), _defaults()
-    reset = {s: defaults[s] for s in SETTINGS if s not in method.reads}
-    if not method.mixes:
+def _check_switch(switch) -> tuple[tuple[str, float], ...]:
+    """``switch`` as ((method, P), ...): registered mixing methods, each P in (0, 1],
+    their sum at most 1 (the rest of the batches use ``method``). Accepts lists (JSON)
+    and "name:P" strings (the command line)."""
+    pairs = []
+    for entry in switch:
+        if isinstance(entry, str):
+            name, _, prob = entry.partition(":")
+            try:
+                entry = (name, float(prob))
+            except ValueError:
+                raise ValueError(f"switch entries must be METHOD:P, got {entry!r}") from None
+        if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+            raise ValueError(f"switch entries must be (method, P) pairs, got {entry!r}")
+        name, prob = entry[0], float(entry[1])
+        if not get_method(name).mixes:
+            raise ValueError(f"switch methods must mix, got {name!r}")
+        if not 0 < prob <= 1:
+            raise ValueError(f"switch probabilities must lie in (0, 1], got {name}:{prob}")
+        pairs.append((name, prob))
+    if sum(p for _, p in pairs) > 1 + 1e-9:
+        raise ValueError(f"switch probabilities must sum to at most 1, got {tuple(pairs)}")
+    if len({name for name, _ in pairs}) != len(pairs):
+        raise ValueError(f"switch names each method once, got {tuple(pairs)}")
+    return tuple(pairs)
+
+
+def _ignored_by(method_name: str, switch: tuple = ()) -> dict[str, Any]:
+    """Field -> default for the fields that ``method_name`` (and the methods it
+    switches with) do not read."""
+    used = [get_method(method_name), *(get_method(name) for name, _ in switch)]
+    defaults = _defaults()
+    reads = {s for m in used for s in m.reads}
+    reset = {s: defaults[s] for s in SETTINGS if s not in reads}
+    if not any(m.mixes for m in used):
         reset |= {"clean_ce": True, "concat_forward": False}
+        reset |= {f: defaults[f] for f in ("mix_prob", "mix_off_epoch")}
+    if any(m.in_model for m in used):  # mixed inside the forward pass: no [x_A; x~] batch
+        reset |= {"concat_forward": False}
     return reset
 
 
@@ -140,13 +201,26 @@ def quick_config(config: TrainConfig) -> TrainConfig:
 
 def run_name(config: TrainConfig) -> str:
     """Folder name of a run: e.g. ``region-k2-a1``, ``mixup-a1-noclean``, ``none-quick``,
-    ``region-k2-a1-ho5000`` (5000 training images held out)."""
+    ``region-k2-a1-ho5000`` (5000 training images held out), ``region-k2-a1-swcutmix0.5``
+    (half the batches CutMix), ``-p0.5`` (mix_prob), ``-off300`` (mix_off_epoch),
+    ``-ls0.1`` (label smoothing). Schedule fields at their defaults add nothing."""
     method = get_method(config.method)
     name = method.folder(config.settings())
+    if config.switch:
+        name += "".join(f"-sw{other}{prob:g}" for other, prob in config.switch)
+        extra = [s for other, _ in config.switch for s in get_method(other).reads
+                 if s not in method.reads]  # fmt: skip
+        name += get_method(config.method).folder_tags(config, dict.fromkeys(extra))
     if not config.clean_ce:
         name += "-noclean"
     if config.concat_forward:
         name += "-concat"
+    if config.mix_prob != 1:
+        name += f"-p{config.mix_prob:g}"
+    if config.mix_off_epoch is not None:
+        name += f"-off{config.mix_off_epoch}"
+    if config.label_smoothing:
+        name += f"-ls{config.label_smoothing:g}"
     if config.holdout:
         name += f"-ho{config.holdout}"
     return name + ("-quick" if config.quick else "")
@@ -155,7 +229,12 @@ def run_name(config: TrainConfig) -> str:
 # Not for labels: the method's own settings, the seed, the execution, and the clean CE
 # term (tables give it rows of its own, as the paper's Table 2 does).
 _NOT_RECIPE = ("dataset", "method", "seed", "quick", "clean_ce", *SETTINGS, *EXECUTION_FIELDS)
-_RECIPE_WORDS = {"concat_forward": lambda v: "one forward pass" if v else ""}
+_RECIPE_WORDS = {
+    "concat_forward": lambda v: "one forward pass" if v else "",
+    "switch": lambda v: ", ".join(f"{name} P={prob:g}" for name, prob in v),
+    "mix_off_epoch": lambda v: f"no mixing from epoch {v}",
+    "label_smoothing": lambda v: f"label smoothing {v:g}",
+}
 
 
 def recipe_differences(config: TrainConfig) -> list[str]:

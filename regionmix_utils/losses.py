@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -19,10 +20,14 @@ __all__ = ["LossParts", "combined_loss", "soft_cross_entropy"]
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean cross entropy of ``logits`` [B, K] against class indices [B] or probabilities [B, K].
+    """Mean cross entropy of ``logits`` [B, K] against class indices [B] (any integer
+    dtype), or one-hot (integer) or probability (float) targets [B, K].
 
     Computed in float32 whatever the logits' dtype (AMP gives bf16/fp16 logits), and the
     targets are never cast to a half type (which would corrupt the probabilities).
+
+    Raises:
+        ValueError: shapes that do not match. TypeError: float or bool indices [B].
     """
     if logits.ndim != 2:
         raise ValueError(f"logits must be 2-D [B, K], got shape {tuple(logits.shape)}")
@@ -31,7 +36,13 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
             f"targets must have one row per logit row ({logits.shape[0]}), "
             f"got shape {tuple(targets.shape)}"
         )
-    if targets.is_floating_point():
+    if targets.ndim == 1:
+        if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+            raise TypeError(
+                f"targets of shape [B] must be integer class indices, got {targets.dtype}"
+            )
+        targets = targets.long()  # cross_entropy takes int64 indices only
+    else:  # probabilities, or integer one-hot as F.one_hot gives it
         if targets.shape != logits.shape:
             raise ValueError(
                 f"soft targets must have the logits' shape {tuple(logits.shape)}, "
@@ -61,9 +72,11 @@ def combined_loss(
 
     Args:
         logits_mixed: [B, K] f(x~).
-        targets_mixed: [B, K] soft labels y~ from a mixing call.
+        targets_mixed: [B, K] soft labels y~ from a mixing call (or any targets
+            ``soft_cross_entropy`` takes).
         logits_clean: [B, K] f(x_A); required when ``clean_ce``.
-        labels_clean: y_A as indices [B] or targets [B, K]; required when ``clean_ce``.
+        labels_clean: y_A as indices [B] (any integer dtype), or one-hot or soft
+            targets [B, K]; required when ``clean_ce``.
         clean_ce: keep the clean term (True in Table 1; False is Table 2's ablation).
     """
     mixed = soft_cross_entropy(logits_mixed, targets_mixed)

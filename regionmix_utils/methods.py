@@ -15,7 +15,15 @@ Region Mixup k=2), then the baseline without mixing:
 - ``region``: Region Mixup (Saha & Garain, 2024), equation 1 on a k x k grid;
 - ``none``: no mixing; the loss is the clean cross entropy alone;
 - ``region-random``: beyond the paper, Region Mixup with a random grid and random tile
-  edges per batch (the stochastic region selection the paper leaves to future work).
+  edges per batch (the stochastic region selection the paper leaves to future work);
+- ``gridmix``, ``fmix``, ``resizemix``: baselines that mix by a region of the image
+  (GridMix, Baek et al., 2021; FMix, Harris et al., 2020; ResizeMix, Qin et al., 2020);
+- ``manifold``: Manifold Mixup (Verma et al., 2019), mixup of a hidden state;
+- ``region-manifold``: beyond the paper, equation 1 on a hidden state's feature map.
+
+The last two mix inside the model: their entries declare the ``layers`` they may mix at,
+and ``Method.forward_mixed`` applies the mix there through a forward hook on the
+model's ``mix_layers`` (``mixing.feature``).
 """
 
 from __future__ import annotations
@@ -29,13 +37,23 @@ import torch
 from torch import Tensor
 
 from regionmix_utils.mixing import (
+    INPUT,
     MixedBatch,
     apply_cutmix,
+    apply_mask_mix,
     apply_region_mixup,
+    apply_resizemix,
+    draw_layer,
+    forward_mixed,
+    mixable_layers,
     sample_cutmix_params,
+    sample_fmix_params,
+    sample_gridmix_params,
     sample_random_region_params,
     sample_region_params,
+    sample_resizemix_params,
 )
+from regionmix_utils.mixing.core import _check_lam_mode
 
 __all__ = [
     "SETTINGS",
@@ -60,13 +78,16 @@ class Setting:
         symbol: name in table labels ("α" gives ``α=0.4``).
         type: how the command line parses a value.
         several: the value is a tuple (``--sides 1 2 4``), not one number.
+        unnamed: a value left out of run-folder names (a setting added after runs
+            existed: at its default it keeps their folder names); None: always named.
     """
 
     help: str
     tag: str
     symbol: str
-    type: type = float
+    type: Callable[[str], Any] = float
     several: bool = False
+    unnamed: Any = None
 
     def format(self, value: Any, sep: str = ".") -> str:
         """``1`` for 1.0, ``0.4``, ``2``; a tuple joined by ``sep`` (``1.2.4``)."""
@@ -75,11 +96,25 @@ class Setting:
         return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _lam_mode(text: str) -> str:
+    """A ``--lam-mode`` value: one of ``LAM_MODES``."""
+    return _check_lam_mode(text)
+
+
+_lam_mode.__name__ = "lam_mode"  # argparse names the type in its error message
+
 SETTINGS: dict[str, Setting] = {
     "k": Setting("tiles per side of the grid", "k", "k", int),
     "alpha": Setting("Beta(α, α) concentration of λ", "a", "α", float),
     "sides": Setting(
         "grid sides drawn per batch, for rows and columns", "s", "sides", int, several=True
+    ),
+    "lam_mode": Setting(
+        "λ per tile ('batch', Algorithm 1) or per tile and sample ('sample')",
+        "lam",
+        "λ per",
+        _lam_mode,
+        unnamed="batch",
     ),
 }
 
@@ -105,6 +140,10 @@ class Method:
         shown: settings always named in table labels (k for Region Mixup, as the paper's
             column headers do); the others are named where they differ from the defaults.
         fixed: settings the method implies for its label (Mixup is k=1).
+        layers: for a method that mixes inside the model, the layers it may mix at
+            ("input", "layer1", ...), one drawn uniformly per batch among those the
+            model declares (``mixing.mixable_layers``); ``apply`` is then applied to
+            that layer's hidden state. Empty for methods that mix images.
     """
 
     name: str
@@ -115,6 +154,7 @@ class Method:
     apply: Applier | None = None
     shown: tuple[str, ...] = ()
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    layers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = [s for s in (*self.reads, *self.shown) if s not in SETTINGS]
@@ -122,11 +162,18 @@ class Method:
             raise ValueError(f"settings {unknown} of method {self.name!r} are not in SETTINGS")
         if (self.sample is None) != (self.apply is None):
             raise ValueError(f"method {self.name!r} needs both sample and apply, or neither")
+        if self.layers and not self.mixes:
+            raise ValueError(f"method {self.name!r} declares layers but does not mix")
 
     @property
     def mixes(self) -> bool:
         """Whether the method mixes (the loss then has the mixed term)."""
         return self.sample is not None
+
+    @property
+    def in_model(self) -> bool:
+        """Whether the method mixes hidden states inside the model (``layers``)."""
+        return bool(self.layers)
 
     def mix(
         self,
@@ -153,20 +200,81 @@ class Method:
         """
         if not self.mixes:
             raise ValueError(f"method {self.name!r} does not mix")
+        if self.in_model:
+            raise ValueError(
+                f"method {self.name!r} mixes inside the model: use forward_mixed(model, ...)"
+            )
         batch, _, height, width = images.shape
         params = self.sample(batch, height, width, generator, **self.settings_of(settings))
         return self.apply(images, labels, params, num_classes, validate=validate)
 
+    def forward_mixed(
+        self,
+        model: torch.nn.Module,
+        images: Tensor,
+        labels: Tensor,
+        num_classes: int,
+        settings: Mapping[str, Any],
+        generator: torch.Generator | None = None,
+        *,
+        layer: str | None = None,
+        validate: bool = True,
+    ) -> tuple[Tensor, MixedBatch, str]:
+        """The model's output on a mixed batch: for an image-space method, the model on
+        ``mix``'s images; for a method with ``layers``, the model with the mix applied to
+        the hidden state at a layer drawn from ``generator`` (then the parameters).
+
+        Args:
+            model: the network; declares ``mix_layers`` for in-model methods.
+            images, labels, num_classes, settings, generator, validate: as ``mix``.
+            layer: mix at this layer instead of drawing one (tests, figures).
+        Returns:
+            (logits [B, K], the MixedBatch of what was mixed (images, or the hidden
+            state), the layer: "input" for image-space methods).
+        """
+        if not self.in_model:
+            mixed = self.mix(images, labels, num_classes, settings, generator, validate=validate)
+            return model(mixed.images), mixed, INPUT
+        if layer is None:
+            layer = draw_layer(self.layers, model, generator)
+        elif layer not in mixable_layers(model):
+            raise ValueError(f"layer must be one of {mixable_layers(model)}, got {layer!r}")
+        values = self.settings_of(settings)
+
+        def mix(hidden: Tensor) -> MixedBatch:
+            batch, _, height, width = hidden.shape
+            params = self.sample(batch, height, width, generator, **values)
+            return self.apply(hidden, labels, params, num_classes, validate=validate)
+
+        logits, mixed = forward_mixed(model, images, layer, mix)
+        return logits, mixed, layer
+
     def settings_of(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """The settings this method reads, taken from a config or a mapping."""
-        get = values.get if isinstance(values, Mapping) else lambda n: getattr(values, n)
-        return {name: get(name) for name in self.reads}
+        """The settings this method reads, taken from a config or a mapping (settings
+        a mapping lacks are left out: the method's sampler then uses its default)."""
+        if isinstance(values, Mapping):
+            return {name: values[name] for name in self.reads if name in values}
+        return {name: getattr(values, name) for name in self.reads}
 
     def folder(self, settings: Mapping[str, Any]) -> str:
-        """Run-folder name: ``region-k2-a1``, ``mixup-a1``, ``none``."""
-        values = self.settings_of(settings)
-        return "-".join([self.name, *(f"{SETTINGS[s].tag}{SETTINGS[s].format(v)}"
-                                      for s, v in values.items())])  # fmt: skip
+        """Run-folder name: ``region-k2-a1``, ``mixup-a1``, ``none``,
+        ``region-k2-a1-lamsample`` (a setting at its ``unnamed`` value is left out)."""
+        return self.name + self.folder_tags(settings, self.reads)
+
+    @staticmethod
+    def folder_tags(settings: Mapping[str, Any], names) -> str:
+        """``-k2-a1``: the tags of the settings ``names`` (in that order) as run-folder
+        names write them; a setting at its ``unnamed`` value, or missing, is left out."""
+        get = settings.get if isinstance(settings, Mapping) else (
+            lambda n: getattr(settings, n, None)
+        )  # fmt: skip
+        tags = []
+        for name in names:
+            value, setting = get(name), SETTINGS[name]
+            if value is None or (setting.unnamed is not None and value == setting.unnamed):
+                continue
+            tags.append(f"-{setting.tag}{setting.format(value)}")
+        return "".join(tags)
 
     def table_label(
         self, settings: Mapping[str, Any], defaults: Mapping[str, Any], extra: tuple = ()
@@ -229,26 +337,45 @@ def methods() -> tuple[Method, ...]:
 
 # ---------------------------------------------------------------- built-in methods
 
+# Manifold Mixup's layers on PreAct ResNet (Verma et al., 2019: layer_mix in {0, 1, 2}).
+MANIFOLD_LAYERS = ("input", "layer1", "layer2")
 
-def _sample_grid(batch_size, height, width, generator, *, k, alpha):
+
+def _sample_grid(batch_size, height, width, generator, *, k, alpha, lam_mode="batch"):
     if k > min(height, width):
         raise ValueError(
             f"k must be between 1 and min(H, W) = {min(height, width)} for {height}x{width} "
             f"images, got k={k}"
         )
-    return sample_region_params(batch_size, (k, k), alpha, generator)
+    return sample_region_params(batch_size, (k, k), alpha, generator, lam_mode=lam_mode)
 
 
-def _sample_mixup(batch_size, height, width, generator, *, alpha):
-    return _sample_grid(batch_size, height, width, generator, k=1, alpha=alpha)
+def _sample_mixup(batch_size, height, width, generator, *, alpha, lam_mode="batch"):
+    return _sample_grid(batch_size, height, width, generator, k=1, alpha=alpha,
+                        lam_mode=lam_mode)  # fmt: skip
 
 
-def _sample_random_grid(batch_size, height, width, generator, *, sides, alpha):
-    return sample_random_region_params(batch_size, height, width, sides, alpha, generator)
+def _sample_random_grid(batch_size, height, width, generator, *, sides, alpha,
+                        lam_mode="batch"):  # fmt: skip
+    return sample_random_region_params(
+        batch_size, height, width, sides, alpha, generator, lam_mode=lam_mode
+    )
 
 
 def _sample_cutmix(batch_size, height, width, generator, *, alpha):
     return sample_cutmix_params(batch_size, height, width, alpha, generator)
+
+
+def _sample_gridmix(batch_size, height, width, generator, *, alpha):
+    return sample_gridmix_params(batch_size, height, width, alpha, generator)
+
+
+def _sample_fmix(batch_size, height, width, generator, *, alpha):
+    return sample_fmix_params(batch_size, height, width, alpha, generator)
+
+
+def _sample_resizemix(batch_size, height, width, generator):
+    return sample_resizemix_params(batch_size, height, width, generator)
 
 
 register(Method(
@@ -257,20 +384,49 @@ register(Method(
     help="CutMix: paste a Beta-sized box from a partner, label weight = true box area",
 ))  # fmt: skip
 register(Method(
-    name="mixup", label="Mixup", reads=("alpha",), fixed={"k": 1},
+    name="mixup", label="Mixup", reads=("alpha", "lam_mode"), fixed={"k": 1},
     sample=_sample_mixup, apply=apply_region_mixup,
     help="Mixup: blend whole images (Region Mixup with k = 1)",
 ))  # fmt: skip
 register(Method(
-    name="region", label="Region Mixup", reads=("k", "alpha"), shown=("k",),
+    name="region", label="Region Mixup", reads=("k", "alpha", "lam_mode"), shown=("k",),
     sample=_sample_grid, apply=apply_region_mixup,
     help="Region Mixup (the paper): k x k tiles, each with its own λ and partner",
 ))  # fmt: skip
 register(Method(name="none", label="No mixing", help="no mixing: clean cross entropy only"))
 register(Method(
-    name="region-random", label="Region Mixup, random grid", reads=("sides", "alpha"),
+    name="region-random", label="Region Mixup, random grid", reads=("sides", "alpha", "lam_mode"),
     shown=("sides",),
     sample=_sample_random_grid, apply=apply_region_mixup,
     help="beyond the paper: a random gh x gw grid (sides from --sides) with random tile "
     "edges per batch, each tile its own λ and partner",
+))  # fmt: skip
+register(Method(
+    name="gridmix", label="GridMix", reads=("alpha",),
+    sample=_sample_gridmix, apply=apply_mask_mix,
+    help="GridMix (Baek et al., 2021): a grid of holes filled from a partner, 4 holes "
+    "across, hole side from Beta; label weight = true hole area",
+))  # fmt: skip
+register(Method(
+    name="fmix", label="FMix", reads=("alpha",),
+    sample=_sample_fmix, apply=apply_mask_mix,
+    help="FMix (Harris et al., 2020): a mask of thresholded low-frequency Fourier noise "
+    "(decay power 3) with area λ ~ Beta, one partner",
+))  # fmt: skip
+register(Method(
+    name="resizemix", label="ResizeMix", sample=_sample_resizemix, apply=apply_resizemix,
+    help="ResizeMix (Qin et al., 2020): the partner resized into a box of side ratio "
+    "U(0.1, 0.8) at a random place; label weight = box area",
+))  # fmt: skip
+register(Method(
+    name="manifold", label="Manifold Mixup", reads=("alpha",),
+    sample=_sample_mixup, apply=apply_region_mixup, layers=MANIFOLD_LAYERS,
+    help="Manifold Mixup (Verma et al., 2019): mixup of the hidden state at a layer "
+    "drawn per batch from {input, layer1, layer2}",
+))  # fmt: skip
+register(Method(
+    name="region-manifold", label="Region Manifold Mixup", reads=("k", "alpha", "lam_mode"),
+    shown=("k",), sample=_sample_grid, apply=apply_region_mixup, layers=MANIFOLD_LAYERS,
+    help="beyond the paper: equation 1 on the hidden state at a layer drawn per batch "
+    "from {input, layer1, layer2}: k x k tiles of the feature map, each its own λ and partner",
 ))  # fmt: skip

@@ -5,12 +5,17 @@ no pooling, four stages of two pre-activation basic blocks (64, 128, 256, 512
 channels), global average pooling and one linear layer. Inputs are images in [0, 1]:
 the model normalises them itself, so attacks (which work in pixel space) and CAMs see
 the same model the optimiser trained. ``layer4`` is the last stage, for CAMs.
+
+``mix_layers`` names the hidden states that feature-space mixing (Manifold Mixup,
+Region Manifold Mixup; see ``regionmix_utils.mixing.feature``) may mix: the outputs of
+the four stages. Another model declares its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +68,14 @@ class PreActResNet18(nn.Module):
             64 px images (layer4 at 4x4, about 4x less compute).
     Shapes:
         input [B, 3, H, W] in [0, 1] -> logits [B, num_classes].
+    Attributes:
+        mix_layers: layer name -> submodule whose output is that hidden state, for
+            feature-space mixing (after layer1: [B, width, H / s, W / s], ...).
     """
+
+    mix_layers: ClassVar[dict[str, str]] = {
+        "layer1": "layer1", "layer2": "layer2", "layer3": "layer3", "layer4": "layer4"
+    }  # fmt: skip
 
     def __init__(
         self,

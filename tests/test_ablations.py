@@ -17,6 +17,7 @@ from regionmix_utils.ablations import ablation_configs, ablation_frame, aggregat
 from regionmix_utils.config import TrainConfig
 from regionmix_utils.runs import Run
 from regionmix_utils.viz import AblationExplorer, ablation_overview
+from regionmix_utils.viz.ablations import lam_mode_figure
 
 from .test_results import finished_run
 
@@ -31,20 +32,30 @@ def test_the_grid_holds_every_question():
     assert len(configs) == 2 * (4 + 2 + 1) and all(c.epochs == 400 for c in configs)
     quick = ablation_configs(["shapes"], (2,), (1.0,), (0,), TrainConfig(epochs=2, n_train=500))
     assert {(c.epochs, c.n_train) for c in quick} == {(2, 500)}
+    assert {c.lam_mode for c in configs} == {"batch"}  # the paper's Algorithm 1 by default
+    both = ablation_configs(["cifar10"], (1, 2), (0.4, 1.0), (0,), lam_modes=("batch", "sample"))
+    per_sample = [c for c in both if c.lam_mode == "sample"]
+    assert {(c.k, c.alpha, c.clean_ce, c.method) for c in per_sample} == {
+        (1, 1.0, True, "region"),
+        (2, 1.0, True, "region"),
+    }
 
 
 @pytest.fixture(scope="module")
 def ablation_runs(tmp_path_factory) -> list[Run]:
     """Finished runs written as training writes them, with known accuracies: test
-    accuracy 50 + 10 k + 10 α (+1 for seed 1), 5 less without the clean term, 70 for
-    random grids; FGSM accuracy half of it."""
+    accuracy 50 + 10 k + 10 α (+1 for seed 1), 5 less without the clean term, 3 more
+    with λ per sample, 70 for random grids; FGSM accuracy half of it."""
     root = tmp_path_factory.mktemp("ablation-runs")
     runs = []
-    for config in ablation_configs(["cifar10", "shapes"], (1, 2, 4), (0.4, 1.0), (0, 1)):
+    grid = ablation_configs(["cifar10", "shapes"], (1, 2, 4), (0.4, 1.0), (0, 1),
+                            lam_modes=("batch", "sample"))  # fmt: skip
+    for config in grid:
         if config.method == "region-random":
             acc = 70.0 + config.seed
         else:
             acc = 50 + 10 * config.k + 10 * config.alpha + config.seed - 5 * (not config.clean_ce)
+            acc += 3 * (config.lam_mode == "sample")
         fgsm = [{"kind": "fgsm", "eps": 8 / 255, "n_images": 100, "accuracy": acc / 2}]
         runs.append(finished_run(root, config, acc, fgsm))
     return runs
@@ -62,6 +73,7 @@ def test_one_row_per_run_with_its_k_metric_and_fgsm(ablation_runs):
 
 def test_seeds_combine_as_asked(ablation_runs):
     frame = ablation_frame(ablation_runs)
+    frame = frame[frame["lam_mode"] == "batch"]
     mean = aggregate(frame[frame["clean_ce"]], ["dataset", "k", "alpha"], "test_acc")
     cell = mean[(mean["dataset"] == "shapes") & (mean["k"] == "2") & (mean["alpha"] == 1.0)]
     assert cell["value"].item() == pytest.approx(80.5) and cell["n"].item() == 2
@@ -108,3 +120,18 @@ def test_the_overview_draws_every_dataset(ablation_runs):
     assert [t.get_text() for t in acc_ax.get_xticklabels()] == ["1", "2", "4", "random"]
     assert fgsm_ax.get_ylabel() == "FGSM accuracy (%)"
     plt.close(fig)
+
+
+def test_lam_mode_rows_stay_out_of_the_grid_and_have_a_figure_of_their_own(ablation_runs):
+    frame = ablation_frame(ablation_runs)
+    assert set(frame["lam_mode"]) == {"batch", "sample"}
+    # The explorer's heatmap is the per-tile grid: unchanged by the per-sample runs.
+    explorer = AblationExplorer(frame)
+    assert _heatmap(explorer) == ["64.5", "70.5", "74.5", "80.5", "94.5", "100.5"]
+    fig = lam_mode_figure(frame)
+    assert len(fig.axes) == 2
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["λ per tile (Algorithm 1)", "λ per tile and sample"]
+    per_tile, per_sample = (bars.lines[0].get_ydata() for bars in fig.axes[0].containers)
+    assert list(per_sample - per_tile) == pytest.approx([3.0, 3.0, 3.0])
+    plt.close("all")

@@ -69,3 +69,19 @@ def test_combined_loss_gradients_flow_to_both_passes():
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int32, torch.int64])
+def test_indices_of_any_integer_dtype_and_integer_one_hot_give_the_index_loss(dtype):
+    logits, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 2, 1, 0])
+    expected = F.cross_entropy(logits, labels)
+    torch.testing.assert_close(soft_cross_entropy(logits, labels.to(dtype)), expected)
+    torch.testing.assert_close(soft_cross_entropy(logits, F.one_hot(labels, 3).to(dtype)), expected)
+    parts = combined_loss(logits, F.one_hot(labels, 3), logits, labels.to(dtype))
+    torch.testing.assert_close(parts.total, 2 * expected)
+
+
+def test_float_or_bool_indices_are_refused():
+    for targets in (torch.tensor([0.0, 1.0]), torch.tensor([True, False])):
+        with pytest.raises(TypeError, match="targets of shape \\[B\\] must be integer class"):
+            soft_cross_entropy(torch.randn(2, 3), targets)

@@ -16,6 +16,7 @@ from regionmix_utils.methods import (
     Method,
     get_method,
     method_names,
+    methods,
     register,
     registered,
 )
@@ -28,10 +29,13 @@ def test_built_in_methods_come_in_the_papers_order():
     assert method_names()[:4] == ("cutmix", "mixup", "region", "none")
     assert [get_method(n).label for n in method_names()] == [
         "CutMix", "Mixup", "Region Mixup", "No mixing", "Region Mixup, random grid",
+        "GridMix", "FMix", "ResizeMix", "Manifold Mixup", "Region Manifold Mixup",
     ]  # fmt: skip
     assert not get_method("none").mixes and get_method("region").mixes
+    in_model = [m.name for m in methods() if m.in_model]
+    assert in_model == ["manifold", "region-manifold"]
     with pytest.raises(ValueError, match=r"method must be one of \('cutmix'"):
-        get_method("manifold")
+        get_method("puzzlemix")
 
 
 def test_folder_names_and_labels_follow_the_settings_read():

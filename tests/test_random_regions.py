@@ -163,7 +163,7 @@ def test_same_generator_state_same_batch_and_the_transform_agrees():
 
 def test_the_registered_method_reads_sides_and_alpha():
     method = get_method("region-random")
-    assert method.reads == ("sides", "alpha")
+    assert method.reads == ("sides", "alpha", "lam_mode")
     images, labels = torch.rand(4, 3, 32, 32), torch.arange(4)
     out = method.mix(images, labels, 4, {"sides": (8,), "alpha": 1.0}, torch.Generator())
     assert out.lam.shape == (8, 8) and len(set(np.diff(out.edges[0]))) > 1  # uneven

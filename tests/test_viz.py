@@ -11,15 +11,25 @@ import pytest
 import torch
 
 from regionmix_utils.data import shapes
-from regionmix_utils.mixing import CutMixParams, apply_cutmix, cutmix, region_mixup
+from regionmix_utils.mixing import (
+    CutMixParams,
+    apply_cutmix,
+    cutmix,
+    fmix,
+    gridmix,
+    region_mixup,
+    resizemix,
+)
 from regionmix_utils.viz import (
     MixingExplorer,
     beta_figure,
     cam_figure,
+    every_mix,
     mixing_figure,
     mixing_story,
     training_curves,
 )
+from regionmix_utils.viz.mixing import _self_paired
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +204,30 @@ def test_training_curves_compare_like_with_like():
     assert [list(line.get_ydata()) for line in clean_ax.get_lines()] == [[1.0, 0.8], [1.0, 1.0]]
     assert [list(line.get_ydata()) for line in mixed_ax.get_lines()] == [[2.0, 1.7]]
     assert [len(line.get_xdata()) for line in acc_ax.get_lines()] == [1, 2]
+
+
+def test_mixing_figure_outlines_masks_and_boxes_of_the_new_methods(batch):
+    images, labels, classes = batch
+    gen = torch.Generator().manual_seed(1)
+    results = {
+        "GridMix": gridmix(images, labels, 1.0, 10, gen),
+        "FMix": fmix(images, labels, 1.0, 10, gen),
+        "ResizeMix": resizemix(images, labels, 10, gen),
+        "Region, λ per sample": region_mixup(images, labels, 2, 1.0, 10, gen, lam_mode="sample"),
+    }
+    fig = mixing_figure(images, results, classes, n_show=2)
+    grid_ax, fmix_ax, resize_ax, sample_ax = fig.axes[2], fig.axes[4], fig.axes[6], fig.axes[8]
+    for ax, mixed in ((grid_ax, results["GridMix"]), (fmix_ax, results["FMix"])):
+        mixed_somewhere = 0 < float(mixed.mask.mean()) < 1 and not _self_paired(mixed, 0)
+        assert (len(ax.collections) > 0) == mixed_somewhere  # the mask's outline
+    assert len(resize_ax.patches) == (0 if _self_paired(results["ResizeMix"], 0) else 1)
+    lam = results["Region, λ per sample"].lam
+    texts = " ".join(t.get_text() for t in sample_ax.texts)
+    assert f"λ={float(lam[0, 0, 0]):.2f}" in texts
+
+
+def test_every_mix_shows_each_image_method_and_leaves_out_in_model_ones(batch):
+    images, labels, _ = batch
+    labels_of = every_mix(images, labels, 10, k_values=(2,))
+    assert {"GridMix", "FMix", "ResizeMix"} <= set(labels_of)
+    assert not any("Manifold" in label for label in labels_of)

@@ -21,11 +21,13 @@ Tile row i spans image rows ``(i * H) // gh`` to ``((i + 1) * H) // gh``; column
 likewise.
 
 Modules: ``core`` (results, parameters, checks, tiles, gather, sampling), ``region``
-(Region Mixup, Mixup, stochastic Region Mixup), ``cutmix``, ``transforms`` (the batch
-transforms). Everything public is re-exported here.
+(Region Mixup, Mixup, stochastic Region Mixup), ``cutmix``, ``masks`` (GridMix, FMix,
+ResizeMix), ``feature`` (mixing inside the model: Manifold Mixup and Region Manifold
+Mixup), ``transforms`` (the batch transforms). Everything public is re-exported here.
 """
 
 from regionmix_utils.mixing.core import (
+    LAM_MODES,
     CutMixParams,
     MixedBatch,
     RegionParams,
@@ -35,6 +37,26 @@ from regionmix_utils.mixing.core import (
     tile_index,
 )
 from regionmix_utils.mixing.cutmix import apply_cutmix, cutmix, sample_cutmix_params
+from regionmix_utils.mixing.feature import (
+    INPUT,
+    draw_layer,
+    forward_mixed,
+    mixable_layers,
+    mixing_at,
+)
+from regionmix_utils.mixing.masks import (
+    MaskParams,
+    ResizeParams,
+    apply_mask_mix,
+    apply_resizemix,
+    fmix,
+    fourier_noise,
+    gridmix,
+    resizemix,
+    sample_fmix_params,
+    sample_gridmix_params,
+    sample_resizemix_params,
+)
 from regionmix_utils.mixing.region import (
     apply_region_mixup,
     mixup,
@@ -43,27 +65,63 @@ from regionmix_utils.mixing.region import (
     sample_random_region_params,
     sample_region_params,
 )
-from regionmix_utils.mixing.transforms import CutMix, Mixup, RandomRegionMixup, RegionMixup
+from regionmix_utils.mixing.transforms import (
+    BatchMix,
+    CutMix,
+    FMix,
+    GridMix,
+    MixChoice,
+    Mixup,
+    RandomRegionMixup,
+    RegionMixup,
+    ResizeMix,
+    default_labels,
+    worker_generator,
+)
 
 __all__ = [
+    "INPUT",
+    "LAM_MODES",
+    "BatchMix",
     "CutMix",
     "CutMixParams",
+    "FMix",
+    "GridMix",
+    "MaskParams",
+    "MixChoice",
     "MixedBatch",
     "Mixup",
     "RandomRegionMixup",
     "RegionMixup",
     "RegionParams",
+    "ResizeMix",
+    "ResizeParams",
     "apply_cutmix",
+    "apply_mask_mix",
     "apply_region_mixup",
+    "apply_resizemix",
     "cutmix",
+    "default_labels",
+    "draw_layer",
+    "fmix",
+    "forward_mixed",
+    "fourier_noise",
+    "gridmix",
+    "mixable_layers",
+    "mixing_at",
     "mixup",
     "random_region_mixup",
     "region_mixup",
+    "resizemix",
     "sample_beta",
     "sample_cutmix_params",
+    "sample_fmix_params",
+    "sample_gridmix_params",
     "sample_random_region_params",
     "sample_region_params",
+    "sample_resizemix_params",
     "tile_areas",
     "tile_bounds",
     "tile_index",
+    "worker_generator",
 ]

@@ -31,7 +31,8 @@ class MixedBatch:
         targets: [B, num_classes] soft labels (float32, or float64 for float64 labels);
             each row sums to 1 when the input labels do.
         lam: [gh, gw] float32, the weight of x_A in each tile (CutMix: [1, 1], the share
-            of the image left unpasted).
+            of the image left unpasted); [gh, gw, B] when lambda is drawn per (tile,
+            sample) (``lam_mode="sample"``).
         partners: [gh, gw, B] int64, the batch index of the partner of each sample in
             each tile (CutMix: [1, 1, B]).
         box: CutMix only: the pasted box as (top, left, bottom, right), bottom/right
@@ -39,6 +40,7 @@ class MixedBatch:
         edges: Region Mixup only: (row edges, column edges) of the tiles, gh + 1 and
             gw + 1 pixel positions from 0 to H and W; tile (i, j) spans rows
             [rows[i], rows[i + 1]) and columns [cols[j], cols[j + 1]).
+        mask: GridMix and FMix only: [H, W] float32, the weight of x_A at each pixel.
     """
 
     images: Tensor
@@ -47,6 +49,7 @@ class MixedBatch:
     partners: Tensor
     box: tuple[int, int, int, int] | None = None
     edges: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    mask: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class RegionParams:
     """Random parameters of one Region Mixup call.
 
     Attributes:
-        lam: [gh, gw] float32, lambda_j ~ Beta(alpha, alpha) for each tile.
+        lam: [gh, gw] float32, lambda_j ~ Beta(alpha, alpha) for each tile; or
+            [gh, gw, B], one lambda per (tile, sample) (``lam_mode="sample"``).
         partners: [gh, gw, B] int64; ``partners[i, j]`` is a permutation of the batch.
         row_edges, col_edges: the tiles' edges (gh + 1 and gw + 1 increasing pixel
             positions from 0 to H and W); None for the even grid of ``tile_bounds``.
@@ -147,6 +151,33 @@ def _check_edges(edges: tuple, grid: tuple[int, int], height: int, width: int) -
                 f"params.{name} must be {parts + 1} increasing pixel positions from 0 to "
                 f"{size} (every tile at least one pixel), got {tuple(axis)}"
             )
+
+
+LAM_MODES = ("batch", "sample")
+
+
+def _check_box(box: tuple[int, int, int, int], height: int, width: int) -> None:
+    """A pasted box (top, left, bottom, right), bottom/right exclusive, inside the image."""
+    top, left, bottom, right = box
+    if not (0 <= top <= bottom <= height and 0 <= left <= right <= width):
+        raise ValueError(
+            f"params.box must lie inside the {height}x{width} image with top <= bottom "
+            f"and left <= right, got {box}"
+        )
+
+
+def _check_one_partner(partners: Tensor, batch_size: int) -> None:
+    """The [B] partners of a method with one partner per sample."""
+    if partners.shape != (batch_size,):
+        raise ValueError(
+            f"params.partners must have shape (B,) = ({batch_size},), got {tuple(partners.shape)}"
+        )
+
+
+def _check_lam_mode(lam_mode: str) -> str:
+    if lam_mode not in LAM_MODES:
+        raise ValueError(f"lam_mode must be one of {LAM_MODES}, got {lam_mode!r}")
+    return lam_mode
 
 
 def _check_images(images: Tensor) -> None:
@@ -357,16 +388,39 @@ def sample_beta(
     """[n] float32 samples of Beta(alpha, alpha), drawn from ``generator``.
 
     Uses Beta(a, a) = G1 / (G1 + G2) with G1, G2 ~ Gamma(a), because
-    ``torch.distributions.Beta`` cannot take a generator.
+    ``torch.distributions.Beta`` cannot take a generator. For alpha >= 1 the gamma draws
+    are used as they are. For alpha < 1 both draws underflow to 0 for a large share of
+    samples at small alpha (24% at alpha = 0.001), which would give lambda = 1/2 there;
+    so the draws are made in log space with the boost Gamma(a) = Gamma(a + 1) U^(1/a)
+    (Marsaglia & Tsang, "A simple method for generating gamma variables", 2000; numpy's
+    ``Generator.beta`` likewise works in log space, by Johnk's method, when both
+    parameters are below 1):
+
+        log G = log Gamma(a + 1) + log(U) / a,   lambda = sigmoid(log G1 - log G2),
+
+    which never underflows, and is exactly symmetric about 1/2.
+
+    Args:
+        alpha: concentration, > 0 (0.001 and below are exact).
+        n: number of samples.
+        generator: the source of randomness; samples are drawn on its device.
+        device: where to draw when no generator is given (default CPU).
+    Raises:
+        TypeError, ValueError: alpha is not a positive finite number.
     """
     alpha = _check_alpha(alpha)
     device = generator.device if generator is not None else torch.device(device or "cpu")
     concentration = torch.full((2, n), alpha, dtype=torch.float64, device=device)
-    gammas = torch._standard_gamma(concentration, generator=generator)
-    # For tiny alpha both draws can underflow to 0 (probability ~1e-6 at alpha = 0.01);
-    # the clamp then gives lambda = 0, a point where Beta(alpha, alpha) has its mass.
-    total = gammas.sum(0).clamp_min_(torch.finfo(torch.float64).tiny)
-    return (gammas[0] / total).float()
+    if alpha >= 1:
+        gammas = torch._standard_gamma(concentration, generator=generator)
+        # Both draws are >= 0 and their sum is 0 with negligible probability for a >= 1.
+        total = gammas.sum(0).clamp_min_(torch.finfo(torch.float64).tiny)
+        return (gammas[0] / total).float()
+    boosted = torch._standard_gamma(concentration + 1, generator=generator)
+    # 1 - U lies in (0, 1]: its log is finite.
+    uniform = 1 - torch.rand(2, n, generator=generator, dtype=torch.float64, device=device)
+    log_gammas = boosted.log() + uniform.log() / alpha
+    return torch.sigmoid(log_gammas[0] - log_gammas[1]).float()
 
 
 _SHUFFLERS = threading.local()  # one numpy generator per thread, reseeded on every call
@@ -428,7 +482,8 @@ def _mix_targets(labels: Tensor, num_classes: int, weights: Tensor, partners: Te
 
     Args:
         labels: int64 class indices [B] or float targets [B, K].
-        weights: [T + 1] label weights: x_A's total, then each tile's partner.
+        weights: [T + 1] label weights: x_A's total, then each tile's partner; or
+            [T + 1, B], one set per sample (lambda drawn per sample).
         partners: [T, B] int64.
     Returns:
         [B, K] float32 (float64 if the labels are float64).
@@ -436,11 +491,24 @@ def _mix_targets(labels: Tensor, num_classes: int, weights: Tensor, partners: Te
     out_dtype = torch.float64 if labels.dtype == torch.float64 else torch.float32
     # Summed in float64 and rounded once: with many tiles float32 sums drift from 1.
     weights = _to_device(weights, labels.device).double()
+    batch = labels.shape[0]
+    per_sample = weights.T if weights.ndim == 2 else weights.expand(batch, -1)  # [B, T + 1]
     sources = torch.cat([labels[None], labels[partners]])  # [T + 1, B] or [T + 1, B, K]
     if labels.ndim == 1:
-        targets = torch.zeros(labels.shape[0], num_classes, dtype=torch.float64,
-                              device=labels.device)  # fmt: skip
-        targets.scatter_add_(1, sources.T, weights.expand(labels.shape[0], -1))
+        targets = torch.zeros(batch, num_classes, dtype=torch.float64, device=labels.device)
+        targets.scatter_add_(1, sources.T, per_sample)
     else:
-        targets = torch.einsum("t,tbk->bk", weights, sources.double())
+        targets = torch.einsum("bt,tbk->bk", per_sample, sources.double())
     return targets.to(out_dtype)
+
+
+def _one_partner_targets(
+    labels: Tensor, num_classes: int, lam: float | Tensor, partners: Tensor, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Targets [B, K] = lam y + (1 - lam) y[partners] and lam as [1, 1] float32 on
+    ``device``, for the methods with one partner per sample (CutMix, GridMix, FMix,
+    ResizeMix); ``lam`` is x_A's true share of the image."""
+    lam64 = torch.as_tensor(lam, dtype=torch.float64).cpu()
+    weights = torch.stack([lam64, 1.0 - lam64])
+    targets = _mix_targets(labels, num_classes, weights, partners[None])
+    return targets, _to_device(lam64.float().view(1, 1), device)

@@ -11,11 +11,13 @@ from regionmix_utils.mixing.core import (
     CutMixParams,
     MixedBatch,
     _check_alpha,
+    _check_box,
     _check_generator,
     _check_images,
+    _check_one_partner,
     _check_positive_int,
     _labels_to_targets,
-    _mix_targets,
+    _one_partner_targets,
     _random_permutations,
     _to_device,
     sample_beta,
@@ -70,25 +72,15 @@ def apply_cutmix(
     batch_size, _, height, width = images.shape
     top, left, bottom, right = params.box
     if validate:
-        if not (0 <= top <= bottom <= height and 0 <= left <= right <= width):
-            raise ValueError(
-                f"params.box must lie inside the {height}x{width} image with top <= bottom "
-                f"and left <= right, got {params.box}"
-            )
-        if params.partners.shape != (batch_size,):
-            raise ValueError(
-                f"params.partners must have shape (B,) = ({batch_size},), "
-                f"got {tuple(params.partners.shape)}"
-            )
+        _check_box(params.box, height, width)
+        _check_one_partner(params.partners, batch_size)
     labels = _labels_to_targets(labels, batch_size, num_classes, validate)
     num_classes = num_classes if labels.ndim == 1 else labels.shape[1]
     partners = _to_device(params.partners, images.device)
     mixed = images.clone()  # clone keeps the memory format
     mixed[:, :, top:bottom, left:right] = images[partners, :, top:bottom, left:right]
     lam = 1.0 - (bottom - top) * (right - left) / (height * width)
-    lam_t = _to_device(torch.tensor([[lam]], dtype=torch.float32), images.device)
-    weights = torch.tensor([lam, 1.0 - lam], dtype=torch.float64)
-    targets = _mix_targets(labels, num_classes, weights, partners[None])
+    targets, lam_t = _one_partner_targets(labels, num_classes, lam, partners, images.device)
     return MixedBatch(
         images=mixed, targets=targets, lam=lam_t, partners=partners.view(1, 1, -1), box=params.box
     )

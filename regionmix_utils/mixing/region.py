@@ -29,6 +29,7 @@ from regionmix_utils.mixing.core import (
     _check_generator,
     _check_grid_fits,
     _check_images,
+    _check_lam_mode,
     _check_positive_int,
     _gather_partners,
     _is_channels_last,
@@ -48,6 +49,7 @@ def sample_region_params(
     alpha: float = 1.0,
     generator: torch.Generator | None = None,
     device=None,
+    lam_mode: str = "batch",
 ) -> RegionParams:
     """Draw one lambda ~ Beta(alpha, alpha) and one batch permutation per tile.
 
@@ -57,16 +59,29 @@ def sample_region_params(
         alpha: Beta concentration, > 0.
         generator: the source of randomness; parameters are drawn on its device.
         device: where to draw when no generator is given (default CPU).
+        lam_mode: "batch" (the paper's Algorithm 1: one lambda per tile, shared by the
+            batch) or "sample" (one independent lambda per tile and sample, as timm's
+            ``mode="elem"`` draws one per sample).
     Returns:
-        RegionParams with lam [gh, gw] and partners [gh, gw, B].
+        RegionParams with lam [gh, gw] ("batch") or [gh, gw, B] ("sample") and
+        partners [gh, gw, B].
     """
     batch_size = _check_positive_int(batch_size, "batch_size")
     gh, gw = _resolve_grid(1, grid)
     if generator is not None:
         device = generator.device
-    lam = sample_beta(alpha, gh * gw, generator, device).view(gh, gw)
+    lam = _sample_tile_lambdas(alpha, gh, gw, batch_size, lam_mode, generator, device)
     partners = _random_permutations(gh * gw, batch_size, generator, lam.device)
     return RegionParams(lam=lam, partners=partners.view(gh, gw, batch_size))
+
+
+def _sample_tile_lambdas(
+    alpha: float, gh: int, gw: int, batch_size: int, lam_mode: str, generator, device
+) -> Tensor:
+    """[gh, gw] ("batch") or [gh, gw, B] ("sample") float32 draws of Beta(alpha, alpha)."""
+    if _check_lam_mode(lam_mode) == "sample":
+        return sample_beta(alpha, gh * gw * batch_size, generator, device).view(gh, gw, -1)
+    return sample_beta(alpha, gh * gw, generator, device).view(gh, gw)
 
 
 def _check_sides(sides) -> tuple[int, ...]:
@@ -91,6 +106,7 @@ def sample_random_region_params(
     alpha: float = 1.0,
     generator: torch.Generator | None = None,
     device=None,
+    lam_mode: str = "batch",
 ) -> RegionParams:
     """Stochastic Region Mixup: a random grid with random tile edges, drawn per batch.
 
@@ -101,8 +117,11 @@ def sample_random_region_params(
     each tile then gets its own lambda ~ Beta(alpha, alpha) and its own partner, as in
     equation 1, and its label weight is its true area.
 
+    ``lam_mode`` as in ``sample_region_params``.
+
     Returns:
-        RegionParams with lam [gh, gw], partners [gh, gw, B] and both edge tuples.
+        RegionParams with lam [gh, gw] (or [gh, gw, B]), partners [gh, gw, B] and both
+        edge tuples.
     """
     batch_size = _check_positive_int(batch_size, "batch_size")
     height, width = _check_positive_int(height, "height"), _check_positive_int(width, "width")
@@ -118,7 +137,7 @@ def sample_random_region_params(
     gh, gw = fit_h[int(keys[0] * len(fit_h))], fit_w[int(keys[1] * len(fit_w))]
     rows = _random_cuts(height, gh, generator, device)
     cols = _random_cuts(width, gw, generator, device)
-    lam = sample_beta(alpha, gh * gw, generator, device).view(gh, gw)
+    lam = _sample_tile_lambdas(alpha, gh, gw, batch_size, lam_mode, generator, device)
     partners = _random_permutations(gh * gw, batch_size, generator, lam.device)
     return RegionParams(lam, partners.view(gh, gw, batch_size), rows, cols)
 
@@ -136,8 +155,9 @@ def apply_region_mixup(
     Args:
         images: [B, C, H, W] floating point, any memory format; not modified.
         labels: int64 class indices [B] (needs num_classes) or float targets [B, K].
-        params: lam [gh, gw] and partners [gh, gw, B], e.g. from ``sample_region_params``;
-            on the CPU or on the images' device.
+        params: lam [gh, gw] (or [gh, gw, B], one lambda per tile and sample) and
+            partners [gh, gw, B], e.g. from ``sample_region_params``; on the CPU or on
+            the images' device.
         num_classes: K, required for index labels.
         validate: check the arguments. ``False`` is for callers that checked them once
             (the trainer): the label range check reads the labels back from the device.
@@ -156,6 +176,11 @@ def apply_region_mixup(
                 f"params.partners must have shape (gh, gw, B) = {(gh, gw, batch_size)}, "
                 f"got {tuple(params.partners.shape)}"
             )
+        if params.lam.shape not in ((gh, gw), (gh, gw, batch_size)):
+            raise ValueError(
+                f"params.lam must have shape (gh, gw) = {(gh, gw)} or (gh, gw, B) = "
+                f"{(gh, gw, batch_size)}, got {tuple(params.lam.shape)}"
+            )
         _check_edges(edges, (gh, gw), height, width)
     labels = _labels_to_targets(labels, batch_size, num_classes, validate)
     num_classes = num_classes if labels.ndim == 1 else labels.shape[1]
@@ -166,7 +191,10 @@ def apply_region_mixup(
     images_c = images if channels_last else images.contiguous()
     plan = _tile_plan(images.shape[1], height, width, edges, channels_last, device)
     partner_images = _gather_partners(images_c, partners, plan)
-    pixel_lam = lam.view(-1)[plan.pixel_tile]  # [H, W]
+    if lam.ndim == 3:  # one lambda per (tile, sample): [B, 1, H, W]
+        pixel_lam = lam.view(gh * gw, batch_size)[plan.pixel_tile].permute(2, 0, 1)[:, None]
+    else:
+        pixel_lam = lam.view(-1)[plan.pixel_tile]  # [H, W]
     # The partner image is a fresh buffer: blending into it in place saves an allocation.
     if images.dtype in _HALF_DTYPES:
         # Blend in float32 and round once, so half-precision output is the correctly
@@ -175,8 +203,12 @@ def apply_region_mixup(
     else:
         mixed = partner_images.lerp_(images_c, pixel_lam.to(images.dtype))
 
-    lam64 = lam.view(-1).double()
-    weights = torch.cat([(plan.area * lam64).sum().view(1), plan.area * (1 - lam64)])
+    if lam.ndim == 3:  # [T + 1, B]: one set of label weights per sample
+        lam64, area = lam.view(gh * gw, batch_size).double(), plan.area[:, None]
+        weights = torch.cat([(area * lam64).sum(0, keepdim=True), area * (1 - lam64)])
+    else:
+        lam64 = lam.view(-1).double()
+        weights = torch.cat([(plan.area * lam64).sum().view(1), plan.area * (1 - lam64)])
     targets = _mix_targets(labels, num_classes, weights, partners.view(gh * gw, -1))
     return MixedBatch(images=mixed, targets=targets, lam=lam, partners=partners, edges=edges)
 
@@ -189,6 +221,7 @@ def region_mixup(
     num_classes: int | None = None,
     generator: torch.Generator | None = None,
     grid: tuple[int, int] | None = None,
+    lam_mode: str = "batch",
 ) -> MixedBatch:
     """Region Mixup of a batch (equation 1): k x k tiles, one lambda and partner per tile.
 
@@ -203,16 +236,20 @@ def region_mixup(
         generator: torch.Generator on the CPU or on the images' device; None uses the
             global RNG of the images' device.
         grid: (gh, gw) for a rectangular grid; replaces k when given.
+        lam_mode: "batch" (Algorithm 1) or "sample" (one lambda per tile and sample).
     Returns:
-        MixedBatch with images [B, C, H, W], targets [B, num_classes], lam [gh, gw],
-        partners [gh, gw, B].
+        MixedBatch with images [B, C, H, W], targets [B, num_classes], lam [gh, gw]
+        (or [gh, gw, B] for ``lam_mode="sample"``), partners [gh, gw, B].
     """
     _check_images(images)
     alpha = _check_alpha(alpha)
     gh, gw = _resolve_grid(k, grid)
     _check_generator(generator, images.device)
+    _check_lam_mode(lam_mode)
     _check_grid_fits((gh, gw), images.shape[2], images.shape[3], k_given=grid is None)
-    params = sample_region_params(images.shape[0], (gh, gw), alpha, generator, images.device)
+    params = sample_region_params(
+        images.shape[0], (gh, gw), alpha, generator, images.device, lam_mode
+    )
     return apply_region_mixup(images, labels, params, num_classes)
 
 
@@ -223,6 +260,7 @@ def random_region_mixup(
     alpha: float = 1.0,
     num_classes: int | None = None,
     generator: torch.Generator | None = None,
+    lam_mode: str = "batch",
 ) -> MixedBatch:
     """Stochastic Region Mixup of a batch: a random gh x gw grid (each side from
     ``sides``) with random tile edges, one lambda and partner per tile (equation 1),
@@ -233,9 +271,10 @@ def random_region_mixup(
     _check_images(images)
     alpha = _check_alpha(alpha)
     _check_generator(generator, images.device)
+    _check_lam_mode(lam_mode)
     batch_size, _, height, width = images.shape
     params = sample_random_region_params(
-        batch_size, height, width, sides, alpha, generator, images.device
+        batch_size, height, width, sides, alpha, generator, images.device, lam_mode
     )
     return apply_region_mixup(images, labels, params, num_classes)
 

@@ -1,4 +1,5 @@
-"""The k x alpha ablation: overview figure and explorer (notebook 06)."""
+"""The k x alpha ablation: overview figure and explorer (notebook 06), and λ per
+(tile, sample) against λ per tile."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ def _metric_against_k(ax, frame, metric: str, how: str, by: str, alpha: float) -
 
     rows = frame[frame["alpha"] == alpha]
     order = k_order(rows["k"])
-    names = {True: "with clean CE", False: "w/o clean CE"} if by == "clean_ce" else {}
+    names = {
+        "clean_ce": {True: "with clean CE", False: "w/o clean CE"},
+        "lam_mode": {"batch": "λ per tile (Algorithm 1)", "sample": "λ per tile and sample"},
+    }.get(by, {})
     for key, part in rows.groupby(by, sort=True):
         stats = aggregate(part, ["k"], metric, how).set_index("k").reindex(order)
         xs = [i + (0.5 if k == RANDOM else 0) for i, k in enumerate(order)]
@@ -32,6 +36,12 @@ def _metric_against_k(ax, frame, metric: str, how: str, by: str, alpha: float) -
     ax.legend(fontsize=8)
 
 
+def _per_tile(frame):
+    """The rows with λ per tile (Algorithm 1): the k x α grid and the clean CE question
+    are asked of those (rows from before ``lam_mode`` existed have no such column)."""
+    return frame[frame["lam_mode"] == "batch"] if "lam_mode" in frame else frame
+
+
 class AblationExplorer:
     """The ablation grid of one dataset: a heatmap of the metric over k x α (clean CE
     term on) and the metric against k with and without the clean CE term, random grids
@@ -45,7 +55,7 @@ class AblationExplorer:
 
     def __init__(self, frame, dataset: str | None = None, metric: str = "test_acc",
                  how: str = "mean") -> None:  # fmt: skip
-        self.frame = frame
+        self.frame = _per_tile(frame)
         self.datasets = sorted(set(frame["dataset"])) if len(frame) else []
         self.dataset = dataset or (self.datasets[0] if self.datasets else None)
         self.metric, self.how = metric, how
@@ -140,6 +150,7 @@ def ablation_overview(frame, alpha: float = 1.0) -> Figure:
     """Every dataset at once, clean CE term on: test accuracy and FGSM accuracy against
     k (1, 2, ..., random), mean ± std over seeds, one line per dataset."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    frame = _per_tile(frame)
     clean = frame[frame["clean_ce"]]
     for ax, metric in zip(axes, ("test_acc", "fgsm"), strict=True):
         if clean[metric].notna().any():
@@ -147,5 +158,28 @@ def ablation_overview(frame, alpha: float = 1.0) -> Figure:
             ax.set_title(f"α = {alpha:g}, clean CE term on, mean ± std over seeds", fontsize=10)
         else:
             ax.text(0.5, 0.5, f"no {metric} results", ha="center")
+    fig.tight_layout()
+    return fig
+
+
+def lam_mode_figure(frame, metric: str = "test_acc", how: str = "mean", alpha: float = 1.0):
+    """Region Mixup with λ per tile (Algorithm 1) against λ per tile and sample: the
+    metric against k, one panel per dataset, clean CE term on, at ``alpha``.
+
+    Args:
+        frame: ``ablations.ablation_frame`` rows (with the ``lam_mode`` column).
+        metric: "test_acc" or "fgsm"; how: seed aggregation.
+    """
+    rows = frame[(frame["method"] == "region") & frame["clean_ce"]]
+    datasets = sorted(set(rows["dataset"]))
+    fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(6 * max(len(datasets), 1), 3.8),
+                             squeeze=False)  # fmt: skip
+    for ax, dataset in zip(axes[0], datasets, strict=False):
+        part = rows[rows["dataset"] == dataset]
+        if part[metric].notna().any():
+            _metric_against_k(ax, part, metric, how, "lam_mode", alpha)
+        ax.set_title(f"{dataset}: α = {alpha:g}, {how} over seeds", fontsize=10)
+    if not datasets:
+        axes[0, 0].text(0.5, 0.5, "no finished Region Mixup runs", ha="center")
     fig.tight_layout()
     return fig

@@ -31,7 +31,7 @@ def _show(ax, image: Tensor) -> None:
 
 def _edges(mixed: MixedBatch, height: int, width: int) -> tuple[tuple[int, ...], ...]:
     """(row edges, column edges) of a Region Mixup result (even grid if not recorded)."""
-    gh, gw = mixed.lam.shape
+    gh, gw = mixed.lam.shape[:2]
     return mixed.edges or (tuple(tile_bounds(height, gh)), tuple(tile_bounds(width, gw)))
 
 
@@ -51,6 +51,11 @@ def _label_tiles(ax, edges, text, fontsize: float, boxed: bool = True, colour=No
         )  # fmt: skip
 
 
+def _tile_lam(mixed: MixedBatch, sample: int) -> Tensor:
+    """[gh, gw] λ of each tile for one sample (λ may be drawn per sample: [gh, gw, B])."""
+    return mixed.lam[..., sample] if mixed.lam.ndim == 3 else mixed.lam
+
+
 def _draw_grid(ax, mixed: MixedBatch, sample: int, height: int, width: int, labels: bool) -> None:
     """Tile borders on an axes showing one sample; with ``labels``, each tile's λ and
     partner too (only where they leave the image readable: 2 x 2 tiles at most)."""
@@ -61,7 +66,7 @@ def _draw_grid(ax, mixed: MixedBatch, sample: int, height: int, width: int, labe
         ax.axvline(c - 0.5, color="white", lw=1.2)
     if labels and (len(rows) - 1) * (len(cols) - 1) <= 4:
         _label_tiles(
-            ax, (rows, cols), lambda i, j: f"λ={float(mixed.lam[i, j]):.2f}\n"
+            ax, (rows, cols), lambda i, j: f"λ={float(_tile_lam(mixed, sample)[i, j]):.2f}\n"
             f"#{int(mixed.partners[i, j, sample])}", fontsize=8,
         )  # fmt: skip
 
@@ -89,6 +94,8 @@ def every_mix(
 ) -> dict[str, MixedBatch]:
     """Every registered mixing method on the same batch, each from the same generator
     seed: label (as in tables) -> MixedBatch; methods that read k once per ``k_values``.
+    Methods that mix inside the model (Manifold Mixup) have no mixed image and are left
+    out.
 
     Args:
         images: [B, 3, H, W] in [0, 1]; labels: [B] class indices.
@@ -99,7 +106,7 @@ def every_mix(
 
     out = {}
     for method in methods():
-        if not method.mixes:
+        if not method.mixes or method.in_model:
             continue
         for k in k_values if "k" in method.reads else (TrainConfig().k,):
             config = TrainConfig(method=method.name, k=k, alpha=alpha)
@@ -123,8 +130,9 @@ def mixing_figure(
         n_show: how many samples (columns) to show.
     Returns:
         The figure: tile borders on Region Mixup rows (with each tile's λ and partner
-        where there are at most 2 x 2 tiles), CutMix's box, and the two largest label
-        weights under each image. A sample CutMix paired with itself says so.
+        where there are at most 2 x 2 tiles), CutMix's and ResizeMix's box, the outline
+        of GridMix's and FMix's mask, and the two largest label weights under each
+        image. A sample paired with itself (one partner per image) says so.
     """
     n_show = min(n_show, images.shape[0])
     fig, axes = plt.subplots(
@@ -140,8 +148,13 @@ def mixing_figure(
             ax = axes[row, col]
             _show(ax, mixed.images[col])
             caption = _label_caption(mixed.targets[col], classes)
-            if mixed.box is not None and _self_paired(mixed, col):
+            one_partner = mixed.box is not None or mixed.mask is not None
+            if one_partner and _self_paired(mixed, col):
                 caption = f"self-paired: {caption}"
+            elif mixed.mask is not None:
+                mask = mixed.mask.float().cpu().numpy()
+                if mask.min() < mask.max():
+                    ax.contour(mask, levels=[0.5], colors="white", linewidths=1.0)
             elif mixed.box is not None:
                 top, left, bottom, right = mixed.box
                 ax.add_patch(
@@ -161,7 +174,8 @@ def tile_map(ax, mixed: MixedBatch, sample: int, height: int, width: int) -> Non
     of the sample itself), text = the partner's batch index (where it fits)."""
     rows, cols = _edges(mixed, height, width)
     gh, gw = len(rows) - 1, len(cols) - 1
-    lam_map = mixed.lam.float().cpu()[tile_index(rows)][:, tile_index(cols)]
+    tile_lam = _tile_lam(mixed, sample)
+    lam_map = tile_lam.float().cpu()[tile_index(rows)][:, tile_index(cols)]
     image = ax.imshow(lam_map.numpy(), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
     for r in rows[1:-1]:
         ax.axhline(r - 0.5, color="white", lw=1.2)
@@ -171,7 +185,7 @@ def tile_map(ax, mixed: MixedBatch, sample: int, height: int, width: int) -> Non
         _label_tiles(
             ax, (rows, cols), lambda i, j: f"#{int(mixed.partners[i, j, sample])}",
             fontsize=max(7, min(12, 16 - max(gh, gw))), boxed=False,
-            colour=lambda i, j: "white" if mixed.lam[i, j] < 0.6 else "black",
+            colour=lambda i, j: "white" if tile_lam[i, j] < 0.6 else "black",
         )  # fmt: skip
     ax.set_xticks([])
     ax.set_yticks([])
