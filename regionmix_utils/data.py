@@ -391,8 +391,11 @@ def tinyimagenet(root: str | os.PathLike | None = None, progress: bool = True) -
     Reads ``wnids.txt`` (class order), ``words.txt`` (names),
     ``train/<wnid>/images/*.JPEG`` with ``train/<wnid>/<wnid>_boxes.txt``, and
     ``val/images`` with ``val/val_annotations.txt`` (the labelled split used as test
-    set). Decoded tensors are cached in ``tiny-imagenet-200/regionmix-cache.pt`` (written
-    atomically), so only the first load reads the JPEGs.
+    set). Train and val labels are both numbered in ``wnids.txt`` order: class i is line
+    i (the released file is not sorted). Decoded tensors are cached in
+    ``tiny-imagenet-200/regionmix-cache.pt`` (written atomically) with the class order
+    they were numbered in, so only the first load reads the JPEGs, and a cache numbered
+    in another order (a ``wnids.txt`` replaced since) is read afresh.
     """
     folder = data_root(root) / "tiny-imagenet-200"
     needed = [folder / "wnids.txt", folder / "train", folder / "val" / "val_annotations.txt"]
@@ -403,9 +406,12 @@ def tinyimagenet(root: str | os.PathLike | None = None, progress: bool = True) -
             f"Fix: `regionmix download tinyimagenet --data-dir {data_root(root)}`."
         )
     cache = folder / "regionmix-cache.pt"
+    saved = None
     if cache.exists() and cache.stat().st_mtime >= (folder / "wnids.txt").stat().st_mtime:
         saved = torch.load(cache, weights_only=True)
-    else:
+        if saved.get("wnids") != tinyimagenet_classes(folder.parent)[0]:
+            saved = None  # numbered in another class order: labels would be wrong
+    if saved is None:
         saved = _read_tinyimagenet_folder(folder, progress)
         try:
             atomic_torch_save(saved, cache)
@@ -444,6 +450,7 @@ def _read_tinyimagenet_folder(folder: Path, progress: bool) -> dict:
         test_boxes.append(_box_row(box))
 
     return {
+        "wnids": wnids,
         "classes": list(classes),
         "train_images": _read_jpegs(train_paths, progress),
         "train_labels": torch.tensor(train_labels),

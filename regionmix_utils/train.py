@@ -5,11 +5,21 @@ trains it) and record its config, build or restore the training state, run epoch
 (``one_epoch``), save after each. A run folder holding ``last.pt`` resumes; one holding
 ``final.pt`` is finished and skipped (see ``runs``).
 
-Randomness comes in two streams, both seeded from the run's seed: one for the data
-(order and augmentation), one for the mixing. So every method with seed s sees the
-same batches in the same order (common random numbers: comparisons between methods
-are less noisy), and the model starts from the same weights. On the CPU a resumed run
-is bit for bit the same as an uninterrupted one.
+Randomness comes in two streams: one for the data (order and augmentation), one for
+the mixing. Each epoch reseeds both from (run seed, stream, epoch) at its start
+(``stream_seeds``), so every method with seed s sees the same batches in the same order
+(common random numbers: comparisons between methods are less noisy), and the model
+starts from the same weights.
+
+Runs are portable. A checkpoint holds no generator state (a CUDA generator's state is
+16 bytes of Philox seed and offset, a CPU generator's 5056 bytes of Mersenne Twister:
+neither converts into the other), so a run started on a GPU resumes on the CPU and back,
+each epoch trained once, its order and augmentation drawn from the epoch's own seed on
+the device at hand. The AMP mode may change too: a checkpoint without a GradScaler state
+resumed where fp16 needs one starts a fresh scaler; a scaler state resumed where none is
+needed (CPU, bf16) is dropped. On one device a resumed run is bit for bit the same as an
+uninterrupted one. Each start and resume records its device and AMP mode in the run's
+history (``runs.Run.log_start``).
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ from regionmix_utils.data import BatchLoader, Splits, holdout_split, load_datase
 from regionmix_utils.files import atomic_torch_save
 from regionmix_utils.losses import LossParts, combined_loss
 from regionmix_utils.methods import Method, get_method
-from regionmix_utils.mixing import MixedBatch
+from regionmix_utils.mixing import MixedBatch, mixable_layers
 from regionmix_utils.models import build_model, evaluating
 from regionmix_utils.progress import progress as progress_bar
 from regionmix_utils.runs import FINAL, LAST, Run, run_dir
@@ -39,6 +49,7 @@ __all__ = [
     "RunResult",
     "TrainConfig",
     "evaluate",
+    "in_model_loss",
     "quick_config",
     "resolve_device",
     "run_dir",
@@ -88,10 +99,22 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
 
 
-def stream_seeds(seed: int) -> tuple[int, int]:
-    """Seeds of the data stream and of the mixing stream, derived from the run's seed
-    (numpy's SeedSequence keeps them independent)."""
-    data, mixing = np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64)
+def amp_name(amp: torch.dtype | None) -> str:
+    """The AMP mode in words for the run's history: "bfloat16", "float16 + GradScaler"
+    or "off" (float32)."""
+    return {None: "off", torch.bfloat16: "bfloat16", torch.float16: "float16 + GradScaler"}[amp]
+
+
+def stream_seeds(seed: int, epoch: int) -> tuple[int, int]:
+    """Seeds of epoch ``epoch``'s data stream and mixing stream, derived from the run's
+    seed (numpy's SeedSequence keeps them independent across streams and epochs).
+
+    Deriving each epoch's streams at its start, rather than saving generator states,
+    is what lets a run move between devices: nothing device-specific is carried over.
+    """
+    if seed < 0 or epoch < 0:
+        raise ValueError(f"seed and epoch must be >= 0, got seed={seed}, epoch={epoch}")
+    data, mixing = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint64)
     return int(data), int(mixing)
 
 
@@ -102,17 +125,62 @@ def training_loss(
 
     Without mixing (``mixed`` None) only the clean term; with ``concat_forward`` the
     clean and mixed images go through the model as one batch (BatchNorm sees both).
+    With ``config.label_smoothing`` = ε both targets become (1 - ε) y + ε / K.
     """
     if mixed is None:
-        clean = F.cross_entropy(model(images).float(), labels)
+        logits = model(images).float()
+        clean = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
         return LossParts(total=clean, mixed=None, clean=clean)
     if not config.clean_ce:
-        return combined_loss(model(mixed.images), mixed.targets, clean_ce=False)
+        targets = _smoothed(mixed.targets, config.label_smoothing)
+        return combined_loss(model(mixed.images), targets, clean_ce=False)
     if config.concat_forward:
         logits_clean, logits_mixed = model(torch.cat([images, mixed.images])).chunk(2)
     else:
         logits_clean, logits_mixed = model(images), model(mixed.images)
-    return combined_loss(logits_mixed, mixed.targets, logits_clean, labels)
+    return _loss_of(config, logits_clean, labels, logits_mixed, mixed.targets)
+
+
+def in_model_loss(
+    model: nn.Module,
+    config: TrainConfig,
+    method: Method,
+    images: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    generator: torch.Generator | None,
+) -> LossParts:
+    """Algorithm 1's loss for a method that mixes inside the model (Manifold Mixup): the
+    mixed term's forward pass mixes the hidden state at a layer drawn per batch
+    (``Method.forward_mixed``); the clean term is a plain forward pass."""
+    logits_mixed, mixed, _layer = method.forward_mixed(
+        model, images, labels, num_classes, config, generator, validate=False
+    )
+    if not config.clean_ce:
+        targets = _smoothed(mixed.targets, config.label_smoothing)
+        return combined_loss(logits_mixed, targets, clean_ce=False)
+    return _loss_of(config, model(images), labels, logits_mixed, mixed.targets)
+
+
+def _loss_of(config, logits_clean, labels, logits_mixed, targets) -> LossParts:
+    if not config.label_smoothing:
+        return combined_loss(logits_mixed, targets, logits_clean, labels)
+    num_classes = targets.shape[1]
+    clean_targets = F.one_hot(labels, num_classes).to(targets.dtype)
+    return combined_loss(
+        logits_mixed,
+        _smoothed(targets, config.label_smoothing),
+        logits_clean,
+        _smoothed(clean_targets, config.label_smoothing),
+    )
+
+
+def _smoothed(targets: Tensor, epsilon: float) -> Tensor:
+    """(1 - ε) y + ε / K for soft targets [B, K] (mixing, then smoothing: the same as
+    smoothing each label before mixing, since the label weights sum to 1)."""
+    if not epsilon:
+        return targets
+    return targets * (1 - epsilon) + epsilon / targets.shape[1]
 
 
 @torch.no_grad()
@@ -146,8 +214,9 @@ class TrainingState:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     amp: torch.dtype | None
-    data_gen: torch.Generator  # data order and augmentation
+    data_gen: torch.Generator  # data order and augmentation, on the device
     mix_gen: torch.Generator  # the mixing (on the CPU: no device sync for CutMix's box)
+    epoch: int = 0  # the epoch being trained (set by start_epoch)
 
     @property
     def settings(self) -> dict:
@@ -169,7 +238,6 @@ class TrainingState:
             weight_decay=config.weight_decay, nesterov=config.nesterov,
         )  # fmt: skip
         amp = amp_dtype(device, config.amp)
-        data_seed, mix_seed = stream_seeds(config.seed)
         return cls(
             config=config,
             method=get_method(config.method),
@@ -183,31 +251,42 @@ class TrainingState:
             ),
             scaler=torch.amp.GradScaler(device.type, enabled=amp == torch.float16),
             amp=amp,
-            data_gen=torch.Generator(device).manual_seed(data_seed),
-            mix_gen=torch.Generator().manual_seed(mix_seed),
+            data_gen=torch.Generator(device),  # seeded by start_epoch
+            mix_gen=torch.Generator(),
         )
+
+    def start_epoch(self, epoch: int) -> None:
+        """Reseed both random streams for ``epoch`` (``stream_seeds``)."""
+        data_seed, mix_seed = stream_seeds(self.config.seed, epoch)
+        self.data_gen.manual_seed(data_seed)
+        self.mix_gen.manual_seed(mix_seed)
+        self.epoch = epoch
 
     def checkpoint(self, metrics: list[dict]) -> dict:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "data_generator": self.data_gen.get_state(),
-            "mix_generator": self.mix_gen.get_state(),
+            "scaler": self.scaler.state_dict(),  # {} when no scaler is needed
             "metrics": metrics,
         }
 
     def restore(self, path: Path) -> list[dict]:
-        """Load ``path`` (a ``last.pt``) into the state; returns the metrics so far."""
+        """Load ``path`` (a ``last.pt``, written on any device in any AMP mode) into the
+        state; returns the metrics so far.
+
+        Generator states that checkpoints of earlier versions hold are ignored: each
+        epoch reseeds its streams (``start_epoch``).
+
+        Raises:
+            CheckpointError: the file cannot be read or does not fit the model.
+        """
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-            self.scaler.load_state_dict(state["scaler"])
-            self.data_gen.set_state(state["data_generator"])
-            self.mix_gen.set_state(state["mix_generator"])
+            self.restore_scaler(state.get("scaler") or {})
             return list(state["metrics"])
         except Exception as err:
             raise CheckpointError(
@@ -215,15 +294,62 @@ class TrainingState:
                 "as it is. Move it away to restart this run from scratch, or restore a good copy."
             ) from err
 
+    def restore_scaler(self, saved: dict) -> None:
+        """Continue the saved loss scale where this device uses fp16; keep the fresh
+        scaler when the run was saved without one (CPU, bf16); drop a saved scale where
+        no scaler is needed (a disabled GradScaler ignores what it is given)."""
+        if self.scaler.is_enabled() and saved:
+            self.scaler.load_state_dict(saved)
+
     def check_mixing(self, splits: Splits) -> None:
         """Mix two training images once with every check on (k too large for the image,
-        say), so that the training steps can skip the checks."""
-        if self.method.mixes:
-            images = splits.train.images[:2].float() / 255
-            labels = splits.train.labels[:2]
-            self.method.mix(
-                images, labels, self.num_classes, self.config.settings(), torch.Generator()
-            )
+        or for a layer's feature map, say), with the run's method and every method it
+        switches with, so that the training steps can skip the checks. Methods that mix
+        inside the model are tried at each of their layers, in eval mode without
+        gradients (the model is left as it was)."""
+        images = splits.train.images[:2].float().to(self.device) / 255
+        labels = splits.train.labels[:2].to(self.device)
+        settings = self.config
+        for method in self.methods():
+            if not method.in_model:
+                method.mix(images, labels, self.num_classes, settings, torch.Generator())
+                continue
+            with evaluating(self.model), torch.no_grad():
+                for layer in method.layers:
+                    if layer in mixable_layers(self.model):
+                        method.forward_mixed(self.model, images, labels, self.num_classes,
+                                             settings, torch.Generator(), layer=layer)  # fmt: skip
+
+    def methods(self) -> list[Method]:
+        """The mixing methods the run uses: its method and those it switches with."""
+        used = [self.method, *(get_method(name) for name, _ in self.config.switch)]
+        return [method for method in used if method.mixes]
+
+    def batch_method(self) -> Method | None:
+        """The method that mixes the next batch; None: a clean batch (no mixed term).
+
+        The run's method, or one it switches with (``config.switch``, drawn from the
+        mixing stream); None with probability 1 - ``mix_prob``, from ``mix_off_epoch``
+        on, or for a method that does not mix. Nothing is drawn for a knob at its
+        default, so a run with the default schedule mixes as before the knobs existed.
+        """
+        config = self.config
+        if config.mix_off_epoch is not None and self.epoch >= config.mix_off_epoch:
+            return None
+        method = self.method
+        if config.switch:
+            draw = float(torch.rand(1, generator=self.mix_gen, dtype=torch.float64))
+            total = 0.0
+            for name, prob in config.switch:
+                total += prob
+                if draw < total:
+                    method = get_method(name)
+                    break
+        if config.mix_prob < 1:
+            draw = float(torch.rand(1, generator=self.mix_gen, dtype=torch.float64))
+            if draw >= config.mix_prob:
+                return None
+        return method if method.mixes else None
 
 
 def loaders(state: TrainingState, splits: Splits) -> tuple[BatchLoader, BatchLoader]:
@@ -252,14 +378,22 @@ def loaders(state: TrainingState, splits: Splits) -> tuple[BatchLoader, BatchLoa
 def train_step(state: TrainingState, images: Tensor, labels: Tensor) -> LossParts:
     """One optimiser step of Algorithm 1 on a batch: mix (unchecked: the arguments were
     checked once), forward under autocast, backward, step. Nothing here reads a value
-    back from the device, so a GPU never waits for the host."""
-    mixed = None
-    if state.method.mixes:
-        mixed = state.method.mix(
-            images, labels, state.num_classes, state.settings, state.mix_gen, validate=False
+    back from the device, so a GPU never waits for the host.
+
+    The batch's method comes from ``state.batch_method()``. A method that mixes inside
+    the model runs the uncompiled model: its forward hook is registered per batch.
+    """
+    method, mixed = state.batch_method(), None
+    if method is not None and not method.in_model:
+        mixed = method.mix(
+            images, labels, state.num_classes, state.config, state.mix_gen, validate=False
         )
     with torch.autocast(state.device.type, dtype=state.amp, enabled=state.amp is not None):
-        loss = training_loss(state.forward, state.config, images, labels, mixed)
+        if method is not None and method.in_model:
+            loss = in_model_loss(state.model, state.config, method, images, labels,
+                                 state.num_classes, state.mix_gen)  # fmt: skip
+        else:
+            loss = training_loss(state.forward, state.config, images, labels, mixed)
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss.total).backward()
     state.scaler.step(state.optimizer)
@@ -275,12 +409,15 @@ def one_epoch(
     progress: bool = True,
 ) -> dict:
     """Train one epoch (no device-to-host sync before its end), step the lr schedule, and
-    evaluate if due. Returns the epoch's metrics: epoch, lr used, train losses (total,
-    and the clean and mixed terms), test loss and accuracy, seconds."""
+    evaluate if due. The random streams are reseeded for ``epoch`` first. Returns the
+    epoch's metrics: epoch, lr used, train losses (total, and the clean and mixed terms),
+    test loss and accuracy, seconds."""
     started = time.perf_counter()
     config, dev = state.config, state.device
+    state.start_epoch(epoch)
     lr = state.optimizer.param_groups[0]["lr"]
     sums = {name: torch.zeros((), device=dev) for name in ("total", "clean", "mixed")}
+    counts = dict.fromkeys(sums, 0)  # batches that had each term
     state.model.train()
     batches = progress_bar(train_loader, leave=False, disable=not progress, desc="batches")
     for images, labels in batches:
@@ -288,18 +425,28 @@ def one_epoch(
         for name in sums:
             if getattr(loss, name) is not None:
                 sums[name] += getattr(loss, name).detach()
+                counts[name] += 1
     state.scheduler.step()
 
     batches = len(train_loader)
     record = {"epoch": epoch, "lr": lr, "train_loss": float(sums["total"]) / batches}
-    if loss.clean is not None:
-        record["train_clean_loss"] = float(sums["clean"]) / batches
-    if loss.mixed is not None:
-        record["train_mixed_loss"] = float(sums["mixed"]) / batches
+    # Each term is averaged over the batches that had it (the schedule may leave some
+    # batches unmixed); a term no batch had is left out.
+    if counts["clean"]:
+        record["train_clean_loss"] = float(sums["clean"]) / counts["clean"]
+    if counts["mixed"]:
+        record["train_mixed_loss"] = float(sums["mixed"]) / counts["mixed"]
+    if _scheduled(config):
+        record["mixed_batches"] = counts["mixed"]
     if epoch % config.eval_every == 0 or epoch == config.epochs:
         record["test_loss"], record["test_acc"] = evaluate(state.model, test_loader)
     record["seconds"] = time.perf_counter() - started
     return record
+
+
+def _scheduled(config: TrainConfig) -> bool:
+    """Whether the run's schedule may leave batches unmixed or switch methods."""
+    return config.mix_prob < 1 or config.mix_off_epoch is not None or bool(config.switch)
 
 
 # ------------------------------------------------------------------------- a run
@@ -362,7 +509,7 @@ def _train_claimed(run, config, data_dir, device, splits, progress, on_epoch) ->
     state = TrainingState.build(config, splits, dev)
     state.check_mixing(splits)
     metrics = state.restore(run.path / LAST) if (run.path / LAST).exists() else []
-    run.log_start(config, epoch=len(metrics))
+    run.log_start(config, epoch=len(metrics), device=dev.type, amp=amp_name(state.amp))
     train_loader, test_loader = loaders(state, splits)
 
     epochs = progress_bar(

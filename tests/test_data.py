@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -186,6 +187,34 @@ def test_tinyimagenet_fixture_layout(tmp_path):
     assert splits.test.labels.tolist() == [0, 1]
 
 
+def test_tinyimagenet_labels_follow_the_wnids_file_not_sorted_order(tmp_path):
+    """The released wnids.txt is not sorted: class i is line i, for train and val alike."""
+    wnids = ("n01629819", "n01443537")  # not sorted, as in the released file
+    make_tinyimagenet(tmp_path, wnids=wnids)
+    splits = tinyimagenet(tmp_path, progress=False)
+    assert splits.train.classes == ("European fire salamander", "goldfish")
+    # Train images of the first line's class are the darkest (fixture: 40 * (line + 1)).
+    assert splits.train.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert abs(splits.train.images[:3].float().mean() - 40) < 3
+    # val_<c>.JPEG belongs to line c of wnids.txt (val_annotations.txt gives its wnid).
+    assert splits.test.labels.tolist() == [0, 1]
+
+
+def test_a_cache_numbered_in_another_class_order_is_read_afresh(tmp_path):
+    folder = make_tinyimagenet(tmp_path)
+    first = tinyimagenet(tmp_path, progress=False)
+    stamp = (folder / "regionmix-cache.pt").stat().st_mtime
+    wnids = folder / "wnids.txt"
+    wnids.write_text("".join(f"{w}\n" for w in reversed(wnids.read_text().split())))
+    os.utime(wnids, (stamp - 60, stamp - 60))  # replaced by a copy that kept an old date
+    second = tinyimagenet(tmp_path, progress=False)
+    assert second.train.classes == tuple(reversed(first.train.classes))
+    for splits, label in ((first, 0), (second, 1)):  # goldfish's images are 40 grey
+        goldfish = (splits.train.images.float().mean((1, 2, 3)) - 40).abs() < 3
+        assert goldfish.sum() == 3 and (splits.train.labels[goldfish] == label).all()
+    assert torch.equal(second.test.labels, 1 - first.test.labels)
+
+
 def test_tinyimagenet_cache_is_used_on_the_second_load(tmp_path):
     folder = make_tinyimagenet(tmp_path)
     first = tinyimagenet(tmp_path, progress=False)
@@ -227,7 +256,13 @@ def test_tinyimagenet_real_subset_loads_unchanged(real_data):
     assert splits.train.images.shape == (4000, 3, 64, 64)
     assert splits.test.images.shape == (2000, 3, 64, 64)
     assert torch.equal(torch.bincount(splits.train.labels), torch.full((200,), 20))
-    assert splits.train.classes[0] == "goldfish"
+    folder = real_data / "tiny-imagenet-200"
+    wnids = (folder / "wnids.txt").read_text().split()
+    assert wnids != sorted(wnids), "the subset keeps the released (unsorted) class order"
+    assert splits.train.classes[0] == "Egyptian cat"  # line 0: n02124075
+    annotations = (folder / "val" / "val_annotations.txt").read_text().splitlines()
+    val_wnids = [line.split("\t")[1] for line in annotations if line.strip()]
+    assert splits.test.labels.tolist() == [wnids.index(w) for w in val_wnids]
     boxes = splits.test.boxes
     assert ((boxes[:, 0] < boxes[:, 2]) & (boxes[:, 2] <= 64) & (boxes[:, 3] <= 64)).all()
 

@@ -15,7 +15,7 @@ import pytest
 from regionmix_utils.cli import build_parser, main, sweep_configs
 from regionmix_utils.config import TrainConfig
 from regionmix_utils.runs import Run, RunBusyError
-from regionmix_utils.sweeps import format_status, status, submit
+from regionmix_utils.sweeps import format_status, status, submit, sweep
 from regionmix_utils.train import train
 
 from .conftest import tiny_config
@@ -96,6 +96,38 @@ def test_a_sigkilled_sweep_leaves_no_stale_claim_and_resumes(tmp_path):
     history = [h["epoch"] for h in run.record["history"]]
     assert run.finished and history[0] == 0 and len(history) == 2 and history[1] >= 1
     assert [m["epoch"] for m in run.metrics()] == [1, 2, 3, 4]
+
+
+# Holds one run's claim until another run is finished (or two minutes pass), as a
+# second sweep training it would.
+HOLD_UNTIL_FINISHED = """
+import sys, time
+from pathlib import Path
+from regionmix_utils.runs import Run
+held, other = Path(sys.argv[1]), Path(sys.argv[2])
+with Run(held).claimed():
+    print("held", flush=True)
+    deadline = time.monotonic() + 120
+    while not (other / "final.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+"""
+
+
+def test_a_sweep_comes_back_to_a_run_another_process_holds(tmp_path):
+    held, free = tiny_config(epochs=1, seed=0), tiny_config(epochs=1, seed=1)
+    held_run, free_run = Run.of(tmp_path, held), Run.of(tmp_path, free)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_UNTIL_FINISHED, str(held_run.path), str(free_run.path)],
+        env=ENV, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        report = sweep([held, free], tmp_path, device="cpu", progress=False, poll_s=0.05)
+    finally:
+        holder.wait(timeout=150)
+    assert report.ok
+    assert sorted(r.path for r in report.results) == sorted([held_run.path, free_run.path])
+    assert _trained_exactly_once(held_run) and _trained_exactly_once(free_run)
 
 
 def test_two_cpu_workers_train_every_run_once(tmp_path, capsys):
