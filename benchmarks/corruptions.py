@@ -40,7 +40,10 @@ class _Run:
     def find_evaluation(self, key):
         return None
 
-    def add_evaluation(self, record):
+    def predictions(self, settings):
+        return None
+
+    def add_evaluation(self, record, predictions=None):
         pass
 
 

@@ -31,6 +31,17 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number or fraction: {text!r}") from err
 
 
+def _positive_int(text: str) -> int:
+    """An integer >= 1 (attack steps, image counts)."""
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from err
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
 def _add_setting_options(parser: argparse.ArgumentParser, several: bool) -> None:
     """One option per method setting (``--k``, ``--alpha``, ``--sides``); a sweep takes
     several values of a number (a grid), one set of a set-valued setting."""
@@ -75,6 +86,19 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--holdout", type=int, default=defaults.holdout,
         help="keep N training images out of training, to fit a temperature on",
     )  # fmt: skip
+    parser.add_argument(
+        "--mix-prob", type=float, default=defaults.mix_prob,
+        help="mix a batch with this probability, else train it on the clean loss only",
+    )  # fmt: skip
+    parser.add_argument(
+        "--switch", nargs="+", default=[], metavar="METHOD:P",
+        help="use METHOD for a batch with probability P (the rest use the run's method)",
+    )  # fmt: skip
+    parser.add_argument("--mix-off-epoch", type=int, default=None, help="no mixing from epoch N on")
+    parser.add_argument(
+        "--label-smoothing", type=float, default=defaults.label_smoothing,
+        help="ε: targets (1 - ε) y + ε / K, clean and mixed",
+    )  # fmt: skip
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--data-dir", default=None, help="default: $REGIONMIX_DATA or ./data")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -103,6 +127,10 @@ def _config(args, dataset: str, method: str, seed: int, **settings) -> TrainConf
         n_train=args.n_train,
         n_test=args.n_test,
         holdout=args.holdout,
+        mix_prob=args.mix_prob,
+        switch=tuple(args.switch),
+        mix_off_epoch=args.mix_off_epoch,
+        label_smoothing=args.label_smoothing,
         amp=args.amp,
         compile=args.compile,
         seed=seed,
@@ -249,21 +277,25 @@ def _cmd_corruptions(args) -> int:
 
 
 def _cmd_attack(args) -> int:
-    from regionmix_utils.evaluation.robustness import AttackConfig, evaluate_run
+    from regionmix_utils.evaluation.masking import flags_text, masking_check
+    from regionmix_utils.evaluation.robustness import attack_configs, evaluate_run, record_name
     from regionmix_utils.train import resolve_device
 
-    attacks = ["fgsm", "square"] if args.attack == "all" else [args.attack]
-    configs = [
-        AttackConfig(a, args.eps, args.queries, args.seed, args.p_init, args.square_loss)
-        for a in attacks
-    ]
+    configs = attack_configs(
+        args.attack, args.eps, steps=args.steps, queries=args.queries, seed=args.seed,
+        p_init=args.p_init, loss=args.square_loss, step_size=args.step_size,
+        random_start=not args.no_random_start,
+    )  # fmt: skip
     device = resolve_device(args.device)
     for run in _finished_runs(args):
-        records = evaluate_run(
-            run, configs, args.n_images, args.data_dir, device, not args.no_progress
-        )
-        scores = ", ".join(f"{r['kind']}: {r['accuracy']:.2f}%" for r in records)
-        print(f"{run.path} ({records[0]['n_images']} test images): {scores}")
+        records = evaluate_run(run, configs, args.n_images, args.data_dir, device,
+                               not args.no_progress, args.capped_images)  # fmt: skip
+        for n_images in dict.fromkeys(r["n_images"] for r in records):
+            scores = ", ".join(f"{record_name(r)}: {r['accuracy']:.2f}%" for r in records
+                               if r["n_images"] == n_images)  # fmt: skip
+            print(f"{run.path} ({n_images} test images): {scores}")
+        flags = masking_check(run.evaluations())["flags"]
+        print(f"{run.path}: gradient-masking flags (see Table 7): {flags_text(flags)}")
     return 0
 
 
@@ -320,8 +352,14 @@ def _cmd_table(args) -> int:
                 f"all {n_quick} runs under {args.runs_dir} are quick runs; "
                 "add --include-quick to tabulate them"
             )
-    tables = paper_tables(runs, accuracy=args.accuracy)
     export = to_latex if args.format == "latex" else to_markdown
+    if args.compare:
+        from regionmix_utils.results import compare
+
+        comparison = compare(runs, args.compare, args.runs_dir)
+        print(f"{comparison.caption}\n\n{export(comparison.frame)}\n")
+        return 0
+    tables = paper_tables(runs, accuracy=args.accuracy)
     for table in tables:
         print(f"{table.caption}\n\n{export(table.frame)}\n")
     if n_quick and not args.include_quick:
@@ -380,12 +418,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-parallel", type=int, default=32, help="array jobs running at once")
     p.set_defaults(func=_cmd_sweep)
 
-    p = sub.add_parser("attack", help="FGSM / Square accuracy of every finished run")
+    from regionmix_utils.evaluation.robustness import ATTACKS, PRESETS, preset_text
+
+    p = sub.add_parser("attack", help="accuracy under attack (FGSM, Square, PGD, APGD, "
+                       "AutoAttack) of every finished run")  # fmt: skip
     p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--attack", default="all", choices=["fgsm", "square", "all"])
-    p.add_argument("--eps", type=_fraction, default=8 / 255, help="pixel units, e.g. 8/255")
+    p.add_argument(
+        "--attack", nargs="+", default=["paper"], choices=[*ATTACKS, *PRESETS],
+        help="; ".join([f"{a.name}: {a.help}" for a in ATTACKS.values()]
+                       + [f"{name}: {preset_text(name)}" for name in PRESETS]),
+    )  # fmt: skip
+    p.add_argument(
+        "--eps", type=_fraction, nargs="+", default=[8 / 255],
+        help="pixel units, e.g. 8/255; several make a sweep (0 1/255 2/255 4/255 8/255 ...)",
+    )  # fmt: skip
+    p.add_argument(
+        "--steps", type=_positive_int, nargs="+", default=[10],
+        help="PGD / APGD iterations; several run one PGD each (table7 adds 50)",
+    )  # fmt: skip
+    p.add_argument("--step-size", type=_fraction, default=None, help="PGD's step (default ε/4)")
+    p.add_argument("--no-random-start", action="store_true", help="PGD from the clean image")
+    p.add_argument(
+        "--capped-images", type=_positive_int, default=None,
+        help="test images for the slow attacks (" + ", ".join(
+            f"{a.name}: {a.default_images}" for a in ATTACKS.values() if a.default_images
+        ) + " by default, class-stratified)",
+    )  # fmt: skip
     p.add_argument("--queries", type=int, default=100, help="Square's query budget")
-    p.add_argument("--seed", type=int, default=0, help="Square's seed")
+    p.add_argument("--seed", type=int, default=0, help="the seed of Square, PGD, APGD, AutoAttack")
     p.add_argument("--p-init", type=float, default=0.8, help="Square's p_init (torchattacks')")
     p.add_argument("--square-loss", default="margin", choices=["margin", "ce"])
     p.add_argument(
@@ -423,6 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--include-quick", action="store_true", help="tabulate quick (smoke-test) runs too"
     )
     p.add_argument("--figure", default=None, help="also draw ours vs the paper into this PNG")
+    p.add_argument(
+        "--compare", default=None, metavar="A:B",
+        help="paired comparison instead of the tables: A:B (method names, e.g. region:mixup; "
+        "region/no-ce for runs without the clean CE term), or 'all': each of the paper's "
+        "claims, with Δ [95%% CI], p and a verdict",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_table)
 
     p = sub.add_parser(

@@ -15,37 +15,48 @@ a cell with the paper's setting, and quick runs never share one with full runs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from regionmix_utils import paper
 from regionmix_utils.config import TrainConfig, recipe_differences
-from regionmix_utils.evaluation.robustness import DEFAULT_EPS
+from regionmix_utils.evaluation.masking import FLAGS, flags_text, masking_check
+from regionmix_utils.evaluation.robustness import ATTACKS, DEFAULT_EPS, attack_label
 from regionmix_utils.methods import SETTINGS, get_method, method_names
 from regionmix_utils.runs import Run, eps_text, find_runs
 
 __all__ = [
     "EVALUATION_TABLES",
+    "Claim",
+    "Comparison",
     "Table",
     "collect_evaluations",
     "collect_runs",
     "column_label",
+    "compare",
     "dataset_title",
+    "paper_claims",
     "paper_tables",
     "published_tables",
     "to_latex",
     "to_markdown",
 ]
 
-# Where each kind of evaluation record goes: its table number (5 and 6 go beyond the
-# paper). "clean" is the clean accuracy of the attacked images, the reference of Tables
-# 3-4 (Table 1 reports the final epoch's test accuracy). A kind missing here is an
-# error, never dropped.
-EVALUATION_TABLES = {"clean": None, "fgsm": 3, "square": 4, "calibration": 5, "corruption": 6}
+# Where each kind of evaluation record goes: its table number (5-7 go beyond the paper;
+# each attack's comes from the attack registry). "clean" is the clean accuracy of the
+# attacked images, the reference of Tables 3-4 (Table 1 reports the final epoch's test
+# accuracy). A kind missing here is an error, never dropped.
+EVALUATION_TABLES = {
+    "clean": None, **{a.name: a.table for a in ATTACKS.values()}, "calibration": 5,
+    "corruption": 6,
+}  # fmt: skip
+MASK = "†"  # marks a cell of Tables 3, 4 and 7 holding a run the masking check flags
 CALIBRATION_MEASURES = {
     "ece": "ECE (%) before temperature scaling (15 equal-width bins, top label, torchmetrics)",
     "ece_scaled": "ECE (%) after temperature scaling (15 equal-width bins, top label)",
@@ -207,7 +218,8 @@ def _layout(cells: pd.DataFrame, row_keys: list[str]) -> pd.DataFrame:
     """Rows ``row_keys`` (in the order of ``cells``), columns (label, ours / paper / Δ);
     paper and Δ only for columns where the paper has a number."""
     texts = cells.assign(
-        ours=[_ours_text(r.mean, r.std, r.n) if r.n else "" for r in cells.itertuples()],
+        ours=[(_ours_text(r.mean, r.std, r.n) + (MASK if getattr(r, "flagged", False) else ""))
+              if r.n else "" for r in cells.itertuples()],
         paper=["" if math.isnan(r.paper_mean) else f"{r.paper_mean:.2f} ± {r.paper_std:.2f}"
                for r in cells.itertuples()],
         delta=["" if math.isnan(r.diff) else _signed(r.diff) + ("*" if r.significant else "")
@@ -341,11 +353,31 @@ def _attack_caption(number: int, setting: dict) -> str:
     return f"Table {number}: {title} (%): {how}, on {int(setting['n_images'])} test images."
 
 
+def _flagged(evaluations: pd.DataFrame) -> dict[str, bool]:
+    """Run path -> whether the gradient-masking check fires any flag on its records."""
+    return {
+        path: any(masking_check(Run(Path(path)).evaluations())["flags"].values())
+        for path in evaluations["path"].unique()
+    }
+
+
+def _mark_flagged(cells: pd.DataFrame, rows: pd.DataFrame, flagged: dict[str, bool]):
+    """``cells`` with a column ``flagged``: whether a run of the cell is flagged."""
+    marked = rows.assign(flagged=rows["path"].map(flagged).fillna(False).astype(bool))
+    per_cell = marked.groupby(["dataset", "label"])["flagged"].any().reset_index()
+    return cells.merge(per_cell, on=["dataset", "label"], how="left")
+
+
+_MASK_NOTE = f" {MASK} marks a cell with a run the gradient-masking check flags (Table 7)."
+
+
 def _attack_tables(runs: pd.DataFrame) -> list[Table]:
     evaluations = collect_evaluations(runs)
     if evaluations.empty:
         return []
-    attacks = evaluations[evaluations["kind"].isin(["fgsm", "square"])]
+    paper_kinds = [a.name for a in ATTACKS.values() if a.table in (3, 4)]
+    attacks = evaluations[evaluations["kind"].isin(paper_kinds)]
+    flagged = _flagged(evaluations)
     tables = []
     present = [c for c in _SETTING_COLUMNS if c in attacks]
     for setting, rows in attacks.groupby(present, dropna=False, sort=True):
@@ -355,8 +387,10 @@ def _attack_tables(runs: pd.DataFrame) -> list[Table]:
             setting["kind"] == "fgsm" or setting["queries"] == 100
         )
         rows = rows.assign(label=rows["label_ce"], paper_recipe=rows["paper_recipe"] & comparable)
-        cells = _in_paper_order(_cells(rows, "accuracy", ["dataset"], setting["kind"]))
+        cells = _cells(rows, "accuracy", ["dataset"], setting["kind"])
+        cells = _in_paper_order(_mark_flagged(cells, rows, flagged))
         caption = f"{_attack_caption(number, setting)} {_recipe_caption(rows)} {_footnote(cells)}"
+        caption += _MASK_NOTE if cells["flagged"].any() else ""
         tables.append(Table(number, caption, _layout(cells, ["dataset"]), cells, setting))
     return sorted(tables, key=lambda t: t.number)
 
@@ -400,8 +434,95 @@ def paper_tables(runs: pd.DataFrame, accuracy: str = "final") -> list[Table]:
     if runs.empty:
         raise ValueError("no finished runs to tabulate")
     tables = [_table1(runs, accuracy), _table2(runs, accuracy), *_attack_tables(runs)]
-    tables += _calibration_tables(runs) + _corruption_tables(runs)
+    tables += _calibration_tables(runs) + _corruption_tables(runs) + _beyond_fgsm_tables(runs)
     return [t for t in tables if t is not None]
+
+
+def _attack_settings_text(record: dict) -> str:
+    """How one attack of Table 7 was run, for its caption."""
+    spec = ATTACKS[record["kind"]]
+    parts = []
+    if record["kind"] == "pgd":
+        start = "one random start" if record.get("random_start") else "no random start"
+        parts.append(f"step {eps_text(record['step_size'])}, {start}")
+    if "attack_seed" in spec.fields or "seed" in spec.fields:
+        parts.append(f"seed {int(record['attack_seed'])}")
+    if record["kind"] == "autoattack":
+        parts.append(f"torchattacks' version \"{record['version']}\": 10-step APGD-CE, "
+                     "APGD-T and FAB-T, then Square-5000")  # fmt: skip
+    extra = f" ({', '.join(parts)})" if parts else ""
+    return f"{attack_label(record)}{extra} on {int(record['n_images'])} test images"
+
+
+def _beyond_fgsm_tables(runs: pd.DataFrame) -> list[Table]:
+    """Table 7 (beyond the paper): robustness beyond one FGSM step, one table per ε > 0
+    at which a Table-7 attack (PGD, APGD, AutoAttack) was run: rows dataset x attack
+    (FGSM, PGD-10, PGD-50, APGD-CE, AutoAttack, Square-100, ... as found), then the
+    gradient-masking flags of each column's runs; columns the configurations. Where a run
+    has an attack at several image counts, the largest count is shown."""
+    evaluations = collect_evaluations(runs)
+    if evaluations.empty or "eps" not in evaluations:
+        return []
+    found = evaluations[evaluations["kind"].isin(list(ATTACKS)) & (evaluations["eps"] > 0)]
+    deep = found[found["kind"].map(lambda k: ATTACKS[k].table == 7)]
+    if deep.empty:
+        return []
+    checks = {path: masking_check(Run(Path(path)).evaluations())["flags"]
+              for path in found["path"].unique()}  # fmt: skip
+    order = {name: i for i, name in enumerate(ATTACKS)}
+    tables = []
+    for eps, part in found[found["eps"].isin(set(deep["eps"]))].groupby("eps", sort=True):
+        part = _beyond(part)
+        part = part.assign(
+            measure=[attack_label(r) for r in part.to_dict("records")],
+            _order=part["kind"].map(order),
+            _budget=part[[c for c in ("steps", "queries") if c in part]].max(axis=1),
+        )
+        part = part.sort_values(["n_images"]).drop_duplicates(["path", "measure"], keep="last")
+        part = part.sort_values(["_order", "_budget", "measure"], kind="stable")
+        flagged = {p: any(checks[p].values()) for p in part["path"].unique()}
+        cells = _mark_flagged(_cells(part, "accuracy", ["dataset", "measure"], None), part,
+                              flagged)  # fmt: skip
+        cells = _in_paper_order(cells)
+        frame = _with_flag_rows(_layout(cells, ["dataset", "measure"]), part, checks)
+        how = "; ".join(
+            _attack_settings_text(r)
+            for r in part.drop_duplicates(["measure", "n_images"]).to_dict("records")
+        )
+        rules = " ".join(f"({n}) {text}." for n, text in FLAGS.items())
+        caption = (
+            f"Table 7 (beyond the paper): accuracy (%) under attack, robustness beyond one "
+            f"FGSM step, ε = {eps_text(eps)} (L∞, inputs in [0, 1], float32, eval mode): "
+            f"{how}. Masking flags per run, from every record of the run (all ε, same "
+            f"test images): {rules} 'none': checked, none fired; 'unchecked': the records a "
+            f"flag needs are missing. A flag says the FGSM number may reflect gradient "
+            f"masking, not robustness; no flag is not a proof of robustness. "
+            f"{_recipe_caption(part)} {_OURS}"
+        )
+        caption += _MASK_NOTE if cells["flagged"].any() else ""
+        tables.append(Table(7, caption, frame, cells, {"kind": "beyond-fgsm", "eps": eps}))
+    return tables
+
+
+def _with_flag_rows(
+    frame: pd.DataFrame, part: pd.DataFrame, checks: dict[str, dict]
+) -> pd.DataFrame:
+    """``frame`` with a "masking flags" row after each dataset's attacks: per column the
+    flags text of its runs ("1, 3"; with several runs, how many share each text)."""
+    frame = frame.copy()
+    order = []
+    for dataset in dict.fromkeys(frame.index.get_level_values(0)):
+        order += [k for k in frame.index if k[0] == dataset] + [(dataset, "masking flags")]
+    frame = frame.reindex(pd.MultiIndex.from_tuples(order, names=frame.index.names))
+    for (dataset, label), rows in part.groupby(["dataset", "label"], sort=False):
+        texts = [flags_text(checks[p]) for p in rows["path"].unique()]
+        counts = pd.Series(texts).value_counts(sort=False)
+        cell = "; ".join(
+            text if len(texts) == 1 else f"{text} [{n}/{len(texts)} runs]"
+            for text, n in counts.items()
+        )
+        frame.loc[(dataset_title(dataset), "masking flags"), (label, "ours")] = cell
+    return frame.fillna("")
 
 
 def _beyond(rows: pd.DataFrame) -> pd.DataFrame:
@@ -423,7 +544,7 @@ def _calibration_tables(runs: pd.DataFrame) -> list[Table]:
             if values["value"].isna().all():
                 continue  # no run was trained with a holdout: no scaled numbers
             cells = _in_paper_order(_cells(values, "value", ["dataset"], None))
-            held = ", ".join(str(h) for h in holdouts)
+            held = ", ".join(str(int(h)) for h in holdouts)  # float where clean rows lack it
             caption = (
                 f"Table 5 (beyond the paper): calibration, {title}, on {int(n_images)} test "
                 f"images; the temperature is "
@@ -460,6 +581,325 @@ def _corruption_tables(runs: pd.DataFrame) -> list[Table]:
         )
         tables.append(Table(6, caption, _layout(cells, ["dataset", "measure"]), cells))
     return tables
+
+
+# ------------------------------------------------------------------ paired comparisons
+
+NO_CE = "/no-ce"  # a side of --compare: the configuration without the clean CE term
+COMPARE_RESAMPLES = 2000
+# Our datasets that stand for one of the paper's, for its claims (a subset of its images).
+PAPER_DATASET = {"cifar10-subset": "cifar10"}
+_RERUN = {"clean": "regionmix calibration", "calibration": "regionmix calibration",
+          "corruption": "regionmix corruptions"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim the paper's numbers make: configuration ``a`` scores higher than ``b``
+    (or lower, as the sign of ``paper_delta`` says) on a dataset, for a metric.
+
+    Attributes:
+        table: the paper's table (1-4).
+        dataset: the paper's dataset name ("cifar10").
+        a, b: sides as ``--compare`` takes them: a method name, "/no-ce" appended for the
+            configuration without the clean CE term.
+        kind: the evaluation compared: "clean", "fgsm" or "square".
+        paper_delta: the paper's mean of a minus mean of b (points).
+        paper_std_a, paper_std_b: the paper's standard deviations over its 3 runs.
+    """
+
+    table: int
+    dataset: str
+    a: str
+    b: str
+    kind: str
+    paper_delta: float
+    paper_std_a: float
+    paper_std_b: float
+
+
+def _side(spec: str) -> tuple[str, bool]:
+    """ "region" -> ("region", True); "region/no-ce" -> ("region", False)."""
+    return (spec[: -len(NO_CE)], False) if spec.endswith(NO_CE) else (spec, True)
+
+
+def paper_claims() -> list[Claim]:
+    """The paper's claims, from its numbers: Table 1, Region Mixup against Mixup and
+    against CutMix per dataset; Table 2, each method with the clean CE term against
+    without it; Tables 3-4, Region Mixup against Mixup and CutMix under FGSM and Square."""
+    claims = []
+    for cell in paper.CELLS:
+        attack = cell.attack or "clean"
+        if cell.table in (1, 3, 4) and cell.method != "region":
+            region = paper.lookup(cell.dataset, "region", True, cell.attack)
+            claims.append(Claim(cell.table, cell.dataset, "region", cell.method, attack,
+                                region.mean - cell.mean, region.std, cell.std))  # fmt: skip
+        elif cell.table == 2 and not cell.clean_ce:
+            with_ce = paper.lookup(cell.dataset, cell.method, True, None)
+            claims.append(Claim(2, cell.dataset, cell.method, cell.method + NO_CE, "clean",
+                                with_ce.mean - cell.mean, with_ce.std, cell.std))  # fmt: skip
+    return sorted(claims, key=lambda c: (c.table, _DATASET_ORDER.get(c.dataset, 9)))
+
+
+def _claims_between(a: str, b: str, dataset: str) -> list[Claim]:
+    """The paper's claims about A against B on ``dataset`` (either way round)."""
+    out = []
+    for c in paper_claims():
+        if c.dataset != dataset:
+            continue
+        if (c.a, c.b) == (a, b):
+            out.append(c)
+        elif (c.a, c.b) == (b, a):
+            swapped = {"paper_std_a": c.paper_std_b, "paper_std_b": c.paper_std_a}
+            out.append(dataclasses.replace(c, a=a, b=b, paper_delta=-c.paper_delta, **swapped))
+    return out
+
+
+def _matching(runs: pd.DataFrame, spec: str) -> pd.DataFrame:
+    """Runs of one side: a method (optionally "/no-ce") or a column label."""
+    method, clean_ce = _side(spec)
+    by_method = runs[(runs["method"] == method) & (runs["clean_ce"] == clean_ce)]
+    return by_method if not by_method.empty else runs[runs["label_ce"] == spec]
+
+
+def _recipe(path: str) -> tuple:
+    config = Run(Path(path)).config
+    return (*recipe_differences(config), f"holdout={config.holdout}")
+
+
+def _pairs(runs: pd.DataFrame, a: str, b: str) -> list[tuple[str, dict, dict]]:
+    """(dataset, seed -> Run of A, seed -> Run of B) for each dataset and pair of
+    configurations of the two sides trained with the same recipe."""
+    side_a, side_b = _matching(runs, a), _matching(runs, b)
+    out = []
+    for dataset in side_a["dataset"].unique():
+        part_b = side_b[side_b["dataset"] == dataset]
+        for _, rows_a in side_a[side_a["dataset"] == dataset].groupby("label_ce", sort=False):
+            recipe = _recipe(rows_a["path"].iloc[0])
+            for _, rows_b in part_b.groupby("label_ce", sort=False):
+                if _recipe(rows_b["path"].iloc[0]) == recipe:
+                    out.append((dataset, *(
+                        {int(r.seed): Run(Path(r.path)) for r in rows.itertuples()}
+                        for rows in (rows_a, rows_b)
+                    )))  # fmt: skip
+    return out
+
+
+def _metric_label(settings: dict) -> str:
+    if settings["kind"] in ATTACKS:
+        return f"{attack_label(settings)} ε={eps_text(settings['eps'])}"
+    return {"clean": "clean test", "corruption": "common corruptions (mean)"}.get(
+        _kind(settings), settings["kind"]
+    )
+
+
+def _kind(settings: dict) -> str:
+    """The metric an evaluation's predictions measure: a calibration record's are the
+    clean test predictions."""
+    return "clean" if settings["kind"] == "calibration" else settings["kind"]
+
+
+def _shared_settings(runs: list[Run], kind: str | None = None) -> list[dict]:
+    """Evaluation settings every run has a record of (of kind ``kind``, a calibration
+    record counting as clean), the largest image count first, clean before calibration."""
+    from regionmix_utils.runs import evaluation_settings
+
+    found = None
+    for run in runs:
+        mine = [evaluation_settings(r) for r in run.evaluations()]
+        mine = [s for s in mine if kind is None or _kind(s) == kind]
+        found = mine if found is None else [s for s in found if s in mine]
+    return sorted(found or [], key=lambda s: (-s.get("n_images", 0), s["kind"] == "calibration"))
+
+
+def _metric_groups(runs: list[Run], kind: str | None) -> list[list[dict]]:
+    """The evaluations to compare: one group of settings per metric; the corruptions of
+    one source and image count form one group (each image's share of them it gets right)."""
+    groups, corruption = [], {}
+    for settings in _shared_settings(runs, kind):
+        if settings["kind"] == "corruption":
+            corruption.setdefault((settings["source"], settings["n_images"]), []).append(settings)
+        elif _kind(settings) == "clean" and any(_kind(g[0]) == "clean" for g in groups):
+            continue  # the largest test set only; a clean record before a calibration one
+        else:
+            groups.append([settings])
+    return groups + list(corruption.values())
+
+
+def _compare_group(runs_a: dict, runs_b: dict, group: list[dict]):
+    from regionmix_utils.evaluation.statistics import compare_paired, paired_correct
+
+    a, b = {}, {}
+    for settings in group:
+        part_a, part_b = paired_correct(runs_a, runs_b, settings)
+        for s in part_a:
+            a[s] = a.get(s, 0) + part_a[s] / len(group)
+            b[s] = b.get(s, 0) + part_b[s] / len(group)
+    return compare_paired(a, b, n_resamples=COMPARE_RESAMPLES)
+
+
+def _rerun_hint(kind: str, runs_dir: str) -> str:
+    command = _RERUN.get(kind, f"regionmix attack --attack {kind}")
+    return f"`{command} --runs-dir {runs_dir}`"
+
+
+def _compare_row(dataset, runs_a, runs_b, group, claim: Claim | None, runs_dir) -> dict:
+    from regionmix_utils.evaluation.statistics import (
+        MissingPredictions,
+        seeds_needed,
+        seeds_needed_from_stds,
+        verdict,
+    )
+
+    row = _base_row(dataset, runs_a, runs_b, group[0], claim)
+    try:
+        result = _compare_group(runs_a, runs_b, group)
+    except MissingPredictions as missing:
+        row["verdict"] = (
+            f"no per-image predictions in {len(missing.runs)} run(s): re-run "
+            f"{_rerun_hint(group[0]['kind'], runs_dir)} for paired numbers"
+        )
+        return row
+    claimed = claim.paper_delta if claim else (result.delta or 1.0)
+    needed = None
+    if result.n_seeds > 1 and result.seed_sd > 0:
+        needed = seeds_needed(claimed, result.seed_sd)
+    elif claim:
+        needed = seeds_needed_from_stds(claimed, claim.paper_std_a, claim.paper_std_b)
+    row |= {
+        "delta": result.delta, "low": result.low, "high": result.high, "p": result.p_value,
+        "mean_a": float(np.mean([s.a for s in result.per_seed])),
+        "mean_b": float(np.mean([s.b for s in result.per_seed])),
+        "seed_sd": result.seed_sd, "needed": needed,
+        "verdict": verdict(result, claimed, needed),
+    }  # fmt: skip
+    return row
+
+
+def _base_row(dataset, runs_a, runs_b, settings: dict, claim: Claim | None) -> dict:
+    first_a, first_b = next(iter(runs_a.values())), next(iter(runs_b.values()))
+    return {
+        "table": claim.table if claim else None, "dataset": dataset,
+        "a": column_label(first_a.config, with_ce=True),
+        "b": column_label(first_b.config, with_ce=True),
+        "metric": _metric_label(settings), "n_images": settings.get("n_images"),
+        "seeds": len(set(runs_a) & set(runs_b)),
+        "paper_delta": claim.paper_delta if claim else math.nan,
+        "delta": math.nan, "low": math.nan, "high": math.nan, "p": math.nan,
+        "mean_a": math.nan, "mean_b": math.nan, "seed_sd": math.nan, "needed": None,
+        "verdict": "",
+    }  # fmt: skip
+
+
+def _not_evaluated(dataset, runs_a, runs_b, kind, claim, runs_dir) -> dict:
+    settings = {"kind": kind, "eps": DEFAULT_EPS, "queries": 100}
+    row = _base_row(dataset, runs_a, runs_b, settings, claim)
+    return row | {"verdict": f"not evaluated: run {_rerun_hint(kind, runs_dir)}"}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Paired comparisons as a table: ``frame`` (text cells) and ``cells`` (numbers:
+    table, dataset, a, b, metric, seeds, mean_a, mean_b, delta, low, high, p, seed_sd,
+    needed, paper_delta, verdict), for the forest plot."""
+
+    caption: str
+    frame: pd.DataFrame
+    cells: pd.DataFrame
+
+
+def _paper_settings(settings: dict) -> bool:
+    """Whether an attack record has the paper's setting (ε = 8/255; Square: 100 queries)."""
+    return settings.get("eps") == DEFAULT_EPS and settings.get("queries", 100) == 100
+
+
+def compare(runs: pd.DataFrame, spec: str, runs_dir: str = "runs") -> Comparison:
+    """Paired comparisons of ``collect_runs`` rows: ``spec`` "A:B" (two sides: method
+    names, "/no-ce" for the configuration without the clean CE term, or column labels)
+    compares A with B on every evaluation both have; "all" judges each of the paper's
+    claims (``paper_claims``) on the datasets we have runs of.
+
+    Raises:
+        ValueError: a malformed spec, or no pair of runs that it selects.
+    """
+    if spec == "all":
+        jobs = [(c.a, c.b, c) for c in paper_claims()]
+    elif spec.count(":") == 1 and all(spec.split(":")):
+        a, b = spec.split(":")
+        jobs = [(a, b, None)]
+    else:
+        raise ValueError(f"--compare takes A:B (e.g. region:mixup) or all, got {spec!r}")
+    rows = []
+    for a, b, fixed in jobs:
+        for dataset, runs_a, runs_b in _pairs(runs, a, b):
+            paper_name = PAPER_DATASET.get(dataset, dataset)
+            if fixed is not None and fixed.dataset != paper_name:
+                continue
+            claims = [fixed] if fixed else _claims_between(a, b, paper_name)
+            kind = fixed.kind if fixed else None
+            groups = _metric_groups([*runs_a.values(), *runs_b.values()], kind)
+            if fixed is not None and kind != "clean":
+                groups = [g for g in groups if _paper_settings(g[0])]
+            if not groups:
+                rows.append(_not_evaluated(dataset, runs_a, runs_b, kind or "clean", fixed,
+                                           runs_dir))  # fmt: skip
+            for group in groups:
+                judged = _kind(group[0]) == "clean" or _paper_settings(group[0])
+                claim = next((c for c in claims if c.kind == _kind(group[0]) and judged), None)
+                rows.append(_compare_row(dataset, runs_a, runs_b, group, claim, runs_dir))
+    if not rows:
+        raise ValueError(
+            f"no runs of both sides of {spec!r} on the same dataset and recipe (sides: a "
+            f"method such as region, with {NO_CE} for runs without the clean CE term)"
+        )
+    cells = pd.DataFrame(rows)
+    return Comparison(_compare_caption(cells), _compare_frame(cells), cells)
+
+
+def _compare_frame(cells: pd.DataFrame) -> pd.DataFrame:
+    def interval(r) -> str:
+        if math.isnan(r.delta):
+            return ""
+        return f"{_signed(r.delta)} [{_signed(r.low)}, {_signed(r.high)}]"
+
+    frame = pd.DataFrame({
+        "paper table": ["" if pd.isna(t) else str(int(t)) for t in cells["table"]],
+        "dataset": cells["dataset"].map(dataset_title),
+        "A vs B": cells["a"] + " vs " + cells["b"],
+        "metric": cells["metric"],
+        "seeds": cells["seeds"].astype(str),
+        "A (%)": ["" if math.isnan(v) else f"{v:.2f}" for v in cells["mean_a"]],
+        "B (%)": ["" if math.isnan(v) else f"{v:.2f}" for v in cells["mean_b"]],
+        "Δ [95% CI]": [interval(r) for r in cells.itertuples()],
+        "p": ["" if math.isnan(p) else f"{p:.3f}" for p in cells["p"]],
+        "paper Δ": ["" if math.isnan(d) else _signed(d) for d in cells["paper_delta"]],
+        "verdict": cells["verdict"],
+    })  # fmt: skip
+    if frame["paper table"].eq("").all():
+        frame = frame.drop(columns="paper table")
+    return frame.set_index("dataset")
+
+
+def _compare_caption(cells: pd.DataFrame) -> str:
+    mapped = sorted(d for d in set(cells["dataset"]) if d in PAPER_DATASET)
+    stands = "".join(
+        f" {dataset_title(d)} is judged against the paper's "
+        f"{dataset_title(PAPER_DATASET[d])} claims." for d in mapped
+    )  # fmt: skip
+    return (
+        "Paired comparisons: Δ = A − B in points, the mean over the seeds both have of "
+        "the per-seed difference on the same test images; 95% interval from a two-level "
+        f"bootstrap ({COMPARE_RESAMPLES:,} resamples of the seeds, then of the test images); "
+        "p: two-sided bootstrap p-value of Δ = 0. Verdict on the claim that A − B has the "
+        "sign of the paper's Δ (A > B where the paper has no number): supported when the "
+        "whole interval lies on the claimed side of 0, contradicted when it lies on the "
+        "other side, otherwise not resolved, with the seeds needed to resolve the paper's "
+        "Δ (ours where it has none) at the 5% level with 80% power (t-test on the per-seed "
+        "Δ, their spread in our runs; from the paper's stds with one seed of ours). "
+        "Common corruptions: each image's share of the corruptions x severities it gets "
+        "right. A claim is left out where we have no runs of both sides on its dataset "
+        "with the same recipe." + stands
+    )
 
 
 # ------------------------------------------------------------------------- exports

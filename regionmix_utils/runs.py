@@ -4,12 +4,17 @@ A run lives in ``runs/<dataset>/<run-name>/seed<seed>/``:
 
 - ``config.json``: the whole ``TrainConfig``, the ``environment`` of the first start
   (package version, git commit, torch, Python, GPU) and a ``history`` with one entry per
-  start or resume (its epoch, time, environment and execution settings);
+  start or resume (its epoch, time, environment, execution settings, device and AMP
+  mode, and ``moved_from`` where the device or AMP mode changed);
 - ``metrics.jsonl``: one JSON object an epoch (``epoch``, ``lr`` used in that epoch,
   ``train_loss``, ``test_loss``, ``test_acc`` in percent, ``seconds``);
 - ``last.pt``: the checkpoint of an unfinished run; ``final.pt``: the final state dict;
 - ``eval.json``: evaluations as records, e.g. ``{"kind": "fgsm", "eps": 0.0313...,
   "n_images": 10000, "accuracy": 52.4, "seconds": 3.1}``;
+- ``predictions.npz``: per test image, what each evaluation predicted (``Predictions``),
+  keyed by the record's settings, with a fingerprint of the test labels so that two
+  runs' evaluations pair image by image (paired tests, ``evaluation.statistics``);
+  ``eval.lock``: held while an evaluation writes these two files;
 - ``train.lock``: the claim of the process training the run (an OS-level file lock,
   released by the OS when the process ends, however it ends), with ``train.lock.json``
   saying who holds it; ``failed.json``: why the last attempt failed, if it did.
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import io
 import json
 import os
 import platform
@@ -29,6 +36,7 @@ import re
 import socket
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import filelock
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,12 +55,14 @@ from regionmix_utils.files import atomic_write_text
 __all__ = [
     "ACCURACY_CHOICES",
     "RESULT_KEYS",
+    "Predictions",
     "Run",
     "RunBusyError",
     "environment",
     "eps_text",
     "evaluation_settings",
     "find_runs",
+    "labels_fingerprint",
     "run_dir",
     "snap_eps",
 ]
@@ -60,6 +71,7 @@ CONFIG, METRICS, LAST, FINAL, EVALUATIONS = (
     "config.json", "metrics.jsonl", "last.pt", "final.pt", "eval.json",
 )  # fmt: skip
 LOCK, HOLDER, FAILED = "train.lock", "train.lock.json", "failed.json"
+PREDICTIONS, EVALUATION_LOCK = "predictions.npz", "eval.lock"
 
 
 class RunBusyError(RuntimeError):
@@ -176,6 +188,27 @@ class Run:
         """The record whose settings are exactly ``settings``, or None."""
         return next((r for r in self.evaluations() if evaluation_settings(r) == settings), None)
 
+    def predictions(self, settings: dict) -> Predictions | None:
+        """The per-image predictions stored with the evaluation whose settings are exactly
+        ``settings`` (as ``find_evaluation`` takes them), or None: not evaluated, or
+        evaluated before predictions were stored (evaluate it again to get them)."""
+        file = self.path / PREDICTIONS
+        if not file.exists():
+            return None
+        with np.load(file, allow_pickle=False) as data:
+            for i, entry in enumerate(json.loads(str(data["index"]))):
+                if entry["settings"] == settings:
+                    logits = data[f"{i}.logits"] if f"{i}.logits" in data.files else None
+                    labels = _labels_name(entry["labels_hash"])
+                    labels = data[labels] if labels in data.files else None
+                    return Predictions(data[f"{i}.predicted"], entry["labels_hash"], logits,
+                                       labels)  # fmt: skip
+        return None
+
+    def prediction_settings(self) -> list[dict]:
+        """The settings of every evaluation whose per-image predictions are stored."""
+        return [entry["settings"] for entry in _read_predictions(self.path / PREDICTIONS)[0]]
+
     def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
         """The final model, in eval mode, on ``device``."""
         from regionmix_utils.models import build_model
@@ -191,12 +224,50 @@ class Run:
 
     # ------------------------------------------------------------------ writing
 
-    def add_evaluation(self, record: dict) -> None:
-        """Store ``record``, replacing a record with the same settings (atomic write)."""
+    def add_evaluation(self, record: dict, predictions: Predictions | None = None) -> None:
+        """Store ``record`` in ``eval.json``, replacing a record with the same settings,
+        and ``predictions`` (if given) in ``predictions.npz`` under those settings. Each
+        file is written atomically, under the run's evaluation lock (two evaluations of
+        one run may finish at the same time).
+
+        Raises:
+            ValueError: the record's ``n_images`` differs from the predictions' length.
+        """
         settings = evaluation_settings(record)
-        kept = [r for r in self.evaluations() if evaluation_settings(r) != settings]
-        payload = {"format": 2, "records": [*kept, record]}
-        atomic_write_text(self.path / EVALUATIONS, json.dumps(payload, indent=2) + "\n")
+        n_images = record.get("n_images")
+        if predictions is not None and n_images is not None and n_images != len(predictions):
+            raise ValueError(
+                f"the record says n_images = {n_images} but the predictions hold "
+                f"{len(predictions)} images"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(self.path / EVALUATION_LOCK):
+            if predictions is not None:
+                self._store_predictions(settings, predictions)
+            kept = [r for r in self.evaluations() if evaluation_settings(r) != settings]
+            payload = {"format": 2, "records": [*kept, record]}
+            atomic_write_text(self.path / EVALUATIONS, json.dumps(payload, indent=2) + "\n")
+
+    def _store_predictions(self, settings: dict, predictions: Predictions) -> None:
+        index, arrays = _read_predictions(self.path / PREDICTIONS)
+        entries = [
+            (entry, arrays[f"{i}.predicted"], arrays.get(f"{i}.logits"))
+            for i, entry in enumerate(index) if entry["settings"] != settings
+        ]  # fmt: skip
+        entry = {"settings": settings, "labels_hash": predictions.labels_hash}
+        entries.append((entry, predictions.predicted, predictions.logits))
+        out = {"index": np.array(json.dumps([e for e, _, _ in entries]))}
+        for i, (_, predicted, logits) in enumerate(entries):
+            out[f"{i}.predicted"] = predicted
+            if logits is not None:
+                out[f"{i}.logits"] = logits
+        kept = {_labels_name(e["labels_hash"]) for e, _, _ in entries}
+        out |= {name: array for name, array in arrays.items() if name in kept}
+        if predictions.labels is not None:
+            out[_labels_name(predictions.labels_hash)] = predictions.labels
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **out)
+        _atomic_write_bytes(self.path / PREDICTIONS, buffer.getvalue())
 
     def write_metrics(self, metrics: list[dict]) -> None:
         atomic_write_text(self.path / METRICS, "".join(json.dumps(m) + "\n" for m in metrics))
@@ -289,18 +360,144 @@ class Run:
         except (FileNotFoundError, json.JSONDecodeError, KeyError):
             return None
 
-    def log_start(self, config: TrainConfig, epoch: int) -> None:
+    def log_start(
+        self, config: TrainConfig, epoch: int, device: str | None = None, amp: str | None = None
+    ) -> None:
         """Append a start (epoch 0) or a resume to the history in ``config.json``; the
-        first start's environment stays where it was written."""
+        first start's environment stays where it was written.
+
+        Args:
+            device: where this start trains ("cuda", "cpu").
+            amp: its AMP mode ("bfloat16", "float16 + GradScaler", "off"). A resume whose
+                device or AMP mode differs from the previous entry's is a move between
+                machines: its entry says where the run came from (``moved_from``).
+        """
         (self.path / FAILED).unlink(missing_ok=True)
         record = self.record
-        record.setdefault("history", []).append({
+        history = record.setdefault("history", [])
+        entry = {
             "epoch": epoch,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "environment": environment(),
             "execution": {name: getattr(config, name) for name in EXECUTION_FIELDS},
-        })  # fmt: skip
+            "device": device,
+            "amp": amp,
+        }
+        if history and "device" in history[-1]:  # entries of earlier versions lack it
+            before = {"device": history[-1]["device"], "amp": history[-1]["amp"]}
+            if before != {"device": device, "amp": amp}:
+                entry["moved_from"] = before
+        history.append(entry)
         atomic_write_text(self.path / CONFIG, json.dumps(record, indent=2) + "\n")
+
+
+# ------------------------------------------------------------ per-image predictions
+
+
+def labels_fingerprint(labels) -> str:
+    """``"<N>:<16 hex digits>"``: the count and a SHA-256 prefix of labels [N] (as int64,
+    in their order). Two evaluations pair image by image only when theirs agree."""
+    array = np.asarray(labels)
+    if array.ndim != 1:
+        raise ValueError(f"labels must be one-dimensional [N], got shape {array.shape}")
+    digest = hashlib.sha256(np.ascontiguousarray(array, dtype=np.int64).tobytes()).hexdigest()
+    return f"{len(array)}:{digest[:16]}"
+
+
+@dataclass(frozen=True, eq=False)
+class Predictions:
+    """What one evaluation predicted for each test image, in the fixed test order.
+
+    Attributes:
+        predicted: [N] int16, the predicted class of each image.
+        labels_hash: ``labels_fingerprint`` of the test labels [N] in that order.
+        logits: [N, K] float16 (clean test and calibration only), enough to recompute
+            ECE, NLL and Brier score (to float16 precision); None elsewhere.
+        labels: [N] int16, the test labels themselves (stored once per file for each
+            fingerprint), so that a comparison needs no dataset; None if not kept.
+    """
+
+    predicted: np.ndarray
+    labels_hash: str
+    logits: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.predicted.ndim != 1:
+            raise ValueError(f"predicted must be [N], got shape {self.predicted.shape}")
+        if self.logits is not None and (
+            self.logits.ndim != 2 or len(self.logits) != len(self.predicted)
+        ):
+            raise ValueError(
+                f"logits must be [N, K] with N = {len(self.predicted)}, got shape "
+                f"{self.logits.shape}"
+            )
+
+    @classmethod
+    def from_outputs(cls, predicted, labels, logits=None) -> Predictions:
+        """From an evaluation's outputs: predicted classes [N], the labels [N] they are
+        scored against, and (optionally) logits [N, K]; arrays or CPU tensors.
+
+        Raises:
+            ValueError: the lengths differ, or a class index does not fit in int16.
+        """
+        predicted = np.asarray(predicted)
+        if len(predicted) != len(labels):
+            raise ValueError(f"predicted has {len(predicted)} entries but labels has {len(labels)}")
+        if predicted.size and (predicted.min() < 0 or predicted.max() > np.iinfo(np.int16).max):
+            raise ValueError("predicted must hold class indices in [0, 32767]")
+        stored = None if logits is None else np.asarray(logits, dtype=np.float16)
+        labels = np.asarray(labels)
+        return cls(predicted.astype(np.int16), labels_fingerprint(labels), stored,
+                   labels.astype(np.int16))  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.predicted)
+
+    def correct(self, labels=None) -> np.ndarray:
+        """[N] bool: whether each image was classified as ``labels`` (default: the labels
+        kept with the predictions) says.
+
+        Raises:
+            ValueError: ``labels`` are not the ones these predictions were made against
+                (another order, subset or split), or none were given nor kept.
+        """
+        if labels is None:
+            if self.labels is None:
+                raise ValueError("these predictions keep no labels: pass the test labels")
+            labels = self.labels
+        found = labels_fingerprint(labels)
+        if found != self.labels_hash:
+            raise ValueError(
+                f"these predictions were made on test labels {self.labels_hash}, not on the "
+                f"labels given ({found})"
+            )
+        return self.predicted == np.asarray(labels)
+
+
+def _labels_name(labels_hash: str) -> str:
+    return "labels." + labels_hash.replace(":", "-")
+
+
+def _read_predictions(file: Path) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """The index (one ``{"settings", "labels_hash"}`` an entry) and the arrays of a
+    predictions file (empty when there is none)."""
+    if not file.exists():
+        return [], {}
+    with np.load(file, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    return json.loads(str(arrays.pop("index"))), arrays
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def find_runs(

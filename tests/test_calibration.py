@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -76,6 +77,25 @@ def test_ece_matches_the_definition_and_torchmetrics_on_random_logits():
     assert int(curve["count"].sum()) == 500
 
 
+def test_a_confidence_that_rounds_to_one_lands_in_the_last_of_the_15_bins():
+    # 100 predictions with a logit margin of 25 (confidence 1 - 3e-11: 1.0 in float32),
+    # half of them right, and 50 at confidence 0.95, all right. All 150 belong in the
+    # last bin [14/15, 1): confidence (100 + 47.5) / 150, accuracy 100 / 150, so ECE =
+    # 31.67 %. Put in a 16th bin of their own they would give 2/3 * 0.5 + 1/3 * 0.05 =
+    # 35.0 %, which no bin of the reliability diagram shows.
+    logits = torch.zeros(150, 3)
+    logits[:100, 0] = 25.0
+    logits[100:, 0] = math.log(0.95 / 0.025)  # softmax: 0.95, 0.025, 0.025
+    labels = torch.zeros(150, dtype=torch.long)
+    labels[50:100] = 1
+    ece = calibration_metrics(logits, labels)["ece"]
+    assert ece == pytest.approx(100 * (147.5 / 150 - 100 / 150), abs=1e-3)  # 31.67
+    curve = reliability(logits, labels)
+    assert curve["count"].tolist() == [0.0] * 14 + [150.0]
+    shown = curve["count"][-1] / 150 * (curve["accuracy"][-1] - curve["confidence"][-1]).abs()
+    assert 100 * float(shown) == pytest.approx(ece, abs=1e-3)
+
+
 def test_the_fitted_temperature_is_the_one_that_made_the_labels():
     gen = torch.Generator().manual_seed(1)
     logits = torch.randn(20_000, 5, generator=gen) * 4
@@ -119,6 +139,30 @@ def test_calibration_is_stored_with_the_temperature_fitted_on_the_held_out_image
     held = holdout_split(load_dataset("shapes").train, 200)[1]
     expected = fit_temperature(predict_logits(model, held.images.float() / 255), held.labels)
     assert record["temperature"] == pytest.approx(expected)
+
+
+def test_calibration_stores_each_images_prediction_and_logits(held_out_run):
+    key = {"kind": "calibration", "n_images": 100, "holdout": 200}
+    record = evaluate_calibration(held_out_run, n_images=100)
+    stored = held_out_run.predictions(key)
+    assert stored.logits.dtype == np.float16 and stored.logits.shape == (100, 10)
+    assert stored.predicted.tolist() == stored.logits.astype(np.float32).argmax(1).tolist()
+    assert 100 * stored.correct().mean() == pytest.approx(record["accuracy"])
+    recomputed = calibration_metrics(torch.from_numpy(stored.logits.astype(np.float32)),
+                                     torch.from_numpy(stored.labels.astype(np.int64)))  # fmt: skip
+    assert recomputed["ece"] == pytest.approx(record["ece"], abs=0.5)  # float16 logits
+    clean = held_out_run.predictions({"kind": "clean", "n_images": 100})
+    assert np.array_equal(clean.predicted, stored.predicted)
+
+
+def test_a_record_stored_without_predictions_is_evaluated_again(tmp_path, tiny_shapes):
+    config = tiny_config(epochs=1)
+    train(config, tmp_path, device="cpu", splits=tiny_shapes, progress=False)
+    run = Run.of(tmp_path, config)
+    key = {"kind": "calibration", "n_images": 50, "holdout": 0}
+    run.add_evaluation({**key, "ece": 99.0})  # as written before predictions were kept
+    record = evaluate_calibration(run, n_images=50)
+    assert record["ece"] != 99.0 and run.predictions(key) is not None
 
 
 def test_runs_without_a_holdout_get_no_scaled_numbers(tmp_path, tiny_shapes):

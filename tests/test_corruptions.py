@@ -25,7 +25,7 @@ from regionmix_utils.evaluation.corruptions import (
 )
 from regionmix_utils.evaluation.robustness import accuracy
 from regionmix_utils.results import collect_runs, paper_tables
-from regionmix_utils.runs import Run
+from regionmix_utils.runs import Run, evaluation_settings
 from regionmix_utils.train import train
 
 from .conftest import tiny_config
@@ -73,6 +73,8 @@ def test_per_severity_accuracy_equals_accuracy_by_hand(cifar_run, tmp_path):
         (record,) = [r for r in records if r["corruption"] == "fog" and r["severity"] == severity]
         assert record["accuracy"] == pytest.approx(by_hand)
         assert record["accuracy"] == accuracy(model, images, torch.from_numpy(labels[rows]))
+        stored = cifar_run.predictions(evaluation_settings(record))
+        assert stored.predicted.tolist() == predicted.tolist()
     again = evaluate_corruptions(cifar_run, ("fog",), (1,), data_dir=tmp_path, progress=False)
     assert again[0]["seconds"] == records[5]["seconds"]  # read back, not recomputed
 

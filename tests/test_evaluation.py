@@ -131,7 +131,7 @@ def test_squares_seed_is_used(shapes_model):
 
 def test_bad_attack_settings():
     with pytest.raises(ValueError, match="attack must be one of"):
-        AttackConfig("pgd")
+        AttackConfig("bim")
     with pytest.raises(ValueError, match=r"eps must be in \[0, 1\]"):
         AttackConfig("fgsm", eps=8)
     with pytest.raises(ValueError, match="queries must be >= 1"):

@@ -14,10 +14,10 @@ from .conftest import shared_data
 PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
-def test_the_seven_notebooks_are_there():
+def test_the_eight_notebooks_are_there():
     assert [p.stem for p in PATHS] == [
         "01_mixing_grids", "02_training", "03_ce_ablation", "04_adversarial_robustness",
-        "05_cam_comparison", "06_ablations", "07_calibration_corruptions",
+        "05_cam_comparison", "06_ablations", "07_calibration_corruptions", "08_claims",
     ]  # fmt: skip
 
 

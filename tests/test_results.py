@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -17,12 +18,13 @@ from regionmix_utils.results import (
     collect_evaluations,
     collect_runs,
     column_label,
+    compare,
     paper_tables,
     published_tables,
     to_latex,
     to_markdown,
 )
-from regionmix_utils.runs import Run, find_runs
+from regionmix_utils.runs import Predictions, Run, find_runs
 
 GOLDEN = Path(__file__).parent / "golden"
 EPS = 8 / 255
@@ -209,7 +211,7 @@ def test_attacks_with_other_settings_get_their_own_table_and_no_paper_column(tmp
 
 def test_an_evaluation_no_table_places_is_an_error(tmp_path):
     run = finished_run(tmp_path, TrainConfig(dataset="cifar10"), 96.0,
-                       [{"kind": "pgd", "eps": EPS, "n_images": 10, "accuracy": 1.0}])  # fmt: skip
+                       [{"kind": "odd", "eps": EPS, "n_images": 10, "accuracy": 1.0}])  # fmt: skip
     with pytest.raises(ValueError, match=f"{run.path / 'eval.json'} holds an evaluation of kind"):
         paper_tables(collect_runs(tmp_path))
 
@@ -289,3 +291,109 @@ def test_table_figure(golden_runs, tmp_path):
     figure = tmp_path / "tables.png"
     out = _table_output(golden_runs, "--figure", str(figure))
     assert f"figure: {figure}" in out and figure.stat().st_size > 20_000
+
+
+# ------------------------------------------------------------------ paired comparisons
+
+
+def paired_runs(root, n_images=2000, seeds=(0, 1, 2)) -> None:
+    """CIFAR-10 runs of Region Mixup and Mixup whose clean-test predictions are stored:
+    Mixup right on 95% of the images, Region Mixup on the same images and on 20 + 10 s
+    more (seed s), so Δ = (20 + 10 s) / 2000 = 1.0, 1.5, 2.0 points."""
+    labels = np.arange(n_images) % 10
+    for seed in seeds:
+        wrong = np.zeros(n_images, bool)
+        wrong[: n_images // 20] = True  # Mixup wrong on the first 5%
+        for method, extra in (("mixup", 0), ("region", 20 + 10 * seed)):
+            missed = wrong.copy()
+            missed[:extra] = False
+            predicted = np.where(missed, (labels + 1) % 10, labels)
+            acc = 100 * float((predicted == labels).mean())
+            run = finished_run(root, TrainConfig(dataset="cifar10", method=method, seed=seed), acc)
+            run.add_evaluation({"kind": "clean", "n_images": n_images, "accuracy": acc},
+                               Predictions.from_outputs(predicted, labels))  # fmt: skip
+
+
+def test_compare_gives_the_paired_difference_its_interval_and_a_verdict(tmp_path):
+    paired_runs(tmp_path)
+    comparison = compare(collect_runs(tmp_path), "region:mixup", str(tmp_path))
+    (row,) = comparison.cells.to_dict("records")
+    assert row["delta"] == pytest.approx(1.5) and row["seeds"] == 3
+    assert row["low"] > 0 and row["p"] < 0.05
+    assert row["paper_delta"] == pytest.approx(96.19 - 95.89)
+    assert row["verdict"] == "supported"
+    reverse = compare(collect_runs(tmp_path), "mixup:region").cells.iloc[0]
+    assert reverse["delta"] == pytest.approx(-1.5) and reverse["verdict"] == "supported"
+    text = _table_output(tmp_path, "--compare", "region:mixup")
+    assert "+1.50 [" in text and "supported" in text and "two-level bootstrap" in text
+
+
+def test_compare_all_judges_each_claim_and_says_what_is_not_evaluated(tmp_path):
+    paired_runs(tmp_path)
+    cells = compare(collect_runs(tmp_path), "all", str(tmp_path)).cells
+    table1 = cells[cells["table"] == 1]
+    assert list(table1["verdict"]) == ["supported"]  # Region > Mixup; no CutMix runs
+    fgsm = cells[cells["table"] == 3].iloc[0]
+    assert (
+        fgsm["verdict"]
+        == f"not evaluated: run `regionmix attack --attack fgsm --runs-dir {tmp_path}`"
+    )
+
+
+def test_runs_evaluated_before_predictions_were_kept_still_tabulate_and_say_what_to_rerun(
+    golden_runs,
+):
+    assert "Table 1" in _table_output(golden_runs)
+    text = _table_output(golden_runs, "--compare", "region:mixup")
+    assert f"re-run `regionmix calibration --runs-dir {golden_runs}` for paired numbers" in text
+    assert f"`regionmix attack --attack fgsm --runs-dir {golden_runs}`" in text
+
+
+def test_compare_names_both_runs_when_their_test_images_differ(tmp_path, capsys):
+    paired_runs(tmp_path, seeds=(0,))
+    run = find_runs(tmp_path)[0]  # mixup seed 0
+    labels = np.arange(2000)[::-1] % 10
+    run.add_evaluation({"kind": "clean", "n_images": 2000, "accuracy": 0.0},
+                       Predictions.from_outputs(labels, labels))  # fmt: skip
+    assert main(["table", "--runs-dir", str(tmp_path), "--compare", "region:mixup"]) == 2
+    error = capsys.readouterr().err
+    assert "mixup-a1/seed0" in error and "region-k2-a1/seed0" in error
+    assert "different test images" in error
+
+
+def test_the_forest_plot_draws_one_row_per_paired_comparison(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from regionmix_utils.viz import claims_forest, seed_planner_figure
+
+    paired_runs(tmp_path)
+    cells = compare(collect_runs(tmp_path), "all", str(tmp_path)).cells
+    figure = claims_forest(cells)
+    assert len(figure.axes[0].get_yticks()) == int(cells["delta"].notna().sum()) == 1
+    planner = seed_planner_figure({"ours": 0.3, "paper": 0.13}, marks={"paper Δ": 0.3})
+    assert len(planner.axes[0].lines) == 3  # two curves and the mark
+
+
+def test_compare_reads_calibration_as_clean_and_averages_corruptions_per_image(tmp_path):
+    # Two seeds, 10 images. Clean (from calibration records): A right on all, B on 8.
+    # Corruptions (2 settings): A right on images 0-5 under both; B on 0-5 under the
+    # first, 0-3 under the second -> per image B's share is 1, .., 1, .5, .5, 0, ...:
+    # Δ = (6 - 5) / 10 = 10 points.
+    labels = np.arange(10) % 10
+    for seed in (0, 1):
+        for method in ("region", "mixup"):
+            run = finished_run(tmp_path, TrainConfig(dataset="cifar10", method=method, seed=seed),
+                               50.0)  # fmt: skip
+            clean = labels.copy() if method == "region" else np.where(labels < 8, labels, 0)
+            run.add_evaluation({"kind": "calibration", "n_images": 10, "holdout": 0, "ece": 1.0},
+                               Predictions.from_outputs(clean, labels))  # fmt: skip
+            for corruption, right in (("fog", 6), ("snow", 6 if method == "region" else 4)):
+                predicted = np.where(np.arange(10) < right, labels, (labels + 1) % 10)
+                record = {"kind": "corruption", "corruption": corruption, "severity": 1,
+                          "source": "released", "n_images": 10, "accuracy": 0.0}  # fmt: skip
+                run.add_evaluation(record, Predictions.from_outputs(predicted, labels))
+    cells = compare(collect_runs(tmp_path), "region:mixup").cells.set_index("metric")
+    assert cells.loc["clean test", "delta"] == pytest.approx(20.0)
+    assert cells.loc["common corruptions (mean)", "delta"] == pytest.approx(10.0)
+    assert cells.loc["common corruptions (mean)", "mean_b"] == pytest.approx(50.0)

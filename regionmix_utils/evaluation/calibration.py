@@ -3,10 +3,16 @@ scaling, and the numbers behind reliability diagrams.
 
 Mixup is known to look well calibrated before temperature scaling and worse after it
 (Wang et al., "On the pitfall of mixup for uncertainty calibration", CVPR 2023); these
-measures ask the same of Region Mixup. ECE is torchmetrics' top-label calibration error
-with 15 equal-width bins (L1). The temperature is fitted on training images held out of
-training (``TrainConfig.holdout``), never on the test split; runs trained on the whole
-training set (the paper's recipe) get no scaled numbers.
+measures ask the same of Region Mixup. ECE is torchmetrics' calibration error with 15
+equal-width bins (L1), fed the top-label confidence and whether the top label is right
+(``binary_calibration_error``), with every confidence capped at the largest float32
+below 1: torchmetrics bins in float32, where a confidence within 6e-8 of 1 (a logit
+margin above about 17) rounds to 1.0 and would land in a 16th bin of its own; capped, it
+lands in the last of the 15, so ECE is exactly what the reliability diagram's bins show
+(``reliability`` bins the same capped float32 confidences the same way). The
+temperature is fitted on training images held out of training (``TrainConfig.holdout``),
+never on the test split; runs trained on the whole training set (the paper's recipe) get
+no scaled numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from regionmix_utils.models import evaluating
+from regionmix_utils.runs import Predictions
 
 __all__ = [
     "N_BINS",
@@ -26,9 +33,22 @@ __all__ = [
     "fit_temperature",
     "predict_logits",
     "reliability",
+    "top_label",
 ]
 
 N_BINS = 15
+_BELOW_ONE = float(torch.nextafter(torch.tensor(1.0), torch.tensor(0.0)))  # 1 - 2**-24
+
+
+def top_label(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+    """The top-label confidence of ``logits / T`` as float32, capped below 1 (see the
+    module docstring), and whether the top label is right, both [N].
+
+    Args:
+        logits: [N, K]; labels: [N] class indices.
+    """
+    confidence, predicted = (logits.double() / temperature).softmax(1).max(1)
+    return confidence.float().clamp(max=_BELOW_ONE), predicted == labels
 
 
 @torch.no_grad()
@@ -44,13 +64,12 @@ def calibration_metrics(logits: Tensor, labels: Tensor, temperature: float = 1.0
     Args:
         logits: [N, K]; labels: [N] class indices.
     """
-    from torchmetrics.functional.classification import multiclass_calibration_error
+    from torchmetrics.functional.classification import binary_calibration_error
 
+    confidence, correct = top_label(logits, labels, temperature)
+    ece = binary_calibration_error(confidence, correct.long(), n_bins=N_BINS, norm="l1")
     logits = logits.double() / temperature
     probs = logits.softmax(1)
-    ece = multiclass_calibration_error(
-        probs, labels, num_classes=logits.shape[1], n_bins=N_BINS, norm="l1"
-    )
     one_hot = F.one_hot(labels, logits.shape[1]).double()
     return {
         "ece": 100.0 * float(ece),
@@ -78,14 +97,15 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
 
 
 def reliability(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> dict:
-    """Per bin (15 equal-width bins of top-label confidence): lower edge, mean
-    confidence, accuracy (NaN where empty) and count; for reliability diagrams."""
-    probs = (logits.double() / temperature).softmax(1)
-    confidence, predicted = probs.max(1)
-    index = (confidence * N_BINS).long().clamp(max=N_BINS - 1)
+    """Per bin (15 equal-width bins [i/15, (i+1)/15) of top-label confidence, binned as
+    ``calibration_metrics`` bins them for ECE): lower edge, mean confidence, accuracy
+    (NaN where empty) and count; for reliability diagrams."""
+    confidence, right = top_label(logits, labels, temperature)
+    edges = torch.linspace(0, 1, N_BINS + 1)  # float32, as torchmetrics makes them
+    index = torch.bucketize(confidence, edges, right=True) - 1
     count = torch.bincount(index, minlength=N_BINS).double()
-    correct = torch.bincount(index, (predicted == labels).double(), minlength=N_BINS)
-    conf_sum = torch.bincount(index, confidence, minlength=N_BINS)
+    correct = torch.bincount(index, right.double(), minlength=N_BINS)
+    conf_sum = torch.bincount(index, confidence.double(), minlength=N_BINS)
     nan = torch.full_like(count, float("nan"))
     return {
         "lower": torch.arange(N_BINS, dtype=torch.float64) / N_BINS,
@@ -100,7 +120,13 @@ def evaluate_calibration(run, n_images: int | None = None, data_dir=None, device
     sample of ``n_images``), stored as a record in its ``eval.json`` and reused:
     {"kind": "calibration", "n_images", "holdout", "ece", "nll", "brier", "accuracy",
     "temperature", "ece_scaled", "nll_scaled", "brier_scaled", "seconds"}. The scaled
-    values and the temperature are None for runs trained without a holdout."""
+    values and the temperature are None for runs trained without a holdout.
+
+    Each image's prediction and float16 logits are stored with the record
+    (``Run.add_evaluation``), and the same predictions as the clean-accuracy record
+    {"kind": "clean", "n_images"} when that has none yet, for paired comparisons
+    (``evaluation.statistics``). A record stored before predictions were kept is
+    evaluated again, to add them."""
     from regionmix_utils.data import holdout_split, load_dataset
     from regionmix_utils.evaluation.robustness import test_images
 
@@ -108,7 +134,7 @@ def evaluate_calibration(run, n_images: int | None = None, data_dir=None, device
     config = run.config
     key = {"kind": "calibration", "n_images": len(labels), "holdout": config.holdout}
     found = run.find_evaluation(key)
-    if found is not None:
+    if found is not None and run.predictions(key) is not None:
         return found
     started = time.perf_counter()
     model = run.load_model(device)
@@ -122,6 +148,12 @@ def evaluate_calibration(run, n_images: int | None = None, data_dir=None, device
         after = calibration_metrics(logits, labels.cpu(), temperature)
         scaled = {"temperature": temperature, "ece_scaled": after["ece"],
                   "nll_scaled": after["nll"], "brier_scaled": after["brier"]}  # fmt: skip
-    record |= scaled | {"seconds": round(time.perf_counter() - started, 3)}
-    run.add_evaluation(record)
+    seconds = round(time.perf_counter() - started, 3)
+    record |= scaled | {"seconds": seconds}
+    predicted = logits.argmax(1)
+    run.add_evaluation(record, Predictions.from_outputs(predicted, labels.cpu(), logits))
+    clean = {"kind": "clean", "n_images": len(labels)}
+    if run.predictions(clean) is None:
+        run.add_evaluation({**clean, "accuracy": record["accuracy"], "seconds": seconds},
+                           Predictions.from_outputs(predicted, labels.cpu()))  # fmt: skip
     return record

@@ -264,16 +264,19 @@ def evaluate_corruptions(
 ) -> list[dict]:
     """Accuracy of a finished run under each corruption at each severity, stored as
     records in its ``eval.json`` ({"kind": "corruption", "corruption", "severity",
-    "source", "n_images", "accuracy", "seconds"}) and reused. Runs in float32, batched,
-    on ``device``.
+    "source", "n_images", "accuracy", "seconds"}) and reused, with each image's
+    predicted class beside it (``Run.add_evaluation``; paired comparisons). A record
+    stored before predictions were kept is evaluated again. Runs in float32, batched, on
+    ``device``.
 
     Args:
         images_of: (corruption, severity) -> ImageSet, instead of the released files
             (the notebooks' quick mode computes Gaussian noise on a real subset); its
             records say "source": "computed", the others "released".
     """
-    from regionmix_utils.evaluation.robustness import accuracy
+    from regionmix_utils.evaluation.robustness import predictions
     from regionmix_utils.progress import progress as progress_bar
+    from regionmix_utils.runs import Predictions
 
     dataset = run.config.dataset
     source = "released" if images_of is None else "computed"
@@ -289,12 +292,13 @@ def evaluate_corruptions(
         key = {"kind": "corruption", "corruption": corruption, "severity": severity,
                "source": source, "n_images": len(data)}  # fmt: skip
         found = run.find_evaluation(key)
-        if found is None:
+        if found is None or run.predictions(key) is None:
             model = model if model is not None else run.load_model(device)
             started = time.perf_counter()
-            value = accuracy(model, data.images.to(device).float() / 255, data.labels.to(device))
+            predicted = predictions(model, data.images.to(device).float() / 255)[0].cpu()
+            value = 100.0 * float((predicted == data.labels).double().mean())
             found = {**key, "accuracy": value, "seconds": round(time.perf_counter() - started, 3)}
-            run.add_evaluation(found)
+            run.add_evaluation(found, Predictions.from_outputs(predicted, data.labels))
         records.append(found)
     return records
 

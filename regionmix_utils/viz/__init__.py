@@ -1,8 +1,10 @@
 """Figures and widgets for the notebooks and the demo (matplotlib; no side effects on
-import), one module per topic: ``mixing``, ``training``, ``ablations``, ``evaluation``.
+import), one module per topic: ``mixing``, ``training``, ``ablations``, ``evaluation``,
+``claims``.
 Everything public is re-exported here."""
 
-from regionmix_utils.viz.ablations import AblationExplorer, ablation_overview
+from regionmix_utils.viz.ablations import AblationExplorer, ablation_overview, lam_mode_figure
+from regionmix_utils.viz.claims import claims_forest, seed_planner_figure
 from regionmix_utils.viz.evaluation import (
     adversarial_examples,
     cam_figure,
@@ -20,6 +22,7 @@ from regionmix_utils.viz.mixing import (
     tile_map,
     tile_table,
 )
+from regionmix_utils.viz.robustness import eps_curves
 from regionmix_utils.viz.training import LiveCurves, training_curves
 
 __all__ = [
@@ -30,12 +33,16 @@ __all__ = [
     "adversarial_examples",
     "beta_figure",
     "cam_figure",
+    "claims_forest",
     "comparison_figure",
     "corruption_figure",
+    "eps_curves",
     "every_mix",
+    "lam_mode_figure",
     "mixing_figure",
     "mixing_story",
     "reliability_figure",
+    "seed_planner_figure",
     "soft_label_bars",
     "tile_map",
     "tile_table",

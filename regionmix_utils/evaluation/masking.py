@@ -1,0 +1,124 @@
+"""A gradient-masking check of one run, from its attack records alone.
+
+A network that was not adversarially trained is not robust: a strong multi-step attack
+at ε = 8/255 takes its accuracy to (nearly) zero (RobustBench's standard WRN-28-10:
+94.78% clean, 0.0% under AutoAttack). When a one-step attack leaves tens of percent, the
+gradient may be masked (obfuscated) rather than the model robust. The four flags follow
+the warning signs of Athalye, Carlini & Wagner (ICML 2018, Section 3.1) and Carlini et
+al., "On Evaluating Adversarial Robustness" (2019, Section 7):
+
+1. single-step beats multi-step: FGSM accuracy < PGD-10 accuracy - 2 points at the same ε
+   (the one step does better, as an attack, than ten steps of the same loss);
+2. black-box beats white-box: Square-100 (or Square-1000) accuracy < the lowest PGD
+   accuracy at the same ε;
+3. unbounded attack does not reach zero: PGD accuracy at ε >= 64/255 above 5%;
+4. more budget does not hurt: PGD accuracy rises somewhere as ε grows (same steps).
+
+Records are compared only on the same test images (the same ``n_images``). A flag is
+True (fired), False (checked, did not fire) or None (the records it needs are missing).
+A flag is a reason to distrust the FGSM number and to run stronger attacks; no flag is
+not a proof of robustness (the check only sees the attacks that were run).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from typing import Any
+
+from regionmix_utils.runs import eps_text
+
+__all__ = ["FLAGS", "UNBOUNDED_EPS", "flags_text", "masking_check"]
+
+UNBOUNDED_EPS = 64 / 255
+FGSM_MARGIN = 2.0  # points: flag 1
+UNBOUNDED_ACCURACY = 5.0  # %: flag 3
+SQUARE_BUDGETS = (100, 1000)  # flag 2
+FLAGS = {
+    1: "single-step beats multi-step: FGSM < PGD-10 - 2 points at the same ε",
+    2: "black-box beats white-box: Square-100/1000 < the lowest PGD at the same ε",
+    3: "unbounded attack does not reach zero: PGD at ε ≥ 64/255 above 5%",
+    4: "more budget does not hurt: PGD accuracy rises somewhere as ε grows",
+}
+
+
+def _by_eps(records: list[dict], keep) -> dict[tuple[float, Any], list[dict]]:
+    found = defaultdict(list)
+    for r in records:
+        if keep(r) and r.get("eps", 0) > 0:
+            found[(r["eps"], r.get("n_images"))].append(r)
+    return found
+
+
+def masking_check(records: list[dict]) -> dict[str, Any]:
+    """The four gradient-masking flags of one run (see the module docstring).
+
+    Args:
+        records: the run's evaluation records (``Run.evaluations()``); records of other
+            kinds are ignored.
+    Returns:
+        A record ``{"kind": "masking", "flags": {1: True | False | None, ...},
+        "evidence": {n: text}}``: each fired flag's evidence says where (ε, image count,
+        the accuracies compared).
+    """
+    pgd = [r for r in records if r.get("kind") == "pgd"]
+    fgsm = _by_eps(records, lambda r: r.get("kind") == "fgsm")
+    square = _by_eps(
+        records, lambda r: r.get("kind") == "square" and r.get("queries") in SQUARE_BUDGETS
+    )
+    pgd10 = _by_eps(pgd, lambda r: r.get("steps") == 10)
+    any_pgd = _by_eps(pgd, lambda r: True)
+    flags: dict[int, bool | None] = {}
+    evidence: dict[int, str] = {}
+
+    def note(flag: int, hits: list[str], checked: bool) -> None:
+        flags[flag] = bool(hits) if checked else None
+        if hits:
+            evidence[flag] = "; ".join(hits)
+
+    hits = []
+    for key in sorted(set(fgsm) & set(pgd10), key=str):
+        single, multi = fgsm[key][0]["accuracy"], min(r["accuracy"] for r in pgd10[key])
+        if single < multi - FGSM_MARGIN:
+            hits.append(f"ε={eps_text(key[0])}: FGSM {single:.2f}% < PGD-10 {multi:.2f}% - "
+                        f"{FGSM_MARGIN:g}")  # fmt: skip
+    note(1, hits, bool(set(fgsm) & set(pgd10)))
+
+    hits = []
+    for key in sorted(set(square) & set(any_pgd), key=str):
+        black, white = (
+            min(r["accuracy"] for r in square[key]),
+            min(r["accuracy"] for r in any_pgd[key]),
+        )
+        if black < white:
+            hits.append(f"ε={eps_text(key[0])}: Square {black:.2f}% < PGD {white:.2f}%")
+    note(2, hits, bool(set(square) & set(any_pgd)))
+
+    large = [r for r in pgd if r["eps"] >= UNBOUNDED_EPS - 1e-9]
+    hits = [f"ε={eps_text(r['eps'])}: PGD-{r['steps']} {r['accuracy']:.2f}% > "
+            f"{UNBOUNDED_ACCURACY:g}%" for r in large
+            if r["accuracy"] > UNBOUNDED_ACCURACY]  # fmt: skip
+    note(3, hits, bool(large))
+
+    curves = defaultdict(list)
+    for r in pgd:
+        curves[(r.get("steps"), r.get("random_start"), r.get("n_images"))].append(r)
+    hits, checked = [], False
+    for (steps, _, _), curve in curves.items():
+        curve = sorted(curve, key=lambda r: r["eps"])
+        checked |= len(curve) > 1
+        for low, high in itertools.pairwise(curve):
+            if high["accuracy"] > low["accuracy"]:
+                hits.append(f"PGD-{steps}: {high['accuracy']:.2f}% at ε={eps_text(high['eps'])}"
+                            f" > {low['accuracy']:.2f}% at ε={eps_text(low['eps'])}")  # fmt: skip
+    note(4, hits, checked)
+    return {"kind": "masking", "flags": flags, "evidence": evidence}
+
+
+def flags_text(flags: dict[int, bool | None]) -> str:
+    """A table cell: the fired flags ("1, 3"), "none" when every flag was checked and
+    none fired, and the unchecked ones in brackets ("none (3 unchecked)")."""
+    fired = [str(n) for n, v in flags.items() if v]
+    unchecked = [str(n) for n, v in flags.items() if v is None]
+    text = ", ".join(fired) or "none"
+    return text + (f" ({', '.join(unchecked)} unchecked)" if unchecked else "")

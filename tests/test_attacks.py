@@ -1,0 +1,357 @@
+"""PGD, APGD and AutoAttack beside FGSM and Square, the ε sweep, the gradient-masking
+check and Table 7."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from regionmix_utils.cli import main
+from regionmix_utils.data import load_dataset
+from regionmix_utils.evaluation.masking import flags_text, masking_check
+from regionmix_utils.evaluation.robustness import (
+    ATTACKS,
+    AttackConfig,
+    accuracy,
+    adversarial_accuracy,
+    adversarial_predictions,
+    evaluate_run,
+    make_attack,
+)
+from regionmix_utils.results import collect_evaluations, collect_runs, paper_tables
+from regionmix_utils.runs import Run
+from regionmix_utils.train import train
+
+from .conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    """A PreAct ResNet-18 (width 8) trained without mixing for 4 epochs on 1000 shapes
+    images (about 60% clean accuracy: an ordinary, non-robust network)."""
+    root = tmp_path_factory.mktemp("runs")
+    config = tiny_config(
+        method="none", epochs=4, width=8, batch_size=64, n_train=1000, n_test=200,
+        milestones=(3,),
+    )  # fmt: skip
+    train(config, root, device="cpu", progress=False)
+    return Run.of(root, config)
+
+
+@pytest.fixture(scope="module")
+def shapes_model(shapes_run):
+    model = shapes_run.load_model()
+    test = load_dataset("shapes", n_train=1, n_test=200).test
+    return model, test.images.float() / 255, test.labels
+
+
+class Saturated(nn.Module):
+    """A model made to mask its gradient: the trained model's logits times 10^4, so
+    float32 softmax saturates and the cross-entropy gradient of every confidently
+    classified image is exactly zero. It classifies exactly as the model does, is no
+    more robust, and defeats every gradient attack: the textbook case of masking."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.linear = model, model.linear
+
+    def forward(self, x):
+        return self.model(x) * 1e4
+
+
+# ------------------------------------------------------------------------ the attacks
+
+
+def test_pgd_of_one_step_of_size_eps_without_random_start_is_fgsm(shapes_model):
+    model, images, labels = shapes_model
+    eps = 8 / 255
+    one_step = AttackConfig("pgd", eps, steps=1, step_size=eps, random_start=False)
+    pgd = make_attack(model, one_step)(images, labels)
+    fgsm = make_attack(model, AttackConfig("fgsm", eps))(images, labels)
+    assert torch.equal(pgd, fgsm)
+
+
+def test_pgd_is_at_least_as_strong_as_fgsm_on_a_trained_model(shapes_model):
+    model, images, labels = shapes_model
+    one_image = 100 / len(labels)
+    for eps in (2 / 255, 8 / 255):
+        fgsm = adversarial_accuracy(model, images, labels, AttackConfig("fgsm", eps),
+                                    progress=False)  # fmt: skip
+        pgd = adversarial_accuracy(model, images, labels, AttackConfig("pgd", eps),
+                                   progress=False)  # fmt: skip
+        assert pgd <= fgsm + one_image, (eps, pgd, fgsm)
+    assert pgd < accuracy(model, images, labels) / 2, "PGD hardly hurt: the test shows nothing"
+
+
+# AutoAttack runs Square-5000 on every image its first attacks leave correct: on a CPU it
+# is tested at a large ε, where APGD-CE fools every image and it stops there.
+LARGE_EPS = 32 / 255
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_stays_in_the_eps_ball_and_in_unit_range(shapes_model, name):
+    model, images, labels = shapes_model
+    x, y = images[:24], labels[:24]
+    eps = LARGE_EPS if name == "autoattack" else 4 / 255
+    config = AttackConfig(name, eps, queries=20, steps=5)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        adversarial = make_attack(model, config)(x, y)
+    assert (adversarial - x).abs().max() <= eps + 1e-6
+    assert adversarial.min() >= 0 and adversarial.max() <= 1
+    assert adversarial.dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_eps_zero_gives_clean_accuracy_for_every_attack(shapes_model, name):
+    model, images, labels = shapes_model
+    x, y = images[:40], labels[:40]
+    clean = accuracy(model, x, y)
+    config = AttackConfig(name, 0.0, queries=10, steps=3)
+    assert adversarial_accuracy(model, x, y, config, progress=False) == clean
+    if name != "autoattack":  # the attack itself, not only the shortcut at eps = 0
+        with torch.random.fork_rng():
+            adversarial = make_attack(model, config)(x, y)
+        assert torch.equal(adversarial, x)
+
+
+@pytest.mark.parametrize("name", ["pgd", "apgd-ce", "autoattack"])
+def test_seeded_attacks_are_reproducible_and_leave_the_global_rng_alone(shapes_model, name):
+    model, images, labels = shapes_model
+    x, y = images[:32], labels[:32]
+    config = AttackConfig(name, LARGE_EPS if name == "autoattack" else 8 / 255, steps=3, seed=5)
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    first = adversarial_predictions(model, x, y, config, batch_size=16, progress=False)
+    assert torch.equal(torch.get_rng_state(), state), f"{name} changed the global RNG"
+    second = adversarial_predictions(model, x, y, config, batch_size=16, progress=False)
+    assert torch.equal(first, second)
+
+
+def test_pgd_settings_are_passed_to_torchattacks(shapes_model):
+    model = shapes_model[0]
+    pgd = make_attack(model, AttackConfig("pgd"))
+    assert (pgd.eps, pgd.alpha, pgd.steps, pgd.random_start) == (8 / 255, 2 / 255, 10, True)
+    other = make_attack(model, AttackConfig("pgd", 4 / 255, steps=50, step_size=0.5 / 255,
+                                            random_start=False))  # fmt: skip
+    assert (other.eps, other.alpha, other.steps, other.random_start) == (
+        4 / 255, 0.5 / 255, 50, False,
+    )  # fmt: skip
+    apgd = make_attack(model, AttackConfig("apgd-dlr", steps=20, seed=3))
+    assert (apgd.norm, apgd.eps, apgd.steps, apgd.n_restarts, apgd.seed, apgd.loss) == (
+        "Linf", 8 / 255, 20, 1, 3, "dlr",
+    )  # fmt: skip
+    auto = make_attack(model, AttackConfig("autoattack", seed=2))
+    assert (auto.norm, auto.eps, auto.version, auto.n_classes, auto.seed) == (
+        "Linf", 8 / 255, "standard", 10, 2,
+    )  # fmt: skip
+    assert AttackConfig("pgd").settings() == {
+        "kind": "pgd", "eps": 8 / 255, "steps": 10, "step_size": 2 / 255,
+        "random_start": True, "seed": 0,
+    }  # fmt: skip
+    assert AttackConfig("fgsm", steps=50).settings() == {"kind": "fgsm", "eps": 8 / 255}
+
+
+def test_bad_attack_arguments_name_the_argument_and_what_is_allowed(shapes_model):
+    with pytest.raises(ValueError, match=r"attack must be one of \('fgsm', 'pgd', 'apgd-ce'"):
+        AttackConfig("bim")
+    for eps in (-1 / 255, 1.5):
+        with pytest.raises(ValueError, match=r"eps must be in \[0, 1\]"):
+            AttackConfig("pgd", eps)
+    with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
+        AttackConfig("pgd", steps=0)
+    with pytest.raises(ValueError, match=r"step_size must be in \[0, 1\]"):
+        AttackConfig("pgd", step_size=-0.1)
+    model = shapes_model[0]
+    with pytest.raises(ValueError, match="'autoattack' needs a model with >= 4 classes"):
+        make_attack(model, AttackConfig("autoattack"), num_classes=3)
+    with pytest.raises(ValueError, match="'apgd-dlr' needs a model with >= 3 classes"):
+        make_attack(model, AttackConfig("apgd-dlr"), num_classes=2)
+    make_attack(model, AttackConfig("pgd"), num_classes=2)  # PGD takes any class count
+
+
+# ------------------------------------------------------------------- masking check
+
+
+def _records(**accuracies):
+    """Records of one run: name "fgsm_8" -> FGSM at 8/255, "pgd10_64" -> PGD-10 at
+    64/255, "square100_8" -> Square-100 at 8/255, all on 500 images."""
+    records = []
+    for key, value in accuracies.items():
+        name, eps = key.split("_")
+        record = {"eps": int(eps) / 255, "n_images": 500, "accuracy": value}
+        if name == "fgsm":
+            record["kind"] = "fgsm"
+        elif name.startswith("pgd"):
+            record |= {"kind": "pgd", "steps": int(name[3:]), "random_start": True}
+        else:
+            record |= {"kind": "square", "queries": int(name[6:])}
+        records.append(record)
+    return records
+
+
+def test_each_masking_flag_fires_on_records_built_to_trigger_it():
+    plain = dict(fgsm_8=30.0, pgd10_8=5.0, pgd10_4=20.0, pgd10_64=0.0, square100_8=40.0)
+    check = masking_check(_records(**plain))
+    assert check["flags"] == {1: False, 2: False, 3: False, 4: False}
+    assert flags_text(check["flags"]) == "none"
+    cases = {
+        1: dict(plain, fgsm_8=2.5, pgd10_8=5.0, pgd10_4=5.0),  # 2.5 < 5 - 2
+        2: dict(plain, square100_8=4.0),  # Square below PGD
+        3: dict(plain, pgd10_8=6.0, pgd10_64=5.5),
+        4: dict(plain, pgd10_4=4.0),  # 4% at 4/255 < 5% at 8/255
+    }
+    for flag, accuracies in cases.items():
+        check = masking_check(_records(**accuracies))
+        assert [n for n, v in check["flags"].items() if v] == [flag], (flag, check)
+        assert check["evidence"][flag]
+    on_the_edge = masking_check(_records(**dict(plain, fgsm_8=3.0, pgd10_64=5.0)))
+    assert not any(on_the_edge["flags"].values()), "the rules are strict inequalities"
+
+
+def test_masking_flags_need_their_records_and_the_same_images():
+    check = masking_check(_records(fgsm_8=50.0))
+    assert check["flags"] == {1: None, 2: None, 3: None, 4: None}
+    assert flags_text(check["flags"]) == "none (1, 2, 3, 4 unchecked)"
+    other_images = _records(fgsm_8=50.0, pgd10_8=5.0)
+    other_images[1]["n_images"] = 100
+    assert masking_check(other_images)["flags"][1] is None
+
+
+def _attack_records(model, images, labels, configs):
+    records = []
+    for config in configs:
+        acc = adversarial_accuracy(model, images, labels, config, progress=False)
+        records.append({**config.settings(), "n_images": len(labels), "accuracy": acc})
+    return records
+
+
+def _check_configs():
+    return [AttackConfig("fgsm", 8 / 255), AttackConfig("square", 8 / 255, queries=100)] + [
+        AttackConfig("pgd", eps / 255) for eps in (2, 8, 64)
+    ]
+
+
+def test_masking_check_is_clear_on_a_plain_model_and_fires_on_a_saturated_one(shapes_model):
+    model, images, labels = shapes_model
+    x, y = images[:100], labels[:100]
+    plain = masking_check(_attack_records(model, x, y, _check_configs()))
+    assert plain["flags"] == {1: False, 2: False, 3: False, 4: False}, plain
+    masked = Saturated(model).eval()
+    assert accuracy(masked, x, y) == accuracy(model, x, y)
+    check = masking_check(_attack_records(masked, x, y, _check_configs()))
+    assert check["flags"][2] and check["flags"][3], check
+
+
+# -------------------------------------------------------------- records and tables
+
+
+def test_evaluate_run_stores_records_with_per_image_predictions(shapes_run):
+    configs = [AttackConfig("fgsm", 4 / 255), AttackConfig("pgd", 4 / 255, steps=3),
+               AttackConfig("autoattack", LARGE_EPS)]  # fmt: skip
+    records = evaluate_run(shapes_run, configs, n_images=60, progress=False, capped_images=20)
+    assert [(r["kind"], r["n_images"]) for r in records] == [
+        ("clean", 60), ("fgsm", 60), ("pgd", 60), ("clean", 20), ("autoattack", 20),
+    ]  # fmt: skip
+    labels = load_dataset("shapes", n_train=1, n_test=60).test.labels.numpy()
+    for record in records[1:3]:
+        from regionmix_utils.runs import evaluation_settings
+
+        stored = shapes_run.predictions(evaluation_settings(record))
+        assert stored is not None and stored.predicted.shape == (60,)
+        assert 100 * stored.correct(labels).mean() == pytest.approx(record["accuracy"])
+
+
+def test_a_record_stored_without_predictions_is_recomputed_with_them(shapes_run):
+    """Runs attacked before per-image predictions were kept: re-running the attack
+    command gives them, as `table --compare` tells the user to do."""
+    from regionmix_utils.runs import evaluation_settings
+
+    key = {**AttackConfig("fgsm", 4 / 255).settings(), "n_images": 30}
+    shapes_run.add_evaluation({**key, "accuracy": -1.0, "seconds": 0.0})  # no predictions
+    records = evaluate_run(shapes_run, [AttackConfig("fgsm", 4 / 255)], n_images=30,
+                           progress=False)  # fmt: skip
+    assert records[1]["accuracy"] >= 0
+    assert shapes_run.predictions(evaluation_settings(records[1])) is not None
+    again = evaluate_run(shapes_run, [AttackConfig("fgsm", 4 / 255)], n_images=30,
+                         progress=False)  # fmt: skip
+    assert again[1] == records[1]  # now reused
+
+
+def test_table_7_and_the_masking_marks_in_table_3(shapes_run):
+    configs = [AttackConfig("fgsm"), AttackConfig("pgd"), AttackConfig("pgd", steps=50),
+               AttackConfig("apgd-ce"), AttackConfig("square", queries=100),
+               AttackConfig("pgd", 64 / 255)]  # fmt: skip
+    evaluate_run(shapes_run, configs, n_images=40, progress=False)
+    runs = collect_runs(runs=[shapes_run])
+    seven = [t for t in paper_tables(runs) if t.number == 7 and t.setting["eps"] == 8 / 255]
+    assert len(seven) == 1
+    frame, caption = seven[0].frame, seven[0].caption
+    measures = list(frame.index.get_level_values(1))
+    assert measures == ["FGSM", "PGD-10", "PGD-50", "APGD-CE", "Square-100", "masking flags"]
+    assert "on 40 test images" in caption and "FGSM < PGD-10 - 2 points" in caption
+    flags = masking_check(shapes_run.evaluations())["flags"]
+    assert frame.iloc[-1, 0] == flags_text(flags)
+    assert len(collect_evaluations(runs)) >= 7
+    # A made-up FGSM record far below PGD marks the run in Table 3 and in Table 7.
+    shapes_run.add_evaluation({"kind": "fgsm", "eps": 16 / 255, "n_images": 40,
+                               "accuracy": 0.0, "seconds": 0.0})  # fmt: skip
+    shapes_run.add_evaluation({"kind": "pgd", "eps": 16 / 255, "steps": 10,
+                               "step_size": 4 / 255, "random_start": True, "seed": 0,
+                               "n_images": 40, "accuracy": 50.0, "seconds": 0.0})  # fmt: skip
+    tables = paper_tables(collect_runs(runs=[shapes_run]))
+    three = next(t for t in tables if t.number == 3 and t.setting["eps"] == 8 / 255)
+    assert three.frame.iloc[0, 0].endswith("†") and "† marks" in three.caption
+    seven = next(t for t in tables if t.number == 7 and t.setting["eps"] == 8 / 255)
+    assert seven.frame.iloc[-1, 0].startswith("1")
+
+
+def test_cli_attack_sweeps_eps_and_reports_masking_flags(shapes_run, capsys):
+    runs_dir = str(shapes_run.path.parents[2])
+    command = ["attack", "--runs-dir", runs_dir, "--attack", "fgsm", "pgd", "--eps", "0",
+               "2/255", "8/255", "--steps", "2", "--n-images", "30", "--device", "cpu",
+               "--no-progress"]  # fmt: skip
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    assert "(30 test images)" in out and "pgd-2 ε=2/255" in out and "masking flags" in out
+    eps = {r["eps"] for r in shapes_run.evaluations() if r["kind"] == "pgd" and r["n_images"] == 30}
+    assert eps == {0.0, 2 / 255, 8 / 255}
+    for bad, message in [
+        (["--eps=-1/255"], "eps must be in [0, 1]"),
+        (["--eps", "2"], "eps must be in [0, 1]"),
+    ]:
+        assert main([*command[:3], "--attack", "pgd", *bad, "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    for bad in (["--steps", "0"], ["--capped-images", "0"]):  # refused by the parser
+        with pytest.raises(SystemExit):
+            main([*command[:3], "--attack", "fgsm", *bad])
+        assert f"argument {bad[0]}: must be an integer >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*command[:3], "--attack", "bim"])
+    assert "invalid choice: 'bim'" in capsys.readouterr().err
+
+
+def test_eps_curves_draw_fgsm_and_each_pgd_per_method():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from regionmix_utils.viz import eps_curves
+
+    rows = []
+    for label, path, top in (("Mixup (k=1)", "a", 60.0), ("Region Mixup (k=2)", "b", 70.0)):
+        for eps in (0, 2, 8):
+            base = {"label_ce": label, "path": path, "eps": eps / 255, "n_images": 100}
+            rows += [{**base, "kind": "fgsm", "accuracy": top - eps},
+                     {**base, "kind": "pgd", "steps": 10, "accuracy": top - 7 * eps},
+                     {**base, "kind": "clean", "accuracy": top}]  # fmt: skip
+    figure = eps_curves(pd.DataFrame(rows))
+    axes = figure.axes
+    assert [ax.get_title() for ax in axes] == ["Mixup (k=1)", "Region Mixup (k=2)"]
+    lines = {line.get_label(): line.get_ydata().tolist() for line in axes[1].get_lines()}
+    assert lines == {"FGSM": [70.0, 68.0, 62.0], "PGD-10": [70.0, 56.0, 14.0]}
+    with pytest.raises(ValueError, match="no records of the attacks"):
+        eps_curves(pd.DataFrame(rows[2:3]))
