@@ -1,7 +1,8 @@
 """The README's main job: an offline demo on the embedded ``shapes`` data.
 
-Draws the mixing grids, trains every registered method briefly (CutMix, Mixup, Region
-Mixup, no mixing; all with the clean CE term, as in Table 1), writes figures and a
+Draws the mixing grids, trains every registered method briefly (the paper's CutMix,
+Mixup and Region Mixup, no mixing, and the methods beside them; all with the clean CE
+term, as in Table 1), writes figures and a
 table, then executes the notebooks in quick mode on those runs (executed copies and
 HTML).
 """
