@@ -36,7 +36,6 @@ import re
 import socket
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from torch import nn
 
 from regionmix_utils import __version__
 from regionmix_utils.config import EXECUTION_FIELDS, TrainConfig, identity, run_name
-from regionmix_utils.files import atomic_write_text
+from regionmix_utils.files import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "ACCURACY_CHOICES",
@@ -267,7 +266,7 @@ class Run:
             out[_labels_name(predictions.labels_hash)] = predictions.labels
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **out)
-        _atomic_write_bytes(self.path / PREDICTIONS, buffer.getvalue())
+        atomic_write_bytes(self.path / PREDICTIONS, buffer.getvalue())
 
     def write_metrics(self, metrics: list[dict]) -> None:
         atomic_write_text(self.path / METRICS, "".join(json.dumps(m) + "\n" for m in metrics))
@@ -487,17 +486,6 @@ def _read_predictions(file: Path) -> tuple[list[dict], dict[str, np.ndarray]]:
     with np.load(file, allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files}
     return json.loads(str(arrays.pop("index"))), arrays
-
-
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def find_runs(

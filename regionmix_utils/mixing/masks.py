@@ -34,6 +34,7 @@ from regionmix_utils.mixing.core import (
     _check_images,
     _check_one_partner,
     _check_positive_int,
+    _is_channels_last,
     _labels_to_targets,
     _one_partner_targets,
     _random_permutations,
@@ -282,19 +283,11 @@ def apply_mask_mix(
         mixed = partner_images.float().lerp_(images.float(), mask).to(images.dtype)
     else:
         mixed = partner_images.lerp_(images, mask.to(images.dtype))
-    mixed = mixed.contiguous(memory_format=_memory_format(images))
+    layout = torch.channels_last if _is_channels_last(images) else torch.contiguous_format
+    mixed = mixed.contiguous(memory_format=layout)
     lam = params.mask.double().mean()
     targets, lam_t = _one_partner_targets(labels, num_classes, lam, partners, images.device)
     return MixedBatch(mixed, targets, lam_t, partners.view(1, 1, -1), mask=mask)
-
-
-def _memory_format(images: Tensor) -> torch.memory_format:
-    channels_last = images.is_contiguous(memory_format=torch.channels_last)
-    return (
-        torch.channels_last
-        if channels_last and not images.is_contiguous()
-        else (torch.contiguous_format)
-    )
 
 
 # ---------------------------------------------------------------------------- ResizeMix
