@@ -1,4 +1,4 @@
-"""The ``regionmix`` command: train, sweep, attack, cam, table, download, demo.
+"""The ``regionmix`` command: train, sweep, study, attack, cam, table, download, demo.
 
 Method names and their settings' options come from the method registry, so a
 registered method is a ``--method`` choice, and every setting it reads an option.
@@ -212,6 +212,42 @@ def _cmd_sweep(args) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_study(args) -> int:
+    import time
+
+    from regionmix_utils import study as studies
+    from regionmix_utils import sweeps
+
+    study = studies.get_study(args.name)
+    runs_dir = args.runs_dir or f"runs/{study.name}"
+    configs = study.configs(args.dataset)
+    if args.status:
+        print(sweeps.format_status(sweeps.status(configs, runs_dir)))
+        return 0
+    started = time.time()
+    workers = args.workers
+    print(f"study {study.name}: {len(configs)} runs ({study.describe()}) under {runs_dir}, "
+          f"{workers} worker(s)")  # fmt: skip
+    if workers > 1:
+        argv = ["study", study.name, "--runs-dir", runs_dir, "--workers", "1", "--no-progress",
+                "--as-worker", *(["--dataset", args.dataset] if args.dataset else []),
+                *(["--data-dir", args.data_dir] if args.data_dir else [])]  # fmt: skip
+        code = sweeps.run_workers(argv, workers, configs, runs_dir, not args.no_progress, gpus=0)
+    else:
+        studies.run_study(study, runs_dir, args.data_dir, args.device, args.dataset,
+                          not args.no_progress)  # fmt: skip
+        code = 0
+    if not args.as_worker:
+        studies.record_timing(runs_dir, started, workers)
+        total = studies.study_timing(runs_dir)
+        minutes, count = total["seconds"] / 60, total["invocations"]
+        print(f"study {study.name}: this invocation {time.time() - started:.0f} s; the study "
+              f"{minutes:.1f} min over {count} invocation(s)")  # fmt: skip
+    if code == 0 and args.export:
+        print(f"bundle: {studies.export_bundle(study, runs_dir, args.export, args.dataset)}")
+    return code
+
+
 def _cmd_download(args) -> int:
     from regionmix_utils.data import cifar, download_tinyimagenet
     from regionmix_utils.evaluation.corruptions import SOURCES, download_corruptions
@@ -417,6 +453,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-node", type=int, default=1, help="GPUs a job asks for")
     p.add_argument("--max-parallel", type=int, default=32, help="array jobs running at once")
     p.set_defaults(func=_cmd_sweep)
+
+    from regionmix_utils.study import STUDIES
+
+    p = sub.add_parser(
+        "study", help="train and evaluate a named study (resumable), and export its bundle"
+    )
+    p.add_argument("name", choices=sorted(STUDIES))
+    p.add_argument("--runs-dir", default=None, help="default: runs/<name>")
+    p.add_argument(
+        "--dataset", default=None, choices=["cifar10-subset", "cifar10"],
+        help="the study's own (default), or the full CIFAR-10 sampled to the same sizes",
+    )  # fmt: skip
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="processes sharing the runs (2 on a 2-core CPU)")  # fmt: skip
+    p.add_argument(
+        "--export", default=None, metavar="DIR",
+        help="when every run is finished and evaluated, copy the bundle here",
+    )  # fmt: skip
+    p.add_argument("--status", action="store_true", help="say where each run stands, and stop")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_study)
 
     from regionmix_utils.evaluation.robustness import ATTACKS, PRESETS, preset_text
 

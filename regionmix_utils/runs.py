@@ -71,6 +71,9 @@ CONFIG, METRICS, LAST, FINAL, EVALUATIONS = (
 )  # fmt: skip
 LOCK, HOLDER, FAILED = "train.lock", "train.lock.json", "failed.json"
 PREDICTIONS, EVALUATION_LOCK = "predictions.npz", "eval.lock"
+# A run copied into a results bundle (``study.export_bundle``): finished, without its
+# checkpoints; some keep their final weights as a float16 state dict.
+EXPORTED, WEIGHTS16 = "exported.json", "final.fp16.pt"
 
 
 class RunBusyError(RuntimeError):
@@ -149,7 +152,8 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return (self.path / FINAL).exists()
+        """Trained to the end: ``final.pt`` is there, or the run is a bundle's copy."""
+        return (self.path / FINAL).exists() or (self.path / EXPORTED).exists()
 
     def metrics(self) -> list[dict]:
         """One dict an epoch (empty before the first epoch ends)."""
@@ -214,8 +218,17 @@ class Run:
 
         if not self.finished:
             raise FileNotFoundError(f"{self.path} has no {FINAL}: the run is not finished")
+        file = self.path / FINAL
+        if not file.exists():  # a bundle's copy: float16 weights, or none
+            file = self.path / WEIGHTS16
+            if not file.exists():
+                raise FileNotFoundError(
+                    f"{self.path} is a results bundle's copy of a run without its weights "
+                    f"(the bundle keeps {WEIGHTS16} for seed 0 of some configurations only)"
+                )
         config = self.config
-        state = torch.load(self.path / FINAL, map_location="cpu", weights_only=True)
+        state = torch.load(file, map_location="cpu", weights_only=True)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         num_classes = state["linear.weight"].shape[0]
         model = build_model(config.dataset, num_classes, config.width, config.stem_stride)
         model.load_state_dict(state)
@@ -497,9 +510,10 @@ def find_runs(
         dataset: only this dataset's runs.
         finished: only runs with ``final.pt``; otherwise every folder with a config.
     """
-    marker = FINAL if finished else CONFIG
-    pattern = f"{dataset or '*'}/*/seed*/{marker}"
-    return [Run(p.parent) for p in sorted(Path(runs_dir).glob(pattern))]
+    markers = (FINAL, EXPORTED) if finished else (CONFIG,)
+    found = {p.parent for marker in markers
+             for p in Path(runs_dir).glob(f"{dataset or '*'}/*/seed*/{marker}")}  # fmt: skip
+    return [Run(p) for p in sorted(found)]
 
 
 # ---------------------------------------------------------- eval.json before records
