@@ -58,6 +58,14 @@ def k_order(values) -> list[str]:
     return [str(v) for v in numbers] + ([RANDOM] if RANDOM in set(values) else [])
 
 
+def _k_of(config) -> str:
+    """The grid side a run mixes with: Mixup is k = 1 (its config keeps the default k,
+    which it does not read), random grids are "random"."""
+    if config.method == "region-random":
+        return RANDOM
+    return "1" if config.method == "mixup" else str(config.k)
+
+
 def ablation_frame(runs: list[Run], fgsm_eps: float = DEFAULT_EPS) -> pd.DataFrame:
     """One row per finished run: dataset, method, k ("1", "2", ..., "random"), alpha,
     clean_ce, lam_mode ("batch": one λ per tile; "sample": per tile and sample), seed,
@@ -74,7 +82,7 @@ def ablation_frame(runs: list[Run], fgsm_eps: float = DEFAULT_EPS) -> pd.DataFra
         rows.append({
             "dataset": config.dataset,
             "method": config.method,
-            "k": RANDOM if config.method == "region-random" else str(config.k),
+            "k": _k_of(config),
             "alpha": config.alpha,
             "clean_ce": config.clean_ce,
             "lam_mode": config.lam_mode,

@@ -1,4 +1,5 @@
-"""The ``regionmix`` command: train, sweep, study, attack, cam, table, download, demo.
+"""The ``regionmix`` command: train, sweep, study, report, attack, cam, table, download,
+demo.
 
 Method names and their settings' options come from the method registry, so a
 registered method is a ``--method`` choice, and every setting it reads an option.
@@ -228,17 +229,21 @@ def _cmd_study(args) -> int:
     workers = args.workers
     print(f"study {study.name}: {len(configs)} runs ({study.describe()}) under {runs_dir}, "
           f"{workers} worker(s)")  # fmt: skip
-    if workers > 1:
-        argv = ["study", study.name, "--runs-dir", runs_dir, "--workers", "1", "--no-progress",
-                "--as-worker", *(["--dataset", args.dataset] if args.dataset else []),
-                *(["--data-dir", args.data_dir] if args.data_dir else [])]  # fmt: skip
-        code = sweeps.run_workers(argv, workers, configs, runs_dir, not args.no_progress, gpus=0)
-    else:
-        studies.run_study(study, runs_dir, args.data_dir, args.device, args.dataset,
-                          not args.no_progress)  # fmt: skip
-        code = 0
-    if not args.as_worker:
-        studies.record_timing(runs_dir, started, workers)
+    try:
+        if workers > 1:
+            argv = ["study", study.name, "--runs-dir", runs_dir, "--workers", "1",
+                    "--no-progress", "--as-worker",
+                    *(["--dataset", args.dataset] if args.dataset else []),
+                    *(["--data-dir", args.data_dir] if args.data_dir else [])]  # fmt: skip
+            code = sweeps.run_workers(argv, workers, configs, runs_dir, not args.no_progress,
+                                      gpus=0)  # fmt: skip
+        else:
+            studies.run_study(study, runs_dir, args.data_dir, args.device, args.dataset,
+                              not args.no_progress)  # fmt: skip
+            code = 0
+    finally:  # an interrupted invocation counts too: the study's time is their sum
+        if not args.as_worker:
+            studies.record_timing(runs_dir, started, workers)
         total = studies.study_timing(runs_dir)
         minutes, count = total["seconds"] / 60, total["invocations"]
         print(f"study {study.name}: this invocation {time.time() - started:.0f} s; the study "
@@ -246,6 +251,23 @@ def _cmd_study(args) -> int:
     if code == 0 and args.export:
         print(f"bundle: {studies.export_bundle(study, runs_dir, args.export, args.dataset)}")
     return code
+
+
+def _cmd_report(args) -> int:
+    from regionmix_utils.report import design_text, write_report
+    from regionmix_utils.study import find_bundle, get_study
+
+    study = get_study(args.study)
+    bundle = args.bundle or find_bundle(study)
+    if bundle is None:
+        raise FileNotFoundError(
+            f"no bundle of study {study.name!r} here: pass --bundle DIR (made by "
+            f"`regionmix study {study.name} --export DIR`)"
+        )
+    title = f"Reference study `{study.name}`: Region Mixup on real CIFAR-10, on a CPU"
+    out = write_report(bundle, args.out, title=title, preamble=design_text(study))
+    print(f"report: {out}")
+    return 0
 
 
 def _cmd_download(args) -> int:
@@ -477,6 +499,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_study)
+
+    p = sub.add_parser(
+        "report", help="the Markdown report (tables, verdicts, figures) of a study's bundle"
+    )
+    p.add_argument("--study", default="cpu-reference", choices=sorted(STUDIES))
+    p.add_argument("--bundle", default=None, help="default: the study's committed bundle")
+    p.add_argument("--out", default="docs/reference-study.md", help="figures go beside it")
+    p.set_defaults(func=_cmd_report)
 
     from regionmix_utils.evaluation.robustness import ATTACKS, PRESETS, preset_text
 

@@ -29,6 +29,8 @@ __all__ = [
     "ensure_runs",
     "example_batch",
     "execute_notebook",
+    "reference_label",
+    "reference_runs",
     "setup",
     "show_tables",
     "sweep_commands",
@@ -160,6 +162,62 @@ def ensure_runs(
             config, error = next(iter(report.failures.items()))
             raise RuntimeError(f"{Run.of(runs_dir, config).path} failed: {error}")
     return [Run.of(runs_dir, c) for c in configs]
+
+
+def reference_label(runs: list[Run]) -> str:
+    """What the committed reference runs are, in one line: e.g. "reference runs: real
+    CIFAR-10, 5,085 images, width 16, 12 epochs, 3 seeds, CPU (commit 6dbcd0a)"."""
+    configs = [run.config for run in runs]
+    commits = sorted({(run.record.get("environment") or {}).get("git_commit") or "?"
+                      for run in runs})  # fmt: skip
+    n_train = sorted({c.n_train or 0 for c in configs})
+    images = "5,085 images" if all(c.dataset == "cifar10-subset" for c in configs) else (
+        f"{n_train[-1] + configs[0].holdout:,} training images")  # fmt: skip
+    widths = ", ".join(str(w) for w in sorted({c.width for c in configs}))
+    epochs = ", ".join(str(e) for e in sorted({c.epochs for c in configs}))
+    seeds = len({c.seed for c in configs})
+    return (f"reference runs: real CIFAR-10, {images}, width {widths}, {epochs} epochs, "
+            f"{seeds} seed{'s' * (seeds != 1)}, CPU (commit "
+            f"{', '.join(c[:7] for c in commits)})")  # fmt: skip
+
+
+def reference_runs(
+    methods: tuple[str, ...] | None = None,
+    clean_ce: bool | None = None,
+    with_weights: bool = False,
+    study: str = "cpu-reference",
+) -> list[Run] | None:
+    """The committed reference runs (``results/``, see ``regionmix_utils.study``) that
+    quick-mode notebooks show instead of training tiny ones, and say so in one line.
+
+    Args:
+        methods: only these registered methods (all when None).
+        clean_ce: only runs with (True) or without (False) the clean CE term.
+        with_weights: only the runs whose final weights the bundle keeps (seed 0).
+    Returns:
+        The runs, read-only (evaluating them again is an error), or None when the
+        bundle is not here (a plain ``pip install``): the notebook then trains small
+        runs as before.
+    """
+    from regionmix_utils.runs import WEIGHTS16, find_runs
+    from regionmix_utils.study import find_bundle
+
+    bundle = find_bundle(study)
+    if bundle is None or not find_runs(bundle):
+        print("The committed reference runs are not here (they come with a clone of the "
+              "repository); training small runs instead.")  # fmt: skip
+        return None
+    runs = [
+        run for run in find_runs(bundle)
+        if (methods is None or run.config.method in methods)
+        and (clean_ce is None or run.config.clean_ce == clean_ce)
+        and (not with_weights or (run.path / WEIGHTS16).exists())
+    ]  # fmt: skip
+    if not runs:
+        raise ValueError(f"the reference runs under {bundle} hold no run of methods={methods}, "
+                         f"clean_ce={clean_ce}, with_weights={with_weights}")  # fmt: skip
+    print(f"{reference_label(runs)}: {len(runs)} runs from {bundle}")
+    return runs
 
 
 def show_tables(

@@ -155,6 +155,13 @@ class Run:
         """Trained to the end: ``final.pt`` is there, or the run is a bundle's copy."""
         return (self.path / FINAL).exists() or (self.path / EXPORTED).exists()
 
+    def exported_from(self) -> str | None:
+        """For a results bundle's copy of a run, the runs folder it was copied from."""
+        try:
+            return json.loads((self.path / EXPORTED).read_text())["source"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            return None
+
     def metrics(self) -> list[dict]:
         """One dict an epoch (empty before the first epoch ends)."""
         file = self.path / METRICS
@@ -244,7 +251,14 @@ class Run:
 
         Raises:
             ValueError: the record's ``n_images`` differs from the predictions' length.
+            PermissionError: the run is a results bundle's copy, which stays as committed.
         """
+        if (self.path / EXPORTED).exists():
+            raise PermissionError(
+                f"{self.path} is a results bundle's copy of a run: its evaluations stay as "
+                f"committed. Evaluate the run in its runs folder ({self.exported_from()}) "
+                "and export the bundle again."
+            )
         settings = evaluation_settings(record)
         n_images = record.get("n_images")
         if predictions is not None and n_images is not None and n_images != len(predictions):
@@ -508,7 +522,8 @@ def find_runs(
 
     Args:
         dataset: only this dataset's runs.
-        finished: only runs with ``final.pt``; otherwise every folder with a config.
+        finished: only finished runs (``final.pt``, or a results bundle's copy);
+            otherwise every folder with a config.
     """
     markers = (FINAL, EXPORTED) if finished else (CONFIG,)
     found = {p.parent for marker in markers

@@ -51,6 +51,7 @@ __all__ = [
     "Study",
     "evaluate_study_run",
     "export_bundle",
+    "find_bundle",
     "get_study",
     "noise_images",
     "record_timing",
@@ -79,7 +80,9 @@ class Study:
     Attributes:
         epochs, milestones: the schedule; milestones are the paper's (100, 150 of 400)
             at the same proportions of ``epochs``.
-        fgsm_eps, pgd_eps: the ε sweeps (pixel units) of FGSM and of PGD-``pgd_steps``.
+        fgsm_eps, pgd_eps: the ε (pixel units) of FGSM (a sweep) and of
+            PGD-``pgd_steps`` (8/255 only: each ε of PGD-10 costs ten FGSMs, and on two
+            CPU cores a sweep of it would take a third of the study's time).
         square_eps, square_queries: the black-box attack of Table 4.
         noise_severities: Gaussian noise computed with CIFAR-10-C's parameters.
     """
@@ -96,12 +99,13 @@ class Study:
     n_train: int | None = None
     n_test: int | None = None
     fgsm_eps: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
-    pgd_eps: tuple[float, ...] = (2 / 255, 4 / 255, 8 / 255)
+    pgd_eps: tuple[float, ...] = (8 / 255,)
     pgd_steps: int = 10
     square_eps: float = 8 / 255
     square_queries: int = 100
     noise_severities: tuple[int, ...] = SEVERITIES
     noise_seed: int = 0
+    bundle: str | None = None  # where the committed results are, from the repository root
 
     def configs(self, dataset: str | None = None) -> list[TrainConfig]:
         """Every run of the study, entry by entry, seed by seed.
@@ -152,9 +156,7 @@ class Study:
         return [
             *attack_configs(["fgsm"], list(self.fgsm_eps)),
             *attack_configs(["pgd"], list(self.pgd_eps), steps=[self.pgd_steps], seed=0),
-            *attack_configs(
-                ["square"], [self.square_eps], queries=self.square_queries, seed=0
-            ),
+            *attack_configs(["square"], [self.square_eps], queries=self.square_queries, seed=0),
         ]
 
     def describe(self) -> str:
@@ -171,6 +173,7 @@ CPU_REFERENCE = Study(
     name="cpu-reference",
     title="reference runs: real CIFAR-10, 5,085 images",
     dataset="cifar10-subset",
+    bundle="results/cifar10-cpu-reference",
     entries=(
         Entry("none", weights=True),
         Entry("mixup", (("alpha", 1.0),), weights=True),
@@ -189,6 +192,19 @@ def get_study(name: str) -> Study:
     if name not in STUDIES:
         raise ValueError(f"study must be one of {sorted(STUDIES)}, got {name!r}")
     return STUDIES[name]
+
+
+def find_bundle(study: Study | str = "cpu-reference") -> Path | None:
+    """The committed results of ``study``: ``$REGIONMIX_REFERENCE`` when set, else its
+    folder in the repository this package is installed from (a clone, or an editable
+    install), else None (a plain ``pip install`` carries no results)."""
+    study = get_study(study) if isinstance(study, str) else study
+    if os.environ.get("REGIONMIX_REFERENCE"):
+        return Path(os.environ["REGIONMIX_REFERENCE"])
+    if study.bundle is None:
+        return None
+    found = Path(__file__).resolve().parents[1] / study.bundle
+    return found if found.is_dir() else None
 
 
 # -------------------------------------------------------------------- evaluation

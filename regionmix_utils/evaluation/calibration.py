@@ -33,6 +33,7 @@ __all__ = [
     "fit_temperature",
     "predict_logits",
     "reliability",
+    "stored_calibration",
     "top_label",
 ]
 
@@ -157,3 +158,27 @@ def evaluate_calibration(run, n_images: int | None = None, data_dir=None, device
         run.add_evaluation({**clean, "accuracy": record["accuracy"], "seconds": seconds},
                            Predictions.from_outputs(predicted, labels.cpu()))  # fmt: skip
     return record
+
+
+def stored_calibration(run) -> tuple[dict, Tensor, Tensor]:
+    """A run's stored calibration record (on the most test images evaluated) with the
+    float16 logits stored beside it, without the model or the images (a results
+    bundle's runs keep no weights but these).
+
+    Returns:
+        (record, logits [N, K] float32, labels [N] int64).
+    Raises:
+        LookupError: the run has no calibration record with logits; run
+            ``evaluate_calibration`` (``regionmix calibration``) first.
+    """
+    records = [r for r in run.evaluations() if r.get("kind") == "calibration"]
+    for record in sorted(records, key=lambda r: -r["n_images"]):
+        key = {k: record[k] for k in ("kind", "n_images", "holdout")}
+        stored = run.predictions(key)
+        if stored is not None and stored.logits is not None and stored.labels is not None:
+            logits = torch.from_numpy(stored.logits.astype("float32"))
+            return record, logits, torch.from_numpy(stored.labels.astype("int64"))
+    raise LookupError(
+        f"{run.path} has no calibration record with stored logits: run "
+        f"`regionmix calibration --runs-dir {run.path.parents[2]}` first"
+    )

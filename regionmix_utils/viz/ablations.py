@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from regionmix_utils.progress import headless
+from regionmix_utils.viz.mixing import figure_image, figure_png
 
 
 def _metric_against_k(ax, frame, metric: str, how: str, by: str, alpha: float) -> None:
@@ -46,7 +47,8 @@ class AblationExplorer:
     """The ablation grid of one dataset: a heatmap of the metric over k x α (clean CE
     term on) and the metric against k with and without the clean CE term, random grids
     last. Callbacks (``set_dataset``, ``set_metric``, ``set_aggregation``) are plain
-    methods; ``widget()`` wires them to dropdowns.
+    methods; ``widget()`` wires them to dropdowns and shows the figure as an
+    ``ipywidgets.Image``, redrawn in place (see ``viz.mixing.figure_image``).
 
     Args:
         frame: ``ablations.ablation_frame`` rows.
@@ -63,7 +65,7 @@ class AblationExplorer:
             1, 2, figsize=(12.8, 4.2), width_ratios=[1, 1.2]
         )
         plt.close(self.figure)
-        self._colorbar, self._output = None, None
+        self._colorbar, self._image = None, None
         self.redraw()
 
     def redraw(self) -> None:
@@ -104,12 +106,8 @@ class AblationExplorer:
             f"{self.dataset}: {METRICS[self.metric]}, {self.how} over seeds", fontsize=10
         )
         self.figure.tight_layout()
-        if self._output is not None:
-            from IPython.display import display
-
-            with self._output:
-                self._output.clear_output(wait=True)
-                display(self.figure)
+        if self._image is not None:
+            self._image.value = figure_png(self.figure)
 
     def set_dataset(self, dataset: str) -> None:
         self.dataset = dataset
@@ -124,8 +122,11 @@ class AblationExplorer:
         self.redraw()
 
     def widget(self):
-        """Dropdowns for dataset, metric and seed aggregation, and the figure (the figure
-        alone when headless, as ``MixingExplorer.widget``)."""
+        """Dropdowns for dataset, metric and seed aggregation, and the figure as an
+        ``ipywidgets.Image`` (the figure alone when headless, as ``MixingExplorer.widget``).
+
+        Returns:
+            ipywidgets.VBox([HBox([dataset, metric]), seeds toggle, Image])."""
         if headless():
             return self.figure
         import ipywidgets as widgets
@@ -141,9 +142,9 @@ class AblationExplorer:
         dataset.observe(lambda change: self.set_dataset(change["new"]), names="value")
         metric.observe(lambda change: self.set_metric(change["new"]), names="value")
         how.observe(lambda change: self.set_aggregation(change["new"]), names="value")
-        self._output = widgets.Output()
+        self._image = figure_image()
         self.redraw()
-        return widgets.VBox([widgets.HBox([dataset, metric]), how, self._output])
+        return widgets.VBox([widgets.HBox([dataset, metric]), how, self._image])
 
 
 def ablation_overview(frame, alpha: float = 1.0) -> Figure:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from io import BytesIO
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,6 +22,26 @@ from regionmix_utils.mixing import (
     tile_index,
 )
 from regionmix_utils.progress import headless
+
+
+def figure_png(figure: Figure, dpi: float = 100) -> bytes:
+    """The figure as PNG bytes, figsize x ``dpi`` pixels on a white background. No tight
+    bounding box: an explorer's image keeps its size from one redraw to the next."""
+    buffer = BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, facecolor="white")
+    return buffer.getvalue()
+
+
+def figure_image():
+    """An empty ``ipywidgets.Image`` for an explorer's figure, which the explorer's
+    ``redraw`` fills and then updates in place (``image.value = figure_png(figure)``).
+    Not an ``Output`` widget: classic Notebook with ipywidgets 7.7.1 (Colab's) and the
+    widgetsnbextension 3.6.10 that pip resolves for it cannot create the Output model,
+    and the whole explorer then shows as a static figure; Image works in every widget
+    frontend."""
+    import ipywidgets as widgets
+
+    return widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
 
 
 def _show(ax, image: Tensor) -> None:
@@ -268,7 +289,8 @@ class MixingExplorer:
     a map of the tiles (colour = each tile's λ, text = its partner), the histogram of
     the tiles' λ, and the soft label. The callbacks (``set_k``, ``set_alpha``,
     ``set_random_grid``, ``resample``) are plain methods, so they can be called from a
-    test; ``widget()`` wires them to ipywidgets controls.
+    test; ``widget()`` wires them to ipywidgets controls and shows the figure as an
+    ``ipywidgets.Image``, redrawn in place (one figure per explorer, reused).
 
     Args:
         images: [B, 3, H, W] in [0, 1]; labels: [B] class indices.
@@ -299,7 +321,7 @@ class MixingExplorer:
         self.ax_image, self.ax_tiles, self.ax_lam, self.ax_label = axes
         self._colorbar = None
         self.mixed: MixedBatch | None = None
-        self._output = None
+        self._image = None  # the ipywidgets.Image of ``widget()``
         self.redraw()
 
     def mix(self) -> MixedBatch:
@@ -335,12 +357,8 @@ class MixingExplorer:
         soft_label_bars(self.mixed.targets[self.sample], self.classes, self.ax_label)
         self.ax_label.set_title(f"soft label of #{self.sample}", fontsize=11)
         self.figure.tight_layout()
-        if self._output is not None:  # works with the inline backend, in Jupyter and Colab
-            from IPython.display import display
-
-            with self._output:
-                self._output.clear_output(wait=True)
-                display(self.figure)
+        if self._image is not None:
+            self._image.value = figure_png(self.figure)
 
     def set_k(self, k: int) -> None:
         self.k = int(k)
@@ -362,10 +380,10 @@ class MixingExplorer:
         """Controls for the grid kind, k and α, a resample button and the figure.
 
         Returns:
-            ipywidgets.VBox([grid toggle, HBox([k slider, α slider, button]), Output]);
-            the figure alone when the notebook runs headless (``progress.headless``):
-            nobody can move a slider there, and nbclient can hang on widget messages
-            (jupyter/nbclient#312).
+            ipywidgets.VBox([grid toggle, HBox([k slider, α slider, button]), Image])
+            (``figure_image``: no Output widget); the figure alone when the notebook runs
+            headless (``progress.headless``): nobody can move a slider there, and
+            nbclient can hang on widget messages (jupyter/nbclient#312).
         """
         if headless():
             return self.figure
@@ -390,9 +408,9 @@ class MixingExplorer:
         k.observe(lambda change: self.set_k(change["new"]), names="value")
         alpha.observe(lambda change: self.set_alpha(change["new"]), names="value")
         button.on_click(self.resample)
-        self._output = widgets.Output()
+        self._image = figure_image()
         self.redraw()
-        return widgets.VBox([grid, widgets.HBox([k, alpha, button]), self._output])
+        return widgets.VBox([grid, widgets.HBox([k, alpha, button]), self._image])
 
 
 def tile_table(

@@ -1,0 +1,344 @@
+"""The report of a results bundle (``study.export_bundle``), generated, not typed.
+
+``write_report`` writes a Markdown file and its figures from the bundle alone: the
+paper's Tables 1-4 at the study's scale with our paired verdicts (``results.compare``),
+Table 7 and the gradient-masking flags, calibration before and after temperature
+scaling, Gaussian noise at each severity, the training curves, ε curves and reliability
+diagrams, and a reading whose every number comes from the tables above it.
+``regionmix report`` calls it; ``docs/reference-study.md`` is its output for the
+committed ``cpu-reference`` study.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from regionmix_utils.results import (
+    collect_evaluations,
+    collect_runs,
+    column_label,
+    compare,
+    paper_tables,
+    to_markdown,
+)
+from regionmix_utils.runs import Run, find_runs
+
+__all__ = [
+    "bundle_runs",
+    "common_recipe",
+    "masking_table",
+    "noise_table",
+    "reading",
+    "shorten",
+    "write_report",
+]
+
+TABLE1_METHODS = ("none", "mixup", "cutmix", "region", "region-random")
+
+
+def bundle_runs(bundle: str | os.PathLike) -> tuple[list[Run], pd.DataFrame]:
+    """The bundle's runs and their ``collect_runs`` rows.
+
+    Raises:
+        FileNotFoundError: the folder holds no finished runs.
+    """
+    runs = find_runs(bundle)
+    if not runs:
+        raise FileNotFoundError(f"no finished runs under {bundle}: export a study there first")
+    return runs, collect_runs(runs=runs)
+
+
+def _mean_sd(values) -> str:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return ""
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.2f} ± {sd:.2f}"
+
+
+def noise_table(runs: list[Run], common: str = "") -> pd.DataFrame:
+    """Accuracy (%) under computed Gaussian noise at each severity (columns 0 = clean,
+    1-5), one row per configuration: mean ± std over seeds."""
+    rows: dict[str, dict[int, list[float]]] = {}
+    for run in runs:
+        label = shorten(column_label(run.config, with_ce=True), common)
+        found = rows.setdefault(label, {})
+        for record in run.evaluations():
+            if record["kind"] == "corruption" and record["corruption"] == "gaussian_noise":
+                found.setdefault(record["severity"], []).append(record["accuracy"])
+            elif record["kind"] == "clean":
+                found.setdefault(0, []).append(record["accuracy"])
+    severities = sorted({s for found in rows.values() for s in found})
+    frame = pd.DataFrame(
+        {f"severity {s}" if s else "clean": [_mean_sd(rows[label].get(s, [])) for label in rows]
+         for s in severities},
+        index=pd.Index(list(rows), name="configuration"),
+    )  # fmt: skip
+    return frame
+
+
+def masking_table(runs: list[Run], common: str = "") -> pd.DataFrame:
+    """The gradient-masking flags (``evaluation.masking``) of each run, one row per
+    configuration, one column per seed."""
+    from regionmix_utils.evaluation.masking import flags_text, masking_check
+
+    cells: dict[str, dict[str, str]] = {}
+    for run in runs:
+        label = shorten(column_label(run.config, with_ce=True), common)
+        flags = masking_check(run.evaluations())["flags"]
+        cells.setdefault(label, {})[f"seed {run.config.seed}"] = flags_text(flags)
+    frame = pd.DataFrame.from_dict(cells, orient="index").sort_index(axis=1)
+    frame.index.name = "configuration"
+    return frame
+
+
+def reading(comparison_cells: pd.DataFrame) -> list[str]:
+    """One sentence per judged claim, from the paired comparison's numbers."""
+    lines = []
+    for r in comparison_cells.itertuples():
+        if pd.isna(r.table) or math.isnan(r.delta):
+            continue
+        unresolved = r.verdict.startswith("not resolved") and not pd.isna(r.needed)
+        needed = f"; about {int(r.needed)} seeds would resolve it" if unresolved else ""
+        lines.append(
+            f"Table {int(r.table)}, {r.metric}: {r.a} − {r.b} = {r.delta:+.2f} points "
+            f"[{r.low:+.2f}, {r.high:+.2f}] over {int(r.seeds)} seeds (paper: "
+            f"{r.paper_delta:+.2f}): **{r.verdict.split(' (')[0]}**{needed}."
+        )
+    return lines
+
+
+def _figures(runs: list[Run], frame: pd.DataFrame, tables, comparison, folder: Path,
+             common: str = "") -> dict:  # fmt: skip
+    """Draw the report's figures into ``folder``; returns title -> file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from regionmix_utils.evaluation.calibration import reliability, stored_calibration
+    from regionmix_utils.viz import (
+        claims_forest,
+        comparison_figure,
+        corruption_figure,
+        eps_curves,
+        reliability_figure,
+        training_curves,
+    )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    drawn = {}
+
+    def save(fig, name: str, title: str) -> None:
+        fig.savefig(folder / name, dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        drawn[title] = name
+
+    first = [r for r in runs if r.config.seed == min(x.config.seed for x in runs)]
+    curves = {shorten(column_label(r.config, with_ce=True), common): r.metrics() for r in first}
+    save(training_curves(curves), "training-curves.png", "Training curves (seed 0)")
+    evaluations = collect_evaluations(frame)
+    attacked = evaluations[evaluations["kind"].isin(["fgsm", "pgd"])]
+    if not attacked.empty:
+        save(eps_curves(attacked), "eps-curves.png",
+             "Accuracy against ε, FGSM and PGD-10 (mean ± std over seeds)")  # fmt: skip
+    before, after = {}, {}
+    for run in first:
+        if run.config.method not in TABLE1_METHODS or not run.config.clean_ce:
+            continue
+        try:
+            record, logits, labels = stored_calibration(run)
+        except LookupError:
+            continue
+        label = shorten(column_label(run.config), common)
+        before[label] = reliability(logits, labels)
+        if record["temperature"] is not None:
+            after[f"{label}, T = {record['temperature']:.2f}"] = reliability(
+                logits, labels, record["temperature"])  # fmt: skip
+    if before:
+        save(reliability_figure(before), "reliability.png",
+             "Reliability diagrams (seed 0), before temperature scaling")  # fmt: skip
+    if after:
+        save(reliability_figure(after), "reliability-scaled.png",
+             "Reliability diagrams (seed 0), after temperature scaling")  # fmt: skip
+    noisy = {}
+    for run in runs:
+        records = [e for e in run.evaluations() if e["kind"] == "corruption"]
+        if records:
+            label = shorten(column_label(run.config, with_ce=True), common)
+            noisy.setdefault(label, []).extend(records)
+    if noisy:
+        save(corruption_figure(list(noisy.values()), list(noisy)), "gaussian-noise.png",
+             "Accuracy under Gaussian noise by severity (mean over seeds)")  # fmt: skip
+    paper = [t for t in tables if t.number in (1, 2, 3, 4)]
+    if paper:
+        save(comparison_figure(paper), "ours-vs-paper.png",
+             "Ours at this scale beside the paper's numbers")  # fmt: skip
+    try:
+        save(claims_forest(comparison.cells), "claims.png",
+             "The paper's claims: our paired Δ with its 95% interval, the paper's Δ")  # fmt: skip
+    except ValueError:
+        pass  # no claim has paired numbers
+    return drawn
+
+
+def common_recipe(runs: list[Run]) -> str:
+    """The recipe words every run shares (``config.recipe_differences``), as they appear
+    in column labels: e.g. "epochs=12, milestones=(3, 5), width=16, holdout=500"."""
+    from regionmix_utils.config import recipe_differences
+
+    words = [recipe_differences(run.config) for run in runs]
+    shared = [w for w in words[0] if all(w in other for other in words[1:])]
+    return ", ".join(shared)
+
+
+def shorten(text: str, common: str) -> str:
+    """``text`` with the shared recipe taken out of every label (the report states it
+    once): "Region Mixup (k=2, epochs=12, width=16)" -> "Region Mixup (k=2)"."""
+    if not common:
+        return text
+    return (text.replace(f" ({common})", "").replace(f", {common}", "")
+            .replace(f"({common}, ", "("))  # fmt: skip
+
+
+def _keep(table, eps: float) -> bool:
+    """Tables 1-2, 5-6, and the attack tables at ``eps`` only (the ε curves show the
+    rest of the sweep)."""
+    return table.setting is None or table.setting.get("eps") in (None, eps)
+
+
+def design_text(study) -> str:
+    """The study's design in Markdown, from its definition (``study.Study``): what was
+    trained, how it was evaluated, and the commands that redo it."""
+    from regionmix_utils.methods import get_method
+    from regionmix_utils.runs import eps_text
+
+    def entry_text(entry) -> str:
+        settings = ", ".join(f"{k}={v}" for k, v in entry.settings if k != "alpha")
+        words = get_method(entry.method).label + (f" ({settings})" if settings else "")
+        return words + ("" if entry.clean_ce else " without the clean CE term")
+
+    config = study.configs()[0]
+    fgsm = ", ".join(eps_text(e) for e in study.fgsm_eps)
+    pgd = ", ".join(eps_text(e) for e in study.pgd_eps)
+    return f"""\
+**{study.describe()}.** Generated by `regionmix report --study {study.name}` from the
+committed bundle `{study.bundle}`; every number below is computed from its records.
+
+**Design.** PreAct ResNet-18 at width {study.width} (the paper: 64) on the real CIFAR-10
+images of `{study.dataset}` ({study.holdout} of the 5,085 training images held out to fit
+a temperature on; the 1,017 test images). The paper's recipe scaled in epochs: SGD with
+momentum {config.momentum}, learning rate {config.lr} divided by 10 after epochs
+{" and ".join(map(str, study.milestones))} of {study.epochs} (the paper: after 100 and 150
+of 400, the same proportions, rounded up), batch {config.batch_size}, weight decay
+{config.weight_decay}, pad {config.pad} and random crop, horizontal flip, α = 1, float32 on
+the CPU. Seeds {", ".join(map(str, study.seeds))}. Configurations:
+{"; ".join(entry_text(e) for e in study.entries)}.
+
+**Evaluations**, on all 1,017 test images, each stored with every image's prediction:
+clean accuracy and calibration (ECE, NLL, Brier) before and after temperature scaling;
+Gaussian noise (CIFAR-10-C's parameters, computed) at severities
+{", ".join(map(str, study.noise_severities))}; FGSM at ε = {fgsm}. The configurations with
+the clean CE term also get PGD-{study.pgd_steps} (step ε/4, one random start) at ε = {pgd}
+and Square with {study.square_queries} queries at ε = {eps_text(study.square_eps)}.
+
+**Redo it** (the wall time is below; it resumes where it stopped):
+
+```bash
+regionmix study {study.name} --workers 2 --export {study.bundle}
+regionmix report --study {study.name}
+```
+
+With the full CIFAR-10 downloaded, `--dataset cifar10` runs the same design on a
+class-stratified sample of it of the same sizes.
+
+**What this scale can and cannot say.** These networks see 4,585 training images for
+{study.epochs} epochs at a quarter of the paper's width; the paper's see 50,000 for 400.
+Their accuracies are far below the paper's and are not estimates of them. What the study
+can say is whether a difference between methods in this low-data regime is larger than
+the noise between seeds and test images, with its sign and size; a difference here need
+not hold at the paper's scale, where the models fit the data far better and mixing
+matters differently. The attacks at ε = 8/255 meet networks that are weak to begin with,
+so the robustness tables compare small numbers."""
+
+
+def write_report(
+    bundle: str | os.PathLike,
+    out: str | os.PathLike,
+    title: str = "Reference study",
+    preamble: str = "",
+    eps: float = 8 / 255,
+) -> Path:
+    """Write the Markdown report of ``bundle`` to ``out`` and its figures beside it (in
+    a folder named after ``out``'s stem). Every table is made by ``results`` from the
+    bundle's records; nothing is typed in. Labels leave out the recipe all runs share,
+    which the report states once.
+
+    Args:
+        preamble: Markdown put under the title (the study's design).
+        eps: the ε of the attack tables (the figures show every ε).
+    Returns:
+        The path of the report.
+    """
+    from regionmix_utils.study import study_timing
+
+    out = Path(out)
+    runs, frame = bundle_runs(bundle)
+    common = common_recipe(runs)
+    for column in ("label", "label_ce"):  # the figures' labels too
+        frame[column] = frame[column].map(lambda text: shorten(text, common))
+    tables = [t for t in paper_tables(frame) if _keep(t, eps)]
+    comparison = compare(frame, "all", str(bundle))
+    figures_dir = out.parent / out.stem
+    figures = _figures(runs, frame, tables, comparison, figures_dir, common)
+    link = os.path.relpath(figures_dir, out.parent)
+    timing = study_timing(bundle)
+
+    parts = [f"# {title}", ""]
+    if preamble:
+        parts += [preamble.strip(), ""]
+    if common:
+        parts += [f"Every run shares this recipe, left out of the labels below: {common}.", ""]
+    if timing["invocations"]:
+        parts += [
+            f"Wall time of the whole study (training and every evaluation): "
+            f"**{timing['seconds'] / 60:.0f} min** over {timing['invocations']} invocation(s) "
+            f"on {', '.join(map(str, timing['cpus']))} CPU core(s).",
+            "",
+        ]
+    parts += ["## The paper's claims at this scale", "", comparison.caption, "",
+              to_markdown(comparison.frame), ""]  # fmt: skip
+    parts += ["In words (generated from the rows above):", ""]
+    parts += [f"- {line}" for line in reading(comparison.cells)] + [""]
+    for table in tables:
+        parts += [f"## Table {table.number}", "", table.caption, "", to_markdown(table.frame), ""]
+    parts += [
+        "## Gradient-masking flags",
+        "",
+        "The four flags of `regionmix_utils.evaluation.masking` for each run (flag 3 needs "
+        "PGD at ε ≥ 64/255, which this study does not run).",
+        "",
+        to_markdown(masking_table(runs, common)),
+        "",
+        "## Gaussian noise by severity",
+        "",
+        "Accuracy (%) on the test images with CIFAR-10-C's Gaussian noise computed at each "
+        "severity (the same noisy images for every run), mean ± std over seeds.",
+        "",
+        to_markdown(noise_table(runs, common)),
+        "",
+        "## Figures",
+        "",
+    ]
+    for caption, name in figures.items():
+        parts += [f"### {caption}", "", f"![{caption}]({link}/{name})", ""]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from regionmix_utils.files import atomic_write_text
+
+    atomic_write_text(out, shorten("\n".join(parts), common).rstrip() + "\n")
+    return out
