@@ -244,10 +244,10 @@ def _cmd_study(args) -> int:
     finally:  # an interrupted invocation counts too: the study's time is their sum
         if not args.as_worker:
             studies.record_timing(runs_dir, started, workers)
-        total = studies.study_timing(runs_dir)
-        minutes, count = total["seconds"] / 60, total["invocations"]
-        print(f"study {study.name}: this invocation {time.time() - started:.0f} s; the study "
-              f"{minutes:.1f} min over {count} invocation(s)")  # fmt: skip
+            total = studies.study_timing(runs_dir)
+            minutes, count = total["seconds"] / 60, total["invocations"]
+            print(f"study {study.name}: this invocation {time.time() - started:.0f} s; the "
+                  f"study {minutes:.1f} min over {count} invocation(s)")  # fmt: skip
     if code == 0 and args.export:
         print(f"bundle: {studies.export_bundle(study, runs_dir, args.export, args.dataset)}")
     return code
@@ -267,6 +267,11 @@ def _cmd_report(args) -> int:
     title = f"Reference study `{study.name}`: Region Mixup on real CIFAR-10, on a CPU"
     out = write_report(bundle, args.out, title=title, preamble=design_text(study))
     print(f"report: {out}")
+    if args.readme:
+        from regionmix_utils.report import update_readme
+
+        changed = update_readme(args.readme, out)
+        print(f"{args.readme}: Table 1 {'updated' if changed else 'unchanged'}")
     return 0
 
 
@@ -506,6 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", default="cpu-reference", choices=sorted(STUDIES))
     p.add_argument("--bundle", default=None, help="default: the study's committed bundle")
     p.add_argument("--out", default="docs/reference-study.md", help="figures go beside it")
+    p.add_argument(
+        "--readme", default=None, metavar="README",
+        help="also put the report's Table 1 between this README's markers",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_report)
 
     from regionmix_utils.evaluation.robustness import ATTACKS, PRESETS, preset_text

@@ -116,7 +116,7 @@ class Study:
                 design is the same.
         """
         dataset = dataset or self.dataset
-        sizes = {}
+        sizes = {"n_train": self.n_train, "n_test": self.n_test}
         if dataset != self.dataset:
             if dataset not in SAMPLED_FROM:
                 raise ValueError(f"dataset must be {self.dataset!r} or one of "

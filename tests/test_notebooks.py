@@ -8,6 +8,8 @@ import nbformat
 import pytest
 
 from regionmix_utils.notebook import NOTEBOOKS, execute_notebook
+from regionmix_utils.runs import find_runs
+from regionmix_utils.study import find_bundle
 
 from .conftest import shared_data
 
@@ -62,3 +64,26 @@ def test_runs_top_to_bottom_in_quick_mode(path, runs_dir, tmp_path):
         and "it/s]" in str(o["data"].get("text/plain", ""))
     ]  # fmt: skip
     assert not widgets
+    if path.stem == "03_ce_ablation":
+        assert _bundle_number() in _output_text(cells), "quick mode shows the reference runs"
+
+
+def _output_text(cells) -> str:
+    parts = []
+    for cell in cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", ""))
+            parts += [str(v) for v in output.get("data", {}).values()]
+    return "\n".join(parts)
+
+
+def _bundle_number() -> str:
+    """Table 2's cell for Region Mixup without the clean CE term, from the committed
+    reference runs: "mean ± std (seeds)" of their final test accuracy."""
+    import numpy as np
+
+    bundle = find_bundle()
+    assert bundle is not None, "the reference study's bundle is committed"
+    accs = [r.accuracy() for r in find_runs(bundle)
+            if r.config.method == "region" and not r.config.clean_ce]  # fmt: skip
+    return f"{np.mean(accs):.2f} ± {np.std(accs, ddof=1):.2f} ({len(accs)})"

@@ -6,7 +6,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
 import torch
 
@@ -21,6 +23,7 @@ from regionmix_utils.mixing import (
     resizemix,
 )
 from regionmix_utils.viz import (
+    AblationExplorer,
     MixingExplorer,
     beta_figure,
     cam_figure,
@@ -29,7 +32,7 @@ from regionmix_utils.viz import (
     mixing_story,
     training_curves,
 )
-from regionmix_utils.viz.mixing import _self_paired
+from regionmix_utils.viz.mixing import _self_paired, figure_png
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +130,73 @@ def test_widgets_are_wired_to_the_callbacks(batch):
     seed = explorer.seed
     button.click()
     assert explorer.seed == seed + 1
+
+
+def widget_tree(widget):
+    """The widget and everything under it (``.children``, recursively)."""
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from widget_tree(child)
+
+
+def ablation_rows() -> pd.DataFrame:
+    """``ablation_frame`` rows of one dataset, k in (1, 2) x α in (0.4, 1.0), two seeds."""
+    rows = [
+        {"dataset": "shapes", "method": "region", "k": str(k), "alpha": alpha, "clean_ce": True,
+         "lam_mode": "batch", "seed": seed, "test_acc": 50 + 10 * k + 10 * alpha + seed,
+         "fgsm": 20 + 5 * k + seed}
+        for k in (1, 2) for alpha in (0.4, 1.0) for seed in (0, 1)
+    ]  # fmt: skip
+    return pd.DataFrame.from_records(rows)
+
+
+def explorer_widget(kind: str, batch):
+    """(explorer, its widget, the control whose change must redraw, a new value for it)."""
+    if kind == "mixing":
+        explorer = MixingExplorer(*batch, k=2)
+        widget = explorer.widget()
+        return explorer, widget, widget.children[1].children[0], 4  # the k slider
+    explorer = AblationExplorer(ablation_rows())
+    widget = explorer.widget()
+    return explorer, widget, widget.children[0].children[1], "fgsm"  # the metric dropdown
+
+
+@pytest.mark.parametrize("kind", ["mixing", "ablation"])
+def test_explorers_show_their_figure_as_an_image_widget_never_an_output(kind, batch):
+    """Classic Notebook with ipywidgets 7.7.1 (Colab's) and widgetsnbextension 3.6.10 cannot
+    create an Output widget's model: the whole explorer then renders as a static figure
+    with no controls. The figure goes into an Image widget instead, updated in place."""
+    explorer, widget, control, new_value = explorer_widget(kind, batch)
+    tree = list(widget_tree(widget))
+    assert not [w for w in tree if isinstance(w, widgets.Output)]
+    images = [w for w in tree if isinstance(w, widgets.Image)]
+    assert len(images) == 1 and images[0].format == "png"
+    image = images[0]
+    before = bytes(image.value)
+    assert before.startswith(b"\x89PNG") and before == figure_png(explorer.figure)
+    control.value = new_value
+    after = bytes(image.value)
+    assert after.startswith(b"\x89PNG") and after != before
+    assert after == figure_png(explorer.figure)  # the figure as it is now
+    assert widget.children[-1] is image  # updated in place, not replaced
+
+
+def test_moving_the_k_slider_redraws_one_figure_in_place(batch):
+    """Every move redraws the explorer's one figure (closed to pyplot, so the inline
+    backend never shows it a second time) and refreshes the same Image: nothing leaks."""
+    explorer = MixingExplorer(*batch, k=2)
+    widget = explorer.widget()
+    k_slider, image = widget.children[1].children[0], widget.children[2]
+    figure, n_axes, open_figures = explorer.figure, len(explorer.figure.axes), plt.get_fignums()
+    seen = set()
+    for step in range(12):
+        k_slider.value = 1 + step % 4
+        seen.add(bytes(image.value))
+        assert explorer.mixed.lam.shape == (k_slider.value, k_slider.value)
+    assert len(seen) == 4  # one picture per k
+    assert explorer.figure is figure and len(figure.axes) == n_axes  # one colorbar, too
+    assert plt.get_fignums() == open_figures and widget.children[2] is image
+    assert len(explorer.ax_lam.patches) == 20  # the histogram's bars, not 12 x 20
 
 
 def test_mixing_figure_rows_and_cutmix_box(batch):
