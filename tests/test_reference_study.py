@@ -193,3 +193,14 @@ def test_a_small_study_runs_exports_and_reports(tmp_path):
     report = write_report(bundle, tmp_path / "report.md").read_text()
     assert "## Table 1" in report and "## Gaussian noise by severity" in report
     assert "No mixing" in report and report.count("epochs=2") == 1  # stated once, not in labels
+
+
+def test_the_readme_shows_the_reports_table_1():
+    from regionmix_utils.report import README_END, README_START, table1_block
+
+    readme = (REPO / "README.md").read_text()
+    shown = readme.split(README_START, 1)[1].split(README_END, 1)[0].strip()
+    assert shown == table1_block(REPORT.read_text()), (
+        "README.md's Table 1 differs from the report's: run `regionmix report --study "
+        "cpu-reference --readme README.md`"
+    )
