@@ -145,7 +145,8 @@ def _figures(runs: list[Run], frame: pd.DataFrame, tables, comparison, folder: P
         plt.close(fig)
         drawn[title] = name
 
-    first = [r for r in runs if r.config.seed == min(x.config.seed for x in runs)]
+    seed = min(run.config.seed for run in runs)
+    first = [run for run in runs if run.config.seed == seed]
     curves = {shorten(column_label(r.config, with_ce=True), common): r.metrics() for r in first}
     save(training_curves(curves), "training-curves.png", "Training curves (seed 0)")
     evaluations = collect_evaluations(frame)

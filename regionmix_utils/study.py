@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 
 from regionmix_utils.config import TrainConfig
+from regionmix_utils.data import ImageSet
 from regionmix_utils.evaluation.corruptions import SEVERITIES, gaussian_noise
-from regionmix_utils.files import atomic_write_text
+from regionmix_utils.files import atomic_torch_save, atomic_write_text
 from regionmix_utils.runs import (
     CONFIG,
     EVALUATIONS,
@@ -210,18 +211,16 @@ def find_bundle(study: Study | str = "cpu-reference") -> Path | None:
 # -------------------------------------------------------------------- evaluation
 
 
-def noise_images(run: Run, severity: int, seed: int = 0, data_dir=None):
-    """The run's test images under CIFAR-10-C's Gaussian noise at ``severity``, drawn
-    with a generator seeded by (``seed``, ``severity``), so that every run of a study
-    sees the same noisy images (paired comparisons need that).
+def noise_images(test: ImageSet, severity: int, seed: int = 0) -> ImageSet:
+    """``test`` under CIFAR-10-C's Gaussian noise at ``severity``, drawn with a generator
+    seeded by (``seed``, ``severity``), so that every run of a study sees the same noisy
+    images (paired comparisons need that).
 
+    Args:
+        test: uint8 images [N, 3, H, W] and labels [N].
     Returns:
-        ImageSet with uint8 images [N, 3, H, W] and labels [N].
+        ImageSet with uint8 images [N, 3, H, W] and the same labels.
     """
-    from regionmix_utils.data import ImageSet, load_dataset
-
-    config = run.config
-    test = load_dataset(config.dataset, data_dir, n_train=1, n_test=config.n_test).test
     generator = torch.Generator().manual_seed(1000 * seed + severity)
     return ImageSet(gaussian_noise(test.images, severity, generator), test.labels, test.classes)
 
@@ -231,15 +230,18 @@ def evaluate_study_run(run: Run, study: Study, data_dir=None, device="cpu",
     """Every evaluation ``study`` asks of one finished run, each stored in the run's
     ``eval.json`` (with its per-image predictions) as soon as it is made; evaluations
     already there are reused."""
+    from regionmix_utils.data import load_dataset
     from regionmix_utils.evaluation.calibration import evaluate_calibration
     from regionmix_utils.evaluation.corruptions import evaluate_corruptions
     from regionmix_utils.evaluation.robustness import attack_configs, evaluate_run
 
     entry = study.entry_of(run.config)
     evaluate_calibration(run, None, data_dir, device)
+    config = run.config
+    test = load_dataset(config.dataset, data_dir, n_train=1, n_test=config.n_test).test
     evaluate_corruptions(
         run, ("gaussian_noise",), study.noise_severities, device=device, progress=progress,
-        images_of=lambda _, severity: noise_images(run, severity, study.noise_seed, data_dir),
+        images_of=lambda _, severity: noise_images(test, severity, study.noise_seed),
     )  # fmt: skip
     configs = study.attack_configs() if entry.attacked else attack_configs(
         ["fgsm"], list(study.fgsm_eps))  # fmt: skip
@@ -346,9 +348,7 @@ def export_bundle(study: Study, runs_dir: str | os.PathLike, out: str | os.PathL
         if weights:
             state = torch.load(source.path / "final.pt", map_location="cpu", weights_only=True)
             half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-            tmp = target / (WEIGHTS16 + ".tmp")
-            torch.save(half, tmp)
-            os.replace(tmp, target / WEIGHTS16)
+            atomic_torch_save(half, target / WEIGHTS16)
         marker = {"study": study.name, "source": str(source.path), "weights": weights}
         atomic_write_text(target / EXPORTED, json.dumps(marker, indent=2) + "\n")
     timing = Path(runs_dir) / TIMING

@@ -13,7 +13,14 @@ import torch
 
 from regionmix_utils.config import TrainConfig
 from regionmix_utils.report import write_report
-from regionmix_utils.runs import EXPORTED, WEIGHTS16, Predictions, Run, find_runs
+from regionmix_utils.runs import (
+    EXPORTED,
+    WEIGHTS16,
+    Predictions,
+    Run,
+    evaluation_settings,
+    find_runs,
+)
 from regionmix_utils.study import (
     CPU_REFERENCE,
     Entry,
@@ -89,11 +96,7 @@ def test_every_run_has_each_evaluation_of_the_study_with_its_predictions():
         if entry.attacked:
             assert {"pgd", "square"} <= kinds
         for record in run.evaluations():
-            settings = {k: v for k, v in record.items() if k not in ("accuracy", "seconds")}
-            settings = {k: v for k, v in settings.items()
-                        if k not in ("ece", "nll", "brier", "temperature", "ece_scaled",
-                                     "nll_scaled", "brier_scaled")}  # fmt: skip
-            stored = run.predictions(settings)
+            stored = run.predictions(evaluation_settings(record))
             assert isinstance(stored, Predictions) and len(stored) == record["n_images"] == 1017
             assert math.isclose(100 * stored.correct().mean(), record["accuracy"], abs_tol=1e-9)
 
