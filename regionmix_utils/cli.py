@@ -61,12 +61,19 @@ def _add_setting_options(parser: argparse.ArgumentParser, several: bool) -> None
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    from regionmix_utils.train import GPU_CHECKPOINT_EVERY
+
     defaults = TrainConfig()
     parser.add_argument(
         "--no-clean-ce", action="store_true", help="drop CE(f(x_A), y_A) (Table 2 ablation)"
     )
     parser.add_argument(
         "--concat-forward", action="store_true", help="one forward pass over [x_A; x~]"
+    )
+    parser.add_argument(
+        "--matched-compute", action="store_true",
+        help="with --no-clean-ce: a second mixed pass in the clean term's place (the same "
+             "forward/backward passes a step as with the term; folder suffix -2mix)",
     )
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
@@ -109,6 +116,16 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=defaults.amp)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument(
+        "--checkpoint-every", type=_positive_int, default=None, metavar="N",
+        help="epochs between checkpoints (last.pt); default: every epoch on the CPU, every "
+        f"{GPU_CHECKPOINT_EVERY} on a GPU. final.pt is always written",
+    )  # fmt: skip
+    parser.add_argument(
+        "--download", action="store_true",
+        help="download the dataset into --data-dir when it is not there (CIFAR through "
+        "torchvision, MD5-checked; Tiny ImageNet's official zip)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -118,6 +135,7 @@ def _config(args, dataset: str, method: str, seed: int, **settings) -> TrainConf
         method=method,
         clean_ce=not args.no_clean_ce,
         concat_forward=args.concat_forward,
+        matched_compute=args.matched_compute,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -134,6 +152,8 @@ def _config(args, dataset: str, method: str, seed: int, **settings) -> TrainConf
         label_smoothing=args.label_smoothing,
         amp=args.amp,
         compile=args.compile,
+        checkpoint_every=args.checkpoint_every,
+        download=args.download,
         seed=seed,
         **settings,
     )
@@ -199,6 +219,11 @@ def _cmd_sweep(args) -> int:
                   "command and --status")  # fmt: skip
         return 0
     workers = args.workers or sweeps.default_workers()
+    if workers > 1 and args.download:  # once, before the workers would race for it
+        from regionmix_utils.data import load_dataset
+
+        for dataset in dict.fromkeys(c.dataset for c in configs):
+            load_dataset(dataset, args.data_dir, download=True, n_train=1, n_test=1)
     if workers > 1:
         print(f"{len(configs)} runs on {workers} workers")
         argv = _worker_argv(args.argv)
@@ -249,7 +274,8 @@ def _cmd_study(args) -> int:
             print(f"study {study.name}: this invocation {time.time() - started:.0f} s; the "
                   f"study {minutes:.1f} min over {count} invocation(s)")  # fmt: skip
     if code == 0 and args.export:
-        print(f"bundle: {studies.export_bundle(study, runs_dir, args.export, args.dataset)}")
+        bundle = studies.export_bundle(study, runs_dir, args.export, args.dataset, args.data_dir)
+        print(f"bundle: {bundle}")
     return code
 
 
@@ -265,7 +291,8 @@ def _cmd_report(args) -> int:
             f"`regionmix study {study.name} --export DIR`)"
         )
     title = f"Reference study `{study.name}`: Region Mixup on real CIFAR-10, on a CPU"
-    out = write_report(bundle, args.out, title=title, preamble=design_text(study))
+    out = write_report(bundle, args.out, title=title, preamble=design_text(study),
+                       claims=study.family(), claims_note=study.claims_note)  # fmt: skip
     print(f"report: {out}")
     if args.readme:
         from regionmix_utils.report import update_readme
@@ -370,6 +397,7 @@ def _cmd_cam(args) -> int:
     from regionmix_utils.evaluation.cam import cam_maps, score_maps
     from regionmix_utils.results import column_label
     from regionmix_utils.runs import find_runs
+    from regionmix_utils.train import resolve_device
     from regionmix_utils.viz import cam_figure
 
     runs = [
@@ -385,15 +413,18 @@ def _cmd_cam(args) -> int:
         )
     test = load_dataset(args.dataset, args.data_dir, n_train=1, n_test=args.n_images).test
     images, labels = test.images.float() / 255, test.labels
+    device = resolve_device(args.device)  # grad-cam moves each batch to the model's device
     maps = {}
     for run in runs:
         label = column_label(run.config)
-        maps[label] = cam_maps(run.load_model(), images, labels if args.explain == "true" else None)
+        model = run.load_model(device)
+        maps[label] = cam_maps(model, images, labels if args.explain == "true" else None)
         if test.boxes is not None:
             scores = score_maps(maps[label], test.boxes)
             print(
                 f"{label}: energy in box {scores['energy_in_box']:.3f}, "
-                f"pointing game {scores['pointing_game']:.3f}"
+                f"pointing game {scores['pointing_game']:.3f} (blank maps, scored as misses: "
+                f"{scores['blank_maps']} of {scores['n_maps']})"
             )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     cam_figure(images, maps, test.boxes).savefig(args.out, dpi=100)
@@ -567,6 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--quick", action="store_true", help="the quick runs instead of full ones")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", default="runs/cam.png")
     p.set_defaults(func=_cmd_cam)
 

@@ -5,8 +5,9 @@ identity is the settings its method reads: a method that ignores k (Mixup, CutMi
 mixing) gets the default k, so ``--k 4`` on a Mixup run names the same run as before;
 without mixing the loss has no mixed term, so ``clean_ce`` and ``concat_forward`` are
 reset too (and ``concat_forward`` for methods that mix inside the model). Fields that
-only say how a run executes (AMP, channels_last, torch.compile, how often to evaluate)
-are not part of its identity either; ``identity`` leaves them out.
+only say how a run executes (AMP, channels_last, torch.compile, how often to evaluate
+and to checkpoint, whether to download the data) are not part of its identity either;
+``identity`` leaves them out, and ``run_name`` never reads them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 # How a run executes, not what it computes: may change between a start and a resume.
-EXECUTION_FIELDS = ("eval_every", "amp", "channels_last", "compile")
+EXECUTION_FIELDS = ("eval_every", "amp", "channels_last", "compile", "checkpoint_every", "download")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class TrainConfig:
     lam_mode: str = "batch"  # λ per tile ("batch", Algorithm 1) or per tile and sample
     clean_ce: bool = True  # the CE(f(x_A), y_A) term; False is Table 2's ablation
     concat_forward: bool = False  # one forward over [x_A; x~] instead of two calls
+    # Without the clean CE term, a second, independently mixed batch in its place: the
+    # compute of the clean term's pass (two forward/backward passes a step), not its loss.
+    matched_compute: bool = False
     epochs: int = 400
     batch_size: int = 128
     lr: float = 0.1
@@ -64,6 +68,10 @@ class TrainConfig:
     amp: bool = True  # CUDA only: bf16 where supported natively, else fp16 + GradScaler
     channels_last: bool = True  # CUDA only
     compile: bool = False  # torch.compile the model
+    # Epochs between checkpoints (last.pt); None: every epoch on the CPU, every
+    # ``train.GPU_CHECKPOINT_EVERY`` on a GPU. The last epoch always writes final.pt.
+    checkpoint_every: int | None = None
+    download: bool = False  # fetch the dataset when it is not on disk (torchvision, Tiny ImageNet)
     width: int = 64  # channels of the first ResNet stage (64 in the paper)
     n_train: int | None = None  # a class-stratified sample of n training images
     n_test: int | None = None  # likewise for the test split
@@ -77,6 +85,10 @@ class TrainConfig:
     label_smoothing: float = 0.0  # ε: targets (1 - ε) y + ε / K, clean and mixed
 
     def __post_init__(self) -> None:
+        # A value taken from numpy (np.linspace for a sweep of lr, say) would reach the
+        # optimizer's state, which a weights_only load of the checkpoint then refuses.
+        for field in dataclasses.fields(self):
+            object.__setattr__(self, field.name, _plain(getattr(self, field.name)))
         method = get_method(self.method)  # raises, naming the registered methods
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
@@ -91,7 +103,7 @@ class TrainConfig:
             raise ValueError(f"pad must be >= 0, got {self.pad}")
         if self.holdout < 0:
             raise ValueError(f"holdout must be >= 0, got {self.holdout}")
-        for name in ("n_train", "n_test"):
+        for name in ("n_train", "n_test", "checkpoint_every"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be None or >= 1, got {getattr(self, name)}")
         object.__setattr__(self, "milestones", tuple(self.milestones))
@@ -102,6 +114,12 @@ class TrainConfig:
         if self.lam_mode not in LAM_MODES:
             raise ValueError(f"lam_mode must be one of {LAM_MODES}, got {self.lam_mode!r}")
         object.__setattr__(self, "switch", _check_switch(self.switch))
+        if self.matched_compute and (self.clean_ce or method.in_model):
+            raise ValueError(
+                "matched_compute gives the run without the clean CE term (clean_ce=False) a "
+                "second mixed pass in the clean term's place; it needs clean_ce=False and a "
+                f"method that mixes images, got clean_ce={self.clean_ce}, method={self.method!r}"
+            )
         self._check_schedule()
         for name, value in _ignored_by(method.name, self.switch).items():
             object.__setattr__(self, name, value)
@@ -131,6 +149,20 @@ class TrainConfig:
     def settings(self) -> dict[str, Any]:
         """The method's settings: e.g. {"k": 2, "alpha": 1.0} for Region Mixup."""
         return get_method(self.method).settings_of(self)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy (and torch) numbers as plain Python ones, inside tuples and
+    lists too: np.float64(0.1) -> 0.1, np.int64(3) -> 3, np.bool_(True) -> True, an
+    array -> a tuple."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    ndim = getattr(value, "ndim", None)
+    if ndim == 0 and hasattr(value, "item"):
+        return value.item()
+    if ndim and hasattr(value, "tolist"):  # an array of sides, say: a tuple of numbers
+        return tuple(value.tolist())
+    return value
 
 
 def _defaults() -> dict[str, Any]:
@@ -172,7 +204,7 @@ def _ignored_by(method_name: str, switch: tuple = ()) -> dict[str, Any]:
     reads = {s for m in used for s in m.reads}
     reset = {s: defaults[s] for s in SETTINGS if s not in reads}
     if not any(m.mixes for m in used):
-        reset |= {"clean_ce": True, "concat_forward": False}
+        reset |= {"clean_ce": True, "concat_forward": False, "matched_compute": False}
         reset |= {f: defaults[f] for f in ("mix_prob", "mix_off_epoch")}
     if any(m.in_model for m in used):  # mixed inside the forward pass: no [x_A; x~] batch
         reset |= {"concat_forward": False}
@@ -203,7 +235,8 @@ def run_name(config: TrainConfig) -> str:
     """Folder name of a run: e.g. ``region-k2-a1``, ``mixup-a1-noclean``, ``none-quick``,
     ``region-k2-a1-ho5000`` (5000 training images held out), ``region-k2-a1-swcutmix0.5``
     (half the batches CutMix), ``-p0.5`` (mix_prob), ``-off300`` (mix_off_epoch),
-    ``-ls0.1`` (label smoothing). Schedule fields at their defaults add nothing."""
+    ``-ls0.1`` (label smoothing), ``mixup-a1-noclean-2mix`` (without the clean CE term,
+    two mixed passes a step). Fields at their defaults add nothing."""
     method = get_method(config.method)
     name = method.folder(config.settings())
     if config.switch:
@@ -213,6 +246,8 @@ def run_name(config: TrainConfig) -> str:
         name += get_method(config.method).folder_tags(config, dict.fromkeys(extra))
     if not config.clean_ce:
         name += "-noclean"
+    if config.matched_compute:
+        name += "-2mix"
     if config.concat_forward:
         name += "-concat"
     if config.mix_prob != 1:
@@ -231,6 +266,7 @@ def run_name(config: TrainConfig) -> str:
 _NOT_RECIPE = ("dataset", "method", "seed", "quick", "clean_ce", *SETTINGS, *EXECUTION_FIELDS)
 _RECIPE_WORDS = {
     "concat_forward": lambda v: "one forward pass" if v else "",
+    "matched_compute": lambda v: "two mixed passes" if v else "",
     "switch": lambda v: ", ".join(f"{name} P={prob:g}" for name, prob in v),
     "mix_off_epoch": lambda v: f"no mixing from epoch {v}",
     "label_smoothing": lambda v: f"label smoothing {v:g}",

@@ -23,6 +23,7 @@ import tempfile
 import urllib.request
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -286,6 +287,9 @@ def cifar(name: str, root: str | os.PathLike | None = None, download: bool = Fal
         raise ValueError(f"name must be 'cifar10' or 'cifar100', got {name!r}")
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     root = data_root(root)
+    if download and not (root / cls.base_folder).is_dir():
+        print(f"{name} is not under {root}: torchvision downloads it there and checks "
+              "each file's MD5")  # fmt: skip
     try:
         train, test = (cls(str(root), train=t, download=download) for t in (True, False))
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted."
@@ -331,11 +335,6 @@ def cifar10_npz(path: str | os.PathLike) -> Splits:
 # ---------------------------------------------------------------------- Tiny ImageNet
 
 
-def read_jpegs(paths: list[Path], progress: bool) -> Tensor:
-    """uint8 [N, 3, 64, 64] of 64 px JPEG files (greyscale ones as RGB)."""
-    return _read_jpegs(paths, progress)
-
-
 def tinyimagenet_classes(root: str | os.PathLike | None = None) -> tuple[list[str], tuple]:
     """(wnids in ``wnids.txt`` order, i.e. class index order; class names)."""
     folder = data_root(root) / "tiny-imagenet-200"
@@ -367,16 +366,55 @@ def cifar_classes(name: str, root: str | os.PathLike | None = None) -> tuple[str
     return tuple(f"class {i}" for i in range(100))
 
 
-def _read_jpegs(paths: list[Path], progress: bool) -> Tensor:
+JPEG_CHUNK = 256  # JPEGs a decoding task reads
+
+
+def decoding_threads() -> int:
+    """Threads that decode JPEGs: Pillow releases the GIL while it decodes, so they run
+    in parallel. As many as ``ThreadPoolExecutor`` takes by default (cores + 4, at
+    most 32): reading the files overlaps with decoding."""
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+def _decode_jpegs(paths: list[Path]) -> np.ndarray:
+    """uint8 [n, 64, 64, 3]: ``paths`` decoded as RGB (some Tiny ImageNet images are
+    greyscale)."""
     from PIL import Image
 
+    out = np.empty((len(paths), 64, 64, 3), dtype=np.uint8)
+    for i, path in enumerate(paths):
+        with Image.open(path) as image:
+            out[i] = np.asarray(image.convert("RGB"))
+    return out
+
+
+def read_jpegs(
+    paths: list[Path], progress: bool = True, threads: int | None = None, desc: str = "JPEGs"
+) -> Tensor:
+    """Decode 64x64 JPEG files (greyscale ones as RGB) on a pool of threads, with a
+    progress bar.
+
+    Args:
+        paths: the files, in the order wanted.
+        progress: show a progress bar (images decoded so far).
+        threads: decoding threads (default ``decoding_threads()``).
+        desc: the progress bar's label.
+    Returns:
+        uint8 [N, 3, 64, 64] in the order of ``paths``.
+    """
     from regionmix_utils.progress import progress as progress_bar
 
     out = torch.empty(len(paths), 3, 64, 64, dtype=torch.uint8)
-    for i, path in enumerate(progress_bar(paths, desc="reading JPEGs", disable=not progress)):
-        # Some Tiny ImageNet images are greyscale: decode everything as RGB.
-        with Image.open(path) as image:
-            out[i] = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    nhwc = out.permute(0, 2, 3, 1)  # a view: each chunk is written straight into ``out``
+    chunks = [paths[i : i + JPEG_CHUNK] for i in range(0, len(paths), JPEG_CHUNK)]
+    with (
+        ThreadPoolExecutor(threads or decoding_threads()) as pool,
+        progress_bar(total=len(paths), desc=desc, unit="img", disable=not progress) as bar,
+    ):
+        for start, decoded in zip(range(0, len(paths), JPEG_CHUNK),
+                                  pool.map(_decode_jpegs, chunks), strict=True):  # fmt: skip
+            nhwc[start : start + len(decoded)] = torch.from_numpy(decoded)
+            bar.update(len(decoded))
     return out
 
 
@@ -394,8 +432,10 @@ def tinyimagenet(root: str | os.PathLike | None = None, progress: bool = True) -
     set). Train and val labels are both numbered in ``wnids.txt`` order: class i is line
     i (the released file is not sorted). Decoded tensors are cached in
     ``tiny-imagenet-200/regionmix-cache.pt`` (written atomically) with the class order
-    they were numbered in, so only the first load reads the JPEGs, and a cache numbered
-    in another order (a ``wnids.txt`` replaced since) is read afresh.
+    they were numbered in, so only the first load reads the JPEGs (110,000 of them in
+    the full dataset, decoded on ``decoding_threads()`` threads with a progress bar), and
+    a cache numbered in another order (a ``wnids.txt`` replaced since) is read afresh.
+    A folder that cannot be written (a read-only copy) is read afresh each time.
     """
     folder = data_root(root) / "tiny-imagenet-200"
     needed = [folder / "wnids.txt", folder / "train", folder / "val" / "val_annotations.txt"]
@@ -412,6 +452,9 @@ def tinyimagenet(root: str | os.PathLike | None = None, progress: bool = True) -
         if saved.get("wnids") != tinyimagenet_classes(folder.parent)[0]:
             saved = None  # numbered in another class order: labels would be wrong
     if saved is None:
+        if progress:
+            print(f"Decoding Tiny ImageNet's JPEGs under {folder} on {decoding_threads()} "
+                  f"threads, once: the tensors are cached in {cache.name}")  # fmt: skip
         saved = _read_tinyimagenet_folder(folder, progress)
         try:
             atomic_torch_save(saved, cache)
@@ -452,10 +495,10 @@ def _read_tinyimagenet_folder(folder: Path, progress: bool) -> dict:
     return {
         "wnids": wnids,
         "classes": list(classes),
-        "train_images": _read_jpegs(train_paths, progress),
+        "train_images": read_jpegs(train_paths, progress, desc="train JPEGs"),
         "train_labels": torch.tensor(train_labels),
         "train_boxes": torch.tensor(train_boxes),
-        "test_images": _read_jpegs(test_paths, progress),
+        "test_images": read_jpegs(test_paths, progress, desc="val JPEGs"),
         "test_labels": torch.tensor(test_labels),
         "test_boxes": torch.tensor(test_boxes),
     }
@@ -477,6 +520,8 @@ def download_tinyimagenet(
     if (target / "wnids.txt").exists():
         return target
     root.mkdir(parents=True, exist_ok=True)
+    print(f"Tiny ImageNet is not under {root}: downloading {url} (about 240 MB); it is "
+          "checked and extracted before it is moved into place")  # fmt: skip
     with tempfile.TemporaryDirectory(dir=root, prefix=".tinyimagenet-") as tmp:
         archive = Path(tmp) / "tiny-imagenet-200.zip"
         with urllib.request.urlopen(url) as response, open(archive, "wb") as out:
@@ -535,7 +580,9 @@ def load_dataset(
     Args:
         name: dataset name.
         root: data folder (default ``data_root()``).
-        download: fetch CIFAR / Tiny ImageNet when missing.
+        download: fetch CIFAR (torchvision, MD5-checked) / Tiny ImageNet (its official
+            zip, checked before it is extracted) when missing, saying so; a dataset on
+            disk is used as it is.
         size: image side for ``shapes`` (32 or 64; default 32).
         n_train, n_test: keep a class-stratified sample of each split (fixed by ``seed``;
             shapes: how many to generate, default 10000 / 2000).
@@ -579,7 +626,9 @@ def augment_batch(images: Tensor, pad: int = 2, generator: torch.Generator | Non
     device = generator.device if generator is not None else images.device
     offsets = torch.randint(0, 2 * pad + 1, (2, batch), generator=generator, device=device)
     flips = torch.rand(batch, generator=generator, device=device) < 0.5
-    offsets, flips = offsets.to(images.device), flips.to(images.device)
+    # Drawn on the CPU for a GPU batch: sent without blocking (no host-device sync).
+    offsets = offsets.to(images.device, non_blocking=True)
+    flips = flips.to(images.device, non_blocking=True)
     rows = offsets[0, :, None] + torch.arange(height, device=images.device)  # [B, H]
     cols = torch.arange(width, device=images.device).expand(batch, width)
     cols = torch.where(flips[:, None], cols.flip(1), cols) + offsets[1, :, None]  # [B, W]
@@ -635,7 +684,7 @@ class BatchLoader:
         if self.shuffle:
             gen_device = self.generator.device if self.generator is not None else "cpu"
             order = torch.randperm(n, generator=self.generator, device=gen_device)
-            order = order.to(self.device)
+            order = order.to(self.device, non_blocking=True)
         else:
             order = torch.arange(n, device=self.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from regionmix_utils import __version__
-from regionmix_utils.config import TrainConfig, quick_config
+from regionmix_utils.config import TrainConfig, identity, quick_config
 from regionmix_utils.data import DatasetMissingError, load_dataset
 from regionmix_utils.methods import SETTINGS
 from regionmix_utils.runs import Run
@@ -98,27 +98,76 @@ def example_batch(
 
 
 def sweep_commands(configs: list[TrainConfig], runs_dir: str | os.PathLike) -> list[str]:
-    """``regionmix sweep`` commands that train ``configs`` (a sweep skips finished runs):
-    one command per method, set of flags and set-valued setting (``--sides``), with its
-    datasets, seeds and the values of its settings that differ from the defaults."""
-    several = [name for name, setting in SETTINGS.items() if setting.several]
+    """``regionmix sweep`` commands that train exactly ``configs`` (a sweep skips finished
+    runs): one command per dataset and run identity (``config.identity``) but the seed,
+    naming every field that differs from what the command line gives by default (the
+    method's settings, the recipe, the schedule, the holdout, ``--quick``). Each command
+    is parsed back by the command line itself and must give exactly its runs.
+
+    Raises:
+        ValueError: a run the command line cannot express (a field it has no option for,
+            such as ``milestones``): the message names the field.
+    """
     groups: dict[tuple, list[TrainConfig]] = {}
     for c in configs:
-        key = (c.method, c.clean_ce, c.concat_forward, c.quick, *(getattr(c, n) for n in several))
-        groups.setdefault(key, []).append(c)
-    defaults = TrainConfig()
+        key = tuple(_options(c))
+        groups.setdefault((c.dataset, c.method, key), []).append(c)
     commands = []
-    for (method, clean_ce, concat, quick, *_), group in groups.items():
-        words = ["regionmix sweep", "--datasets", *_unique(c.dataset for c in group),
-                 "--methods", method, "--seeds", *_unique(str(c.seed) for c in group)]  # fmt: skip
-        for name, setting in SETTINGS.items():
-            values = _unique(setting.format(getattr(c, name), sep=" ") for c in group)
-            if values != [setting.format(getattr(defaults, name), sep=" ")]:
-                words += [f"--{name}", *values]
-        words += ["--no-clean-ce"] * (not clean_ce) + ["--concat-forward"] * concat
-        words += ["--quick"] * quick + ["--runs-dir", str(runs_dir)]
+    for (dataset, method, options), group in groups.items():
+        seeds = _unique(str(c.seed) for c in group)
+        words = ["regionmix", "sweep", "--datasets", dataset, "--methods", method, "--seeds",
+                 *seeds, *options, "--runs-dir", str(runs_dir)]  # fmt: skip
+        _check_round_trip(words, group)
         commands.append(" ".join(words))
     return commands
+
+
+def _options(config: TrainConfig) -> list[str]:
+    """The command-line options that turn the defaults of ``config``'s dataset, method
+    and seed (quick ones for a quick run) into ``config``."""
+    reference = TrainConfig(dataset=config.dataset, method=config.method, seed=config.seed)
+    words = []
+    if config.quick:
+        reference, words = quick_config(reference), ["--quick"]
+    for name, value in identity(config).items():
+        default = getattr(reference, name)
+        if name in ("dataset", "method", "seed", "quick") or value == default:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name in SETTINGS:
+            words += [flag, *SETTINGS[name].format(value, sep=" ").split()]
+        elif isinstance(value, bool):
+            words.append(flag if value else f"--no-{name.replace('_', '-')}")
+        elif name == "switch":
+            words += [flag, *(f"{other}:{prob:g}" for other, prob in value)]
+        elif isinstance(value, tuple):
+            words += [flag, *map(str, value)]
+        else:
+            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return words
+
+
+def _check_round_trip(words: list[str], group: list[TrainConfig]) -> None:
+    """Parse ``words`` with the command line's own parser and require its runs to be
+    exactly ``group``'s."""
+    from regionmix_utils.cli import build_parser, sweep_configs
+
+    try:
+        args, unknown = build_parser().parse_known_args(words[1:])  # without "regionmix"
+    except SystemExit:  # a value no option takes (argparse said which on stderr)
+        args, unknown = None, []
+    flags = [w for w in unknown if w.startswith("--")]
+    made = set() if flags or args is None else {_identity_key(c) for c in sweep_configs(args)}
+    if made != {_identity_key(c) for c in group}:
+        missing = ", ".join(f.removeprefix("--").replace("-", "_") for f in flags)
+        raise ValueError(
+            f"no regionmix sweep command trains {Run.of('runs', group[0]).path.parent}: the "
+            f"command line has no option for {missing or 'a field it sets'}"
+        )
+
+
+def _identity_key(config: TrainConfig) -> tuple:
+    return tuple(sorted(identity(config).items()))
 
 
 def _unique(values) -> list[str]:

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from regionmix_utils.claims import paper_claims
 from regionmix_utils.results import (
     collect_evaluations,
     collect_runs,
     column_label,
-    compare,
+    judge,
     paper_tables,
     to_markdown,
 )
@@ -100,23 +101,37 @@ def masking_table(runs: list[Run], common: str = "") -> pd.DataFrame:
 
 
 def reading(comparison_cells: pd.DataFrame) -> list[str]:
-    """One sentence per judged claim, from the paired comparison's numbers."""
+    """One sentence per judged claim, from the paired comparison's numbers. The paper's
+    Δ is weighed against ours only where the runs are in the paper's setting; elsewhere
+    the sentence compares signs and says why no more."""
     lines = []
     for r in comparison_cells.itertuples():
-        if pd.isna(r.table) or math.isnan(r.delta):
+        if pd.isna(r.direction) or math.isnan(r.delta):
             continue
-        unresolved = r.verdict.startswith("not resolved") and not pd.isna(r.needed)
-        needed = ""
-        if unresolved and r.needed > r.seeds:
-            needed = f"; about {int(r.needed)} seeds would resolve a gap of the paper's size"
-        if not r.low <= r.paper_delta <= r.high:
-            needed += f"; the interval excludes the paper's {r.paper_delta:+.2f}"
-        lines.append(
-            f"Table {int(r.table)}, {r.metric}: {r.a} − {r.b} = {r.delta:+.2f} points "
-            f"[{r.low:+.2f}, {r.high:+.2f}] over {int(r.seeds)} seeds (paper: "
-            f"{r.paper_delta:+.2f}): **{r.verdict.split(' (')[0]}**{needed}."
-        )
+        where = f"Table {int(r.table)}, " if not pd.isna(r.table) else ""
+        spread = (f" [{r.low:+.2f}, {r.high:+.2f}], p = {r.p:.3f}, Holm-adjusted "
+                  f"{r.p_holm:.3f}" if not math.isnan(r.p) else "")  # fmt: skip
+        text = (f"{where}{r.metric}: {r.a} − {r.b} = {r.delta:+.2f} points{spread}, over "
+                f"{int(r.seeds)} seeds: **{r.verdict}**")  # fmt: skip
+        if r.plan and r.plan != "no effect declared":
+            text += (f"; the paired t-test would need {r.plan} seeds to detect a "
+                     f"{abs(_effect(r)):.2f}-point difference")  # fmt: skip
+        if not math.isnan(r.paper_delta):
+            same = np.sign(r.paper_delta) == np.sign(r.delta)
+            sign = "the same" if same else "the other"
+            text += f"; the paper's Δ ({r.paper_delta:+.2f}) has {sign} sign"
+            if r.paper_regime:
+                inside = r.low <= r.paper_delta <= r.high
+                text += f" and lies {'inside' if inside else 'outside'} our interval"
+            else:
+                text += (", and its size does not carry over: these runs are not the paper's "
+                         "setting (dataset, epochs, width)")  # fmt: skip
+        lines.append(text + ".")
     return lines
+
+
+def _effect(row) -> float:
+    return row.effect if not math.isnan(row.effect) else row.paper_delta
 
 
 def _figures(runs: list[Run], frame: pd.DataFrame, tables, comparison, folder: Path,
@@ -190,7 +205,7 @@ def _figures(runs: list[Run], frame: pd.DataFrame, tables, comparison, folder: P
         if comparison is None:
             raise ValueError("no claims")
         save(claims_forest(comparison.cells), "claims.png",
-             "The paper's claims: our paired Δ with its 95% interval, the paper's Δ")  # fmt: skip
+             "Declared claims: paired Δ, its 95% interval over seeds, the paper's Δ")  # fmt: skip
     except ValueError:
         pass  # no claim has paired numbers
     return drawn
@@ -280,25 +295,14 @@ well short of fitting their training images (see the training curves). The attac
 small numbers."""
 
 
-def _clean_ce_rows(frame: pd.DataFrame, runs_dir: str) -> pd.DataFrame | None:
-    """Paired comparisons of each method with and without the clean CE term (clean test
-    accuracy), for the methods that have both; None when none has."""
-    rows = []
-    for method in sorted(set(frame.loc[~frame["clean_ce"], "method"])):
-        try:
-            found = compare(frame, f"{method}:{method}/no-ce", runs_dir)
-        except ValueError:
-            continue
-        rows.append(found.frame[(found.cells["metric"] == "clean test").to_numpy()])
-    return pd.concat(rows) if rows else None
-
-
 def write_report(
     bundle: str | os.PathLike,
     out: str | os.PathLike,
     title: str = "Reference study",
     preamble: str = "",
     eps: float = 8 / 255,
+    claims: list | None = None,
+    claims_note: str = "",
 ) -> Path:
     """Write the Markdown report of ``bundle`` to ``out`` and its figures beside it (in
     a folder named after ``out``'s stem). Every table is made by ``results`` from the
@@ -308,6 +312,9 @@ def write_report(
     Args:
         preamble: Markdown put under the title (the study's design).
         eps: the ε of the attack tables (the figures show every ε).
+        claims: the declared family to judge (``study.Study.family``); None: the
+            paper's claims about the bundle's datasets.
+        claims_note: printed with the verdicts (when and how the claims were declared).
     Returns:
         The path of the report.
     """
@@ -320,8 +327,8 @@ def write_report(
         frame[column] = frame[column].map(lambda text: shorten(text, common))
     tables = [t for t in paper_tables(frame) if _keep(t, eps)]
     try:
-        comparison = compare(frame, "all", str(bundle))
-    except ValueError:  # no claim of the paper is about these runs' datasets
+        comparison = judge(frame, paper_claims() if claims is None else claims, str(bundle))
+    except ValueError:  # no claim is about these runs' datasets
         comparison = None
     if comparison is not None:  # the forest plot's labels, as the tables'
         for column in ("a", "b"):
@@ -343,22 +350,15 @@ def write_report(
             f"on {', '.join(map(str, timing['cpus']))} CPU core(s).",
             "",
         ]
-    parts += ["## The paper's claims at this scale", ""]
+    parts += ["## Declared claims at this scale", ""]
     if comparison is None:
-        parts += ["None of the paper's claims concerns these runs' datasets.", ""]
+        parts += ["No declared claim concerns these runs' datasets.", ""]
     else:
-        parts += [comparison.caption, "", to_markdown(comparison.frame), ""]
+        parts += [comparison.caption, ""]
+        parts += [claims_note, ""] if claims_note else []
+        parts += [to_markdown(comparison.frame), ""]
         parts += ["In words (generated from the rows above):", ""]
         parts += [f"- {line}" for line in reading(comparison.cells)] + [""]
-    clean_ce = _clean_ce_rows(frame, str(bundle))
-    if clean_ce is not None:
-        parts += [
-            "## Does the clean CE term help? (Table 2's question, on these images)", "",
-            "The paper's Table 2 asks it on CIFAR-100, so `--compare all` judges no Table 2 "
-            "claim here. The same paired comparison, with the term against without it, on "
-            "clean test accuracy (A > B is the paper's claim; columns as above):", "",
-            to_markdown(clean_ce), "",
-        ]  # fmt: skip
     for table in tables:
         parts += [f"## Table {table.number}", "", table.caption, "", to_markdown(table.frame), ""]
     parts += [
@@ -396,7 +396,7 @@ def table1_block(report: str) -> str:
     paired comparison that judge Table 1's claims (with their header)."""
     sections = report.split("\n## ")
     accuracy = next(s for s in sections if s.startswith("Table 1\n"))
-    claims = next(s for s in sections if s.startswith("The paper's claims"))
+    claims = next(s for s in sections if s.startswith("Declared claims"))
     table = [line for line in accuracy.splitlines() if line.startswith("|")]
     rows = [line for line in claims.splitlines() if line.startswith("|")]
     judged = [line for line in rows[2:] if line.split("|")[2].strip() == "1"]

@@ -15,7 +15,6 @@ a cell with the paper's setting, and quick runs never share one with full runs.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from regionmix_utils import paper
+from regionmix_utils.claims import NO_CE, Claim, claims_between, paper_claims, side
 from regionmix_utils.config import TrainConfig, recipe_differences
 from regionmix_utils.evaluation.masking import FLAGS, flags_text, masking_check
 from regionmix_utils.evaluation.robustness import ATTACKS, DEFAULT_EPS, attack_label
@@ -41,6 +41,7 @@ __all__ = [
     "column_label",
     "compare",
     "dataset_title",
+    "judge",
     "paper_claims",
     "paper_tables",
     "published_tables",
@@ -447,9 +448,14 @@ def _attack_settings_text(record: dict) -> str:
         parts.append(f"step {eps_text(record['step_size'])}, {start}")
     if "attack_seed" in spec.fields or "seed" in spec.fields:
         parts.append(f"seed {int(record['attack_seed'])}")
-    if record["kind"] == "autoattack":
-        parts.append(f"torchattacks' version \"{record['version']}\": 10-step APGD-CE, "
-                     "APGD-T and FAB-T, then Square-5000")  # fmt: skip
+    if record["kind"] == "autoattack" and not pd.isna(record.get("steps")):
+        parts.append(f"the reference settings (fra31/auto-attack \"{record['version']}\"): "
+                     f"APGD-CE, APGD-T and FAB-T at {int(record['steps'])} iterations, "
+                     f"{int(record['targets'])} target classes, then "
+                     f"Square-{int(record['queries'])}, each on the images left")  # fmt: skip
+    elif record["kind"] in ("autoattack", "autoattack-fast"):
+        parts.append("torchattacks' own AutoAttack \"standard\": 10-step APGD-CE, APGD-T "
+                     "and FAB-T (K - 1 targets), then Square-5000 (rescaled schedule)")  # fmt: skip
     extra = f" ({', '.join(parts)})" if parts else ""
     return f"{attack_label(record)}{extra} on {int(record['n_images'])} test images"
 
@@ -555,9 +561,29 @@ def _calibration_tables(runs: pd.DataFrame) -> list[Table]:
     return tables
 
 
+def _corruptions_held(part: pd.DataFrame) -> str:
+    """What the corruption records hold, in words, and what each measure means."""
+    from regionmix_utils.evaluation.corruptions import BENCHMARK, FAMILIES, SEVERITIES
+
+    names = sorted(set(part["corruption"]))
+    severities = sorted({int(s) for s in part["severity"]})
+    span = (f"severities {severities[0]}-{severities[-1]}" if len(severities) > 1 and
+            severities == list(range(severities[0], severities[-1] + 1))
+            else "severity " + ", ".join(map(str, severities)))  # fmt: skip
+    complete = set(BENCHMARK) <= set(names) and set(SEVERITIES) <= set(severities)
+    families = [f for f, members in FAMILIES.items() if set(members) & set(names)]
+    words = (f"Evaluated: {', '.join(n.replace('_', ' ') for n in names)} ({len(names)} of the "
+             f"{len(BENCHMARK)} corruptions) at {span}. ")  # fmt: skip
+    if complete:
+        words += "mean: over the 15 corruptions x 5 severities. "
+    return words + (f"{', '.join(families)}: the mean over the evaluated corruptions of that "
+                    "family and their severities.")  # fmt: skip
+
+
 def _corruption_tables(runs: pd.DataFrame) -> list[Table]:
     """Table 6 (beyond the paper): accuracy under common corruptions, the mean over the
-    15 corruptions x 5 severities and each family's mean, per test-set size."""
+    15 corruptions x 5 severities (where all were evaluated) and each family's mean over
+    what was evaluated, per test-set size; the caption names what the records hold."""
     from regionmix_utils.evaluation.corruptions import summarise_corruptions
 
     evaluations = collect_evaluations(runs)
@@ -575,9 +601,8 @@ def _corruption_tables(runs: pd.DataFrame) -> list[Table]:
         caption = (
             f"Table 6 (beyond the paper): accuracy (%) under common corruptions (Hendrycks & "
             f"Dietterich, 2019; {'the released files' if source == 'released' else 'computed here'}"
-            f"), on {int(n_images)} test images: mean over the 15 corruptions "
-            f"x 5 severities (where all were evaluated), and the mean of each family (noise, "
-            f"blur, weather, digital). {_recipe_caption(part)} {_OURS}"
+            f"), on {int(n_images)} test images. {_corruptions_held(part)} {_recipe_caption(part)}"
+            f" {_OURS}"
         )
         tables.append(Table(6, caption, _layout(cells, ["dataset", "measure"]), cells))
     return tables
@@ -585,79 +610,18 @@ def _corruption_tables(runs: pd.DataFrame) -> list[Table]:
 
 # ------------------------------------------------------------------ paired comparisons
 
-NO_CE = "/no-ce"  # a side of --compare: the configuration without the clean CE term
 COMPARE_RESAMPLES = 2000
+LEVEL = 0.05  # the family-wise level of a judged family of claims (Holm)
+POWER = 0.8  # the seed planner's
 # Our datasets that stand for one of the paper's, for its claims (a subset of its images).
 PAPER_DATASET = {"cifar10-subset": "cifar10"}
 _RERUN = {"clean": "regionmix calibration", "calibration": "regionmix calibration",
           "corruption": "regionmix corruptions"}  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Claim:
-    """One claim the paper's numbers make: configuration ``a`` scores higher than ``b``
-    (or lower, as the sign of ``paper_delta`` says) on a dataset, for a metric.
-
-    Attributes:
-        table: the paper's table (1-4).
-        dataset: the paper's dataset name ("cifar10").
-        a, b: sides as ``--compare`` takes them: a method name, "/no-ce" appended for the
-            configuration without the clean CE term.
-        kind: the evaluation compared: "clean", "fgsm" or "square".
-        paper_delta: the paper's mean of a minus mean of b (points).
-        paper_std_a, paper_std_b: the paper's standard deviations over its 3 runs.
-    """
-
-    table: int
-    dataset: str
-    a: str
-    b: str
-    kind: str
-    paper_delta: float
-    paper_std_a: float
-    paper_std_b: float
-
-
-def _side(spec: str) -> tuple[str, bool]:
-    """ "region" -> ("region", True); "region/no-ce" -> ("region", False)."""
-    return (spec[: -len(NO_CE)], False) if spec.endswith(NO_CE) else (spec, True)
-
-
-def paper_claims() -> list[Claim]:
-    """The paper's claims, from its numbers: Table 1, Region Mixup against Mixup and
-    against CutMix per dataset; Table 2, each method with the clean CE term against
-    without it; Tables 3-4, Region Mixup against Mixup and CutMix under FGSM and Square."""
-    claims = []
-    for cell in paper.CELLS:
-        attack = cell.attack or "clean"
-        if cell.table in (1, 3, 4) and cell.method != "region":
-            region = paper.lookup(cell.dataset, "region", True, cell.attack)
-            claims.append(Claim(cell.table, cell.dataset, "region", cell.method, attack,
-                                region.mean - cell.mean, region.std, cell.std))  # fmt: skip
-        elif cell.table == 2 and not cell.clean_ce:
-            with_ce = paper.lookup(cell.dataset, cell.method, True, None)
-            claims.append(Claim(2, cell.dataset, cell.method, cell.method + NO_CE, "clean",
-                                with_ce.mean - cell.mean, with_ce.std, cell.std))  # fmt: skip
-    return sorted(claims, key=lambda c: (c.table, _DATASET_ORDER.get(c.dataset, 9)))
-
-
-def _claims_between(a: str, b: str, dataset: str) -> list[Claim]:
-    """The paper's claims about A against B on ``dataset`` (either way round)."""
-    out = []
-    for c in paper_claims():
-        if c.dataset != dataset:
-            continue
-        if (c.a, c.b) == (a, b):
-            out.append(c)
-        elif (c.a, c.b) == (b, a):
-            swapped = {"paper_std_a": c.paper_std_b, "paper_std_b": c.paper_std_a}
-            out.append(dataclasses.replace(c, a=a, b=b, paper_delta=-c.paper_delta, **swapped))
-    return out
-
-
 def _matching(runs: pd.DataFrame, spec: str) -> pd.DataFrame:
     """Runs of one side: a method (optionally "/no-ce") or a column label."""
-    method, clean_ce = _side(spec)
+    method, clean_ce = side(spec)
     by_method = runs[(runs["method"] == method) & (runs["clean_ce"] == clean_ce)]
     return by_method if not by_method.empty else runs[runs["label_ce"] == spec]
 
@@ -743,13 +707,15 @@ def _rerun_hint(kind: str, runs_dir: str) -> str:
     return f"`{command} --runs-dir {runs_dir}`"
 
 
+def _paper_regime(runs: dict) -> bool:
+    """Whether every run is in the paper's setting: one of its datasets in full, its
+    recipe (epochs, width, schedule, ...) and its method settings."""
+    return all(run.config.dataset in paper.DATASET_TITLES and _is_paper_recipe(run.config)
+               for run in runs.values())  # fmt: skip
+
+
 def _compare_row(dataset, runs_a, runs_b, group, claim: Claim | None, runs_dir) -> dict:
-    from regionmix_utils.evaluation.statistics import (
-        MissingPredictions,
-        seeds_needed,
-        seeds_needed_from_stds,
-        verdict,
-    )
+    from regionmix_utils.evaluation.statistics import MissingPredictions
 
     row = _base_row(dataset, runs_a, runs_b, group[0], claim)
     try:
@@ -760,143 +726,217 @@ def _compare_row(dataset, runs_a, runs_b, group, claim: Claim | None, runs_dir) 
             f"{_rerun_hint(group[0]['kind'], runs_dir)} for paired numbers"
         )
         return row
-    claimed = claim.paper_delta if claim else (result.delta or 1.0)
-    needed = None
-    if result.n_seeds > 1 and result.seed_sd > 0:
-        needed = seeds_needed(claimed, result.seed_sd)
-    elif claim:
-        needed = seeds_needed_from_stds(claimed, claim.paper_std_a, claim.paper_std_b)
     row |= {
         "delta": result.delta, "low": result.low, "high": result.high, "p": result.p_value,
+        "p_signflip": result.p_signflip, "image_low": result.image_low,
+        "image_high": result.image_high, "seed_sd": result.seed_sd,
         "mean_a": float(np.mean([s.a for s in result.per_seed])),
         "mean_b": float(np.mean([s.b for s in result.per_seed])),
-        "seed_sd": result.seed_sd, "needed": needed,
-        "verdict": verdict(result, claimed, needed),
+        "_result": result,
     }  # fmt: skip
     return row
 
 
 def _base_row(dataset, runs_a, runs_b, settings: dict, claim: Claim | None) -> dict:
     first_a, first_b = next(iter(runs_a.values())), next(iter(runs_b.values()))
+    nan = math.nan
     return {
-        "table": claim.table if claim else None, "dataset": dataset,
+        "table": claim.table if claim and claim.table else None, "dataset": dataset,
         "a": column_label(first_a.config, with_ce=True),
         "b": column_label(first_b.config, with_ce=True),
         "metric": _metric_label(settings), "n_images": settings.get("n_images"),
         "seeds": len(set(runs_a) & set(runs_b)),
-        "paper_delta": claim.paper_delta if claim else math.nan,
-        "delta": math.nan, "low": math.nan, "high": math.nan, "p": math.nan,
-        "mean_a": math.nan, "mean_b": math.nan, "seed_sd": math.nan, "needed": None,
-        "verdict": "",
+        "direction": claim.direction if claim else nan,
+        "source": claim.source if claim else "",
+        "paper_delta": claim.paper_delta if claim and claim.paper_delta is not None else nan,
+        "effect": claim.effect if claim and claim.effect is not None else nan,
+        "paper_regime": _paper_regime(runs_a) and _paper_regime(runs_b),
+        "delta": nan, "low": nan, "high": nan, "p": nan, "p_holm": nan, "p_signflip": nan,
+        "image_low": nan, "image_high": nan, "mean_a": nan, "mean_b": nan, "seed_sd": nan,
+        "plan": "", "verdict": "",
     }  # fmt: skip
 
 
-def _not_evaluated(dataset, runs_a, runs_b, kind, claim, runs_dir) -> dict:
-    settings = {"kind": kind, "eps": DEFAULT_EPS, "queries": 100}
+def _not_evaluated(dataset, runs_a, runs_b, claim: Claim, runs_dir) -> dict:
+    settings = {"kind": claim.kind, **dict(claim.settings)}
+    if claim.kind in ATTACKS:
+        settings.setdefault("eps", DEFAULT_EPS)
     row = _base_row(dataset, runs_a, runs_b, settings, claim)
-    return row | {"verdict": f"not evaluated: run {_rerun_hint(kind, runs_dir)}"}
+    return row | {"verdict": f"not evaluated: run {_rerun_hint(claim.kind, runs_dir)}"}
 
 
 @dataclass(frozen=True)
 class Comparison:
     """Paired comparisons as a table: ``frame`` (text cells) and ``cells`` (numbers:
-    table, dataset, a, b, metric, seeds, mean_a, mean_b, delta, low, high, p, seed_sd,
-    needed, paper_delta, verdict), for the forest plot."""
+    table, dataset, a, b, metric, seeds, direction (the declared claim: +1 A > B, -1
+    A < B, NaN none), mean_a, mean_b, delta, low, high (t-interval over seeds), p (paired
+    t-test), p_holm (Holm over the judged family), p_signflip (exact), image_low,
+    image_high (these models, test images resampled), seed_sd, plan, paper_delta,
+    paper_regime, effect, verdict), for the forest plot and the report."""
 
     caption: str
     frame: pd.DataFrame
     cells: pd.DataFrame
+    level: float = LEVEL
 
 
-def _paper_settings(settings: dict) -> bool:
-    """Whether an attack record has the paper's setting (ε = 8/255; Square: 100 queries)."""
-    return settings.get("eps") == DEFAULT_EPS and settings.get("queries", 100) == 100
+def _judged(rows: list[dict], level: float) -> pd.DataFrame:
+    """The rows with Holm's correction over those that judge a declared claim, each
+    claim's verdict, and for the unresolved ones the seeds the family would need."""
+    from regionmix_utils.evaluation.statistics import holm, plan_seeds, verdict
+
+    results = [row.pop("_result", None) for row in rows]
+    cells = pd.DataFrame(rows)
+    # One seed gives no t-test (p NaN): such a row has no verdict, and is not in the family.
+    claimed = cells["direction"].notna() & cells["p"].notna()
+    cells.loc[claimed, "p_holm"] = holm(cells.loc[claimed, "p"].to_numpy(), level)
+    family = max(1, int(claimed.sum()))
+    for i, result in enumerate(results):
+        row = cells.loc[i]
+        if result is None or pd.isna(row["direction"]):
+            continue
+        p_holm = None if pd.isna(row["p_holm"]) else float(row["p_holm"])
+        said = verdict(result, int(row["direction"]), p_holm, level)
+        cells.at[i, "verdict"] = said
+        if said in ("supported", "contradicted"):
+            continue
+        effect = row["effect"]
+        if pd.isna(effect) and row["paper_regime"]:
+            effect = row["paper_delta"]
+        cells.at[i, "plan"] = "no effect declared" if pd.isna(effect) else plan_seeds(
+            effect, row["seed_sd"], int(row["seeds"]), level / family, POWER).text  # fmt: skip
+    return cells
 
 
-def compare(runs: pd.DataFrame, spec: str, runs_dir: str = "runs") -> Comparison:
-    """Paired comparisons of ``collect_runs`` rows: ``spec`` "A:B" (two sides: method
-    names, "/no-ce" for the configuration without the clean CE term, or column labels)
-    compares A with B on every evaluation both have; "all" judges each of the paper's
-    claims (``paper_claims``) on the datasets we have runs of.
+def judge(runs: pd.DataFrame, claims: list[Claim], runs_dir: str = "runs",
+          level: float = LEVEL) -> Comparison:  # fmt: skip
+    """Judge a declared family of claims on ``collect_runs`` rows: one row per claim and
+    pair of configurations that can answer it (a paper claim about "cifar10" is judged on
+    the datasets ``PAPER_DATASET`` maps to it too), the paired t-test over seeds, Holm's
+    correction over the family at family-wise ``level``, and a verdict each
+    (``statistics.verdict``). A claim whose runs lack its evaluation says what to run.
+
+    Raises:
+        ValueError: no claim has runs of both its sides.
+    """
+    rows = []
+    for claim in claims:
+        for dataset, runs_a, runs_b in _pairs(runs, claim.a, claim.b):
+            if claim.dataset not in (dataset, PAPER_DATASET.get(dataset)):
+                continue
+            groups = _metric_groups([*runs_a.values(), *runs_b.values()], claim.kind)
+            groups = [g for g in groups if claim.matches(g[0])]
+            if not groups:
+                rows.append(_not_evaluated(dataset, runs_a, runs_b, claim, runs_dir))
+            rows += [_compare_row(dataset, runs_a, runs_b, g, claim, runs_dir) for g in groups]
+    if not rows:
+        raise ValueError(
+            f"no runs of both sides of any of the {len(claims)} claims (sides: a method "
+            f"such as region, with {NO_CE} for runs without the clean CE term)"
+        )
+    cells = _judged(rows, level)
+    return Comparison(_compare_caption(cells, level), _compare_frame(cells), cells, level)
+
+
+def compare(
+    runs: pd.DataFrame, spec: str, runs_dir: str = "runs", level: float = LEVEL
+) -> Comparison:
+    """Paired comparisons of ``collect_runs`` rows. ``spec`` "all" judges each of the
+    paper's claims (``claims.paper_claims``) on the datasets we have runs of (``judge``);
+    "A:B" (two sides: method names, "/no-ce" for the configuration without the clean CE
+    term, or column labels) compares A with B on every evaluation both have, and judges
+    the paper's claims about A and B among them; a metric no claim is declared for gets
+    its numbers and no verdict.
 
     Raises:
         ValueError: a malformed spec, or no pair of runs that it selects.
     """
     if spec == "all":
-        jobs = [(c.a, c.b, c) for c in paper_claims()]
-    elif spec.count(":") == 1 and all(spec.split(":")):
-        a, b = spec.split(":")
-        jobs = [(a, b, None)]
-    else:
+        return judge(runs, paper_claims(), runs_dir, level)
+    if spec.count(":") != 1 or not all(spec.split(":")):
         raise ValueError(f"--compare takes A:B (e.g. region:mixup) or all, got {spec!r}")
+    a, b = spec.split(":")
     rows = []
-    for a, b, fixed in jobs:
-        for dataset, runs_a, runs_b in _pairs(runs, a, b):
-            paper_name = PAPER_DATASET.get(dataset, dataset)
-            if fixed is not None and fixed.dataset != paper_name:
-                continue
-            claims = [fixed] if fixed else _claims_between(a, b, paper_name)
-            kind = fixed.kind if fixed else None
-            groups = _metric_groups([*runs_a.values(), *runs_b.values()], kind)
-            if fixed is not None and kind != "clean":
-                groups = [g for g in groups if _paper_settings(g[0])]
-            if not groups:
-                rows.append(_not_evaluated(dataset, runs_a, runs_b, kind or "clean", fixed,
-                                           runs_dir))  # fmt: skip
-            for group in groups:
-                judged = _kind(group[0]) == "clean" or _paper_settings(group[0])
-                claim = next((c for c in claims if c.kind == _kind(group[0]) and judged), None)
-                rows.append(_compare_row(dataset, runs_a, runs_b, group, claim, runs_dir))
+    for dataset, runs_a, runs_b in _pairs(runs, a, b):
+        claims = claims_between(a, b, PAPER_DATASET.get(dataset, dataset))
+        for group in _metric_groups([*runs_a.values(), *runs_b.values()], None):
+            claim = next((c for c in claims if c.kind == _kind(group[0]) and
+                          c.matches(group[0])), None)  # fmt: skip
+            rows.append(_compare_row(dataset, runs_a, runs_b, group, claim, runs_dir))
     if not rows:
         raise ValueError(
             f"no runs of both sides of {spec!r} on the same dataset and recipe (sides: a "
             f"method such as region, with {NO_CE} for runs without the clean CE term)"
         )
-    cells = pd.DataFrame(rows)
-    return Comparison(_compare_caption(cells), _compare_frame(cells), cells)
+    cells = _judged(rows, level)
+    return Comparison(_compare_caption(cells, level), _compare_frame(cells), cells, level)
+
+
+def _interval(low: float, high: float) -> str:
+    return "" if math.isnan(low) else f"[{_signed(low)}, {_signed(high)}]"
+
+
+def _p_text(p: float) -> str:
+    return "" if math.isnan(p) else f"{p:.3f}" if p >= 0.001 else "< 0.001"
 
 
 def _compare_frame(cells: pd.DataFrame) -> pd.DataFrame:
-    def interval(r) -> str:
-        if math.isnan(r.delta):
-            return ""
-        return f"{_signed(r.delta)} [{_signed(r.low)}, {_signed(r.high)}]"
-
+    claimed = {1: "A > B", -1: "A < B"}
     frame = pd.DataFrame({
         "paper table": ["" if pd.isna(t) else str(int(t)) for t in cells["table"]],
         "dataset": cells["dataset"].map(dataset_title),
         "A vs B": cells["a"] + " vs " + cells["b"],
         "metric": cells["metric"],
+        "claim": ["" if pd.isna(d) else claimed[int(d)] for d in cells["direction"]],
         "seeds": cells["seeds"].astype(str),
         "A (%)": ["" if math.isnan(v) else f"{v:.2f}" for v in cells["mean_a"]],
         "B (%)": ["" if math.isnan(v) else f"{v:.2f}" for v in cells["mean_b"]],
-        "Δ [95% CI]": [interval(r) for r in cells.itertuples()],
-        "p": ["" if math.isnan(p) else f"{p:.3f}" for p in cells["p"]],
+        "Δ": ["" if math.isnan(d) else _signed(d) for d in cells["delta"]],
+        "95% CI (seeds)": [_interval(r.low, r.high) for r in cells.itertuples()],
+        "p": [_p_text(p) for p in cells["p"]],
+        "p Holm": [_p_text(p) for p in cells["p_holm"]],
+        "p sign-flip": [_p_text(p) for p in cells["p_signflip"]],
+        "95% CI (these models)": [_interval(r.image_low, r.image_high) for r in cells.itertuples()],
         "paper Δ": ["" if math.isnan(d) else _signed(d) for d in cells["paper_delta"]],
         "verdict": cells["verdict"],
+        "seeds to resolve": cells["plan"],
     })  # fmt: skip
-    if frame["paper table"].eq("").all():
-        frame = frame.drop(columns="paper table")
+    for column in ("paper table", "paper Δ", "claim", "p Holm", "seeds to resolve"):
+        if frame[column].eq("").all():
+            frame = frame.drop(columns=column)
     return frame.set_index("dataset")
 
 
-def _compare_caption(cells: pd.DataFrame) -> str:
+def _compare_caption(cells: pd.DataFrame, level: float) -> str:
     mapped = sorted(d for d in set(cells["dataset"]) if d in PAPER_DATASET)
     stands = "".join(
         f" {dataset_title(d)} is judged against the paper's "
         f"{dataset_title(PAPER_DATASET[d])} claims." for d in mapped
     )  # fmt: skip
+    claimed = cells["direction"].notna() & cells["p"].notna()
+    family = int(claimed.sum())
+    sources = sorted(set(cells.loc[cells["direction"].notna(), "source"]))
+    named = " and ".join("the paper's" if s == "paper" else f"the {s} study's" for s in sources)
+    verdicts = (
+        f" Verdicts on the family of {family} declared claim(s) ({named}), each in the "
+        f"direction its declaration states: supported when Holm's adjusted p is below "
+        f"{level:g} (family-wise) and Δ has the declared sign, contradicted when it is below "
+        "with the other sign, otherwise not resolved; with the seeds the paired t-test "
+        f"would need for the declared effect (the paper's Δ only in the paper's setting) "
+        f"at {level:g} / {max(family, 1)} with {POWER:.0%} power, at the seeds' measured "
+        "spread, and in brackets at the ends of that spread's 95% interval."
+        if family else " No declared claim is among these comparisons: no verdicts."
+    )
     return (
         "Paired comparisons: Δ = A − B in points, the mean over the seeds both have of "
-        "the per-seed difference on the same test images; 95% interval from a two-level "
-        f"bootstrap ({COMPARE_RESAMPLES:,} resamples of the seeds, then of the test images); "
-        "p: two-sided bootstrap p-value of Δ = 0. Verdict on the claim that A − B has the "
-        "sign of the paper's Δ (A > B where the paper has no number): supported when the "
-        "whole interval lies on the claimed side of 0, contradicted when it lies on the "
-        "other side, otherwise not resolved, with the seeds needed to resolve the paper's "
-        "Δ (ours where it has none) at the 5% level with 80% power (t-test on the per-seed "
-        "Δ, their spread in our runs; from the paper's stds with one seed of ours). "
-        "Common corruptions: each image's share of the corruptions x severities it gets "
+        "the per-seed difference on the same test images. The trained model is the unit: "
+        "95% CI (seeds) and p are the paired t-test over the seeds (S − 1 degrees of "
+        "freedom); p sign-flip is the exact sign-flip test over the seeds, which assumes "
+        "no normal distribution and cannot go below 2 / 2^S (0.25 with 3 seeds). 95% CI "
+        f"(these models): the test images resampled ({COMPARE_RESAMPLES:,} times) with the "
+        "trained models held fixed, which says how far these models' Δ would move on other "
+        "test images, not how far another training would move it." + verdicts +
+        " Common corruptions: each image's share of the corruptions x severities it gets "
         "right. A claim is left out where we have no runs of both sides on its dataset "
         "with the same recipe." + stands
     )

@@ -17,6 +17,7 @@ Every way shares the runs folder through the runs' locks (``Run.claimed``):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -37,7 +38,11 @@ SUBMITTED = "submitted.json"  # in a run folder: the job that will train it
 
 @dataclass
 class SweepReport:
-    """What a sweep did: finished runs (trained or found finished) and failures."""
+    """What a sweep did: finished runs (trained or found finished) and failures.
+
+    The results hold no models: each run's model is let go when the run ends, so that
+    a sweep never keeps more than one model on the GPU (``Run.load_model`` loads one).
+    """
 
     results: list[RunResult] = field(default_factory=list)
     failures: dict[TrainConfig, str] = field(default_factory=dict)
@@ -60,7 +65,8 @@ def sweep(
     Configs that name the same run (a method that ignores k, say) run once. A run that
     another process trains is left for later and waited for (every ``poll_s`` seconds)
     once nothing else is left. A failing run is reported (and its ``failed.json``
-    written); the others go on.
+    written); the others go on. Each finished run's model is dropped from its result and
+    the GPU's cached memory released before the next run starts.
     """
     pending = list(dict.fromkeys(configs))
     report = SweepReport()
@@ -69,8 +75,10 @@ def sweep(
         busy = []
         for config in pending:
             try:
-                report.results.append(train(config, runs_dir, data_dir, device,
-                                            progress=progress))  # fmt: skip
+                result = train(config, runs_dir, data_dir, device, progress=progress)
+                report.results.append(dataclasses.replace(result, model=None))
+                del result
+                _release_gpu_memory()
                 bar.update(1)
             except RunBusyError:
                 busy.append(config)
@@ -86,6 +94,15 @@ def sweep(
         pending = busy
     bar.close()
     return report
+
+
+def _release_gpu_memory() -> None:
+    """Hand the blocks that the finished run's tensors left in torch's CUDA cache back to
+    the GPU (other workers may share it)."""
+    import torch
+
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 # ------------------------------------------------------------------ local workers

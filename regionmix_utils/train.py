@@ -2,7 +2,9 @@
 
 ``train`` reads as four steps: claim the run (``Run.claimed``: one process at a time
 trains it) and record its config, build or restore the training state, run epochs
-(``one_epoch``), save after each. A run folder holding ``last.pt`` resumes; one holding
+(``one_epoch``), save a checkpoint every ``checkpoint_every`` epochs (``last.pt``, with
+``metrics.jsonl`` beside it) and ``final.pt`` after the last. A run folder holding
+``last.pt`` resumes from it, training the epochs after it again; one holding
 ``final.pt`` is finished and skipped (see ``runs``).
 
 Randomness comes in two streams: one for the data (order and augmentation), one for
@@ -17,15 +19,29 @@ neither converts into the other), so a run started on a GPU resumes on the CPU a
 each epoch trained once, its order and augmentation drawn from the epoch's own seed on
 the device at hand. The AMP mode may change too: a checkpoint without a GradScaler state
 resumed where fp16 needs one starts a fresh scaler; a scaler state resumed where none is
-needed (CPU, bf16) is dropped. On one device a resumed run is bit for bit the same as an
-uninterrupted one. Each start and resume records its device and AMP mode in the run's
-history (``runs.Run.log_start``).
+needed (CPU, bf16) is dropped. Each start and resume records its device and AMP mode in
+the run's history (``runs.Run.log_start``).
+
+On the CPU, with the same number of threads, a resumed run is bit for bit the same as an
+uninterrupted one (tests check it). On a GPU it matches to rounding, not bit for bit:
+cuDNN may pick other convolution algorithms in a new process, and some CUDA kernels add
+in an order that changes from call to call (the backward of ``index_select`` in the
+in-model mixes, the float64 ``scatter_add_`` of the soft targets); nor are two
+uninterrupted GPU runs bit for bit alike. ``torch.use_deterministic_algorithms(True)``
+(with ``CUBLAS_WORKSPACE_CONFIG=:4096:8``) before training makes them so, slower.
+
+A training step never reads a value back from the GPU: the mixing parameters are drawn
+on the CPU and sent without blocking, and with fp16 the GradScaler's overflow check
+stays on the device (``sgd_optimizer``). What an epoch reports is read once, at its end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,20 +61,44 @@ from regionmix_utils.progress import progress as progress_bar
 from regionmix_utils.runs import FINAL, LAST, Run, run_dir
 
 __all__ = [
+    "AMP_MODES",
+    "GPU_CHECKPOINT_EVERY",
     "CheckpointError",
     "RunResult",
     "TrainConfig",
+    "checkpoint_interval",
     "evaluate",
+    "full_float32",
     "in_model_loss",
     "quick_config",
     "resolve_device",
     "run_dir",
     "run_name",
+    "sgd_optimizer",
     "stream_seeds",
     "train",
     "train_step",
     "training_loss",
 ]
+
+# Epochs between checkpoints on a GPU when the config leaves it open (every epoch on the
+# CPU). A checkpoint is the weights and the SGD momentum: about 90 MB at paper width.
+# Not measured yet on a GPU; the arithmetic: a PreAct ResNet-18 epoch on CIFAR is about
+# 3 s on an H100 (the 20-minute goal for 400 epochs) and about 30 s on a T4; writing
+# 90 MB takes about 0.3 s on a local disk and about 3 s to Google Drive (~30 MB/s). Every
+# epoch would cost 10% (H100, local) to 100% (H100, Drive) of the training time; every
+# 10 epochs costs 1-10% on an H100 and about 1% on a T4 even to Drive, and an
+# interruption loses at most 9 epochs (about 30 s on an H100, 5 minutes on a T4).
+# ``benchmarks/gpu.py`` measures the real figures (its "epoch+checkpoint" section).
+GPU_CHECKPOINT_EVERY = 10
+
+# The AMP modes by name (benchmarks and tests force each one): bf16 autocast, fp16
+# autocast with a GradScaler, or float32.
+AMP_MODES: dict[str, torch.dtype | None] = {
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "fp32": None,
+}
 
 
 class CheckpointError(RuntimeError):
@@ -80,6 +120,41 @@ class RunResult:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _numpy_scalars() -> list:
+    """The globals a pickled numpy scalar needs (numpy 1 and 2 name its module apart)."""
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import scalar
+    return [scalar, np.dtype, *(type(np.dtype(t)) for t in (np.float64, np.float32, np.int64))]
+
+
+def _plain_numbers(value):
+    """``value`` with numpy scalars as Python numbers, through dicts, lists and tuples."""
+    if isinstance(value, dict):
+        return {k: _plain_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain_numbers(v) for v in value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint loaded with ``weights_only=True``. One written while a config held a
+    numpy number (``lr=np.float64(...)``, before configs made their numbers plain) holds
+    numpy scalars in the optimizer's and scheduler's states: those, and only those, are
+    allowed on a second try, and come back as Python numbers.
+
+    Raises:
+        pickle.UnpicklingError: anything else the weights-only loader refuses.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        with torch.serialization.safe_globals(_numpy_scalars()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        return _plain_numbers(state)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -105,6 +180,79 @@ def amp_name(amp: torch.dtype | None) -> str:
     return {None: "off", torch.bfloat16: "bfloat16", torch.float16: "float16 + GradScaler"}[amp]
 
 
+def checkpoint_interval(config: TrainConfig, device: torch.device) -> int:
+    """Epochs between checkpoints: ``config.checkpoint_every``, or when that is None, 1
+    on the CPU and ``GPU_CHECKPOINT_EVERY`` on a GPU (see there for why)."""
+    if config.checkpoint_every is not None:
+        return config.checkpoint_every
+    return 1 if device.type == "cpu" else GPU_CHECKPOINT_EVERY
+
+
+def _fused_sgd_runs_on(device: torch.device) -> bool:
+    """Whether this torch has a fused SGD kernel for ``device`` (CUDA first, the CPU in
+    later versions; the torch 2.14 in the project's environment has both)."""
+    if "fused" not in inspect.signature(torch.optim.SGD).parameters:
+        return False  # pragma: no cover - depends on the torch version
+    try:
+        from torch.optim.optimizer import _get_fused_kernels_supported_devices
+    except ImportError:  # pragma: no cover - depends on the torch version
+        return device.type == "cuda"
+    return device.type in _get_fused_kernels_supported_devices()
+
+
+def sgd_optimizer(model: nn.Module, config: TrainConfig, fused: bool) -> torch.optim.SGD:
+    """The paper's SGD (momentum, weight decay, optional Nesterov) over ``model``.
+
+    With ``fused`` (what the trainer asks for when a GradScaler is on, fp16 AMP), the
+    fused kernel: ``GradScaler.step`` then hands it the scale and the overflow flag as
+    device tensors and the kernel skips an overflowed step on the device, where the plain
+    optimizer makes the scaler read the flag back (``.item()``: a host-device sync every
+    step). See torch's ``amp/grad_scaler.py``, ``GradScaler.step``: optimizers with
+    ``_step_supports_amp_scaling`` (which ``SGD(fused=True)`` sets) take that path.
+
+    The momentum buffers are created as zeros up front. torch's fused SGD creates them
+    with ``torch.empty_like`` on its first step and fills them in its kernel; when the
+    GradScaler skips that first step (an overflow, common while the scale settles), the
+    kernel returns early and the next step reads uninitialised memory (seen in torch
+    2.14; ``optim/sgd.py`` ``_fused_sgd`` and the CUDA kernel's early return on
+    ``found_inf``). A zero buffer gives the first real step exactly the plain SGD's
+    first step: momentum * 0 + gradient.
+
+    Falls back to the plain optimizer where this torch has no fused kernel for the
+    device (the scaler then reads its flag back each step).
+    """
+    fused = fused and _fused_sgd_runs_on(next(model.parameters()).device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum,
+        weight_decay=config.weight_decay, nesterov=config.nesterov,
+        **({"fused": True} if fused else {}),
+    )  # fmt: skip
+    if fused:
+        _zero_momentum(optimizer)
+    return optimizer
+
+
+def _zero_momentum(optimizer: torch.optim.Optimizer) -> None:
+    """A zero momentum buffer for every parameter that has none (see ``sgd_optimizer``)."""
+    for group in optimizer.param_groups:
+        if group["momentum"]:
+            for p in group["params"]:
+                optimizer.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+
+
+@contextlib.contextmanager
+def full_float32() -> Iterator[None]:
+    """float32 that is float32: TF32 off for cuDNN convolutions and CUDA matmuls inside
+    (on Ampere and later GPUs cuDNN convolutions use TF32, 10-bit mantissas, by default);
+    the previous settings are restored on exit. No effect on the CPU."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def stream_seeds(seed: int, epoch: int) -> tuple[int, int]:
     """Seeds of epoch ``epoch``'s data stream and mixing stream, derived from the run's
     seed (numpy's SeedSequence keeps them independent across streams and epochs).
@@ -119,13 +267,21 @@ def stream_seeds(seed: int, epoch: int) -> tuple[int, int]:
 
 
 def training_loss(
-    model: nn.Module, config: TrainConfig, images: Tensor, labels: Tensor, mixed: MixedBatch | None
+    model: nn.Module,
+    config: TrainConfig,
+    images: Tensor,
+    labels: Tensor,
+    mixed: MixedBatch | None,
+    second: MixedBatch | None = None,
 ) -> LossParts:
     """Algorithm 1's loss for one batch: CE(f(x_A), y_A) + CE(f(x~), y~).
 
     Without mixing (``mixed`` None) only the clean term; with ``concat_forward`` the
     clean and mixed images go through the model as one batch (BatchNorm sees both).
-    With ``config.label_smoothing`` = ε both targets become (1 - ε) y + ε / K.
+    With ``config.label_smoothing`` = ε both targets become (1 - ε) y + ε / K. With
+    ``config.matched_compute`` (no clean term) the ``second`` mixed batch takes the
+    clean term's pass: CE(f(x~), y~) + CE(f(x~'), y~'), the term reported as ``mixed``
+    being their mean.
     """
     if mixed is None:
         logits = model(images).float()
@@ -133,7 +289,13 @@ def training_loss(
         return LossParts(total=clean, mixed=None, clean=clean)
     if not config.clean_ce:
         targets = _smoothed(mixed.targets, config.label_smoothing)
-        return combined_loss(model(mixed.images), targets, clean_ce=False)
+        first = combined_loss(model(mixed.images), targets, clean_ce=False)
+        if second is None:
+            return first
+        targets = _smoothed(second.targets, config.label_smoothing)
+        again = combined_loss(model(second.images), targets, clean_ce=False)
+        total = first.total + again.total
+        return LossParts(total=total, mixed=total / 2, clean=None)
     if config.concat_forward:
         logits_clean, logits_mixed = model(torch.cat([images, mixed.images])).chunk(2)
     else:
@@ -186,15 +348,23 @@ def _smoothed(targets: Tensor, epsilon: float) -> Tensor:
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: BatchLoader) -> tuple[float, float]:
     """(mean cross-entropy loss, accuracy in percent) of ``model`` over ``loader``, in
-    eval mode and float32 (no autocast); the model's mode is restored."""
-    total_loss, correct, count = 0.0, 0, 0
-    with evaluating(model):
+    eval mode and float32: no autocast, and no TF32 on a GPU (``full_float32``); the
+    model's mode is restored.
+
+    The sums stay on the loader's device (the loss in float64, added in the order of the
+    batches, as Python floats would be) and are read back once, at the end.
+    """
+    device = loader.device
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    count = 0
+    with evaluating(model), full_float32():
         for images, labels in loader:
             logits = model(images).float()
-            total_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
-            correct += int((logits.argmax(1) == labels).sum())
+            total_loss += F.cross_entropy(logits, labels, reduction="sum").double()
+            correct += (logits.argmax(1) == labels).sum()
             count += labels.numel()
-    return total_loss / count, 100.0 * correct / count
+    return float(total_loss) / count, 100.0 * int(correct) / count
 
 
 # ----------------------------------------------------------------------- the state
@@ -224,7 +394,22 @@ class TrainingState:
         return self.config.settings()
 
     @classmethod
-    def build(cls, config: TrainConfig, splits: Splits, device: torch.device) -> TrainingState:
+    def build(
+        cls,
+        config: TrainConfig,
+        splits: Splits,
+        device: torch.device,
+        amp: torch.dtype | str | None = "auto",
+    ) -> TrainingState:
+        """The state of a fresh run: model (the seed's weights), optimizer, schedule,
+        GradScaler and the two generators.
+
+        Args:
+            amp: "auto" (what ``amp_dtype`` picks for the device and ``config.amp``), or
+                a forced mode: torch.bfloat16, torch.float16 (with a GradScaler, and the
+                fused SGD) or None (float32); ``AMP_MODES`` names them. Benchmarks force
+                fp16 on a bf16 GPU to check the path a T4 takes.
+        """
         with torch.random.fork_rng(devices=[]):  # the same initial weights for every method
             torch.manual_seed(config.seed)
             model = build_model(
@@ -233,11 +418,11 @@ class TrainingState:
         model = model.to(device)
         if config.channels_last and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=config.momentum,
-            weight_decay=config.weight_decay, nesterov=config.nesterov,
-        )  # fmt: skip
-        amp = amp_dtype(device, config.amp)
+        if isinstance(amp, str):
+            if amp != "auto":
+                raise ValueError(f"amp must be 'auto', a dtype or None, got {amp!r}")
+            amp = amp_dtype(device, config.amp)
+        optimizer = sgd_optimizer(model, config, fused=amp == torch.float16)
         return cls(
             config=config,
             method=get_method(config.method),
@@ -282,9 +467,9 @@ class TrainingState:
             CheckpointError: the file cannot be read or does not fit the model.
         """
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_checkpoint(path)
             self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            self.load_optimizer(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.restore_scaler(state.get("scaler") or {})
             return list(state["metrics"])
@@ -293,6 +478,19 @@ class TrainingState:
                 f"{path} exists but cannot be used ({type(err).__name__}: {err}). It was left "
                 "as it is. Move it away to restart this run from scratch, or restore a good copy."
             ) from err
+
+    def load_optimizer(self, saved: dict) -> None:
+        """The saved momentum and lr, with this device's choice of kernel: a state dict
+        carries its optimizer's ``fused`` and ``foreach`` flags, and a run saved with the
+        fused SGD (fp16) and resumed on the CPU or in bf16 (or the reverse) keeps the
+        kernel this state was built with (``sgd_optimizer``)."""
+        groups = self.optimizer.param_groups
+        kernels = [{k: group[k] for k in ("fused", "foreach")} for group in groups]
+        self.optimizer.load_state_dict(saved)
+        for group, flags in zip(self.optimizer.param_groups, kernels, strict=True):
+            group.update(flags)
+        if getattr(self.optimizer, "_step_supports_amp_scaling", False):
+            _zero_momentum(self.optimizer)  # a checkpoint saved before any step has none
 
     def restore_scaler(self, saved: dict) -> None:
         """Continue the saved loss scale where this device uses fp16; keep the fresh
@@ -378,22 +576,30 @@ def loaders(state: TrainingState, splits: Splits) -> tuple[BatchLoader, BatchLoa
 def train_step(state: TrainingState, images: Tensor, labels: Tensor) -> LossParts:
     """One optimiser step of Algorithm 1 on a batch: mix (unchecked: the arguments were
     checked once), forward under autocast, backward, step. Nothing here reads a value
-    back from the device, so a GPU never waits for the host.
+    back from the device, so a GPU never waits for the host: the mixing parameters are
+    drawn on the CPU (``state.mix_gen``) and sent without blocking, tile plans are built
+    once per grid and sent without blocking, and with fp16 the fused SGD takes the
+    GradScaler's overflow flag on the device (``sgd_optimizer``). CUDA's sync debug
+    mode checks it (``benchmarks/gpu.py``, ``tests/test_gpu_path.py``).
 
     The batch's method comes from ``state.batch_method()``. A method that mixes inside
     the model runs the uncompiled model: its forward hook is registered per batch.
     """
-    method, mixed = state.batch_method(), None
+    method, mixed, second = state.batch_method(), None, None
     if method is not None and not method.in_model:
         mixed = method.mix(
             images, labels, state.num_classes, state.config, state.mix_gen, validate=False
         )
+        if state.config.matched_compute:  # the clean term's pass, given to a second mix
+            second = method.mix(
+                images, labels, state.num_classes, state.config, state.mix_gen, validate=False
+            )
     with torch.autocast(state.device.type, dtype=state.amp, enabled=state.amp is not None):
         if method is not None and method.in_model:
             loss = in_model_loss(state.model, state.config, method, images, labels,
                                  state.num_classes, state.mix_gen)  # fmt: skip
         else:
-            loss = training_loss(state.forward, state.config, images, labels, mixed)
+            loss = training_loss(state.forward, state.config, images, labels, mixed, second)
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss.total).backward()
     state.scaler.step(state.optimizer)
@@ -490,12 +696,14 @@ def train(
 def training_splits(config: TrainConfig, data_dir=None, splits: Splits | None = None) -> Splits:
     """The images a run trains and tests on: the dataset's (or the given) splits, less
     the ``holdout`` sample of the training split, then the ``n_train`` / ``n_test``
-    class-stratified samples."""
+    class-stratified samples. With ``config.download`` a dataset that is not on disk is
+    downloaded first (``data.load_dataset``), saying so."""
+    download = config.download
     if splits is None and not config.holdout:  # the subset straight from the loader
-        return load_dataset(config.dataset, data_dir, n_train=config.n_train,
-                            n_test=config.n_test)  # fmt: skip
+        return load_dataset(config.dataset, data_dir, download=download,
+                            n_train=config.n_train, n_test=config.n_test)  # fmt: skip
     if splits is None:
-        splits = load_dataset(config.dataset, data_dir, n_test=config.n_test)
+        splits = load_dataset(config.dataset, data_dir, download=download, n_test=config.n_test)
     train_set = holdout_split(splits.train, config.holdout)[0] if config.holdout else splits.train
     if config.n_train is not None:
         train_set = train_set.subset(config.n_train)
@@ -503,7 +711,13 @@ def training_splits(config: TrainConfig, data_dir=None, splits: Splits | None = 
 
 
 def _train_claimed(run, config, data_dir, device, splits, progress, on_epoch) -> RunResult:
-    """``train`` once the run is claimed: build or restore, run the epochs, save."""
+    """``train`` once the run is claimed: build or restore, run the epochs, save.
+
+    ``last.pt`` and ``metrics.jsonl`` are written together every ``checkpoint_interval``
+    epochs (epoch numbers divisible by it), so ``metrics.jsonl`` lists what a resume
+    starts from; after the last epoch ``metrics.jsonl`` and ``final.pt`` are written, and
+    ``last.pt`` removed. ``on_epoch`` sees every epoch.
+    """
     dev = resolve_device(device)
     splits = training_splits(config, data_dir, splits)
     state = TrainingState.build(config, splits, dev)
@@ -516,15 +730,26 @@ def _train_claimed(run, config, data_dir, device, splits, progress, on_epoch) ->
         range(len(metrics) + 1, config.epochs + 1), initial=len(metrics), total=config.epochs,
         desc=f"{config.dataset}/{run_name(config)}/seed{config.seed}", disable=not progress,
     )  # fmt: skip
+    every = checkpoint_interval(config, dev)
     for epoch in epochs:
         record = one_epoch(state, train_loader, test_loader, epoch, progress)
         metrics.append(record)
-        atomic_torch_save(state.checkpoint(metrics), run.path / LAST)
-        run.write_metrics(metrics)
+        if epoch == config.epochs:
+            _write_final(run, state, metrics)
+        elif epoch % every == 0:
+            atomic_torch_save(state.checkpoint(metrics), run.path / LAST)
+            run.write_metrics(metrics)
         epochs.set_postfix(loss=f"{record['train_loss']:.3f}", acc=record.get("test_acc"))
         if on_epoch is not None:
             on_epoch(record)
 
-    atomic_torch_save(state.model.state_dict(), run.path / FINAL)
+    if not (run.path / FINAL).exists():  # resumed from a checkpoint of the last epoch
+        _write_final(run, state, metrics)
     (run.path / LAST).unlink(missing_ok=True)
     return RunResult(run.path, metrics, state.model)
+
+
+def _write_final(run: Run, state: TrainingState, metrics: list[dict]) -> None:
+    """Every epoch's metrics, then ``final.pt`` (which marks the run finished)."""
+    run.write_metrics(metrics)
+    atomic_torch_save(state.model.state_dict(), run.path / FINAL)

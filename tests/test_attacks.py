@@ -1,7 +1,9 @@
-"""PGD, APGD and AutoAttack beside FGSM and Square, the ε sweep, the gradient-masking
-check and Table 7."""
+"""PGD, APGD and AutoAttack (the reference settings and torchattacks' fast variant) beside
+FGSM and Square, the ε sweep, the gradient-masking check and Table 7."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
@@ -12,12 +14,17 @@ from regionmix_utils.data import load_dataset
 from regionmix_utils.evaluation.masking import flags_text, masking_check
 from regionmix_utils.evaluation.robustness import (
     ATTACKS,
+    AUTOATTACK_ORDER,
     AttackConfig,
     accuracy,
     adversarial_accuracy,
     adversarial_predictions,
+    attack_label,
+    attack_outcome,
     evaluate_run,
+    fast_autoattack,
     make_attack,
+    reference_autoattack,
 )
 from regionmix_utils.results import collect_evaluations, collect_runs, paper_tables
 from regionmix_utils.runs import Run
@@ -84,16 +91,70 @@ def test_pgd_is_at_least_as_strong_as_fgsm_on_a_trained_model(shapes_model):
     assert pgd < accuracy(model, images, labels) / 2, "PGD hardly hurt: the test shows nothing"
 
 
-# AutoAttack runs Square-5000 on every image its first attacks leave correct: on a CPU it
-# is tested at a large ε, where APGD-CE fools every image and it stops there.
+# AutoAttack runs 9 x 100 iterations of APGD-T and of FAB-T and 5,000 Square queries on
+# every image its first attack leaves correct (about a minute per image on a CPU): the tests
+# that run it use CPU-sized budgets (``cpu_sized``), mostly at a large ε, where APGD-CE
+# leaves little for the later attacks. The registered defaults are checked by inspection
+# (test_autoattack_is_built_with_the_reference_settings).
 LARGE_EPS = 32 / 255
+AUTOATTACKS = ("autoattack", "autoattack-fast")
+# The reference's 100 iterations cut to 20 (still twice the fast variant's 10, which is
+# kept), both Squares' 5,000 queries to 100.
+CPU_STEPS, CPU_QUERIES = 20, 100
+
+
+def _log_calls(cascade, calls: list) -> None:
+    """Append (attack name, number of images) to ``calls`` each time one of the cascade's
+    attacks is called."""
+    for name, attack in zip(cascade.names, cascade.attacks, strict=True):
+
+        def logged(images, labels, _forward=attack.forward, _name=name):
+            calls.append((_name, len(images)))
+            return _forward(images, labels)
+
+        attack.forward = logged
+
+
+def _cpu_sized(name: str, calls: list | None = None):
+    """The registry entry of AutoAttack ``name`` at the CPU-sized budgets, its records
+    saying so; each call of one of its attacks is appended to ``calls`` when given."""
+    import dataclasses
+
+    def build(model, config, num_classes):
+        if name == "autoattack":
+            cascade = reference_autoattack(model, config.eps, num_classes, config.seed,
+                                           CPU_STEPS, queries=CPU_QUERIES)  # fmt: skip
+        else:
+            cascade = fast_autoattack(model, config.eps, num_classes, config.seed)
+            cascade.attacks[3].n_queries = CPU_QUERIES
+        if calls is not None:
+            _log_calls(cascade, calls)
+        return cascade
+
+    fixed = {**dict(ATTACKS[name].fixed), "queries": CPU_QUERIES}
+    if name == "autoattack":
+        fixed["steps"] = CPU_STEPS
+    return dataclasses.replace(ATTACKS[name], build=build, fixed=tuple(fixed.items()))
+
+
+@pytest.fixture
+def cpu_sized(monkeypatch):
+    """Both AutoAttacks of the registry at the CPU-sized budgets, and one intra-op thread
+    (their many small batches run faster so on a shared 2-core machine), while the test
+    runs."""
+    for name in AUTOATTACKS:
+        monkeypatch.setitem(ATTACKS, name, _cpu_sized(name))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
-def test_every_attack_stays_in_the_eps_ball_and_in_unit_range(shapes_model, name):
+def test_every_attack_stays_in_the_eps_ball_and_in_unit_range(shapes_model, name, cpu_sized):
     model, images, labels = shapes_model
     x, y = images[:24], labels[:24]
-    eps = LARGE_EPS if name == "autoattack" else 4 / 255
+    eps = LARGE_EPS if name in AUTOATTACKS else 4 / 255
     config = AttackConfig(name, eps, queries=20, steps=5)
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -110,14 +171,15 @@ def test_eps_zero_gives_clean_accuracy_for_every_attack(shapes_model, name):
     clean = accuracy(model, x, y)
     config = AttackConfig(name, 0.0, queries=10, steps=3)
     assert adversarial_accuracy(model, x, y, config, progress=False) == clean
-    if name != "autoattack":  # the attack itself, not only the shortcut at eps = 0
+    if name not in AUTOATTACKS:  # the attack itself, not only the shortcut at eps = 0
         with torch.random.fork_rng():
             adversarial = make_attack(model, config)(x, y)
         assert torch.equal(adversarial, x)
 
 
-@pytest.mark.parametrize("name", ["pgd", "apgd-ce", "autoattack"])
-def test_seeded_attacks_are_reproducible_and_leave_the_global_rng_alone(shapes_model, name):
+@pytest.mark.parametrize("name", ["pgd", "apgd-ce", *AUTOATTACKS])
+def test_seeded_attacks_are_reproducible_and_leave_the_global_rng_alone(shapes_model, name,
+                                                                         cpu_sized):  # fmt: skip
     model, images, labels = shapes_model
     x, y = images[:32], labels[:32]
     config = AttackConfig(name, LARGE_EPS if name == "autoattack" else 8 / 255, steps=3, seed=5)
@@ -142,10 +204,6 @@ def test_pgd_settings_are_passed_to_torchattacks(shapes_model):
     assert (apgd.norm, apgd.eps, apgd.steps, apgd.n_restarts, apgd.seed, apgd.loss) == (
         "Linf", 8 / 255, 20, 1, 3, "dlr",
     )  # fmt: skip
-    auto = make_attack(model, AttackConfig("autoattack", seed=2))
-    assert (auto.norm, auto.eps, auto.version, auto.n_classes, auto.seed) == (
-        "Linf", 8 / 255, "standard", 10, 2,
-    )  # fmt: skip
     assert AttackConfig("pgd").settings() == {
         "kind": "pgd", "eps": 8 / 255, "steps": 10, "step_size": 2 / 255,
         "random_start": True, "seed": 0,
@@ -169,6 +227,193 @@ def test_bad_attack_arguments_name_the_argument_and_what_is_allowed(shapes_model
     with pytest.raises(ValueError, match="'apgd-dlr' needs a model with >= 3 classes"):
         make_attack(model, AttackConfig("apgd-dlr"), num_classes=2)
     make_attack(model, AttackConfig("pgd"), num_classes=2)  # PGD takes any class count
+
+
+# -------------------------------------------------------------------- AutoAttack
+
+
+def test_autoattack_is_built_with_the_reference_settings(shapes_model):
+    """The registered "autoattack" is fra31/auto-attack's ``AutoAttack(version="standard")`` for L∞
+    (autoattack.py: ``AutoAttack.__init__`` and ``set_version``), built from torchattacks'
+    attacks; "autoattack-fast" is torchattacks' own AutoAttack, unchanged."""
+    import torchattacks as ta
+
+    model = shapes_model[0]
+    auto = make_attack(model, AttackConfig("autoattack", seed=2))
+    assert auto.names == AUTOATTACK_ORDER == ("apgd-ce", "apgd-t", "fab-t", "square")
+    assert [type(a) for a in auto.attacks] == [ta.APGD, ta.APGDT, ta.FAB, ta.Square]
+    for attack in auto.attacks:  # seeded from the config, never from the clock
+        assert (attack.model, attack.norm, attack.eps, attack.seed, attack.n_restarts) == (
+            model, "Linf", 8 / 255, 2, 1,
+        )  # fmt: skip
+    apgd, apgdt, fab, square = auto.attacks
+    assert (apgd.steps, apgd.loss, apgd.eot_iter, apgd.thr_decr) == (100, "ce", 1, 0.75)
+    assert (apgdt.steps, apgdt.n_target_classes, apgdt.eot_iter, apgdt.thr_decr) == (
+        100, 9, 1, 0.75,
+    )  # fmt: skip
+    assert (fab.steps, fab.multi_targeted, fab.n_target_classes) == (100, True, 9)
+    assert (fab.alpha_max, fab.eta, fab.beta) == (0.1, 1.05, 0.9)
+    assert (square.n_queries, square.p_init, square.loss, square.rescale_schedule) == (
+        5000, 0.8, "margin", False,
+    )  # fmt: skip
+    fast = make_attack(model, AttackConfig("autoattack-fast", seed=2))
+    assert fast.names == AUTOATTACK_ORDER
+    assert [type(a) for a in fast.attacks] == [ta.APGD, ta.APGDT, ta.FAB, ta.Square]
+    assert [a.seed for a in fast.attacks] == [2, 2, 2, 2]
+    assert [a.steps for a in fast.attacks[:3]] == [10, 10, 10]
+    assert (fast.attacks[3].n_queries, fast.attacks[3].rescale_schedule) == (5000, True)
+    many = fast_autoattack(model, 8 / 255, num_classes=100)  # torchattacks: K - 1 targets
+    assert many.attacks[1].n_target_classes == many.attacks[2].n_target_classes == 99
+
+    # Square's p (the share of pixels a square covers) halves after query 10, 50, 200, ...
+    # The reference does not rescale that schedule to its 5,000 queries, so it ends at
+    # p_init / 128; torchattacks' AutoAttack rescales it (query i counts as 2i) to p_init / 512.
+    def halvings(attack):
+        return [attack.p_init / attack.p_selection(i) for i in (10, 11, 26, 51, 4001, 4999)]
+
+    assert halvings(square) == [1, 2, 2, 4, 128, 128]
+    assert halvings(fast.attacks[3]) == [2, 2, 4, 4, 512, 512]
+
+    assert AttackConfig("autoattack").settings() == {
+        "kind": "autoattack", "eps": 8 / 255, "version": "standard", "seed": 0,
+        "steps": 100, "targets": 9, "queries": 5000,
+    }  # fmt: skip
+    fast_settings = AttackConfig("autoattack-fast").settings()
+    assert fast_settings == {"kind": "autoattack-fast", "eps": 8 / 255, "version": "standard",
+                             "seed": 0, "steps": 10}  # fmt: skip
+    assert attack_label(AttackConfig("autoattack").settings()) == "AutoAttack"
+    assert attack_label(fast_settings) == "AutoAttack-fast"
+    # A record stored before the reference settings (torchattacks' AutoAttack, no "steps").
+    old = {"kind": "autoattack", "eps": 8 / 255, "version": "standard", "seed": 0}
+    assert attack_label(old) == attack_label({**old, "steps": float("nan")}) == "AutoAttack-fast"
+
+
+class Confident(nn.Module):
+    """A linear classifier of 8 x 8 images whose class-0 logit leads by 50: an ε = 8/255
+    perturbation moves a logit by at most about 0.05, so every image of class 0 stays
+    correct through every attack and every target class."""
+
+    def __init__(self, classes: int):
+        super().__init__()
+        self.linear = nn.Linear(3 * 8 * 8, classes)
+        with torch.no_grad():
+            weights = torch.randn(classes, 3 * 8 * 8, generator=torch.Generator().manual_seed(0))
+            self.linear.weight.copy_(0.01 * weights)
+            self.linear.bias.zero_()
+            self.linear.bias[0] = 50.0
+
+    def forward(self, x):
+        return self.linear(x.flatten(1))
+
+
+def _images(n: int) -> torch.Tensor:
+    return torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize(("classes", "targets"), [(20, 9), (10, 9), (5, 4)])
+def test_targeted_attacks_use_nine_target_classes_or_every_other_class_when_fewer(
+    classes, targets, monkeypatch
+):
+    """APGD-T and FAB-T attack the 2nd- to 10th-ranked classes (9 targets, the reference's
+    n_target_classes), or every other class of a model with fewer than 10."""
+    import torchattacks as ta
+
+    seen = {"apgd-t": [], "fab-t": []}
+
+    def spy(method, key):
+        def wrapped(self, *args, **kwargs):
+            seen[key].append(self.target_class)
+            return method(self, *args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(ta.APGDT, "attack_single_run", spy(ta.APGDT.attack_single_run, "apgd-t"))
+    monkeypatch.setattr(ta.FAB, "attack_single_run_targeted",
+                        spy(ta.FAB.attack_single_run_targeted, "fab-t"))  # fmt: skip
+    model = Confident(classes).eval()
+    attack = reference_autoattack(model, 8 / 255, classes, steps=2, queries=2)
+    assert attack.attacks[1].n_target_classes == attack.attacks[2].n_target_classes == targets
+    attack(_images(3), torch.zeros(3, dtype=torch.long))
+    ranks = list(range(2, targets + 2))  # one restart per target class
+    assert seen == {"apgd-t": ranks, "fab-t": ranks}
+
+
+def test_the_cascade_attacks_only_the_images_still_correct_in_the_reference_order():
+    model = Confident(10).eval()
+    attack = reference_autoattack(model, 8 / 255, 10, steps=2, queries=2)
+    calls = []
+    _log_calls(attack, calls)
+    labels = torch.tensor([0, 0, 3, 0])  # the third is misclassified: never attacked
+    adversarial = attack(_images(4), labels)
+    assert calls == [("apgd-ce", 3), ("apgd-t", 3), ("fab-t", 3), ("square", 3)]
+    assert attack.stages == [
+        {"attack": name, "n_attacked": 3, "n_robust_after": 3} for name in AUTOATTACK_ORDER
+    ]
+    assert torch.equal(adversarial[2], _images(4)[2])
+
+
+CASCADE_IMAGES = 40
+
+
+@pytest.fixture(scope="module")
+def cascades(shapes_model):
+    """Both AutoAttacks (CPU-sized) at ε = 8/255 on the same 40 test images of the trained
+    model, through ``attack_outcome`` in batches of 20 (as ``regionmix attack`` runs them):
+    {name: (predicted [40], stages, calls)}, calls the (attack, images) of each call."""
+    model, images, labels = shapes_model
+    x, y = images[:CASCADE_IMAGES], labels[:CASCADE_IMAGES]
+    outcomes, threads = {}, torch.get_num_threads()
+    torch.set_num_threads(1)  # see cpu_sized
+    try:
+        for name in AUTOATTACKS:
+            calls = []
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setitem(ATTACKS, name, _cpu_sized(name, calls))
+                predicted, stages = attack_outcome(model, x, y, AttackConfig(name, 8 / 255),
+                                                   batch_size=20, progress=False)  # fmt: skip
+            outcomes[name] = (predicted, stages, calls)
+    finally:
+        torch.set_num_threads(threads)
+    return outcomes
+
+
+def test_reference_autoattack_never_reports_higher_accuracy_than_the_fast_variant(
+    cascades, shapes_model
+):
+    labels = shapes_model[2][:CASCADE_IMAGES]
+    reference, fast = cascades["autoattack"], cascades["autoattack-fast"]
+    assert int((reference[0] == labels).sum()) <= int((fast[0] == labels).sum())
+    for mine, theirs in zip(reference[1], fast[1], strict=True):  # after every attack too
+        assert mine["n_robust_after"] <= theirs["n_robust_after"], (reference[1], fast[1])
+    first = reference[1][0]
+    assert 0 < first["n_robust_after"] < first["n_attacked"], "nothing for the later attacks"
+
+
+@pytest.mark.parametrize("name", AUTOATTACKS)
+def test_autoattack_runs_its_four_attacks_in_order_each_on_the_images_left_correct(
+    cascades, shapes_model, name
+):
+    model, images, labels = shapes_model
+    x, y = images[:CASCADE_IMAGES], labels[:CASCADE_IMAGES]
+    predicted, stages, calls = cascades[name]
+    assert [s["attack"] for s in stages] == list(AUTOATTACK_ORDER)
+    assert stages[0]["n_attacked"] == int((model(x).argmax(1) == y).sum())  # clean-correct
+    for before, after in itertools.pairwise(stages):
+        assert after["n_attacked"] == before["n_robust_after"]
+    assert stages[-1]["n_robust_after"] == int((predicted == y).sum())
+    # Each batch calls the attacks in the reference order, each with the batch's images
+    # still correct; the calls add up to the stage counts.
+    batches, order = [], {n: i for i, n in enumerate(AUTOATTACK_ORDER)}
+    for attack, n in calls:
+        if attack == "apgd-ce":
+            batches.append([])
+        batches[-1].append((attack, n))
+    assert len(batches) == CASCADE_IMAGES // 20
+    for batch in batches:
+        assert [order[a] for a, _ in batch] == list(range(len(batch)))
+        assert [n for _, n in batch] == sorted((n for _, n in batch), reverse=True)
+    for stage in stages:
+        assert sum(n for a, n in calls if a == stage["attack"]) == stage["n_attacked"]
 
 
 # ------------------------------------------------------------------- masking check
@@ -247,20 +492,39 @@ def test_masking_check_is_clear_on_a_plain_model_and_fires_on_a_saturated_one(sh
 # -------------------------------------------------------------- records and tables
 
 
-def test_evaluate_run_stores_records_with_per_image_predictions(shapes_run):
+def test_evaluate_run_stores_records_with_per_image_predictions(shapes_run, cpu_sized):
+    from regionmix_utils.runs import evaluation_settings
+
     configs = [AttackConfig("fgsm", 4 / 255), AttackConfig("pgd", 4 / 255, steps=3),
-               AttackConfig("autoattack", LARGE_EPS)]  # fmt: skip
+               *(AttackConfig(name, LARGE_EPS) for name in AUTOATTACKS)]  # fmt: skip
     records = evaluate_run(shapes_run, configs, n_images=60, progress=False, capped_images=20)
     assert [(r["kind"], r["n_images"]) for r in records] == [
         ("clean", 60), ("fgsm", 60), ("pgd", 60), ("clean", 20), ("autoattack", 20),
+        ("autoattack-fast", 20),
     ]  # fmt: skip
     labels = load_dataset("shapes", n_train=1, n_test=60).test.labels.numpy()
     for record in records[1:3]:
-        from regionmix_utils.runs import evaluation_settings
-
         stored = shapes_run.predictions(evaluation_settings(record))
         assert stored is not None and stored.predicted.shape == (60,)
         assert 100 * stored.correct(labels).mean() == pytest.approx(record["accuracy"])
+    # An AutoAttack record says how many images each attack ran on and left correct,
+    # from the clean-correct ones down to the accuracy it reports.
+    correct = round(records[3]["accuracy"] * 20 / 100)
+    for record in records[4:]:
+        assert [s["attack"] for s in record["stages"]] == list(AUTOATTACK_ORDER)
+        left = [correct] + [s["n_robust_after"] for s in record["stages"]]
+        assert [s["n_attacked"] for s in record["stages"]] == left[:-1]
+        assert 100 * left[-1] / 20 == record["accuracy"] < records[3]["accuracy"]
+    # ... it is a result, not a setting: found again by its settings, not recomputed.
+    assert not any("stages" in evaluation_settings(r) for r in records)
+    again = evaluate_run(shapes_run, configs[2:], n_images=60, progress=False, capped_images=20)
+    assert again[1:] == records[4:]
+    kinds = [r["kind"] for r in shapes_run.evaluations() if r.get("eps") == LARGE_EPS]
+    assert sorted(kinds) == ["autoattack", "autoattack-fast"]
+    seven = next(t for t in paper_tables(collect_runs(runs=[shapes_run]))
+                 if t.number == 7 and t.setting["eps"] == LARGE_EPS)  # fmt: skip
+    measures = list(seven.frame.index.get_level_values(1))
+    assert measures == ["AutoAttack", "AutoAttack-fast", "masking flags"]
 
 
 def test_a_record_stored_without_predictions_is_recomputed_with_them(shapes_run):

@@ -178,6 +178,37 @@ def test_a_nested_tiny_imagenet_c_archive_is_unpacked(tmp_path):
     assert (target / "gaussian_noise" / "1" / "n01443537" / "val_0.JPEG").is_file()
 
 
+def _nested(tmp_path: Path, inner: bytes | None = None, escape: bool = False) -> tuple[Path, str]:
+    """A Tiny-ImageNet-C-like archive whose inner tar is ``inner`` (raw bytes: corrupt),
+    or holds a member that climbs out of its folder (``escape``)."""
+    inner_tar = tmp_path / "inner" / "Tiny-ImageNet-C.tar"
+    inner_tar.parent.mkdir()
+    if inner is not None:
+        inner_tar.write_bytes(inner)
+    else:
+        payload = tmp_path / "payload.txt"
+        payload.write_text("outside")
+        with tarfile.open(inner_tar, "w") as tar:
+            tar.add(payload, arcname="../../escaped.txt" if escape else "fine.txt")
+    archive = tmp_path / "outer.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(inner_tar, arcname=f"TinyImageNet-C/{inner_tar.name}")
+    return archive, hashlib.md5(archive.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "escape"])
+def test_a_bad_nested_archive_is_the_named_error_and_leaves_nothing(tmp_path, kind):
+    archive, md5 = _nested(tmp_path, inner=b"not a tar" * 100 if kind == "corrupt" else None,
+                           escape=kind == "escape")  # fmt: skip
+    root = tmp_path / "data"
+    inner = "in it TinyImageNet-C/Tiny-ImageNet-C.tar is not a valid tar archive"
+    with pytest.raises(DatasetMissingError, match=inner):
+        download_corruptions("tinyimagenet-c", root, url=archive.as_uri(), md5=md5,
+                             progress=False)  # fmt: skip
+    assert list(root.iterdir()) == []  # nothing half-extracted
+    assert not list(tmp_path.rglob("escaped.txt"))
+
+
 def test_the_command_and_the_table(cifar_run, tmp_path, capsys):
     make_cifar10_c(tmp_path)
     runs_dir = cifar_run.path.parent.parent.parent

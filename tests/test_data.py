@@ -381,3 +381,97 @@ def test_data_root_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("REGIONMIX_DATA", str(tmp_path))
     assert data.data_root() == tmp_path
     assert data.data_root("elsewhere") == Path("elsewhere")
+
+
+# --------------------------------------------------------------------------- downloads
+
+
+def test_cifar_is_downloaded_when_asked_with_torchvisions_checks(tmp_path, monkeypatch, capsys):
+    """download=True hands the fetch to torchvision (its download, then its MD5 check of
+    every file) and says so; not asked, nothing is fetched. The network stands replaced by
+    writing the archive's files."""
+    from torchvision.datasets import CIFAR10
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8),
+        "y_train": np.arange(50) % 10,
+        "x_test": rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8),
+        "y_test": np.arange(10),
+    }
+    calls = []
+
+    def fetch(self):
+        calls.append(self.root)
+        if not (Path(self.root) / "cifar-10-batches-py").exists():
+            _write_cifar_batches(Path(self.root), arrays, monkeypatch)
+
+    monkeypatch.setattr(CIFAR10, "download", fetch)
+    with pytest.raises(DatasetMissingError, match="regionmix download cifar10"):
+        load_dataset("cifar10", tmp_path)
+    assert calls == []
+    splits = load_dataset("cifar10", tmp_path, download=True)
+    assert calls and splits.train.images.shape == (50, 3, 32, 32)
+    assert "cifar10 is not under" in capsys.readouterr().out
+    assert np.array_equal(splits.test.images.permute(0, 2, 3, 1).numpy(), arrays["x_test"])
+    # On disk now: asked again, torchvision checks the files, and nothing is said.
+    load_dataset("cifar10", tmp_path, download=True)
+    assert "not under" not in capsys.readouterr().out
+    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(DatasetMissingError, match="missing or corrupt"):
+        load_dataset("cifar10", tmp_path, download=True)
+
+
+def test_the_tinyimagenet_download_says_what_it_fetches(tmp_path, capsys):
+    source = make_tinyimagenet(tmp_path / "src")
+    archive = tmp_path / "tiny-imagenet-200.zip"
+    _zip_folder(source, archive)
+    download_tinyimagenet(tmp_path / "data", url=archive.as_uri(), progress=False)
+    assert f"downloading {archive.as_uri()}" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ decoding Tiny ImageNet
+
+
+def test_tinyimagenet_jpegs_are_decoded_on_several_threads_with_a_progress_bar(
+    real_data, monkeypatch
+):
+    """The first load decodes every JPEG (110,000 in the full dataset): on a pool of
+    threads, counted by a progress bar, into the same tensors as one thread gives."""
+    import threading
+
+    from PIL import Image
+
+    from regionmix_utils import progress as progress_module
+
+    threads, bars = set(), []
+    open_image = Image.open
+
+    def recording_open(*args, **kwargs):
+        threads.add(threading.get_ident())
+        return open_image(*args, **kwargs)
+
+    class Bar(progress_module.LineProgress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(Image, "open", recording_open)
+    monkeypatch.setattr(progress_module, "progress", Bar)
+    monkeypatch.setattr(data, "JPEG_CHUNK", 100, raising=False)  # 60 tasks for 6,000 images
+    folder = real_data / "tiny-imagenet-200"
+    saved = data._read_tinyimagenet_folder(folder, progress=True)  # what a first load decodes
+    assert len(threads) > 1, "every JPEG was decoded on one thread"
+    assert sorted((b.total, b.n) for b in bars) == [(2000, 2000), (4000, 4000)]
+    wnid = (folder / "wnids.txt").read_text().split()[0]
+    first = sorted((folder / "train" / wnid / "images").iterdir())
+    boxes = (folder / "train" / wnid / f"{wnid}_boxes.txt").read_text().split("\n")[0]
+    path = folder / "train" / wnid / "images" / boxes.split("\t")[0]
+    assert path in first
+    with open_image(path) as image:
+        expected = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    assert torch.equal(saved["train_images"][0], expected)
+    assert torch.equal(data.read_jpegs(first[:5], progress=False, threads=1),
+                       data.read_jpegs(first[:5], progress=False, threads=3))  # fmt: skip

@@ -39,6 +39,25 @@ def test_has_a_parameters_cell_with_quick(path):
     assert len(tagged) == 1 and "QUICK = True" in tagged[0].source
 
 
+def test_notebook_01_stores_the_metadata_jupyterlab_writes():
+    """Opening a notebook, JupyterLab writes the kernel's kernelspec and language_info
+    into it, and marks it modified unless they are already there, equal: then closing
+    it asks to save. Stored as the project's python3 kernel reports them, they are.
+    language_info's "version" is the kernel's Python version (3.11.7 stored, that of
+    the project's environment): with another Python the notebook is still marked."""
+    from ipykernel.ipkernel import IPythonKernel
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    metadata = json.loads((NOTEBOOKS / "01_mixing_grids.ipynb").read_text())["metadata"]
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    assert metadata["kernelspec"] == {
+        "name": "python3", "display_name": spec.display_name, "language": spec.language
+    }  # fmt: skip
+    stored = dict(metadata["language_info"])
+    assert stored.pop("version").count(".") == 2
+    assert stored == {k: v for k, v in IPythonKernel.language_info.items() if k != "version"}
+
+
 @pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("notebook-runs")

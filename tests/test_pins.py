@@ -5,26 +5,44 @@ test here fails on its bug, on a fixture where the bug shows.
   (a class-grouped test split shows the difference);
 - the CIFAR-C reader must turn HWC into CHW, not CWH (a non-square, asymmetric image);
 - ``regionmix attack``'s default ε is 8/255 (the paper's);
-- ``atomic_write_text`` must replace the file, never write into it.
+- ``atomic_write_text`` must replace the file, never write into it;
+- the GradScaler is on for float16 AMP only, never for bfloat16 (the AMP dtype choice
+  patched, as no CPU picks an AMP dtype);
+- ``predictions.npz`` is replaced atomically: a crash half-way through its write leaves
+  the old file loadable;
+- the computed Gaussian noise is drawn from (seed, severity), not from the seed alone: two
+  severities draw different noise, and the committed noise records recompute;
+- a custom ``labels_getter``'s labels are the ones mixed;
+- clean predictions are made in eval mode (a model whose train-mode output differs).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from regionmix_utils import RegionMixup, region_mixup
+from regionmix_utils import train as train_module
 from regionmix_utils.cli import build_parser
 from regionmix_utils.config import TrainConfig
-from regionmix_utils.data import load_dataset
+from regionmix_utils.data import ImageSet, load_dataset
 from regionmix_utils.evaluation import robustness
+from regionmix_utils.evaluation.calibration import predict_logits
 from regionmix_utils.evaluation.corruptions import SEVERITIES, corrupted_images
-from regionmix_utils.evaluation.robustness import AttackConfig, attack_configs
+from regionmix_utils.evaluation.robustness import AttackConfig, attack_configs, predictions
 from regionmix_utils.files import atomic_write_text
-from regionmix_utils.runs import Run
+from regionmix_utils.models import build_model
+from regionmix_utils.runs import WEIGHTS16, Predictions, Run, evaluation_settings
+from regionmix_utils.study import CPU_REFERENCE, noise_images
+from regionmix_utils.train import TrainingState
+
+from .conftest import REPO, tiny_config
 
 # ------------------------------------------------------------------ --n-images N
 
@@ -99,3 +117,147 @@ def test_atomic_write_text_replaces_the_file_and_never_writes_into_it(tmp_path):
         atomic_write_text(path, "half \ud800 written")
     assert path.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+# ------------------------------------------------------------------- GradScaler
+
+
+@pytest.mark.parametrize(
+    "amp, scaled", [(None, False), (torch.bfloat16, False), (torch.float16, True)]
+)
+def test_the_grad_scaler_is_on_for_float16_amp_only(monkeypatch, tiny_shapes, amp, scaled):
+    """bf16 has float32's exponent range: its gradients never underflow, and a scaler
+    would only cost a sync a step. No CPU picks an AMP dtype, so the choice is patched."""
+    monkeypatch.setattr(train_module, "amp_dtype", lambda device, enabled: amp)
+    state = TrainingState.build(tiny_config(amp=True), tiny_shapes, torch.device("cpu"))
+    assert state.amp is amp
+    assert state.scaler.is_enabled() is scaled
+    assert (state.checkpoint([])["scaler"] != {}) is scaled
+
+
+# ------------------------------------------------------------- predictions.npz
+
+
+class _Crash(Exception):
+    """The process dies here (power cut, SIGKILL, full disk)."""
+
+
+def _crash_half_way_through_writes(monkeypatch) -> None:
+    """Every write to a file (``Path.write_bytes``, ``np.savez_compressed`` to a path or
+    an open file; not into memory) writes half of its bytes, then crashes."""
+    real_savez = np.savez_compressed
+
+    def write_half(target, payload: bytes) -> None:
+        if hasattr(target, "write"):
+            target.write(payload[: len(payload) // 2])
+        else:
+            with open(target, "wb") as out:
+                out.write(payload[: len(payload) // 2])
+        raise _Crash(f"crashed half-way through writing {target}")
+
+    def savez(file, *args, **kwargs):
+        if isinstance(file, io.BytesIO):
+            return real_savez(file, *args, **kwargs)
+        buffer = io.BytesIO()
+        real_savez(buffer, *args, **kwargs)
+        write_half(file, buffer.getvalue())
+
+    monkeypatch.setattr(Path, "write_bytes", lambda self, data: write_half(self, bytes(data)))
+    monkeypatch.setattr(np, "savez_compressed", savez)
+
+
+def test_a_crash_half_way_through_writing_predictions_leaves_the_old_file(tmp_path, monkeypatch):
+    run = Run.of(tmp_path / "runs", tiny_config())
+    labels = np.arange(10) % 3
+    first = {"kind": "clean", "n_images": 10, "accuracy": 50.0}
+    run.add_evaluation(first, Predictions.from_outputs(labels, labels, np.eye(10, 3)))
+    before = (run.path / "predictions.npz").read_bytes()
+    with monkeypatch.context() as patch:
+        _crash_half_way_through_writes(patch)
+        second = {"kind": "fgsm", "eps": 8 / 255, "n_images": 10, "accuracy": 10.0}
+        with pytest.raises(_Crash):
+            run.add_evaluation(second, Predictions.from_outputs(labels[::-1].copy(), labels))
+    assert (run.path / "predictions.npz").read_bytes() == before
+    stored = run.predictions(evaluation_settings(first))
+    assert stored is not None and np.array_equal(stored.predicted, labels)
+    assert run.evaluations() == [first]
+    assert sorted(p.name for p in run.path.iterdir() if p.name.startswith(".")) == []
+
+
+# ----------------------------------------------------------------- Gaussian noise
+
+
+def test_each_severity_draws_its_own_gaussian_noise():
+    """On mid-grey images nothing is clipped, so (noisy - clean) / c is the standard
+    normal draw itself (to rounding): drawn from the seed alone, severities 1 and 2
+    would share it (correlation near 1)."""
+    grey = ImageSet(torch.full((8, 3, 16, 16), 128, dtype=torch.uint8), torch.zeros(8).long(),
+                    ("grey",))  # fmt: skip
+    scale = {1: 0.04, 2: 0.06}
+
+    def draw(severity: int, seed: int = 0) -> torch.Tensor:
+        noisy = noise_images(grey, severity, seed).images.double()
+        return ((noisy - 128) / (255 * scale[severity])).flatten()
+
+    correlation = torch.corrcoef(torch.stack([draw(1), draw(2)]))[0, 1]
+    assert abs(float(correlation)) < 0.1, f"severities 1 and 2 share their noise ({correlation})"
+    assert not torch.equal(draw(1, seed=0), draw(1, seed=1))
+    assert torch.equal(draw(2), draw(2))  # and each is reproducible
+
+
+def test_the_committed_gaussian_noise_records_recompute(real_data):
+    """The committed run's per-image predictions under computed noise, recomputed from
+    its float16 weights on noise drawn again: at most a handful of the 1,017 images may
+    change class (float16 weights); noise drawn from other seeds changes far more."""
+    run = Run(REPO / CPU_REFERENCE.bundle / "cifar10-subset" / "region-k2-a1-ho500" / "seed0")
+    assert (run.path / WEIGHTS16).exists()
+    model = run.load_model()
+    test = load_dataset(run.config.dataset, real_data, n_train=1, n_test=run.config.n_test).test
+    for severity in (1, 5):
+        key = {"kind": "corruption", "corruption": "gaussian_noise", "severity": severity,
+               "source": "computed", "n_images": len(test.labels)}  # fmt: skip
+        stored = run.predictions(key)
+        assert stored is not None, key
+        noisy = noise_images(test, severity, CPU_REFERENCE.noise_seed).images.float() / 255
+        predicted = predictions(model, noisy)[0].numpy()
+        changed = int((predicted != stored.predicted).sum())
+        assert changed <= 10, f"severity {severity}: {changed} of {len(predicted)} changed"
+
+
+# ------------------------------------------------------------------- labels_getter
+
+
+def test_a_custom_labels_getters_labels_are_the_ones_mixed():
+    """The sample holds a ``labels`` key that the default getter would take; the custom
+    getter points at ``target``: ``target`` is mixed, ``labels`` passes through."""
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    real, decoy = torch.tensor([0, 3, 5, 9]), torch.tensor([1, 1, 2, 2])
+    mix = RegionMixup(num_classes=10, generator=torch.Generator().manual_seed(1),
+                      labels_getter=lambda sample: sample["target"])  # fmt: skip
+    out = mix({"image": images, "labels": decoy, "target": real})
+    expected = region_mixup(images, real, k=2, num_classes=10,
+                            generator=torch.Generator().manual_seed(1))  # fmt: skip
+    assert torch.equal(out["labels"], decoy)
+    torch.testing.assert_close(out["target"], expected.targets)
+    torch.testing.assert_close(out["image"], expected.images)
+
+
+# ------------------------------------------------------------ clean predictions
+
+
+def test_clean_predictions_and_logits_are_made_in_eval_mode():
+    """BatchNorm in train mode normalises by the batch: a model handed over in train mode
+    must still predict with its running statistics, and be handed back in train mode."""
+    torch.manual_seed(0)
+    model = build_model("shapes", 10, width=4).eval()
+    images = torch.rand(16, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(images)
+        in_train_mode = copy.deepcopy(model).train()(images)
+    assert not torch.allclose(in_train_mode, expected, atol=1e-3), "the fixture shows nothing"
+    model.train()
+    predicted, logits = predictions(model, images, batch_size=8)
+    torch.testing.assert_close(logits, expected)
+    assert torch.equal(predicted, expected.argmax(1)) and model.training
+    torch.testing.assert_close(predict_logits(model, images, batch_size=8), expected)
+    assert robustness.accuracy(model, images, expected.argmax(1)) == 100.0 and model.training

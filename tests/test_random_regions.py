@@ -26,31 +26,33 @@ from .test_mixing import batches, oracle, tolerance
 
 @st.composite
 def random_batches(draw):
-    """A batch of ``test_mixing.batches`` (any shape, dtype and layout) and a set of sides."""
+    """A batch of ``test_mixing.batches`` (any shape, dtype and layout), a set of sides
+    and a minimum tile side that leaves some side room to fit."""
     images, labels, num_classes, _grid, alpha, gen = draw(batches())
     height, width = images.shape[2:]
     sides = tuple(draw(st.lists(st.integers(1, 12), min_size=1, max_size=4)))
-    if min(sides) > min(height, width):
+    min_side = draw(st.integers(1, min(4, height, width)))
+    if min(sides) * min_side > min(height, width):
         sides = (*sides, 1)
-    return images, labels, num_classes, sides, alpha, gen
+    return images, labels, num_classes, sides, alpha, gen, min_side
 
 
 @settings(max_examples=150, deadline=None)
 @given(random_batches())
 def test_every_pixel_follows_equation_1_on_random_uneven_tiles(batch):
-    images, labels, num_classes, sides, alpha, gen = batch
+    images, labels, num_classes, sides, alpha, gen, min_side = batch
     before = images.clone()
-    out = random_region_mixup(images, labels, sides, alpha, num_classes, gen)
+    out = random_region_mixup(images, labels, sides, alpha, num_classes, gen, min_side=min_side)
     rows, cols = out.edges
     gh, gw = out.lam.shape
     height, width = images.shape[2:]
     # The grid: each side from `sides` (where it fits); edges from 0 to the size, every
-    # tile at least one pixel.
-    assert gh in sides and gw in sides and gh <= height and gw <= width
+    # tile at least min_side pixels.
+    assert gh in sides and gw in sides and gh * min_side <= height and gw * min_side <= width
     assert rows[0] == 0 and rows[-1] == height and len(rows) == gh + 1
     assert cols[0] == 0 and cols[-1] == width and len(cols) == gw + 1
-    assert all(b > a for a, b in itertools.pairwise(rows))
-    assert all(b > a for a, b in itertools.pairwise(cols))
+    assert all(b - a >= min_side for a, b in itertools.pairwise(rows))
+    assert all(b - a >= min_side for a, b in itertools.pairwise(cols))
     expected, targets = oracle(images, labels, num_classes, out.lam, out.partners, out.edges)
     torch.testing.assert_close(out.images.double(), expected, **tolerance(images.dtype))
     torch.testing.assert_close(out.targets.double(), targets, rtol=1e-6, atol=1e-6)
@@ -116,6 +118,71 @@ def test_cut_positions_are_uniform():
     assert len(pair_counts) == 6 and stats.chisquare(pair_counts).pvalue > 1e-3
 
 
+def test_no_tile_is_thinner_than_min_side_and_the_minimum_is_reached():
+    """32 x 32 images, sides up to 8: every tile of every draw is at least min_side
+    pixels high and wide, and some tiles are exactly min_side (the bound is met, not
+    just kept: the draw is not the even grid)."""
+    gen = torch.Generator().manual_seed(2)
+    for min_side in (1, 2, 3, 4):
+        thinnest = []
+        for _ in range(200):
+            params = sample_random_region_params(2, 32, 32, (1, 2, 4, 8), 1.0, gen,
+                                                 min_side=min_side)  # fmt: skip
+            sizes = [b - a for edges in (params.row_edges, params.col_edges)
+                     for a, b in itertools.pairwise(edges)]  # fmt: skip
+            thinnest.append(min(sizes))
+        assert min(thinnest) == min_side, f"min_side={min_side}: thinnest tile {min(thinnest)}"
+    # 8 tiles of at least 4 pixels fill 32 pixels exactly: the even grid, every time.
+    for _ in range(20):
+        params = sample_random_region_params(2, 32, 32, (8,), 1.0, gen, min_side=4)
+        assert params.row_edges == params.col_edges == tuple(range(0, 33, 4))
+
+
+def test_min_side_one_is_the_uniform_draw_as_before():
+    """The default draws the very edges it drew before min_side existed (the explorer's
+    seed-0 random grid on 32 x 32 images, one-pixel strips included), so runs trained
+    with region-random replay; a minimum of 4 keeps those strips out."""
+    images, labels = torch.rand(8, 3, 32, 32), torch.arange(8)
+    old = ((0, 9, 24, 31, 32), (0, 1, 9, 23, 32))
+    for min_side in ({}, {"min_side": 1}):
+        gen = torch.Generator().manual_seed(0)
+        assert random_region_mixup(images, labels, num_classes=8, generator=gen,
+                                   **min_side).edges == old  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    out = random_region_mixup(images, labels, num_classes=8, generator=gen, min_side=4)
+    assert all(b - a >= 4 for edges in out.edges for a, b in itertools.pairwise(edges))
+
+
+def test_cut_positions_are_uniform_with_a_minimum_side():
+    """Tiles of at least 2 pixels. One cut in a 7-pixel side: positions 2 to 5, each
+    equally often. Three tiles in 8 pixels: the 6 edge sets (2+2+4 and its orders,
+    2+3+3 and its orders), each equally often."""
+    gen = torch.Generator().manual_seed(4)
+    firsts, triples = [], []
+    for _ in range(2400):
+        rows = sample_random_region_params(2, 7, 8, (2,), 1.0, gen, min_side=2).row_edges
+        firsts.append(rows[1])
+        cols = sample_random_region_params(2, 7, 8, (3,), 1.0, gen, min_side=2).col_edges
+        triples.append(cols[1:-1])
+    values, counts = np.unique(firsts, return_counts=True)
+    assert list(values) == [2, 3, 4, 5] and stats.chisquare(counts).pvalue > 1e-3
+    values, counts = np.unique(np.array(triples), axis=0, return_counts=True)
+    assert [tuple(v) for v in values] == [(2, 4), (2, 5), (2, 6), (3, 5), (3, 6), (4, 6)]
+    assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_a_minimum_side_skips_the_sides_it_cannot_fit():
+    """On 32 x 32 images with tiles of at least 5 pixels, 8 tiles (40 pixels) do not fit:
+    the grid sides are drawn from 2 and 4 alone, still uniformly."""
+    gen = torch.Generator().manual_seed(6)
+    grids = [sample_random_region_params(2, 32, 32, (2, 4, 8), 1.0, gen, min_side=5).grid
+             for _ in range(600)]  # fmt: skip
+    counts = np.unique([gh for gh, _ in grids], return_counts=True)
+    assert list(counts[0]) == [2, 4] and stats.chisquare(counts[1]).pvalue > 1e-3
+    with pytest.raises(ValueError, match="fits the 8x8 images with tiles of at least 5 pixels"):
+        sample_random_region_params(2, 8, 8, (2, 4), 1.0, gen, min_side=5)
+
+
 @pytest.mark.parametrize("alpha", [0.3, 2.0])
 def test_lambdas_follow_beta(alpha):
     gen = torch.Generator().manual_seed(5)
@@ -158,7 +225,14 @@ def test_same_generator_state_same_batch_and_the_transform_agrees():
     transform = RandomRegionMixup(num_classes=4, generator=torch.Generator().manual_seed(3))
     mixed, targets = transform(images, labels)
     assert torch.equal(mixed, a.images) and torch.equal(targets, a.targets)
-    assert repr(transform).startswith("RandomRegionMixup(sides=(1, 2, 4)")
+    assert repr(transform).startswith("RandomRegionMixup(sides=(1, 2, 4), alpha=")
+    c = random_region_mixup(images, labels, num_classes=4,
+                            generator=torch.Generator().manual_seed(3), min_side=3)  # fmt: skip
+    transform = RandomRegionMixup(num_classes=4, generator=torch.Generator().manual_seed(3),
+                                  min_side=3)  # fmt: skip
+    mixed, targets = transform(images, labels)
+    assert torch.equal(mixed, c.images) and torch.equal(targets, c.targets)
+    assert repr(transform).startswith("RandomRegionMixup(sides=(1, 2, 4), min_side=3,")
 
 
 def test_the_registered_method_reads_sides_and_alpha():
@@ -176,6 +250,21 @@ def test_the_registered_method_reads_sides_and_alpha():
         (lambda x, y: random_region_mixup(x, y, (0,), num_classes=2), ValueError, r"sides\[i\]"),
         (lambda x, y: random_region_mixup(x, y, (9,), num_classes=2), ValueError, "fits the 8x8"),
         (lambda x, y: random_region_mixup(x, y, alpha=0, num_classes=2), ValueError, "alpha"),
+        (
+            lambda x, y: random_region_mixup(x, y, num_classes=2, min_side=0),
+            ValueError,
+            "min_side must be an integer >= 1",
+        ),
+        (
+            lambda x, y: random_region_mixup(x, y, num_classes=2, min_side=2.0),
+            TypeError,
+            "min_side",
+        ),
+        (
+            lambda x, y: random_region_mixup(x, y, (4,), num_classes=2, min_side=3),
+            ValueError,
+            "fits the 8x8 images with tiles of at least 3 pixels",
+        ),
         (lambda x, y: random_region_mixup(x.long(), y, num_classes=2), TypeError, "floating"),
     ],
 )

@@ -15,10 +15,12 @@ from regionmix_utils import paper
 from regionmix_utils.cli import main
 from regionmix_utils.config import TrainConfig, quick_config
 from regionmix_utils.results import (
+    Claim,
     collect_evaluations,
     collect_runs,
     column_label,
     compare,
+    judge,
     paper_tables,
     published_tables,
     to_latex,
@@ -325,7 +327,45 @@ def test_compare_gives_the_paired_difference_its_interval_and_a_verdict(tmp_path
     reverse = compare(collect_runs(tmp_path), "mixup:region").cells.iloc[0]
     assert reverse["delta"] == pytest.approx(-1.5) and reverse["verdict"] == "supported"
     text = _table_output(tmp_path, "--compare", "region:mixup")
-    assert "+1.50 [" in text and "supported" in text and "two-level bootstrap" in text
+    assert "| +1.50 | [" in text and "supported" in text and "paired t-test" in text
+
+
+def test_a_claim_is_judged_in_its_declared_direction_never_the_datas(tmp_path):
+    """The swap test: a declared "A > B" with no paper number, on runs where A < B
+    clearly, is contradicted; the same runs with the claim reversed support it; no
+    claim is supported both ways round."""
+    paired_runs(tmp_path, seeds=(0, 1, 2, 3, 4))  # Region Mixup above Mixup by 1-3 points
+    runs = collect_runs(tmp_path)
+
+    def said(a, b, direction=1):
+        claim = Claim("cifar10", a, b, "clean", direction=direction, source="swap test")
+        (row,) = judge(runs, [claim]).cells.to_dict("records")
+        assert row["p"] < 0.01 and row["paper_delta"] != row["paper_delta"]  # NaN: none
+        return row["verdict"]
+
+    assert said("mixup", "region") == "contradicted"
+    assert said("region", "mixup") == "supported"
+    assert said("mixup", "region", direction=-1) == "supported"
+    assert said("region", "mixup", direction=-1) == "contradicted"
+
+
+def test_a_family_of_claims_is_corrected_with_holm(tmp_path):
+    paired_runs(tmp_path)  # 3 seeds: t-test p = 0.035 for Region Mixup > Mixup
+    runs = collect_runs(tmp_path)
+    one = Claim("cifar10", "region", "mixup", "clean", source="holm test")
+    alone = judge(runs, [one]).cells.iloc[0]
+    assert alone["p_holm"] == pytest.approx(alone["p"]) and alone["verdict"] == "supported"
+    # The same claim twice more (FGSM, which these runs lack, adds no p to the family):
+    fgsm = Claim("cifar10", "region", "mixup", "fgsm", (("eps", 8 / 255),), source="holm test")
+    mirrored = Claim("cifar10", "mixup", "region", "clean", direction=-1, source="holm test")
+    family = judge(runs, [one, fgsm, mirrored]).cells
+    judged = family[family["p"].notna()]
+    assert list(judged["p_holm"]) == pytest.approx([2 * alone["p"]] * 2)
+    assert list(judged["verdict"]) == ["not resolved"] * 2  # 0.07: not below 0.05
+    assert list(judged["plan"]) == ["no effect declared"] * 2
+    assert family["verdict"].iloc[1].startswith("not evaluated: run `regionmix attack")
+    planned = judge(runs, [dataclasses.replace(c, effect=1.0) for c in (one, mirrored)]).cells
+    assert list(planned["plan"].str.match(r"about \d+ \(range \d+-[\d,]+\)")) == [True] * 2
 
 
 def test_compare_all_judges_each_claim_and_says_what_is_not_evaluated(tmp_path):

@@ -12,25 +12,27 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from regionmix_utils.cli import build_parser, main, sweep_configs
-from regionmix_utils.config import TrainConfig, quick_config, run_name
+from regionmix_utils.config import TrainConfig, identity, quick_config, run_name
 from regionmix_utils.data import ImageSet, Splits
 from regionmix_utils.methods import Method, get_method, registered
 from regionmix_utils.models import build_model
 from regionmix_utils.runs import Run, run_dir
 from regionmix_utils.train import (
+    GPU_CHECKPOINT_EVERY,
     CheckpointError,
     TrainingState,
+    checkpoint_interval,
     evaluate,
     loaders,
     one_epoch,
     stream_seeds,
     train,
-    train_step,
     training_loss,
 )
 
@@ -219,23 +221,8 @@ def test_arguments_are_checked_once_before_training(tmp_path, tiny_shapes):
               progress=False)  # fmt: skip
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("method", ["region", "mixup", "cutmix", "none"])
-def test_a_training_step_never_waits_for_the_host(tiny_shapes, method):
-    """CUDA's sync debug mode raises on any device-to-host sync inside the steps."""
-    config = tiny_config(method=method, batch_size=64)
-    state = TrainingState.build(config, tiny_shapes, torch.device("cuda"))
-    state.check_mixing(tiny_shapes)
-    train_loader, _ = loaders(state, tiny_shapes)
-    train_step(state, *next(iter(train_loader)))  # warm-up: lazy initialisation may sync
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for images, labels in train_loader:
-            train_step(state, images, labels)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+# A training step never waits for the host on a GPU: tests/test_gpu_path.py checks every
+# method on both AMP paths under CUDA's sync debug mode.
 
 
 # --------------------------------------------------------------- paired randomness
@@ -484,3 +471,208 @@ def test_cli_reports_missing_data_clearly(tmp_path, capsys):
     ])  # fmt: skip
     assert code == 2
     assert "regionmix download tinyimagenet" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------- checkpoint interval
+
+
+def test_the_checkpoint_interval_is_an_execution_setting():
+    """checkpoint_every and download say how a run executes: no new folder names, the
+    same run, and a config.json written before they existed still loads."""
+    config = TrainConfig(method="region", k=4)
+    changed = dataclasses.replace(config, checkpoint_every=7, download=True)
+    assert run_name(changed) == run_name(config) == "region-k4-a1"
+    assert identity(changed) == identity(config)
+    old = {k: v for k, v in dataclasses.asdict(config).items()
+           if k not in ("checkpoint_every", "download")}  # fmt: skip
+    assert TrainConfig.from_json(old) == config
+    assert checkpoint_interval(config, torch.device("cpu")) == 1
+    assert checkpoint_interval(config, torch.device("cuda")) == GPU_CHECKPOINT_EVERY > 1
+    assert checkpoint_interval(changed, torch.device("cuda")) == 7
+    with pytest.raises(ValueError, match="checkpoint_every must be None or >= 1"):
+        TrainConfig(checkpoint_every=0)
+
+
+class Interrupted(Exception):
+    """Stands for the end of a session after some epoch."""
+
+
+def test_a_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrupted_one(
+    tmp_path, tiny_shapes
+):
+    """Checkpoints every 2 epochs of 5; stopped after epoch 3: last.pt and metrics.jsonl
+    hold epochs 1-2, the resume trains 3-5 again, and the run is the uninterrupted one
+    bit for bit (weights and metrics); final.pt is written though 5 is odd."""
+    config = tiny_config(epochs=5, checkpoint_every=2, n_train=64, n_test=20, batch_size=16)
+    straight = train(config, tmp_path / "straight", device="cpu", splits=tiny_shapes,
+                     progress=False)  # fmt: skip
+    saved = []
+
+    def stop_after_3(record):
+        path = run_dir(tmp_path / "cut", config)
+        saved.append(((path / "last.pt").exists(), len(Run(path).metrics())))
+        if record["epoch"] == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(config, tmp_path / "cut", device="cpu", splits=tiny_shapes, progress=False,
+              on_epoch=stop_after_3)  # fmt: skip
+    assert saved == [(False, 0), (True, 2), (True, 2)]
+    run = Run(run_dir(tmp_path / "cut", config))
+    assert len(torch.load(run.path / "last.pt", weights_only=True)["metrics"]) == 2
+    resumed = train(config, tmp_path / "cut", device="cpu", splits=tiny_shapes, progress=False)
+    assert [h["epoch"] for h in run.record["history"]] == [0, 2]
+    assert run.finished and not (run.path / "last.pt").exists()
+    for (name, p), q in zip(straight.model.state_dict().items(),
+                            resumed.model.state_dict().values(), strict=True):  # fmt: skip
+        assert torch.equal(p, q), name
+    final = torch.load(run.path / "final.pt", weights_only=True)
+    assert all(torch.equal(final[k], v) for k, v in straight.model.state_dict().items())
+
+    def without_seconds(metrics):
+        return [{k: v for k, v in m.items() if k != "seconds"} for m in metrics]
+
+    assert without_seconds(run.metrics()) == without_seconds(straight.metrics)
+    assert [m["epoch"] for m in run.metrics()] == [1, 2, 3, 4, 5]
+
+
+def test_cli_takes_the_checkpoint_interval_and_the_download_switch():
+    args = build_parser().parse_args([
+        "train", "--dataset", "cifar10", "--method", "region", "--checkpoint-every", "5",
+        "--download",
+    ])  # fmt: skip
+    config = sweep_configs(build_parser().parse_args(
+        ["sweep", "--datasets", "cifar10", "--methods", "region", "--seeds", "0",
+         "--checkpoint-every", "5", "--download"]
+    ))[0]  # fmt: skip
+    assert (args.checkpoint_every, args.download) == (5, True)
+    assert (config.checkpoint_every, config.download) == (5, True)
+    defaults = sweep_configs(build_parser().parse_args(
+        ["sweep", "--datasets", "cifar10", "--methods", "region", "--seeds", "0"]
+    ))[0]  # fmt: skip
+    assert (defaults.checkpoint_every, defaults.download) == (None, False)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--dataset", "cifar10", "--method", "region",
+                                   "--checkpoint-every", "0"])  # fmt: skip
+
+
+# --------------------------------------------------------------------------- download
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "tinyimagenet"])
+def test_training_downloads_its_dataset_when_asked(tmp_path, monkeypatch, capsys, dataset):
+    """download=True (``--download``, notebook 02 on Colab): the missing dataset is fetched
+    (the network stands replaced by writing the archive's files; torchvision's MD5 check
+    and the zip's layout check stay), saying so; without it the run stops, saying how to
+    get the data."""
+    from torchvision.datasets import CIFAR10
+
+    from regionmix_utils import data
+    from regionmix_utils.data import DatasetMissingError
+
+    from .test_data import _write_cifar_batches, make_tinyimagenet
+
+    calls = []
+    if dataset == "cifar10":
+        rng = np.random.default_rng(0)
+        arrays = {
+            "x_train": rng.integers(0, 256, (100, 32, 32, 3), dtype=np.uint8),
+            "y_train": np.arange(100) % 10,
+            "x_test": rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
+            "y_test": np.arange(20) % 10,
+        }
+
+        def fetch(self):  # CIFAR10.download, less the network
+            calls.append(self.root)
+            if not (Path(self.root) / "cifar-10-batches-py").exists():
+                _write_cifar_batches(Path(self.root), arrays, monkeypatch)
+
+        monkeypatch.setattr(CIFAR10, "download", fetch)
+    else:
+
+        def fetch(root=None, *args, **kwargs):  # data.download_tinyimagenet, less the network
+            calls.append(root)
+            print("Tiny ImageNet is not under ...: downloading")
+            return make_tinyimagenet(Path(root), per_class=8)
+
+        monkeypatch.setattr(data, "download_tinyimagenet", fetch)
+    config = TrainConfig(dataset=dataset, method="region", epochs=1, width=4, batch_size=8,
+                         n_test=2 if dataset == "tinyimagenet" else 20)  # fmt: skip
+    with pytest.raises(DatasetMissingError, match=f"regionmix download {dataset}"):
+        train(config, tmp_path / "runs", tmp_path / "data", "cpu", progress=False)
+    assert calls == []
+    capsys.readouterr()
+    asked = dataclasses.replace(config, download=True)
+    result = train(asked, tmp_path / "runs", tmp_path / "data", "cpu", progress=False)
+    assert calls and result.metrics[0]["epoch"] == 1
+    assert "download" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ evaluation, sweeps
+
+
+def test_evaluation_reads_its_sums_back_once(tiny_shapes, monkeypatch):
+    """Loss and accuracy accumulate on the device; one read of each at the end, however
+    many test batches (a read per batch would make the GPU wait twice a batch)."""
+    state = _state(tiny_config(), tiny_shapes)
+    _, test_loader = loaders(state, tiny_shapes)
+    test_loader.batch_size = 10  # 100 test images: 10 batches
+    reads = []
+    for name in ("__float__", "__int__", "item", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def spy(tensor, *args, original=original, name=name):
+            reads.append(name)
+            return original(tensor, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    loss, acc = evaluate(state.model, test_loader)
+    assert len(reads) <= 2, reads
+    monkeypatch.undo()
+    with torch.no_grad():
+        logits = state.model.eval()(tiny_shapes.test.images.float() / 255)
+    assert loss == pytest.approx(float(F.cross_entropy(logits, tiny_shapes.test.labels)))
+    assert acc == pytest.approx(100 * float((logits.argmax(1) == tiny_shapes.test.labels)
+                                            .float().mean()))  # fmt: skip
+
+
+def test_evaluation_runs_without_tf32_and_restores_the_setting(tiny_shapes):
+    """float32 evaluation is float32 on Ampere and later GPUs too, where cuDNN
+    convolutions otherwise run in TF32 (10-bit mantissas) by default."""
+    state = _state(tiny_config(), tiny_shapes)
+    _, test_loader = loaders(state, tiny_shapes)
+    seen = []
+    flags = lambda: (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)  # noqa: E731
+    state.model.conv1.register_forward_hook(lambda *_: seen.append(flags()))
+    before = flags()
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        evaluate(state.model, test_loader)
+        assert seen and set(seen) == {(False, False)}
+        assert torch.backends.cudnn.allow_tf32 is True
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_a_sweep_keeps_no_model_of_its_finished_runs(tmp_path, tiny_shapes, monkeypatch):
+    """Each finished run's model is let go before the next run starts (on a GPU it would
+    otherwise stay in memory for the rest of the sweep)."""
+    import gc
+    import weakref
+
+    from regionmix_utils import sweeps
+
+    models = []
+
+    def training(config, *args, **kwargs):
+        result = train(config, *args, splits=tiny_shapes, **{**kwargs, "progress": False})
+        models.append(weakref.ref(result.model))
+        return result
+
+    monkeypatch.setattr(sweeps, "train", training)
+    configs = [tiny_config(epochs=1, method=m) for m in ("mixup", "region")]
+    report = sweeps.sweep(configs, tmp_path, device="cpu", progress=False)
+    gc.collect()
+    assert report.ok and len(report.results) == 2
+    assert all(r.model is None for r in report.results)
+    assert all(ref() is None for ref in models), "a finished run's model is still alive"

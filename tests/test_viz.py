@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -15,10 +17,13 @@ import torch
 from regionmix_utils.data import shapes
 from regionmix_utils.mixing import (
     CutMixParams,
+    RegionParams,
     apply_cutmix,
+    apply_region_mixup,
     cutmix,
     fmix,
     gridmix,
+    random_region_mixup,
     region_mixup,
     resizemix,
 )
@@ -30,9 +35,10 @@ from regionmix_utils.viz import (
     every_mix,
     mixing_figure,
     mixing_story,
+    tile_table,
     training_curves,
 )
-from regionmix_utils.viz.mixing import _self_paired, figure_png
+from regionmix_utils.viz.mixing import _self_paired, figure_png, split_by_partners
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +105,32 @@ def test_explorer_toggles_stochastic_regions(batch):
     assert explorer.mixed.lam.shape == (2, 2)
 
 
+def tile_sizes(edges) -> list[int]:
+    return [b - a for axis in edges for a, b in itertools.pairwise(axis)]
+
+
+def test_explorer_min_side_keeps_strips_out_of_random_grids(batch):
+    """Seed 0 draws one-pixel strips on 32 x 32 images when any tile is allowed; the min
+    side control keeps every tile at least that thick, and the k x k grid ignores it."""
+    explorer = MixingExplorer(*batch, seed=0, random_grid=True)
+    assert explorer.min_side == 1 and min(tile_sizes(explorer.mixed.edges)) == 1
+    explorer.set_min_side(4)
+    assert min(tile_sizes(explorer.mixed.edges)) >= 4 and explorer.mixed.lam.shape == (4, 4)
+    assert len(explorer.ax_tiles.texts) == 16  # every tile is wide enough for its partner
+    explorer.set_random_grid(False)
+    assert explorer.mixed.lam.shape == (2, 2) and explorer.mixed.edges == ((0, 16, 32),) * 2
+    explorer.set_random_grid(True)
+    started = MixingExplorer(*batch, seed=0, random_grid=True, min_side=4)  # from the start
+    assert started.mixed.edges == explorer.mixed.edges
+
+
+def test_explorer_colour_bar_says_lambda_is_the_weight_of_the_image_itself(batch):
+    explorer = MixingExplorer(*batch, k=2, sample=3)
+    assert explorer._colorbar.ax.get_ylabel() == "λ = weight of #3 itself"
+    explorer.set_k(4)  # redrawn, still labelled once
+    assert explorer._colorbar.ax.get_ylabel() == "λ = weight of #3 itself"
+
+
 def test_explorer_soft_label_bars_show_the_mixed_target(batch):
     explorer = MixingExplorer(*batch, k=2)
     heights = torch.tensor([p.get_height() for p in explorer.ax_label.patches], dtype=torch.float32)
@@ -117,14 +149,18 @@ def test_resample_draws_new_parameters_and_seeds_replay(batch):
 
 def test_widgets_are_wired_to_the_callbacks(batch):
     explorer = MixingExplorer(*batch, k=2)
-    grid, controls, _figure_output = explorer.widget().children
+    regions, controls, _figure = explorer.widget().children
+    grid, min_side = regions.children
     k_slider, alpha_slider, button = controls.children
+    assert min_side.disabled and (min_side.min, min_side.max) == (1, 8)  # 4 x 8 = 32 pixels
     k_slider.value = 3
     assert explorer.mixed.lam.shape == (3, 3)
     grid.value = True
-    assert explorer.random_grid and k_slider.disabled
+    assert explorer.random_grid and k_slider.disabled and not min_side.disabled
+    min_side.value = 8
+    assert explorer.min_side == 8 and min(tile_sizes(explorer.mixed.edges)) >= 8
     grid.value = False
-    assert not explorer.random_grid and not k_slider.disabled
+    assert not explorer.random_grid and not k_slider.disabled and min_side.disabled
     alpha_slider.value = 0.1
     assert explorer.alpha == pytest.approx(0.1)
     seed = explorer.seed
@@ -213,6 +249,67 @@ def test_mixing_figure_rows_and_cutmix_box(batch):
     assert "λ=" in " ".join(t.get_text() for t in fig.axes[6].texts)
     four = mixing_figure(images, {"k=4": region_mixup(images, labels, 4, 1.0, 10, gen)}, classes)
     assert len(four.axes[4].texts) == 0  # 16 labels would cover a 32 px image
+
+
+def test_mixing_figure_captions_the_originals_and_fits_row_titles_in_their_rows(batch):
+    images, labels, classes = batch
+    gen = torch.Generator().manual_seed(0)
+    long_title = "Region Mixup, random grid (sides=1,2,4)"
+    results = {
+        "Mixup (k=1)": region_mixup(images, labels, 1, 1.0, 10, gen),
+        long_title: random_region_mixup(images, labels, (1, 2, 4), 1.0, 10, gen),
+    }
+    fig = mixing_figure(images, results, classes, labels=labels)
+    axes = fig.axes
+    assert [ax.get_xlabel() for ax in axes[:4]] == [classes[int(y)] for y in labels[:4]]
+    renderer = fig.canvas.get_renderer()
+    for row in range(3):
+        ax = axes[4 * row]
+        label, box = ax.yaxis.label.get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert box.y0 <= label.y0 and label.y1 <= box.y1, f"{ax.get_ylabel()!r} runs past its row"
+    assert axes[8].get_ylabel().replace("\n", " ") == long_title
+    unlabelled = mixing_figure(images, results, classes)  # as before: no captions
+    assert [ax.get_xlabel() for ax in unlabelled.axes[:4]] == [""] * 4
+
+
+def test_a_tile_paired_with_its_own_image_says_itself(batch):
+    """RandomPermute can leave a sample in place: that tile's label says "itself"."""
+    images, labels, classes = batch
+    partners = torch.stack([torch.arange(8), torch.arange(8).roll(1)]).view(1, 2, 8)
+    lam = torch.tensor([[0.3, 0.6]])
+    mixed = apply_region_mixup(images, labels, RegionParams(lam, partners), 10)
+    fig = mixing_figure(images, {"1 x 2": mixed}, classes, n_show=2)
+    texts = [t.get_text().split("\n")[1] for t in fig.axes[2].texts]
+    assert texts == ["#0 itself", "#7"]
+    assert [t.get_text().split("\n")[1] for t in fig.axes[3].texts] == ["#1 itself", "#0"]
+
+
+def test_split_by_partners_puts_tile_mixes_apart_from_pasting_ones(batch):
+    images, labels, _ = batch
+    results = every_mix(images, labels, 10, k_values=(2, 4))
+    tiles, pasted = split_by_partners(results)
+    assert list(tiles) == [t for t in results if "Mixup" in t]  # Mixup, k=2, k=4, random
+    assert len(tiles) == 4 and list(pasted) == ["CutMix", "GridMix", "FMix", "ResizeMix"]
+    assert set(tiles) | set(pasted) == set(results) and not set(tiles) & set(pasted)
+
+
+@pytest.mark.parametrize("lam_mode", ["batch", "sample"])
+def test_tile_table_adds_up_to_the_soft_label(batch, lam_mode):
+    """k = 3 on 32 pixels: tiles of 10, 11 and 11 pixels a side. The image keeps
+    sum a_j lam_j; each tile hands a_j (1 - lam_j) to its partner's class."""
+    images, labels, classes = batch
+    gen = torch.Generator().manual_seed(0)
+    mixed = region_mixup(images, labels, 3, 1.0, 10, gen, lam_mode=lam_mode)
+    table = tile_table(mixed, 1, 32, 32, labels, classes)
+    sides = [10, 11, 11]
+    assert list(table.area) == pytest.approx([a * b / 1024 for a in sides for b in sides], abs=1e-4)
+    lam = mixed.lam[..., 1] if lam_mode == "sample" else mixed.lam
+    assert list(table.lam) == pytest.approx(lam.flatten().tolist(), abs=1e-3)
+    weights = table.groupby("partner_class").partner_weight.sum().to_dict()
+    own = classes[int(labels[1])]
+    weights[own] = weights.get(own, 0.0) + float((table.area * table.lam).sum())
+    for name, weight in weights.items():
+        assert weight == pytest.approx(float(mixed.targets[1, classes.index(name)]), abs=2e-3)
 
 
 def test_cutmix_paired_with_itself_says_so_and_draws_no_box(batch):

@@ -232,21 +232,29 @@ def download_corruptions(name: str, root=None, url: str | None = None, md5: str 
 
 def _extract(archive: Path, into: Path, folder: str) -> Path:
     """Extract ``archive`` (and any archive inside it) and return the folder that holds
-    the corruption files, whatever it is called in the archive."""
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(into, filter="data")
-    except tarfile.TarError as err:
-        raise DatasetMissingError(f"{archive.name} is not a valid tar archive: {err}") from err
+    the corruption files, whatever it is called in the archive. Extraction refuses
+    members that would land outside ``into`` (tarfile's "data" filter); a corrupt or
+    unsafe archive, outer or nested, is a ``DatasetMissingError`` that names it. The
+    caller extracts into a temporary folder, so nothing is left half-extracted."""
+    _untar(archive, into, archive.name)
     for inner in sorted(into.rglob("*.tar")):  # Tiny-ImageNet-C nests one
-        with tarfile.open(inner) as tar:
-            tar.extractall(inner.parent, filter="data")
+        _untar(inner, inner.parent, f"{archive.name}, in it {inner.relative_to(into)}")
         inner.unlink()
     markers = [*into.rglob("labels.npy"), *into.rglob("gaussian_noise")]
     if not markers:
         raise DatasetMissingError(f"{archive.name} holds no corruption files")
     found = markers[0].parent
     return found if found != into else into
+
+
+def _untar(archive: Path, into: Path, name: str) -> None:
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(into, filter="data")
+    except tarfile.TarError as err:  # FilterError (an unsafe member) is one too
+        raise DatasetMissingError(
+            f"{name} is not a valid tar archive, or not a safe one: {err}"
+        ) from err
 
 
 # --------------------------------------------------------------------- evaluation

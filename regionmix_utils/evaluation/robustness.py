@@ -15,18 +15,30 @@ module (the CLI's choices, the tables, the masking check's labels) reads it.
   of ``step_size`` (default ε/4, i.e. 2/255 at 8/255), one uniform random start.
 - ``apgd-ce``, ``apgd-dlr``: APGD (Croce & Hein, 2020) on cross-entropy or the DLR
   loss, ``steps`` iterations, one restart (torchattacks' rho = 0.75).
-- ``autoattack``: torchattacks' AutoAttack, version "standard": APGD-CE, APGD-T, FAB-T
-  and Square-5000 in turn. torchattacks runs APGD, APGD-T and FAB at its default of 10
-  iterations (the reference implementation runs 100), so this is a cheaper, weaker
-  AutoAttack than RobustBench's; on 1,000 class-stratified test images by default (slow).
+- ``autoattack``: AutoAttack (Croce & Hein, ICML 2020) with the settings of the reference
+  implementation (github.com/fra31/auto-attack, ``AutoAttack(version="standard")`` for
+  L∞), composed from torchattacks' own attacks (``reference_autoattack``): APGD-CE (100
+  iterations, one restart), APGD-T (100 iterations, 9 target classes, one restart), FAB-T
+  (100 iterations, 9 target classes, one restart), then Square (5,000 queries, p_init 0.8,
+  one restart, the reference's unrescaled p schedule), each run only on the images every
+  attack before it left correctly classified. Its record keeps how many images each
+  attack ran on (``stages``). On 1,000 class-stratified test images by default (slow).
+- ``autoattack-fast``: torchattacks' own ``AutoAttack(version="standard")``, kept under
+  its own name: the same four attacks at torchattacks' defaults, 10 iterations of
+  APGD-CE, APGD-T and FAB-T (the reference: 100), K - 1 target classes for a K-class model
+  (the reference: 9) and Square's schedule rescaled to its 5,000 queries (the reference
+  does not rescale it), so it is cheaper and weaker than the reference; same image cap.
+  A record of kind ``autoattack`` stored before the reference settings existed (no
+  ``steps`` key) was this attack and is labelled so (``attack_label``).
 
 The paper states neither ε nor Square's other settings: eps = 8/255 (the common choice on
 CIFAR) by default. Everything is recorded with each result.
 
 Test-time work runs in eval mode and float32 (``models.evaluating``), on the whole test
-split unless ``n_images`` asks for a class-stratified subset. Square, APGD and AutoAttack
-call ``torch.manual_seed(seed)`` on every batch, and PGD draws its random start from the
-global RNG (seeded here with the config's seed); each batch is attacked inside
+split unless ``n_images`` asks for a class-stratified subset. Square, APGD and each of
+AutoAttack's attacks call ``torch.manual_seed(seed)`` on every batch with the config's
+seed (never the clock, torchattacks' AutoAttack default), and PGD draws its random start
+from the global RNG (seeded here with the config's seed); each batch is attacked inside
 ``torch.random.fork_rng``, so the global RNG is the same afterwards as before, and the
 same seed gives the same numbers.
 """
@@ -47,22 +59,30 @@ from regionmix_utils.runs import Run, eps_text, snap_eps
 
 __all__ = [
     "ATTACKS",
+    "AUTOATTACK_ORDER",
+    "AUTOATTACK_QUERIES",
+    "AUTOATTACK_STEPS",
+    "AUTOATTACK_TARGETS",
     "DEFAULT_EPS",
     "PRESETS",
     "Attack",
     "AttackConfig",
+    "AutoAttackCascade",
     "accuracy",
     "adversarial_accuracy",
     "adversarial_predictions",
     "attack_configs",
     "attack_label",
     "attack_names",
+    "attack_outcome",
     "evaluate_run",
+    "fast_autoattack",
     "get_attack",
     "make_attack",
     "predictions",
     "preset_text",
     "record_name",
+    "reference_autoattack",
     "test_images",
 ]
 
@@ -86,6 +106,8 @@ class Attack:
             for the whole split): a class-stratified sample of this many; None: no cap.
         min_classes: the fewest classes it can attack (its loss needs that many logits).
         budget: the record key that goes into its label ("steps" -> "PGD-10").
+        fixed: settings it always runs with, not ``AttackConfig`` fields, recorded with
+            each result so a record says what ran (AutoAttack's 100 iterations).
     """
 
     name: str
@@ -98,6 +120,7 @@ class Attack:
     default_images: int | None = None
     min_classes: int = 2
     budget: str | None = None
+    fixed: tuple[tuple[str, Any], ...] = ()
 
     def label(self, settings: dict) -> str:
         """ "FGSM", "PGD-10", "Square-100": the title and its budget, if it has one."""
@@ -143,9 +166,132 @@ def _apgd(loss: str):
     return build
 
 
+# The reference AutoAttack's "standard" L∞ settings (fra31/auto-attack, autoattack.py:
+# AutoAttack.__init__ and set_version("standard")).
+AUTOATTACK_STEPS = 100  # APGD-CE, APGD-T and FAB-T iterations (n_iter=100)
+AUTOATTACK_TARGETS = 9  # APGD-T's and FAB-T's target classes (n_target_classes = 9)
+AUTOATTACK_QUERIES = 5000  # Square's queries (n_queries=5000, p_init=.8, n_restarts=1)
+AUTOATTACK_ORDER = ("apgd-ce", "apgd-t", "fab-t", "square")
+
+
+class AutoAttackCascade:
+    """AutoAttack's cascade: each attack runs only on the images every attack before it
+    left correctly classified, in the order given, as the reference's
+    ``run_standard_evaluation`` (fra31/auto-attack, autoattack.py) and torchattacks'
+    ``MultiAttack`` do; an image the model already misclassifies is attacked by none. It
+    counts, summed over the batches it is called on, how many images each attack ran on
+    and how many were still correctly classified after it.
+
+    Called with images [N, 3, H, W] in [0, 1] and labels [N] (on the model's device), it
+    returns adversarial images [N, 3, H, W]: each image the first attack that fooled it
+    found, or the image itself when none did. The model runs in eval mode.
+
+    Attributes:
+        model: the attacked model.
+        names: the attacks' names ("apgd-ce", "apgd-t", "fab-t", "square").
+        attacks: the torchattacks attacks, in that order.
+        stages: one dict per attack, ``{"attack", "n_attacked", "n_robust_after"}``.
+    """
+
+    def __init__(self, model: nn.Module, names: tuple[str, ...], attacks: list):
+        if len(names) != len(attacks):
+            raise ValueError(f"{len(names)} names for {len(attacks)} attacks")
+        self.model, self.names, self.attacks = model, tuple(names), list(attacks)
+        self.reset_stages()
+
+    def reset_stages(self) -> None:
+        """Start the per-attack counts afresh."""
+        self.stages = [{"attack": n, "n_attacked": 0, "n_robust_after": 0} for n in self.names]
+
+    def __call__(self, images: Tensor, labels: Tensor) -> Tensor:
+        images, labels = images.clone().detach(), labels.clone().detach()
+        adversarial = images.clone()
+        with evaluating(self.model):
+            with torch.no_grad():
+                robust = self.model(images).argmax(1) == labels
+            for attack, stage in zip(self.attacks, self.stages, strict=True):
+                index = robust.nonzero().flatten()
+                stage["n_attacked"] += len(index)
+                if len(index):
+                    found = attack(images[index], labels[index])
+                    with torch.no_grad():
+                        fooled = self.model(found).argmax(1) != labels[index]
+                    adversarial[index[fooled]] = found[fooled]
+                    robust[index[fooled]] = False
+                stage["n_robust_after"] += int(robust.sum())
+        return adversarial
+
+
+def reference_autoattack(
+    model: nn.Module,
+    eps: float,
+    num_classes: int,
+    seed: int = 0,
+    steps: int = AUTOATTACK_STEPS,
+    targets: int = AUTOATTACK_TARGETS,
+    queries: int = AUTOATTACK_QUERIES,
+) -> AutoAttackCascade:
+    """AutoAttack with the reference "standard" L∞ settings (Croce & Hein, ICML 2020;
+    github.com/fra31/auto-attack, ``AutoAttack.__init__`` and ``set_version``), built from
+    torchattacks 3.5.1's APGD, APGDT, FAB and Square:
+
+    1. APGD-CE: ``steps`` iterations, one restart, rho 0.75, one EOT sample;
+    2. APGD-T: targeted DLR loss, ``steps`` iterations, one restart per target class, the
+       ``targets`` classes ranked highest after the true one (at most K - 1);
+    3. FAB-T: ``steps`` iterations, one restart, the same target classes (alpha_max 0.1,
+       eta 1.05, beta 0.9, the reference's and torchattacks' defaults);
+    4. Square: ``queries`` queries, p_init 0.8, margin loss, one restart, the p schedule
+       not rescaled to the budget (the reference passes ``resc_schedule=False``; the
+       standalone Square of both packages rescales by default).
+
+    Every attack is seeded with ``seed`` (each reseeds the global RNG on every call). The
+    defaults are the reference's; smaller ``steps`` and ``queries`` are for tests.
+
+    Args:
+        eps: the L∞ radius in [0, 1] pixel units.
+        num_classes: K, the model's number of outputs (>= 4: the targeted DLR loss reads
+            the four largest logits).
+    Raises:
+        ValueError: fewer than 4 classes, or a budget below 1.
+    """
+    if num_classes < 4:
+        raise ValueError(f"AutoAttack needs a model with >= 4 classes, got {num_classes}")
+    if min(steps, targets, queries) < 1:
+        raise ValueError(f"steps, targets and queries must be >= 1, got {steps}, {targets}, "
+                         f"{queries}")  # fmt: skip
+    ta = _torchattacks()
+    common = {"norm": "Linf", "eps": eps, "seed": seed, "n_restarts": 1}
+    apgd = ta.APGD(model, steps=steps, loss="ce", eot_iter=1, rho=0.75, **common)
+    apgdt = ta.APGDT(model, steps=steps, eot_iter=1, rho=0.75, n_classes=num_classes, **common)
+    fab = ta.FAB(model, steps=steps, multi_targeted=True, n_classes=num_classes,
+                 alpha_max=0.1, eta=1.05, beta=0.9, **common)  # fmt: skip
+    # torchattacks sets K - 1 target classes from n_classes; the reference sets 9.
+    apgdt.n_target_classes = fab.n_target_classes = min(targets, num_classes - 1)
+    square = ta.Square(model, n_queries=queries, p_init=0.8, loss="margin",
+                       resc_schedule=False, **common)  # fmt: skip
+    return AutoAttackCascade(model, AUTOATTACK_ORDER, [apgd, apgdt, fab, square])
+
+
+def fast_autoattack(
+    model: nn.Module, eps: float, num_classes: int, seed: int = 0
+) -> AutoAttackCascade:
+    """torchattacks 3.5.1's own ``AutoAttack(version="standard")`` attacks (built by it,
+    unchanged), seeded with ``seed`` instead of torchattacks' clock, in the same cascade as
+    ``reference_autoattack`` (so its record counts each attack's images too): APGD-CE,
+    APGD-T and FAB-T at 10 iterations with K - 1 target classes, then Square-5000 with its
+    p schedule rescaled to the budget. Cheaper and weaker than the reference. Arguments
+    as ``reference_autoattack``'s."""
+    built = _torchattacks().AutoAttack(model, norm="Linf", eps=eps, version="standard",
+                                       n_classes=num_classes, seed=seed)  # fmt: skip
+    return AutoAttackCascade(model, AUTOATTACK_ORDER, list(built._autoattack.attacks))
+
+
 def _autoattack(model, config, num_classes):
-    return _torchattacks().AutoAttack(model, norm="Linf", eps=config.eps, version="standard",
-                                      n_classes=num_classes, seed=config.seed)  # fmt: skip
+    return reference_autoattack(model, config.eps, num_classes, config.seed)
+
+
+def _autoattack_fast(model, config, num_classes):
+    return fast_autoattack(model, config.eps, num_classes, config.seed)
 
 
 _SQUARE_FIELDS = ("queries", "seed", "p_init", "loss")
@@ -164,8 +310,17 @@ ATTACKS: dict[str, Attack] = {
                "APGD on the DLR loss, --steps iterations, one restart", seeded=True,
                min_classes=3),
         Attack("autoattack", "AutoAttack", 7, ("version", "seed"), _autoattack,
-               "torchattacks' AutoAttack 'standard' (APGD-CE, APGD-T, FAB-T, Square-5000)",
-               seeded=True, default_images=1000, min_classes=4),
+               "AutoAttack with the reference 'standard' settings (fra31/auto-attack): "
+               "APGD-CE and APGD-T (9 targets) of 100 iterations, FAB-T (9 targets, 100 "
+               "iterations), Square-5000, each on the images still correct",
+               seeded=True, default_images=1000, min_classes=4,
+               fixed=(("steps", AUTOATTACK_STEPS), ("targets", AUTOATTACK_TARGETS),
+                      ("queries", AUTOATTACK_QUERIES))),
+        Attack("autoattack-fast", "AutoAttack-fast", 7, ("version", "seed"), _autoattack_fast,
+               "torchattacks' own AutoAttack 'standard': 10 iterations of APGD-CE, APGD-T and "
+               "FAB-T (K - 1 targets), Square-5000 with a rescaled schedule; weaker than "
+               "the reference", seeded=True, default_images=1000, min_classes=4,
+               fixed=(("steps", 10),)),
         Attack("square", "Square", 4, _SQUARE_FIELDS, _square,
                "black-box Square, --queries queries", seeded=True, budget="queries"),
     )
@@ -205,8 +360,15 @@ def get_attack(name: str) -> Attack:
 
 
 def attack_label(settings: dict) -> str:
-    """The table label of a record's attack: "FGSM", "PGD-50", "Square-100"."""
-    return get_attack(settings["kind"]).label(settings)
+    """The table label of a record's attack: "FGSM", "PGD-50", "Square-100". A record of
+    kind "autoattack" without "steps" (absent, or NaN in a table row) was stored before
+    the reference settings existed, by torchattacks' own AutoAttack: it is labelled
+    "AutoAttack-fast"."""
+    spec = get_attack(settings["kind"])
+    steps = settings.get("steps")
+    if spec.name == "autoattack" and (steps is None or steps != steps):
+        spec = ATTACKS["autoattack-fast"]
+    return spec.label(settings)
 
 
 def record_name(record: dict) -> str:
@@ -224,13 +386,13 @@ class AttackConfig:
     attack: str = "fgsm"
     eps: float = DEFAULT_EPS
     queries: int = 100  # Square only: the query budget
-    seed: int = 0  # Square, PGD (random start), APGD, AutoAttack
+    seed: int = 0  # Square, PGD (random start), APGD, both AutoAttacks
     p_init: float = 0.8  # Square only: initial share of pixels changed (torchattacks' default)
     loss: str = "margin"  # Square only: "margin" or "ce" (torchattacks' default: margin)
     steps: int = 10  # PGD and APGD: iterations
     step_size: float | None = None  # PGD only, pixel units; None: eps / 4
     random_start: bool = True  # PGD only: one uniform start in the ε-ball
-    version: str = "standard"  # AutoAttack only (the one version offered)
+    version: str = "standard"  # both AutoAttacks (the one version offered)
 
     def __post_init__(self) -> None:
         get_attack(self.attack)
@@ -263,10 +425,11 @@ class AttackConfig:
         return self.step_size if self.step_size is not None else snap_eps(self.eps / 4)
 
     def settings(self) -> dict[str, Any]:
-        """The record keys that identify this setting (n_images is added by the caller)."""
+        """The record keys that identify this setting (n_images is added by the caller):
+        kind, eps, its fields and its fixed settings (``Attack.fixed``)."""
         values = {"step_size": self.resolved_step_size}
         fields = {f: values.get(f, getattr(self, f)) for f in self.spec.fields}
-        return {"kind": self.attack, "eps": self.eps, **fields}
+        return {"kind": self.attack, "eps": self.eps, **fields, **dict(self.spec.fixed)}
 
     @property
     def name(self) -> str:
@@ -358,6 +521,21 @@ def adversarial_predictions(
     Raises:
         ValueError: the attack cannot take the model's class count (``make_attack``).
     """
+    return attack_outcome(model, images, labels, config, batch_size, progress)[0]
+
+
+def attack_outcome(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    config: AttackConfig,
+    batch_size: int = 500,
+    progress: bool = True,
+) -> tuple[Tensor, list[dict] | None]:
+    """``adversarial_predictions`` and, for an AutoAttack, what each of its attacks did
+    over all the batches (``AutoAttackCascade.stages``: one dict per attack in the order
+    they ran, ``{"attack", "n_attacked", "n_robust_after"}``); None for the other attacks
+    and at eps = 0, where nothing runs."""
     devices = [images.device.index or 0] if images.is_cuda else []
     predicted = []
     batches = zip(images.split(batch_size), labels.split(batch_size), strict=True)
@@ -367,7 +545,7 @@ def adversarial_predictions(
             num_classes = model(images[:1]).shape[1]
         attack = make_attack(model, config, num_classes)
         if config.eps == 0:
-            return predictions(model, images, batch_size)[0]
+            return predictions(model, images, batch_size)[0], None
         for x, y in progress_bar(batches, total=total, desc=config.name, disable=not progress):
             with torch.random.fork_rng(devices=devices):
                 if config.spec.seeded:
@@ -375,7 +553,8 @@ def adversarial_predictions(
                 adversarial = attack(x, y)
             with torch.no_grad():
                 predicted.append(model(adversarial).argmax(1))
-    return torch.cat(predicted) if predicted else labels.new_empty(0)
+    stages = attack.stages if isinstance(attack, AutoAttackCascade) else None
+    return (torch.cat(predicted) if predicted else labels.new_empty(0)), stages
 
 
 def adversarial_accuracy(
@@ -450,7 +629,10 @@ def evaluate_run(
             AutoAttack's 1,000) when not their default; never more than ``n_images``.
     Returns:
         The records, the clean one of each image count before the attacks on it:
-        {"kind", settings..., "n_images", "accuracy" (%), "seconds"}.
+        {"kind", settings..., "n_images", "accuracy" (%), "seconds"}; an AutoAttack's
+        also holds "stages", one {"attack", "n_attacked", "n_robust_after"} per attack in
+        the order they ran (how many images it attacked, how many stayed correct after it),
+        a measured value like "accuracy", not a setting.
     """
     counts = list(dict.fromkeys(image_count(c, n_images, capped_images) for c in configs))
     counts = counts or [n_images]
@@ -470,14 +652,16 @@ def evaluate_run(
             if model is None:
                 model = run.load_model(device)
             started = time.perf_counter()
-            logits = None
+            logits, stages = None, None
             if config is None:
                 predicted, logits = predictions(model, images)
             else:
-                predicted = adversarial_predictions(model, images, labels, config,
-                                                    progress=progress)  # fmt: skip
+                predicted, stages = attack_outcome(model, images, labels, config,
+                                                   progress=progress)  # fmt: skip
             value = 100.0 * int((predicted == labels).sum()) / len(labels)
             record = {**key, "accuracy": value, "seconds": round(time.perf_counter() - started, 3)}
+            if stages is not None:
+                record["stages"] = stages
             _store(run, record, predicted, labels, logits)  # after each: a kill keeps the rest
             records.append(record)
     return records

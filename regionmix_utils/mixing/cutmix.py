@@ -38,6 +38,13 @@ def sample_cutmix_params(
     ``int(W * sqrt(1 - lambda))``, its centre is uniform over the image's pixels, and it
     is clipped to the image (so it may be smaller than drawn; the label weight is then
     taken from the clipped box's true area).
+
+    Args:
+        batch_size, height, width: B, H, W.
+        alpha: Beta(alpha, alpha) concentration, > 0.
+        generator: the source of randomness; drawn on its device. The box is read back
+            as Python integers: from a GPU generator that is a host-device sync.
+        device: where to draw without a generator (default: the CPU, no sync).
     """
     batch_size = _check_positive_int(batch_size, "batch_size")
     height, width = _check_positive_int(height, "height"), _check_positive_int(width, "width")
@@ -95,12 +102,28 @@ def cutmix(
 ) -> MixedBatch:
     """CutMix (Yun et al., 2019); the box is drawn as in ``sample_cutmix_params``.
 
-    Returns a MixedBatch whose ``lam`` [1, 1] is corrected to the pasted box's true
-    area, ``partners`` is [1, 1, B] and ``box`` is (top, left, bottom, right).
+    Args:
+        images: [B, C, H, W] floating point, any memory format; not modified.
+        labels: int64 class indices [B] (then ``num_classes`` is required) or float soft
+            targets [B, num_classes].
+        alpha: Beta(alpha, alpha) concentration, > 0.
+        num_classes: K, for index labels.
+        generator: where the box and the partners are drawn: a CPU generator, or None
+            (torch's global CPU generator), draws them on the host and sends the
+            partners to the images' device without blocking: no host-device sync. A
+            generator on the images' GPU works too, but the box is Python integers, so
+            they are read back from it: one sync a call.
+    Returns:
+        MixedBatch whose ``lam`` [1, 1] is corrected to the pasted box's true area,
+        ``partners`` is [1, 1, B] and ``box`` is (top, left, bottom, right).
+    Raises:
+        ValueError, TypeError: bad arguments (named). Checking index labels' range
+        reads their minimum and maximum back from a GPU (a sync); soft targets, or
+        ``apply_cutmix(..., validate=False)`` after one check, avoid it.
     """
     _check_images(images)
     alpha = _check_alpha(alpha)
     _check_generator(generator, images.device)
     batch_size, _, height, width = images.shape
-    params = sample_cutmix_params(batch_size, height, width, alpha, generator, images.device)
+    params = sample_cutmix_params(batch_size, height, width, alpha, generator)
     return apply_cutmix(images, labels, params, num_classes)

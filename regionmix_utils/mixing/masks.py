@@ -373,6 +373,14 @@ def apply_resizemix(
 
 
 # ------------------------------------------------------------------------ one-call forms
+#
+# Each draws its parameters where its generator lives: with a CPU generator, or None
+# (torch's global CPU generator), on the host, and the mask and partners go to the
+# images' device without blocking, so a call makes no host-device sync. A generator on
+# the images' GPU works too, but the box, the crop and FMix's pixel count are Python
+# numbers read back from it: a sync or two a call. Checking index labels' range reads
+# their minimum and maximum back from a GPU (a sync); soft targets [B, K], or the
+# ``apply_*`` functions with ``validate=False`` after one check, avoid it.
 
 
 def _checked(images, alpha, generator) -> None:
@@ -393,9 +401,7 @@ def gridmix(
     """GridMix of a batch (``sample_gridmix_params``, then ``apply_mask_mix``)."""
     _checked(images, alpha, generator)
     batch, _, height, width = images.shape
-    params = sample_gridmix_params(
-        batch, height, width, alpha, generator, images.device, n_holes=n_holes
-    )
+    params = sample_gridmix_params(batch, height, width, alpha, generator, n_holes=n_holes)
     return apply_mask_mix(images, labels, params, num_classes)
 
 
@@ -411,9 +417,7 @@ def fmix(
     """FMix of a batch (``sample_fmix_params``, then ``apply_mask_mix``)."""
     _checked(images, alpha, generator)
     batch, _, height, width = images.shape
-    params = sample_fmix_params(
-        batch, height, width, alpha, generator, images.device, decay_power, max_soft
-    )
+    params = sample_fmix_params(batch, height, width, alpha, generator, None, decay_power, max_soft)
     return apply_mask_mix(images, labels, params, num_classes)
 
 
@@ -427,5 +431,5 @@ def resizemix(
     """ResizeMix of a batch (``sample_resizemix_params``, then ``apply_resizemix``)."""
     _checked(images, None, generator)
     batch, _, height, width = images.shape
-    params = sample_resizemix_params(batch, height, width, generator, images.device, scale_range)
+    params = sample_resizemix_params(batch, height, width, generator, None, scale_range)
     return apply_resizemix(images, labels, params, num_classes)

@@ -90,12 +90,21 @@ def _check_sides(sides) -> tuple[int, ...]:
     return tuple(_check_positive_int(s, "sides[i]") for s in sides)
 
 
-def _random_cuts(size: int, parts: int, generator, device) -> tuple[int, ...]:
-    """Edges 0 = e_0 < e_1 < ... < e_parts = size: the parts - 1 inner cuts are a uniform
-    random subset of {1, ..., size - 1}, so every tile has at least one pixel."""
-    keys = torch.rand(size - 1, generator=generator, device=device)
+def _random_cuts(size: int, parts: int, min_side: int, generator, device) -> tuple[int, ...]:
+    """Edges 0 = e_0 < e_1 < ... < e_parts = size with every tile at least ``min_side``
+    pixels, uniform over all such edges.
+
+    Stars and bars: take ``parts * (min_side - 1)`` pixels off the side, draw the
+    parts - 1 inner cuts of what is left as a uniform random subset of
+    {1, ..., size - parts * (min_side - 1) - 1} (every tile at least one pixel), then
+    give every tile its min_side - 1 pixels back (cut i moves by i * (min_side - 1)).
+    That map is one to one, so the edges stay uniform; ``min_side = 1`` is the plain
+    draw, with the same random numbers.
+    """
+    extra = min_side - 1
+    keys = torch.rand(size - parts * extra - 1, generator=generator, device=device)
     cuts = (keys.argsort()[: parts - 1] + 1).sort().values.tolist()
-    return (0, *cuts, size)
+    return (0, *(cut + i * extra for i, cut in enumerate(cuts, start=1)), size)
 
 
 def sample_random_region_params(
@@ -107,18 +116,31 @@ def sample_random_region_params(
     generator: torch.Generator | None = None,
     device=None,
     lam_mode: str = "batch",
+    min_side: int = 1,
 ) -> RegionParams:
     """Stochastic Region Mixup: a random grid with random tile edges, drawn per batch.
 
     The paper (Section 2) leaves "stochasticity into the region selection process" to
     future work; this is one version of it. gh and gw are drawn independently and
-    uniformly from ``sides`` (sides larger than the image are skipped), the inner tile
-    edges uniformly at random (every tile at least one pixel), so tiles are unequal;
-    each tile then gets its own lambda ~ Beta(alpha, alpha) and its own partner, as in
-    equation 1, and its label weight is its true area.
+    uniformly from ``sides`` (sides that do not fit are skipped), the inner tile edges
+    uniformly at random among those that leave every tile at least ``min_side`` pixels
+    high and wide, so tiles are unequal; each tile then gets its own
+    lambda ~ Beta(alpha, alpha) and its own partner, as in equation 1, and its label
+    weight is its true area.
 
-    ``lam_mode`` as in ``sample_region_params``.
-
+    Args:
+        batch_size, height, width: B, H, W.
+        sides: the grid sides to draw from, each >= 1; a side s fits an axis of n pixels
+            when s * min_side <= n.
+        alpha: Beta(alpha, alpha) concentration, > 0.
+        generator: the source of randomness; parameters are drawn on its device.
+        device: where to draw when no generator is given (default CPU).
+        lam_mode: as in ``sample_region_params``.
+        min_side: the thinnest tile allowed, in pixels, >= 1. The default 1 lets a tile
+            be one pixel thin: the edges are uniform over all cuts, as the trainer's
+            ``region-random`` method draws them (the committed reference runs were
+            trained so, and their configurations name no minimum). Larger values keep
+            strips out of figures (notebook 01 uses 4, 1/8 of a 32-pixel side).
     Returns:
         RegionParams with lam [gh, gw] (or [gh, gw, B]), partners [gh, gw, B] and both
         edge tuples.
@@ -126,17 +148,21 @@ def sample_random_region_params(
     batch_size = _check_positive_int(batch_size, "batch_size")
     height, width = _check_positive_int(height, "height"), _check_positive_int(width, "width")
     sides = _check_sides(sides)
+    min_side = _check_positive_int(min_side, "min_side")
     if generator is not None:
         device = generator.device
-    fit_h, fit_w = [s for s in sides if s <= height], [s for s in sides if s <= width]
+    fit_h = [s for s in sides if s * min_side <= height]
+    fit_w = [s for s in sides if s * min_side <= width]
     if not fit_h or not fit_w:
+        at_least = f" with tiles of at least {min_side} pixels" if min_side > 1 else ""
         raise ValueError(
-            f"sides must hold a grid side that fits the {height}x{width} images, got {sides}"
+            f"sides must hold a grid side that fits the {height}x{width} images{at_least}, "
+            f"got sides={sides}"
         )
     keys = torch.rand(2, generator=generator, device=device, dtype=torch.float64).tolist()
     gh, gw = fit_h[int(keys[0] * len(fit_h))], fit_w[int(keys[1] * len(fit_w))]
-    rows = _random_cuts(height, gh, generator, device)
-    cols = _random_cuts(width, gw, generator, device)
+    rows = _random_cuts(height, gh, min_side, generator, device)
+    cols = _random_cuts(width, gw, min_side, generator, device)
     lam = _sample_tile_lambdas(alpha, gh, gw, batch_size, lam_mode, generator, device)
     partners = _random_permutations(gh * gw, batch_size, generator, lam.device)
     return RegionParams(lam, partners.view(gh, gw, batch_size), rows, cols)
@@ -233,13 +259,21 @@ def region_mixup(
         k: tiles per side, 1 <= k <= min(H, W); k = 1 is Mixup.
         alpha: Beta(alpha, alpha) concentration, > 0.
         num_classes: number of classes for index labels.
-        generator: torch.Generator on the CPU or on the images' device; None uses the
-            global RNG of the images' device.
+        generator: torch.Generator on the CPU or on the images' device; None uses torch's
+            global CPU generator. lambda and the partners are drawn on the generator's
+            device; drawn on the CPU they go to the images' GPU without blocking. Either
+            way the call makes no host-device sync (the tile plan of a grid is built
+            once and sent without blocking).
         grid: (gh, gw) for a rectangular grid; replaces k when given.
         lam_mode: "batch" (Algorithm 1) or "sample" (one lambda per tile and sample).
     Returns:
         MixedBatch with images [B, C, H, W], targets [B, num_classes], lam [gh, gw]
         (or [gh, gw, B] for ``lam_mode="sample"``), partners [gh, gw, B].
+    Raises:
+        ValueError, TypeError: bad arguments (named). Checking index labels' range
+        reads their minimum and maximum back from a GPU: the one sync of a call with
+        index labels there; soft targets [B, K], or ``apply_region_mixup(...,
+        validate=False)`` after one check (as the trainer does), avoid it.
     """
     _check_images(images)
     alpha = _check_alpha(alpha)
@@ -247,9 +281,7 @@ def region_mixup(
     _check_generator(generator, images.device)
     _check_lam_mode(lam_mode)
     _check_grid_fits((gh, gw), images.shape[2], images.shape[3], k_given=grid is None)
-    params = sample_region_params(
-        images.shape[0], (gh, gw), alpha, generator, images.device, lam_mode
-    )
+    params = sample_region_params(images.shape[0], (gh, gw), alpha, generator, None, lam_mode)
     return apply_region_mixup(images, labels, params, num_classes)
 
 
@@ -261,10 +293,13 @@ def random_region_mixup(
     num_classes: int | None = None,
     generator: torch.Generator | None = None,
     lam_mode: str = "batch",
+    min_side: int = 1,
 ) -> MixedBatch:
     """Stochastic Region Mixup of a batch: a random gh x gw grid (each side from
-    ``sides``) with random tile edges, one lambda and partner per tile (equation 1),
-    label weights from the tiles' true areas. See ``sample_random_region_params``.
+    ``sides``) with random tile edges, every tile at least ``min_side`` pixels high and
+    wide, one lambda and partner per tile (equation 1), label weights from the tiles'
+    true areas. See ``sample_random_region_params``, which also says why ``min_side``
+    defaults to 1 (tiles may be one pixel thin).
 
     Args and return as ``region_mixup``; ``out.edges`` holds the drawn tile edges.
     """
@@ -274,7 +309,7 @@ def random_region_mixup(
     _check_lam_mode(lam_mode)
     batch_size, _, height, width = images.shape
     params = sample_random_region_params(
-        batch_size, height, width, sides, alpha, generator, images.device, lam_mode
+        batch_size, height, width, sides, alpha, generator, None, lam_mode, min_side
     )
     return apply_region_mixup(images, labels, params, num_classes)
 

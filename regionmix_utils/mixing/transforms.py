@@ -403,7 +403,8 @@ class CutMix(BatchMix):
 
 
 class RandomRegionMixup(BatchMix):
-    """Stochastic Region Mixup (``random_region_mixup``) as a transform."""
+    """Stochastic Region Mixup (``random_region_mixup``) as a transform; ``min_side``
+    is the thinnest tile allowed, in pixels (1: any)."""
 
     def __init__(
         self,
@@ -412,19 +413,24 @@ class RandomRegionMixup(BatchMix):
         num_classes: int | None = None,
         generator: torch.Generator | None = None,
         lam_mode: str = "batch",
+        min_side: int = 1,
         **options: Any,
     ) -> None:
         super().__init__(alpha, num_classes, generator, **options)
         self.sides = _check_sides(sides)
         self.lam_mode = _check_lam_mode(lam_mode)
+        self.min_side = _check_positive_int(min_side, "min_side")
 
     def mix(self, images: Tensor, labels: Tensor, generator: torch.Generator | None) -> MixedBatch:
         return random_region_mixup(
-            images, labels, self.sides, self.alpha, self.num_classes, generator, self.lam_mode
-        )
+            images, labels, self.sides, self.alpha, self.num_classes, generator, self.lam_mode,
+            self.min_side,
+        )  # fmt: skip
 
     def _settings(self) -> list[tuple[str, Any]]:
-        return [("sides", self.sides), *_lam_setting(self.lam_mode), *super()._settings()]
+        min_side = [("min_side", self.min_side)] if self.min_side != 1 else []
+        return [("sides", self.sides), *min_side, *_lam_setting(self.lam_mode),
+                *super()._settings()]  # fmt: skip
 
 
 class GridMix(BatchMix):

@@ -17,7 +17,7 @@ VERDICT_COLOURS = {"supported": "tab:green", "contradicted": "tab:red"}
 
 def claims_forest(cells: pd.DataFrame, title: str | None = None) -> Figure:
     """One row per comparison (``results.compare(...).cells``): our Δ = A − B with its
-    95% interval (coloured by verdict: green supported, red contradicted, grey not
+    95% t-interval over seeds (coloured by verdict: green supported, red contradicted, grey not
     resolved), the paper's Δ as an open diamond, and zero as a dashed line. Rows without
     paired numbers (not evaluated, no predictions) are left out.
 
@@ -42,8 +42,8 @@ def claims_forest(cells: pd.DataFrame, title: str | None = None) -> Figure:
             ax.plot(row.paper_delta, height, "D", mfc="none", mec="black", ms=6)
     ax.axvline(0, color="black", ls="--", lw=0.8)
     ax.set_yticks(y, labels, fontsize=8)
-    ax.set_xlabel("Δ = A − B (points); ○ ours with 95% interval, ◇ paper")
-    ax.set_title(title or "The paper's claims, paired over seeds and test images", fontsize=10)
+    ax.set_xlabel("Δ = A − B (points); ○ ours with its 95% interval over seeds, ◇ paper")
+    ax.set_title(title or "Declared claims: paired differences over seeds", fontsize=10)
     fig.tight_layout()
     return fig
 

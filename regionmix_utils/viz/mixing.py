@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from io import BytesIO
 
@@ -88,13 +89,38 @@ def _draw_grid(ax, mixed: MixedBatch, sample: int, height: int, width: int, labe
     if labels and (len(rows) - 1) * (len(cols) - 1) <= 4:
         _label_tiles(
             ax, (rows, cols), lambda i, j: f"λ={float(_tile_lam(mixed, sample)[i, j]):.2f}\n"
-            f"#{int(mixed.partners[i, j, sample])}", fontsize=8,
+            f"{_partner_text(mixed, i, j, sample)}", fontsize=8,
         )  # fmt: skip
+
+
+def _partner_text(mixed: MixedBatch, i: int, j: int, sample: int) -> str:
+    """Tile (i, j)'s partner as "#b", its batch index; "#b itself" when the tile's random
+    permutation left the sample in place (RandomPermute can: the tile is unchanged)."""
+    partner = int(mixed.partners[i, j, sample])
+    return f"#{partner} itself" if partner == sample else f"#{partner}"
 
 
 def _self_paired(mixed: MixedBatch, sample: int) -> bool:
     """CutMix (or a one-tile mix) that drew the sample as its own partner: unchanged."""
     return bool((mixed.partners[..., sample] == sample).all())
+
+
+def split_by_partners(
+    results: dict[str, MixedBatch],
+) -> tuple[dict[str, MixedBatch], dict[str, MixedBatch]]:
+    """(tile by tile, one partner per image): ``results`` in two groups, each in its
+    order, for two figures of readable height. The first holds Mixup, Region Mixup and
+    random grids (a lambda and a partner per tile), the second CutMix, GridMix, FMix and
+    ResizeMix (one partner per image, pasted in a box or through a mask)."""
+    tiles = {title: mixed for title, mixed in results.items()
+             if mixed.box is None and mixed.mask is None}  # fmt: skip
+    return tiles, {title: mixed for title, mixed in results.items() if title not in tiles}
+
+
+def _row_title(title: str) -> str:
+    """A row title broken into lines of at most 20 characters: rotated beside a row of
+    32-pixel images, a longer line runs past its row."""
+    return textwrap.fill(title, 20, break_on_hyphens=False)
 
 
 def _label_caption(targets: Tensor, classes: Sequence[str], top: int = 2) -> str:
@@ -141,6 +167,7 @@ def mixing_figure(
     results: dict[str, MixedBatch],
     classes: Sequence[str],
     n_show: int = 4,
+    labels: Tensor | None = None,
 ) -> Figure:
     """Originals in the first row, then one row per mixing result.
 
@@ -149,11 +176,13 @@ def mixing_figure(
         results: row title -> MixedBatch of that batch (e.g. {"Region k=2": ...}).
         classes: class names for the soft-label captions.
         n_show: how many samples (columns) to show.
+        labels: [B] class indices of ``images``: each original's class as its caption.
     Returns:
         The figure: tile borders on Region Mixup rows (with each tile's λ and partner
-        where there are at most 2 x 2 tiles), CutMix's and ResizeMix's box, the outline
-        of GridMix's and FMix's mask, and the two largest label weights under each
-        image. A sample paired with itself (one partner per image) says so.
+        where there are at most 2 x 2 tiles; a tile paired with the sample itself says
+        "itself"), CutMix's and ResizeMix's box, the outline of GridMix's and FMix's
+        mask, and the two largest label weights under each image. A sample paired with
+        itself (one partner per image) says so. Row titles are wrapped to their row.
     """
     n_show = min(n_show, images.shape[0])
     fig, axes = plt.subplots(
@@ -163,7 +192,9 @@ def mixing_figure(
     for col in range(n_show):
         _show(axes[0, col], images[col])
         axes[0, col].set_title(f"#{col}", fontsize=9)
-    axes[0, 0].set_ylabel("original")
+        if labels is not None:
+            axes[0, col].set_xlabel(classes[int(labels[col])], fontsize=8)
+    axes[0, 0].set_ylabel("original", fontsize=9)
     for row, (title, mixed) in enumerate(results.items(), start=1):
         for col in range(n_show):
             ax = axes[row, col]
@@ -185,7 +216,7 @@ def mixing_figure(
             else:
                 _draw_grid(ax, mixed, col, height, width, labels=True)
             ax.set_xlabel(caption, fontsize=8)
-        axes[row, 0].set_ylabel(title, fontsize=9)
+        axes[row, 0].set_ylabel(_row_title(title), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -286,11 +317,12 @@ class MixingExplorer:
     """Region Mixup of one batch, redrawn when k, α, the grid kind or the draw change.
 
     Four panels, legible on a 1280 px projector: the mixed image with its tile borders,
-    a map of the tiles (colour = each tile's λ, text = its partner), the histogram of
-    the tiles' λ, and the soft label. The callbacks (``set_k``, ``set_alpha``,
-    ``set_random_grid``, ``resample``) are plain methods, so they can be called from a
-    test; ``widget()`` wires them to ipywidgets controls and shows the figure as an
-    ``ipywidgets.Image``, redrawn in place (one figure per explorer, reused).
+    a map of the tiles (colour = each tile's λ, the weight of the shown image itself;
+    text = its partner), the histogram of the tiles' λ, and the soft label. The
+    callbacks (``set_k``, ``set_alpha``, ``set_random_grid``, ``set_min_side``,
+    ``resample``) are plain methods, so they can be called from a test; ``widget()``
+    wires them to ipywidgets controls and shows the figure as an ``ipywidgets.Image``,
+    redrawn in place (one figure per explorer, reused).
 
     Args:
         images: [B, 3, H, W] in [0, 1]; labels: [B] class indices.
@@ -299,6 +331,8 @@ class MixingExplorer:
         sample: which sample of the batch to show.
         random_grid: start with Stochastic Region Mixup (a random grid with random tile
             edges, sides from ``sides``) instead of the k x k grid.
+        sides, min_side: the random grid's sides and its thinnest tile in pixels, as
+            ``random_region_mixup`` takes them (min_side 1: tiles may be one pixel thin).
     """
 
     def __init__(
@@ -312,10 +346,11 @@ class MixingExplorer:
         sample: int = 0,
         random_grid: bool = False,
         sides: tuple[int, ...] = (1, 2, 4),
+        min_side: int = 1,
     ) -> None:
         self.images, self.labels, self.classes = images, labels, list(classes)
         self.k, self.alpha, self.seed, self.sample = k, alpha, seed, sample
-        self.random_grid, self.sides = random_grid, sides
+        self.random_grid, self.sides, self.min_side = random_grid, sides, min_side
         self.figure, axes = plt.subplots(1, 4, figsize=(12.8, 3.6), width_ratios=[1, 1.15, 1, 1.5])
         plt.close(self.figure)  # shown by ``widget()``, not by the notebook's backend
         self.ax_image, self.ax_tiles, self.ax_lam, self.ax_label = axes
@@ -328,7 +363,9 @@ class MixingExplorer:
         gen = torch.Generator().manual_seed(self.seed)
         n = len(self.classes)
         if self.random_grid:
-            return random_region_mixup(self.images, self.labels, self.sides, self.alpha, n, gen)
+            return random_region_mixup(
+                self.images, self.labels, self.sides, self.alpha, n, gen, min_side=self.min_side
+            )
         return region_mixup(self.images, self.labels, self.k, self.alpha, n, gen)
 
     @property
@@ -351,7 +388,8 @@ class MixingExplorer:
         self.ax_tiles.set_title("tiles: λ (colour), partner #", fontsize=11)
         if self._colorbar is None:
             self._colorbar = self.figure.colorbar(colours, ax=self.ax_tiles, fraction=0.046)
-        self.ax_lam.hist(self.mixed.lam.flatten().numpy(), bins=20, range=(0, 1))
+            self._colorbar.set_label(f"λ = weight of #{self.sample} itself", fontsize=10)
+        self.ax_lam.hist(self.mixed.lam.flatten().cpu().numpy(), bins=20, range=(0, 1))
         self.ax_lam.set(xlabel="λ of each tile", ylabel="tiles", xlim=(0, 1))
         self.ax_lam.yaxis.set_major_locator(MaxNLocator(integer=True))
         soft_label_bars(self.mixed.targets[self.sample], self.classes, self.ax_label)
@@ -372,18 +410,25 @@ class MixingExplorer:
         self.random_grid = bool(random_grid)
         self.redraw()
 
+    def set_min_side(self, min_side: int) -> None:
+        self.min_side = int(min_side)
+        self.redraw()
+
     def resample(self, _button=None) -> None:
         self.seed += 1
         self.redraw()
 
     def widget(self):
-        """Controls for the grid kind, k and α, a resample button and the figure.
+        """Controls for the grid kind, the random grid's thinnest tile, k and α, a
+        resample button and the figure.
 
         Returns:
-            ipywidgets.VBox([grid toggle, HBox([k slider, α slider, button]), Image])
-            (``figure_image``: no Output widget); the figure alone when the notebook runs
-            headless (``progress.headless``): nobody can move a slider there, and
-            nbclient can hang on widget messages (jupyter/nbclient#312).
+            ipywidgets.VBox([HBox([grid toggle, min side slider]), HBox([k slider,
+            α slider, button]), Image]) (``figure_image``: no Output widget); the k
+            slider works on the k x k grid, the min side slider on the random grid. The
+            figure alone when the notebook runs headless (``progress.headless``): nobody
+            can move a slider there, and nbclient can hang on widget messages
+            (jupyter/nbclient#312).
         """
         if headless():
             return self.figure
@@ -396,21 +441,30 @@ class MixingExplorer:
         )  # fmt: skip
         k = widgets.IntSlider(value=self.k, min=1, max=min(side, 16), description="k",
                               disabled=self.random_grid)  # fmt: skip
+        # Up to the largest minimum at which every side still fits: 8 px for sides up to 4
+        # on 32 px images.
+        min_side = widgets.IntSlider(
+            value=self.min_side, min=1, max=max(self.min_side, side // max(self.sides)),
+            description="min side", disabled=not self.random_grid,
+        )  # fmt: skip
         alpha = widgets.FloatLogSlider(value=self.alpha, base=10, min=-2, max=1, description="α",
                                        readout_format=".3g")  # fmt: skip
         button = widgets.Button(description="resample")
 
         def on_grid(change):
-            k.disabled = change["new"]
+            k.disabled, min_side.disabled = change["new"], not change["new"]
             self.set_random_grid(change["new"])
 
         grid.observe(on_grid, names="value")
+        min_side.observe(lambda change: self.set_min_side(change["new"]), names="value")
         k.observe(lambda change: self.set_k(change["new"]), names="value")
         alpha.observe(lambda change: self.set_alpha(change["new"]), names="value")
         button.on_click(self.resample)
         self._image = figure_image()
         self.redraw()
-        return widgets.VBox([grid, widgets.HBox([k, alpha, button]), self._image])
+        return widgets.VBox(
+            [widgets.HBox([grid, min_side]), widgets.HBox([k, alpha, button]), self._image]
+        )
 
 
 def tile_table(
@@ -430,7 +484,7 @@ def tile_table(
     """
     import pandas as pd
 
-    gh, gw = mixed.lam.shape
+    gh, gw = mixed.lam.shape[:2]
     row_edges, col_edges = _edges(mixed, height, width)
     records = []
     for i in range(gh):
@@ -438,7 +492,7 @@ def tile_table(
             partner = int(mixed.partners[i, j, sample])
             area = (row_edges[i + 1] - row_edges[i]) * (col_edges[j + 1] - col_edges[j])
             area /= height * width
-            lam = float(mixed.lam[i, j])
+            lam = float(_tile_lam(mixed, sample)[i, j])
             records.append(
                 {
                     "tile": (i, j),
