@@ -829,13 +829,7 @@ def judge(runs: pd.DataFrame, claims: list[Claim], runs_dir: str = "runs",
             if not groups:
                 rows.append(_not_evaluated(dataset, runs_a, runs_b, claim, runs_dir))
             rows += [_compare_row(dataset, runs_a, runs_b, g, claim, runs_dir) for g in groups]
-    if not rows:
-        raise ValueError(
-            f"no runs of both sides of any of the {len(claims)} claims (sides: a method "
-            f"such as region, with {NO_CE} for runs without the clean CE term)"
-        )
-    cells = _judged(rows, level)
-    return Comparison(_compare_caption(cells, level), _compare_frame(cells), cells, level)
+    return _comparison(rows, level, f"any of the {len(claims)} claims")
 
 
 def compare(
@@ -863,10 +857,14 @@ def compare(
             claim = next((c for c in claims if c.kind == _kind(group[0]) and
                           c.matches(group[0])), None)  # fmt: skip
             rows.append(_compare_row(dataset, runs_a, runs_b, group, claim, runs_dir))
+    return _comparison(rows, level, f"{spec!r} on the same dataset and recipe")
+
+
+def _comparison(rows: list[dict], level: float, asked: str) -> Comparison:
     if not rows:
         raise ValueError(
-            f"no runs of both sides of {spec!r} on the same dataset and recipe (sides: a "
-            f"method such as region, with {NO_CE} for runs without the clean CE term)"
+            f"no runs of both sides of {asked} (sides: a method such as region, with "
+            f"{NO_CE} for runs without the clean CE term)"
         )
     cells = _judged(rows, level)
     return Comparison(_compare_caption(cells, level), _compare_frame(cells), cells, level)
