@@ -1,7 +1,8 @@
 """The report of a results bundle (``study.export_bundle``), generated, not typed.
 
 ``write_report`` writes a Markdown file and its figures from the bundle alone: the
-paper's Tables 1-4 at the study's scale with our paired verdicts (``results.compare``),
+paper's Tables 1-4 at the study's scale, the verdicts on a declared family of claims
+(``results.judge``: paired t-tests over seeds, Holm),
 Table 7 and the gradient-masking flags, calibration before and after temperature
 scaling, Gaussian noise at each severity, the training curves, ε curves and reliability
 diagrams, and a reading whose every number comes from the tables above it.
