@@ -70,7 +70,9 @@ def ablation_frame(runs: list[Run], fgsm_eps: float = DEFAULT_EPS) -> pd.DataFra
     """One row per finished run: dataset, method, k ("1", "2", ..., "random"), alpha,
     clean_ce, lam_mode ("batch": one λ per tile; "sample": per tile and sample), seed,
     test_acc (final epoch, %) and fgsm (accuracy under FGSM at
-    ``fgsm_eps`` on the most images evaluated, % ; NaN when not evaluated)."""
+    ``fgsm_eps`` on the most images evaluated, % ; NaN when not evaluated); then a
+    column per own parameter of the methods run (``Method.params``; NaN for the runs
+    of other methods), the axis ``viz.parameter_figure`` plots against."""
     rows = []
     for run in runs:
         config = run.config
@@ -86,6 +88,7 @@ def ablation_frame(runs: list[Run], fgsm_eps: float = DEFAULT_EPS) -> pd.DataFra
             "alpha": config.alpha,
             "clean_ce": config.clean_ce,
             "lam_mode": config.lam_mode,
+            **dict(config.params),  # a method's own parameters: an axis each
             "seed": config.seed,
             "test_acc": run.accuracy(),
             "fgsm": best["accuracy"] if best else float("nan"),

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 from regionmix_utils import paper
 
-__all__ = ["NO_CE", "PAPER_EPS", "Claim", "claims_between", "paper_claims", "side"]
+__all__ = ["MATCHED", "NO_CE", "PAPER_EPS", "Claim", "claims_between", "paper_claims", "side"]
 
 NO_CE = "/no-ce"  # a side of a claim: the configuration without the clean CE term
+# ... and without it, with a second mixed pass in its place (``TrainConfig.matched_compute``)
+MATCHED = "/no-ce-2mix"
 PAPER_EPS = 8 / 255  # the paper states no ε; 8/255 is the usual choice on CIFAR
 _PAPER_SETTINGS = {
     "clean": (),
@@ -95,9 +97,13 @@ class Claim:
         )  # fmt: skip
 
 
-def side(spec: str) -> tuple[str, bool]:
-    """ "region" -> ("region", True); "region/no-ce" -> ("region", False)."""
-    return (spec[: -len(NO_CE)], False) if spec.endswith(NO_CE) else (spec, True)
+def side(spec: str) -> tuple[str, bool, bool]:
+    """(method, clean_ce, matched_compute): "region" -> ("region", True, False);
+    "region/no-ce" -> ("region", False, False); "region/no-ce-2mix" -> ("region", False,
+    True)."""
+    if spec.endswith(MATCHED):
+        return spec[: -len(MATCHED)], False, True
+    return (spec[: -len(NO_CE)], False, False) if spec.endswith(NO_CE) else (spec, True, False)
 
 
 _DATASET_ORDER = {name: i for i, name in enumerate(paper.DATASET_TITLES)}

@@ -1,15 +1,19 @@
-"""The ``regionmix`` command: train, sweep, study, report, attack, cam, table, download,
-demo.
+"""The ``regionmix`` command: train, sweep, study, report, attack, evaluate, cam, table,
+download, demo.
 
 Method names and their settings' options come from the method registry, so a
-registered method is a ``--method`` choice, and every setting it reads an option.
-Modules named in ``$REGIONMIX_PLUGINS`` (comma-separated, importable from the current
-folder) are imported first, so the methods they register are there too.
+registered method is a ``--method`` choice, and every setting it reads (its own
+parameters too) an option; dataset choices come from the dataset registry, and
+``evaluate``'s kinds from the evaluation registry. Modules named in
+``$REGIONMIX_PLUGINS`` (comma-separated, importable from the current folder) are
+imported first, so the methods, datasets and evaluations they register are there too.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import importlib
 import itertools
 import os
@@ -17,11 +21,17 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from regionmix_utils.config import TrainConfig, quick_config
-from regionmix_utils.methods import SETTINGS, method_names, methods
+from regionmix_utils.config import LR_SCHEDULES, TrainConfig, quick_config
+from regionmix_utils.data import dataset_names
+from regionmix_utils.methods import (
+    SETTINGS,
+    declaration,
+    get_method,
+    method_names,
+    methods,
+    setting_names,
+)
 from regionmix_utils.runs import ACCURACY_CHOICES
-
-DATASET_CHOICES = ("shapes", "cifar10", "cifar100", "tinyimagenet", "cifar10-subset")
 
 
 def _fraction(text: str) -> float:
@@ -44,12 +54,13 @@ def _positive_int(text: str) -> int:
 
 
 def _add_setting_options(parser: argparse.ArgumentParser, several: bool) -> None:
-    """One option per method setting (``--k``, ``--alpha``, ``--sides``); a sweep takes
-    several values of a number (a grid), one set of a set-valued setting."""
-    defaults = TrainConfig()
-    for name, setting in SETTINGS.items():
-        readers = [m.name for m in methods() if name in m.reads]
-        default = getattr(defaults, name)
+    """One option per method setting, shared (``--k``, ``--alpha``, ``--sides``) or a
+    method's own (``--decay-power``), from the declarations in the method registry; a
+    sweep takes several values of a number (a grid), one set of a set-valued setting."""
+    for name in setting_names():
+        setting = declaration(name)
+        readers = [m.name for m in methods() if name in m.setting_names]
+        default = setting.default
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             type=setting.type,
@@ -78,7 +89,23 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--momentum", type=float, default=defaults.momentum)
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     parser.add_argument("--nesterov", action="store_true", help="Nesterov momentum (paper: off)")
+    parser.add_argument(
+        "--lr-schedule", default=defaults.lr_schedule, choices=LR_SCHEDULES,
+        help="step: lr times --lr-gamma after each of --milestones (the paper's); "
+        "hold-cosine: lr held for half the epochs, then cosine towards zero",
+    )  # fmt: skip
+    parser.add_argument(
+        "--milestones", type=int, nargs="+", default=list(defaults.milestones), metavar="EPOCH",
+        help="epochs after which the step schedule multiplies lr by --lr-gamma",
+    )  # fmt: skip
+    parser.add_argument("--lr-gamma", type=float, default=defaults.lr_gamma)
+    parser.add_argument(
+        "--pad", type=int, default=defaults.pad,
+        help="zero padding before the random crop, pixels on each side",
+    )  # fmt: skip
     parser.add_argument(
         "--stem-stride", type=int, default=defaults.stem_stride, choices=[1, 2],
         help="stride of the first conv: 1 (ours; layer4 at 8x8 on Tiny ImageNet) or 2 "
@@ -130,45 +157,35 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args, dataset: str, method: str, seed: int, **settings) -> TrainConfig:
+    """The run the options describe: every ``TrainConfig`` field that has an option of
+    its name, the shared settings, and the own parameters of the method (and of the
+    methods it switches to); the other methods' parameters are left out."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - set(SETTINGS) - {
+        "params", "dataset", "method", "seed"}  # fmt: skip
+    values = {name: getattr(args, name) for name in fields if hasattr(args, name)}
+    values |= {"clean_ce": not args.no_clean_ce, "switch": tuple(args.switch)}
+    for name in ("milestones",):  # several values on the command line, a tuple in a config
+        values[name] = tuple(values[name])
+    own = {n for m in (method, *(e.partition(":")[0] for e in args.switch))
+           for n in get_method(m).params}  # fmt: skip
     config = TrainConfig(
-        dataset=dataset,
-        method=method,
-        clean_ce=not args.no_clean_ce,
-        concat_forward=args.concat_forward,
-        matched_compute=args.matched_compute,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        nesterov=args.nesterov,
-        stem_stride=args.stem_stride,
-        eval_every=args.eval_every,
-        width=args.width,
-        n_train=args.n_train,
-        n_test=args.n_test,
-        holdout=args.holdout,
-        mix_prob=args.mix_prob,
-        switch=tuple(args.switch),
-        mix_off_epoch=args.mix_off_epoch,
-        label_smoothing=args.label_smoothing,
-        amp=args.amp,
-        compile=args.compile,
-        checkpoint_every=args.checkpoint_every,
-        download=args.download,
-        seed=seed,
-        **settings,
-    )
+        **values, dataset=dataset, method=method, seed=seed,
+        **{name: value for name, value in settings.items() if name in SETTINGS},
+        params={name: value for name, value in settings.items() if name in own},
+    )  # fmt: skip
     return quick_config(config) if args.quick else config
 
 
 def sweep_configs(args) -> list[TrainConfig]:
     """datasets x methods x every setting's values x seeds; a method that ignores a
     setting gets one run, not one per value (configs are normalised, then deduplicated)."""
+    names = setting_names()
     values = [
-        [tuple(getattr(args, name))] if setting.several else getattr(args, name)
-        for name, setting in SETTINGS.items()
+        [tuple(getattr(args, name))] if declaration(name).several else getattr(args, name)
+        for name in names
     ]
     configs = [
-        _config(args, dataset, method, seed, **dict(zip(SETTINGS, combo, strict=True)))
+        _config(args, dataset, method, seed, **dict(zip(names, combo, strict=True)))
         for dataset, method, *combo, seed in itertools.product(
             args.datasets, args.methods, *values, args.seeds
         )
@@ -179,7 +196,7 @@ def sweep_configs(args) -> list[TrainConfig]:
 def _cmd_train(args) -> int:
     from regionmix_utils.train import train
 
-    settings = {name: getattr(args, name) for name in SETTINGS}
+    settings = {name: getattr(args, name) for name in setting_names()}
     config = _config(args, args.dataset, args.method, args.seed, **settings)
     result = train(config, args.runs_dir, args.data_dir, args.device, progress=not args.no_progress)
     state = "already finished" if result.skipped else "finished"
@@ -250,38 +267,56 @@ def _cmd_study(args) -> int:
     if args.status:
         print(sweeps.format_status(sweeps.status(configs, runs_dir)))
         return 0
-    started = time.time()
     workers = args.workers
     print(f"study {study.name}: {len(configs)} runs ({study.describe()}) under {runs_dir}, "
           f"{workers} worker(s)")  # fmt: skip
-    try:
-        if workers > 1:
-            argv = ["study", study.name, "--runs-dir", runs_dir, "--workers", "1",
-                    "--no-progress", "--as-worker",
-                    *(["--dataset", args.dataset] if args.dataset else []),
-                    *(["--data-dir", args.data_dir] if args.data_dir else [])]  # fmt: skip
-            code = sweeps.run_workers(argv, workers, configs, runs_dir, not args.no_progress,
-                                      gpus=0)  # fmt: skip
-        else:
-            studies.run_study(study, runs_dir, args.data_dir, args.device, args.dataset,
-                              not args.no_progress)  # fmt: skip
-            code = 0
-    finally:  # an interrupted invocation counts too: the study's time is their sum
-        if not args.as_worker:
-            studies.record_timing(runs_dir, started, workers)
-            total = studies.study_timing(runs_dir)
-            minutes, count = total["seconds"] / 60, total["invocations"]
-            print(f"study {study.name}: this invocation {time.time() - started:.0f} s; the "
-                  f"study {minutes:.1f} min over {count} invocation(s)")  # fmt: skip
+    # An interrupted invocation counts too: the study's time is the sum of its invocations,
+    # each written as it runs (``study.timed``), so a kill loses at most a minute of it.
+    timing = contextlib.nullcontext(time.time()) if args.as_worker else studies.timed(
+        runs_dir, workers)  # fmt: skip
+    with timing as started:
+        code = _study_invocation(args, study, runs_dir, configs, workers)
+    if not args.as_worker:
+        total = studies.study_timing(runs_dir)
+        minutes, count = total["seconds"] / 60, total["invocations"]
+        print(f"study {study.name}: this invocation {time.time() - started:.0f} s; the "
+              f"study {minutes:.1f} min over {count} invocation(s)")  # fmt: skip
     if code == 0 and args.export:
         bundle = studies.export_bundle(study, runs_dir, args.export, args.dataset, args.data_dir)
         print(f"bundle: {bundle}")
     return code
 
 
+def _study_invocation(args, study, runs_dir: str, configs: list, workers: int) -> int:
+    """The pilot (on all the cores, before any worker), then the study's runs."""
+    from regionmix_utils import study as studies
+    from regionmix_utils import sweeps
+
+    if not args.as_worker:
+        try:
+            plan = studies.run_pilot(study, runs_dir, args.data_dir, args.device,
+                                     args.dataset, not args.no_progress)  # fmt: skip
+        except studies.StudyGateError as error:
+            print(error, file=sys.stderr)
+            return 1
+        if plan is not None:
+            print(studies.gate_message(plan))
+            if "primary_eps" in plan:
+                print(f"primary ε = {plan['primary_eps'] * 255:g}/255: {plan['rule']}")
+    if workers > 1:
+        argv = ["study", study.name, "--runs-dir", runs_dir, "--workers", "1",
+                "--no-progress", "--as-worker",
+                *(["--dataset", args.dataset] if args.dataset else []),
+                *(["--data-dir", args.data_dir] if args.data_dir else [])]  # fmt: skip
+        return sweeps.run_workers(argv, workers, configs, runs_dir, not args.no_progress, gpus=0)
+    studies.run_study(study, runs_dir, args.data_dir, args.device, args.dataset,
+                      not args.no_progress)  # fmt: skip
+    return 0
+
+
 def _cmd_report(args) -> int:
-    from regionmix_utils.report import design_text, write_report
-    from regionmix_utils.study import find_bundle, get_study
+    from regionmix_utils.report import build_report, design_text, write_report
+    from regionmix_utils.study import find_bundle, get_study, read_plan
 
     study = get_study(args.study)
     bundle = args.bundle or find_bundle(study)
@@ -291,13 +326,15 @@ def _cmd_report(args) -> int:
             f"`regionmix study {study.name} --export DIR`)"
         )
     title = f"Reference study `{study.name}`: Region Mixup on real CIFAR-10, on a CPU"
+    plan = read_plan(bundle) or {}
+    report = build_report(bundle, claims=study.family(plan.get("primary_eps")))
     out = write_report(bundle, args.out, title=title, preamble=design_text(study),
-                       claims=study.family(), claims_note=study.claims_note)  # fmt: skip
+                       claims_note=study.claims_note, report=report)  # fmt: skip
     print(f"report: {out}")
     if args.readme:
         from regionmix_utils.report import update_readme
 
-        changed = update_readme(args.readme, out)
+        changed = update_readme(args.readme, report)
         print(f"{args.readme}: Table 1 {'updated' if changed else 'unchanged'}")
     return 0
 
@@ -338,6 +375,28 @@ def _cmd_calibration(args) -> int:
         )  # fmt: skip
         print(f"{run.path} ({r['n_images']} test images): ECE {r['ece']:.2f}%, NLL "
               f"{r['nll']:.3f}, Brier {r['brier']:.3f}{scaled}")  # fmt: skip
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from regionmix_utils.evaluation.registry import evaluate
+    from regionmix_utils.progress import progress
+    from regionmix_utils.train import resolve_device
+
+    device = resolve_device(args.device)
+    settings = {}
+    for word in args.setting:
+        key, sep, value = word.partition("=")
+        if not sep:
+            raise ValueError(f"--setting takes KEY=VALUE, got {word!r}")
+        try:
+            settings[key] = float(Fraction(value)) if "." in value or "/" in value else int(value)
+        except (ValueError, ZeroDivisionError):
+            settings[key] = value
+    runs = _finished_runs(args)
+    for run in progress(runs, desc=args.kind, disable=args.no_progress):
+        r = evaluate(run, args.kind, args.n_images, args.data_dir, device, **settings)
+        print(f"{run.path} ({r['n_images']} test images): {args.kind} {r['accuracy']:.2f}%")
     return 0
 
 
@@ -485,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     method_help = "; ".join(f"{m.name}: {m.help}" for m in methods())
 
     p = sub.add_parser("train", help="train (or resume) one run")
-    p.add_argument("--dataset", required=True, choices=DATASET_CHOICES)
+    p.add_argument("--dataset", required=True, choices=dataset_names())
     p.add_argument("--method", required=True, choices=method_names(), help=method_help)
     p.add_argument("--seed", type=int, default=0)
     _add_setting_options(p, several=False)
@@ -493,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("sweep", help="train datasets x methods x settings x seeds, run after run")
-    p.add_argument("--datasets", nargs="+", required=True, choices=DATASET_CHOICES)
+    p.add_argument("--datasets", nargs="+", required=True, choices=dataset_names())
     p.add_argument(
         "--methods", nargs="+", default=["cutmix", "mixup", "region"], choices=method_names(),
         help=method_help,
@@ -589,7 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cam", help="Grad-CAM++ maps of each configuration's run, same images")
     p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--dataset", required=True, choices=DATASET_CHOICES)
+    p.add_argument("--dataset", required=True, choices=dataset_names())
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-images", type=int, default=16)
     p.add_argument(
@@ -630,6 +689,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_cmd_calibration)
+
+    from regionmix_utils.evaluation.registry import evaluation_kinds, get_evaluation
+
+    p = sub.add_parser(
+        "evaluate", help="a registered evaluation (a plugin's, say) of every finished run"
+    )
+    # The kinds ``registry.evaluate`` makes; the built-in ones have commands of their own.
+    kinds = [k for k in evaluation_kinds() if get_evaluation(k).compute is not None]
+    p.add_argument("--kind", required=True, choices=kinds,
+                   help="a registered evaluation (none is built in: plugins register them)")
+    p.add_argument("--setting", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="the evaluation's settings (its keys)")  # fmt: skip
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--n-images", type=int, default=None, help="default: the whole test split")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
 
     from regionmix_utils.evaluation.corruptions import BENCHMARK, SEVERITIES, SOURCES
 

@@ -14,20 +14,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from regionmix_utils.data import get_dataset
 from regionmix_utils.methods import SETTINGS, get_method
 from regionmix_utils.mixing import LAM_MODES
 
 __all__ = [
     "EXECUTION_FIELDS",
+    "LR_SCHEDULES",
     "TrainConfig",
     "identity",
     "quick_config",
     "recipe_differences",
     "run_name",
 ]
+
+LR_SCHEDULES = ("step", "hold-cosine")
 
 # How a run executes, not what it computes: may change between a start and a resume.
 EXECUTION_FIELDS = ("eval_every", "amp", "channels_last", "compile", "checkpoint_every", "download")
@@ -44,10 +49,11 @@ class TrainConfig:
 
     dataset: str = "cifar10"
     method: str = "region"  # a name in the method registry (regionmix_utils.methods)
-    k: int = 2  # tiles per side (Region Mixup)
-    alpha: float = 1.0  # Beta(alpha, alpha)
-    sides: tuple[int, ...] = (1, 2, 4)  # grid sides drawn per batch (region-random)
-    lam_mode: str = "batch"  # λ per tile ("batch", Algorithm 1) or per tile and sample
+    # The shared method settings; their defaults are declared once, in methods.SETTINGS.
+    k: int = SETTINGS["k"].default  # tiles per side (Region Mixup)
+    alpha: float = SETTINGS["alpha"].default  # Beta(alpha, alpha)
+    sides: tuple[int, ...] = SETTINGS["sides"].default  # grid sides per batch (region-random)
+    lam_mode: str = SETTINGS["lam_mode"].default  # λ per tile ("batch", Algorithm 1) or sample
     clean_ce: bool = True  # the CE(f(x_A), y_A) term; False is Table 2's ablation
     concat_forward: bool = False  # one forward over [x_A; x~] instead of two calls
     # Without the clean CE term, a second, independently mixed batch in its place: the
@@ -61,6 +67,10 @@ class TrainConfig:
     weight_decay: float = 5e-4
     milestones: tuple[int, ...] = (100, 150)  # epochs after which lr is divided by 10
     lr_gamma: float = 0.1
+    # "step": lr times lr_gamma after each milestone (the paper's); "hold-cosine": lr held
+    # for the first half of the epochs, then cosine-annealed towards zero over the second
+    # half (milestones and lr_gamma unused) -- a recipe for short training.
+    lr_schedule: str = "step"
     pad: int = 2  # zero padding before the random crop, pixels on each side
     stem_stride: int = 1  # 1: layer4 at 8x8 on Tiny ImageNet; 2: PuzzleMix's 64 px stem
     seed: int = 0
@@ -83,6 +93,10 @@ class TrainConfig:
     switch: tuple[tuple[str, float], ...] = ()  # (method, P): a batch uses it with prob. P
     mix_off_epoch: int | None = None  # no mixing from this epoch (1-based) on
     label_smoothing: float = 0.0  # ε: targets (1 - ε) y + ε / K, clean and mixed
+    # The method's own parameters (``Method.params``, e.g. FMix's decay_power), as
+    # ((name, value), ...) in its declaration order; a mapping is accepted. The missing
+    # ones take their declared defaults; a name the method does not declare is an error.
+    params: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         # A value taken from numpy (np.linspace for a sweep of lr, say) would reach the
@@ -90,6 +104,7 @@ class TrainConfig:
         for field in dataclasses.fields(self):
             object.__setattr__(self, field.name, _plain(getattr(self, field.name)))
         method = get_method(self.method)  # raises, naming the registered methods
+        get_dataset(self.dataset)  # raises, naming the registered datasets
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
         if not (self.alpha > 0 and math.isfinite(self.alpha)):
@@ -121,6 +136,14 @@ class TrainConfig:
                 f"method that mixes images, got clean_ce={self.clean_ce}, method={self.method!r}"
             )
         self._check_schedule()
+        object.__setattr__(self, "params", _own_params(self.params, method, self.switch))
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
+            )
+        if self.lr_schedule != "step":  # unused: reset, so that labels do not name them
+            object.__setattr__(self, "milestones", _defaults()["milestones"])
+            object.__setattr__(self, "lr_gamma", _defaults()["lr_gamma"])
         for name, value in _ignored_by(method.name, self.switch).items():
             object.__setattr__(self, name, value)
 
@@ -163,6 +186,23 @@ def _plain(value: Any) -> Any:
     if ndim and hasattr(value, "tolist"):  # an array of sides, say: a tuple of numbers
         return tuple(value.tolist())
     return value
+
+
+def _own_params(params, method, switch) -> tuple[tuple[str, Any], ...]:
+    """``params`` checked by the declarations of the run's method and the methods it
+    switches to (``Method.check_params``), defaults filled in."""
+    values = dict(params.items() if isinstance(params, Mapping) else params)
+    used = [method, *(get_method(name) for name, _ in switch)]
+    declared = {name for m in used for name in m.params}
+    unknown = [name for name in values if name not in declared]
+    if unknown:
+        names = tuple(dict.fromkeys(n for m in used for n in m.setting_names))
+        raise ValueError(f"method {method.name!r} has no parameter {unknown[0]!r}; its "
+                         f"parameters: {names or 'none'}")  # fmt: skip
+    out = {}
+    for m in used:
+        out |= m.check_params({k: v for k, v in values.items() if k in m.params})
+    return tuple(out.items())
 
 
 def _defaults() -> dict[str, Any]:
@@ -241,9 +281,10 @@ def run_name(config: TrainConfig) -> str:
     name = method.folder(config.settings())
     if config.switch:
         name += "".join(f"-sw{other}{prob:g}" for other, prob in config.switch)
-        extra = [s for other, _ in config.switch for s in get_method(other).reads
-                 if s not in method.reads]  # fmt: skip
-        name += get_method(config.method).folder_tags(config, dict.fromkeys(extra))
+        extra = [s for other, _ in config.switch for s in get_method(other).setting_names
+                 if s not in method.setting_names]  # fmt: skip
+        values = {**{n: getattr(config, n) for n in SETTINGS}, **dict(config.params)}
+        name += get_method(config.method).folder_tags(values, dict.fromkeys(extra))
     if not config.clean_ce:
         name += "-noclean"
     if config.matched_compute:
@@ -263,13 +304,15 @@ def run_name(config: TrainConfig) -> str:
 
 # Not for labels: the method's own settings, the seed, the execution, and the clean CE
 # term (tables give it rows of its own, as the paper's Table 2 does).
-_NOT_RECIPE = ("dataset", "method", "seed", "quick", "clean_ce", *SETTINGS, *EXECUTION_FIELDS)
+_NOT_RECIPE = ("dataset", "method", "seed", "quick", "clean_ce", "params", *SETTINGS,
+               *EXECUTION_FIELDS)  # fmt: skip
 _RECIPE_WORDS = {
     "concat_forward": lambda v: "one forward pass" if v else "",
     "matched_compute": lambda v: "two mixed passes" if v else "",
     "switch": lambda v: ", ".join(f"{name} P={prob:g}" for name, prob in v),
     "mix_off_epoch": lambda v: f"no mixing from epoch {v}",
     "label_smoothing": lambda v: f"label smoothing {v:g}",
+    "lr_schedule": lambda v: "lr held, then cosine" if v == "hold-cosine" else f"lr {v}",
 }
 
 

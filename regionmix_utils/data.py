@@ -12,17 +12,42 @@ are cut, augmented and mixed on the device with no per-image Python work.
 - ``cifar10-subset``: a CIFAR-10 ``.npz`` (x_train, y_train, x_test, y_test, HWC uint8).
 
 Datasets are looked up under ``data_root()``: ``$REGIONMIX_DATA`` or ``./data``.
+
+Each dataset is one ``DatasetSpec`` in a registry, the one place that says what it is:
+its title, classes, image and split sizes, the normalisation the model uses, and how to
+load it, find it on disk and download it. ``load_dataset``, ``is_on_disk``,
+``models.build_model`` and ``TrainConfig`` read the registry; ``DATASETS`` is the tuple
+of registered names. A plugin adds a dataset with ``register_dataset``::
+
+    from regionmix_utils.data import DatasetSpec, ImageSet, Splits, register_dataset
+
+    def load_noise(root, *, size=None, n_train=None, n_test=None, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        def split(n):
+            images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=gen)
+            return ImageSet(images, torch.arange(n) % 2, ("even", "odd"))
+        return Splits("noise", split(n_train or 100), split(n_test or 20))
+
+    register_dataset(DatasetSpec(
+        name="noise", title="Noise", num_classes=2, image_size=(32, 32),
+        split_sizes=(100, 20), mean=(0.5, 0.5, 0.5), std=(0.29, 0.29, 0.29),
+        load=load_noise, on_disk=lambda root: True,
+    ))
+
+after which ``TrainConfig(dataset="noise")`` and ``load_dataset("noise")`` work.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import shutil
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +63,7 @@ __all__ = [
     "DATASETS",
     "BatchLoader",
     "DatasetMissingError",
+    "DatasetSpec",
     "ImageSet",
     "Splits",
     "augment_batch",
@@ -45,18 +71,28 @@ __all__ = [
     "cifar10_npz",
     "cifar_classes",
     "data_root",
+    "dataset_names",
+    "download_cifar",
     "download_tinyimagenet",
+    "get_dataset",
     "holdout_split",
     "is_on_disk",
     "load_dataset",
     "read_jpegs",
+    "register_dataset",
+    "registered_dataset",
     "shapes",
     "stratified_indices",
     "tinyimagenet",
     "tinyimagenet_classes",
+    "unregister_dataset",
 ]
 
-DATASETS = ("shapes", "cifar10", "cifar100", "tinyimagenet", "cifar10-subset")
+# The registered datasets' names, in registration order: the built-in ones are
+# ("shapes", "cifar10", "cifar100", "tinyimagenet", "cifar10-subset"). Rebound by
+# ``register_dataset`` and ``unregister_dataset``, so ``data.DATASETS`` is always current
+# (a name imported with ``from ... import DATASETS`` is the tuple of that moment).
+DATASETS: tuple[str, ...] = ()
 TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 SHAPE_CLASSES = (
     "disk", "square", "triangle", "diamond", "plus",
@@ -273,30 +309,61 @@ def _mask_boxes(mask: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------ CIFAR
 
 
+def _cifar_class(name: str) -> type:
+    """torchvision's dataset class for "cifar10" or "cifar100"."""
+    from torchvision import datasets
+
+    if name not in ("cifar10", "cifar100"):
+        raise ValueError(f"name must be 'cifar10' or 'cifar100', got {name!r}")
+    return datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+
+
+def _cifar_missing(name: str, root: Path, folder: str, err: Exception) -> DatasetMissingError:
+    return DatasetMissingError(
+        f"{name} is missing or corrupt under {root / folder}: {err} "
+        f"Fix: `regionmix download {name} --data-dir {root}` (or download=True)."
+    )
+
+
+def download_cifar(name: str, root: str | os.PathLike | None = None) -> Path:
+    """Fetch CIFAR-10 or CIFAR-100 into ``root`` through torchvision, saying so when it
+    is missing; torchvision checks every file's MD5 and fetches the archive again when a
+    file is missing or corrupt. Returns the dataset folder.
+
+    Raises:
+        DatasetMissingError: the files are still missing or corrupt afterwards.
+    """
+    cls = _cifar_class(name)
+    root = data_root(root)
+    if not (root / cls.base_folder).is_dir():
+        print(f"{name} is not under {root}: torchvision downloads it there and checks "
+              "each file's MD5")  # fmt: skip
+    try:
+        # torchvision fetches only while it builds a split: the test split is the smaller.
+        cls(str(root), train=False, download=True)
+    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted."
+        raise _cifar_missing(name, root, cls.base_folder, err) from err
+    return root / cls.base_folder
+
+
 def cifar(name: str, root: str | os.PathLike | None = None, download: bool = False) -> Splits:
     """CIFAR-10 or CIFAR-100 through torchvision (which checks every file's md5).
 
     Args:
         name: "cifar10" or "cifar100".
         root: folder holding ``cifar-10-batches-py`` / ``cifar-100-python``.
-        download: fetch the archive if missing.
+        download: fetch the archive if missing (``download_cifar``).
+    Raises:
+        DatasetMissingError: the files are missing or corrupt; the message gives the fix.
     """
-    from torchvision import datasets
-
-    if name not in ("cifar10", "cifar100"):
-        raise ValueError(f"name must be 'cifar10' or 'cifar100', got {name!r}")
-    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    cls = _cifar_class(name)
     root = data_root(root)
-    if download and not (root / cls.base_folder).is_dir():
-        print(f"{name} is not under {root}: torchvision downloads it there and checks "
-              "each file's MD5")  # fmt: skip
+    if download:
+        download_cifar(name, root)
     try:
-        train, test = (cls(str(root), train=t, download=download) for t in (True, False))
+        train, test = (cls(str(root), train=t) for t in (True, False))
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted."
-        raise DatasetMissingError(
-            f"{name} is missing or corrupt under {root / cls.base_folder}: {err} "
-            f"Fix: `regionmix download {name} --data-dir {root}` (or download=True)."
-        ) from err
+        raise _cifar_missing(name, root, cls.base_folder, err) from err
 
     def to_set(ds) -> ImageSet:
         images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
@@ -546,20 +613,222 @@ def download_tinyimagenet(
     return target
 
 
+# ---------------------------------------------------------------------------- registry
+
+# load(root, *, size, n_train, n_test, seed) -> Splits; see ``DatasetSpec.load``.
+Loader = Callable[..., Splits]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset: what it is, how the model normalises it, how to load and fetch it.
+
+    Attributes:
+        name: command-line, config and run-table name ("cifar10").
+        title: name in tables and figures ("CIFAR-10").
+        num_classes: K, the number of classes.
+        image_size: (H, W) of the images as they load, in pixels (shapes: at its
+            default side, 32).
+        split_sizes: (train, test) image counts of the whole dataset as it loads (shapes:
+            its default 10,000 / 2,000).
+        mean, std: per-channel statistics of the training set (RGB, pixel values in
+            [0, 1]); the model normalises its input with them (``models.build_model``).
+        load: ``load(root, *, size, n_train, n_test, seed) -> Splits``, the dataset's
+            splits from the data folder ``root`` (a Path); raises
+            ``DatasetMissingError``, saying how to get the data, when it is not there.
+            A loader that reads files may ignore the keywords: ``load_dataset`` then
+            takes the class-stratified samples. A loader that makes its images (shapes)
+            makes n_train and n_test of them (None: its default) of side ``size`` (None:
+            its default) from ``seed``.
+        on_disk: ``on_disk(root) -> bool``, whether ``load`` finds the data under the data
+            folder ``root`` (a Path) without downloading; always True for made images.
+        download: ``download(root)``, fetch the dataset into the data folder ``root`` (a
+            Path) when it is missing, saying so, and check it; None where the dataset
+            cannot be downloaded (shapes is made in memory, cifar10-subset is a file we
+            were given).
+    """
+
+    name: str
+    title: str
+    num_classes: int
+    image_size: tuple[int, int]
+    split_sizes: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    load: Loader
+    on_disk: Callable[[Path], bool]
+    download: Callable[[Path], object] | None = None
+
+    def __post_init__(self) -> None:
+        def positive_ints(value, count: int) -> bool:
+            return len(value) == count and all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
+            )
+
+        if not positive_ints((self.num_classes,), 1):
+            raise ValueError(
+                f"dataset {self.name!r}: num_classes must be an integer >= 1, "
+                f"got {self.num_classes!r}"
+            )
+        for field in ("image_size", "split_sizes"):
+            value = tuple(getattr(self, field))
+            if not positive_ints(value, 2):
+                raise ValueError(
+                    f"dataset {self.name!r}: {field} must be two integers >= 1, got {value}"
+                )
+            object.__setattr__(self, field, value)
+        for field in ("mean", "std"):
+            value = tuple(float(v) for v in getattr(self, field))
+            if len(value) != 3 or (field == "std" and min(value) <= 0):
+                raise ValueError(
+                    f"dataset {self.name!r}: {field} must be 3 numbers (R, G, B)"
+                    f"{', each > 0' if field == 'std' else ''}, got {value}"
+                )
+            object.__setattr__(self, field, value)
+
+
+_REGISTRY: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add a dataset; its name must be new. Returns the spec.
+
+    Raises:
+        ValueError: a dataset of that name is already registered.
+    """
+    global DATASETS
+    if spec.name in _REGISTRY:
+        raise ValueError(f"a dataset named {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    DATASETS = dataset_names()
+    return spec
+
+
+def unregister_dataset(name: str) -> None:
+    """Remove a dataset (tests register toy datasets for a while); no error if absent."""
+    global DATASETS
+    _REGISTRY.pop(name, None)
+    DATASETS = dataset_names()
+
+
+@contextlib.contextmanager
+def registered_dataset(spec: DatasetSpec) -> Iterator[DatasetSpec]:
+    """``with registered_dataset(DatasetSpec(...)):`` the dataset exists inside the
+    block only."""
+    register_dataset(spec)
+    try:
+        yield spec
+    finally:
+        unregister_dataset(spec.name)
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """The registered dataset called ``name``.
+
+    Raises:
+        ValueError: ``name`` is not registered; one line naming it and the registered
+            datasets.
+    """
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):  # TypeError: an unhashable name
+        raise ValueError(f"dataset must be one of {dataset_names()}, got {name!r}") from None
+
+
+def dataset_names() -> tuple[str, ...]:
+    """Names of the registered datasets, in registration order (the built-in ones first)."""
+    return tuple(_REGISTRY)
+
+
+def _load_shapes(
+    root: Path,
+    *,
+    size: int | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+) -> Splits:
+    """shapes, made in memory (``root`` unused): 10,000 / 2,000 images of side 32 by
+    default; the test split from ``seed + 1``."""
+    size = size or 32
+    train = shapes(n_train or 10_000, size, seed)
+    test = shapes(n_test or 2_000, size, seed + 1)
+    return Splits("shapes", train, test)
+
+
+def _load_cifar(name: str, root: Path, **_) -> Splits:
+    return cifar(name, root)
+
+
+def _load_cifar10_npz(root: Path, **_) -> Splits:
+    return cifar10_npz(root / "cifar10-subset.npz")
+
+
+def _load_tinyimagenet(root: Path, **_) -> Splits:
+    return tinyimagenet(root)
+
+
+def _download_tinyimagenet(root: Path) -> Path:
+    # The name is looked up at each call, so that a replacement of the module's
+    # ``download_tinyimagenet`` (tests have no network) is the one that runs.
+    return download_tinyimagenet(root)
+
+
+def _always_there(root: Path) -> bool:
+    return True
+
+
+def _exists(relative: str) -> Callable[[Path], bool]:
+    """A check that ``relative`` exists under the data folder."""
+
+    def on_disk(root: Path) -> bool:
+        return (root / relative).exists()
+
+    return on_disk
+
+
+_CIFAR10_STATS = {"mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616)}
+
+register_dataset(DatasetSpec(
+    name="shapes", title="Shapes", num_classes=len(SHAPE_CLASSES), image_size=(32, 32),
+    split_sizes=(10_000, 2_000), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+    load=_load_shapes, on_disk=_always_there,
+))  # fmt: skip
+register_dataset(DatasetSpec(
+    name="cifar10", title="CIFAR-10", num_classes=10, image_size=(32, 32),
+    split_sizes=(50_000, 10_000), **_CIFAR10_STATS,
+    load=functools.partial(_load_cifar, "cifar10"), on_disk=_exists("cifar-10-batches-py"),
+    download=functools.partial(download_cifar, "cifar10"),
+))  # fmt: skip
+register_dataset(DatasetSpec(
+    name="cifar100", title="CIFAR-100", num_classes=100, image_size=(32, 32),
+    split_sizes=(50_000, 10_000),
+    mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762),
+    load=functools.partial(_load_cifar, "cifar100"), on_disk=_exists("cifar-100-python"),
+    download=functools.partial(download_cifar, "cifar100"),
+))  # fmt: skip
+register_dataset(DatasetSpec(
+    name="tinyimagenet", title="Tiny ImageNet", num_classes=200, image_size=(64, 64),
+    split_sizes=(100_000, 10_000),
+    mean=(0.4802, 0.4481, 0.3975), std=(0.2770, 0.2691, 0.2821),
+    load=_load_tinyimagenet, on_disk=_exists("tiny-imagenet-200/wnids.txt"),
+    download=_download_tinyimagenet,
+))  # fmt: skip
+register_dataset(DatasetSpec(
+    name="cifar10-subset", title="CIFAR-10 subset", num_classes=10, image_size=(32, 32),
+    split_sizes=(5_085, 1_017), **_CIFAR10_STATS,
+    load=_load_cifar10_npz, on_disk=_exists("cifar10-subset.npz"),
+))  # fmt: skip
+
+
 def is_on_disk(name: str, root: str | os.PathLike | None = None) -> bool:
     """Whether ``load_dataset(name, root)`` finds the dataset without downloading
-    (``shapes`` is always there)."""
-    root = data_root(root)
-    marker = {
-        "shapes": None,
-        "cifar10": root / "cifar-10-batches-py",
-        "cifar100": root / "cifar-100-python",
-        "tinyimagenet": root / "tiny-imagenet-200" / "wnids.txt",
-        "cifar10-subset": root / "cifar10-subset.npz",
-    }
-    if name not in marker:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
-    return marker[name] is None or marker[name].exists()
+    (``shapes`` is always there).
+
+    Raises:
+        ValueError: ``name`` is not a registered dataset.
+    """
+    return get_dataset(name).on_disk(data_root(root))
 
 
 # ---------------------------------------------------------------------------- dispatch
@@ -575,37 +844,33 @@ def load_dataset(
     n_test: int | None = None,
     seed: int = 0,
 ) -> Splits:
-    """Load one of ``DATASETS``.
+    """Load a registered dataset (``dataset_names()``).
 
     Args:
         name: dataset name.
         root: data folder (default ``data_root()``).
         download: fetch CIFAR (torchvision, MD5-checked) / Tiny ImageNet (its official
             zip, checked before it is extracted) when missing, saying so; a dataset on
-            disk is used as it is.
+            disk is used as it is, and one that cannot be downloaded ignores it.
         size: image side for ``shapes`` (32 or 64; default 32).
         n_train, n_test: keep a class-stratified sample of each split (fixed by ``seed``;
             shapes: how many to generate, default 10000 / 2000).
         seed: shapes' generation seed (the test split uses seed + 1); the subsets' seed.
+    Raises:
+        ValueError: ``name`` is not a registered dataset.
+        DatasetMissingError: the dataset is not on disk (and not downloaded).
     """
-    if name == "shapes":
-        size = size or 32
-        train = shapes(n_train or 10_000, size, seed)
-        test = shapes(n_test or 2_000, size, seed + 1)
-        return Splits("shapes", train, test)
-    if name in ("cifar10", "cifar100"):
-        splits = cifar(name, root, download)
-    elif name == "tinyimagenet":
-        if download:
-            download_tinyimagenet(root)
-        splits = tinyimagenet(root)
-    elif name == "cifar10-subset":
-        splits = cifar10_npz(data_root(root) / "cifar10-subset.npz")
-    else:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
-    train = splits.train if n_train is None else splits.train.subset(n_train, seed)
-    test = splits.test if n_test is None else splits.test.subset(n_test, seed)
-    return Splits(splits.name, train, test)
+    spec = get_dataset(name)
+    root = data_root(root)
+    if download and spec.download is not None:
+        spec.download(root)
+    splits = spec.load(root, size=size, n_train=n_train, n_test=n_test, seed=seed)
+
+    def sample(split: ImageSet, n: int | None) -> ImageSet:
+        # A split the loader already made at the size asked for (shapes) is kept as it is.
+        return split if n is None or len(split) <= n else split.subset(n, seed)
+
+    return Splits(splits.name, sample(splits.train, n_train), sample(splits.test, n_test))
 
 
 # ------------------------------------------------------------------------ augmentation

@@ -29,6 +29,7 @@ model's ``mix_layers`` (``mixing.feature``).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,18 +60,23 @@ __all__ = [
     "SETTINGS",
     "Method",
     "Setting",
+    "declaration",
     "get_method",
     "method_names",
     "methods",
     "register",
     "registered",
+    "setting_names",
     "unregister",
 ]
 
 
 @dataclass(frozen=True)
 class Setting:
-    """A configuration field that methods may read (a field of ``TrainConfig``).
+    """A parameter a method reads: one of the shared ``SETTINGS`` (fields of
+    ``TrainConfig``: k, alpha, sides, lam_mode), or a method's own (``Method.params``,
+    stored in ``TrainConfig.params``). The command-line option (``--name``), the
+    run-folder tag, the table label and the ablation axis all come from it.
 
     Attributes:
         help: one line for the command line.
@@ -80,6 +86,11 @@ class Setting:
         several: the value is a tuple (``--sides 1 2 4``), not one number.
         unnamed: a value left out of run-folder names (a setting added after runs
             existed: at its default it keeps their folder names); None: always named.
+        default: a method's own parameter's default (the shared settings take theirs
+            from ``TrainConfig``).
+        low, high: the allowed range, inclusive (None: unbounded).
+        above: an exclusive lower bound (a power that must be positive).
+        choices: the allowed values (None: any of ``type``).
     """
 
     help: str
@@ -88,12 +99,52 @@ class Setting:
     type: Callable[[str], Any] = float
     several: bool = False
     unnamed: Any = None
+    default: Any = None
+    low: float | None = None
+    high: float | None = None
+    above: float | None = None
+    choices: tuple | None = None
 
     def format(self, value: Any, sep: str = ".") -> str:
         """``1`` for 1.0, ``0.4``, ``2``; a tuple joined by ``sep`` (``1.2.4``)."""
         if isinstance(value, (tuple, list)):
             return sep.join(self.format(v) for v in value)
         return f"{value:g}" if isinstance(value, float) else str(value)
+
+    def allowed(self) -> str:
+        """What the value may be, in words: "a number in [0, 10]", "one of (1, 2)"."""
+        if self.choices is not None:
+            return f"one of {self.choices}"
+        kind = "an integer" if self.type is int else "a number"
+        if self.above is not None:
+            return f"{kind} > {self.above:g}" + (f" and <= {self.high:g}" if self.high else "")
+        if self.low is not None and self.high is not None:
+            return f"{kind} in [{self.low:g}, {self.high:g}]"
+        if self.low is not None:
+            return f"{kind} >= {self.low:g}"
+        return f"{kind} <= {self.high:g}" if self.high is not None else kind
+
+    def check(self, name: str, value: Any) -> Any:
+        """``value`` as this setting's type, or a one-line ValueError naming ``name``
+        and what is allowed."""
+        try:
+            if self.several:
+                value = tuple(self.type(v) for v in value)
+            elif not isinstance(value, bool) or self.type is bool:
+                value = self.type(value)
+            else:
+                raise TypeError
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be {self.allowed()}, got {value!r}") from None
+        for v in value if self.several else (value,):
+            bad = (self.choices is not None and v not in self.choices) or (
+                self.low is not None and v < self.low) or (
+                self.above is not None and not v > self.above) or (
+                self.high is not None and v > self.high) or (
+                isinstance(v, float) and not math.isfinite(v))  # fmt: skip
+            if bad:
+                raise ValueError(f"{name} must be {self.allowed()}, got {value!r}")
+        return value
 
 
 def _lam_mode(text: str) -> str:
@@ -103,11 +154,15 @@ def _lam_mode(text: str) -> str:
 
 _lam_mode.__name__ = "lam_mode"  # argparse names the type in its error message
 
+# The settings several methods share, with the defaults ``TrainConfig`` takes: the
+# paper's k = 2; α = 1, what the mixup and CutMix papers use on CIFAR (the paper states
+# none); random grids of sides 1, 2, 4; one λ per tile (Algorithm 1).
 SETTINGS: dict[str, Setting] = {
-    "k": Setting("tiles per side of the grid", "k", "k", int),
-    "alpha": Setting("Beta(α, α) concentration of λ", "a", "α", float),
+    "k": Setting("tiles per side of the grid", "k", "k", int, default=2, low=1),
+    "alpha": Setting("Beta(α, α) concentration of λ", "a", "α", float, default=1.0, above=0),
     "sides": Setting(
-        "grid sides drawn per batch, for rows and columns", "s", "sides", int, several=True
+        "grid sides drawn per batch, for rows and columns", "s", "sides", int, several=True,
+        default=(1, 2, 4), low=1,
     ),
     "lam_mode": Setting(
         "λ per tile ('batch', Algorithm 1) or per tile and sample ('sample')",
@@ -115,6 +170,7 @@ SETTINGS: dict[str, Setting] = {
         "λ per",
         _lam_mode,
         unnamed="batch",
+        default="batch",
     ),
 }
 
@@ -144,6 +200,9 @@ class Method:
             ("input", "layer1", ...), one drawn uniformly per batch among those the
             model declares (``mixing.mixable_layers``); ``apply`` is then applied to
             that layer's hidden state. Empty for methods that mix images.
+        params: the method's own parameters, name -> ``Setting`` with its default
+            (FMix's ``decay_power``): ``sample`` receives them as keywords after the
+            shared ones, and they name the run folder after them.
     """
 
     name: str
@@ -155,11 +214,20 @@ class Method:
     shown: tuple[str, ...] = ()
     fixed: Mapping[str, Any] = field(default_factory=dict)
     layers: tuple[str, ...] = ()
+    params: Mapping[str, Setting] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = [s for s in (*self.reads, *self.shown) if s not in SETTINGS]
+        unknown = [s for s in (*self.reads, *self.shown)
+                   if s not in SETTINGS and s not in self.params]  # fmt: skip
         if unknown:
-            raise ValueError(f"settings {unknown} of method {self.name!r} are not in SETTINGS")
+            raise ValueError(f"settings {unknown} of method {self.name!r} are not in SETTINGS "
+                             "or its params")  # fmt: skip
+        shared = [name for name in self.params if name in SETTINGS]
+        if shared:
+            raise ValueError(f"params {shared} of method {self.name!r} are shared SETTINGS: "
+                             "list them in reads")  # fmt: skip
+        for name, setting in self.params.items():
+            setting.check(name, setting.default)
         if (self.sample is None) != (self.apply is None):
             raise ValueError(f"method {self.name!r} needs both sample and apply, or neither")
         if self.layers and not self.mixes:
@@ -249,28 +317,72 @@ class Method:
         logits, mixed = forward_mixed(model, images, layer, mix)
         return logits, mixed, layer
 
+    @property
+    def setting_names(self) -> tuple[str, ...]:
+        """Every parameter it reads: the shared ones (``reads``), then its own."""
+        return (*self.reads, *self.params)
+
+    def setting(self, name: str) -> Setting:
+        """The declaration of one of its parameters."""
+        return self.params[name] if name in self.params else SETTINGS[name]
+
+    def check_params(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Its own parameters: ``values`` checked against their declarations, the
+        missing ones at their defaults, in declaration order.
+
+        Raises:
+            ValueError: in one line, a name it does not declare (listing those it
+                does), or a value out of its declared range.
+        """
+        unknown = [name for name in values if name not in self.params]
+        if unknown:
+            raise ValueError(f"method {self.name!r} has no parameter {unknown[0]!r}; its "
+                             f"parameters: {self.setting_names or 'none'}")  # fmt: skip
+        return {name: setting.check(name, values.get(name, setting.default))
+                for name, setting in self.params.items()}  # fmt: skip
+
+    def transform(self, num_classes: int | None = None, generator=None, *, p: float = 1.0,
+                  label_smoothing: float = 0.0, **settings: Any):  # fmt: skip
+        """This method as a torchvision v2 transform (``mixing.MethodMix``): the
+        shared settings it reads and its own parameters as keywords (the missing ones
+        at their defaults), ``p`` and ``label_smoothing`` as every ``BatchMix`` takes
+        them. A keyword it does not read is a one-line error that lists those it does."""
+        from regionmix_utils.mixing.transforms import MethodMix
+
+        own = {k: v for k, v in settings.items() if k not in self.reads}
+        values = {name: SETTINGS[name].check(name, settings.get(name, SETTINGS[name].default))
+                  for name in self.reads}  # fmt: skip
+        values |= self.check_params(own)
+        return MethodMix(self, values, num_classes, generator, p=p,
+                         label_smoothing=label_smoothing)  # fmt: skip
+
     def settings_of(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """The settings this method reads, taken from a config or a mapping (settings
-        a mapping lacks are left out: the method's sampler then uses its default)."""
+        """The settings this method reads (shared, then its own), taken from a config
+        or a mapping (settings a mapping lacks are left out: the method's sampler then
+        uses its default)."""
         if isinstance(values, Mapping):
-            return {name: values[name] for name in self.reads if name in values}
-        return {name: getattr(values, name) for name in self.reads}
+            return {name: values[name] for name in self.setting_names if name in values}
+        own = dict(getattr(values, "params", ()))
+        return {**{name: getattr(values, name) for name in self.reads},
+                **{name: own.get(name, s.default) for name, s in self.params.items()}}  # fmt: skip
 
     def folder(self, settings: Mapping[str, Any]) -> str:
         """Run-folder name: ``region-k2-a1``, ``mixup-a1``, ``none``,
         ``region-k2-a1-lamsample`` (a setting at its ``unnamed`` value is left out)."""
-        return self.name + self.folder_tags(settings, self.reads)
+        return self.name + self.folder_tags(settings, self.setting_names)
 
     @staticmethod
     def folder_tags(settings: Mapping[str, Any], names) -> str:
         """``-k2-a1``: the tags of the settings ``names`` (in that order) as run-folder
-        names write them; a setting at its ``unnamed`` value, or missing, is left out."""
+        names write them; a setting at its ``unnamed`` value, or missing, is left out.
+        Names that are no shared setting are looked up among the registered methods'
+        own parameters."""
         get = settings.get if isinstance(settings, Mapping) else (
             lambda n: getattr(settings, n, None)
         )  # fmt: skip
         tags = []
         for name in names:
-            value, setting = get(name), SETTINGS[name]
+            value, setting = get(name), declaration(name)
             if value is None or (setting.unnamed is not None and value == setting.unnamed):
                 continue
             tags.append(f"-{setting.tag}{setting.format(value)}")
@@ -282,13 +394,17 @@ class Method:
         """ "Region Mixup (k=2)", "Mixup (k=1, α=0.4)": the label names the settings shown
         always and those that differ from ``defaults``, then the ``extra`` words."""
         values = {**self.fixed, **self.settings_of(settings)}
+        defaults = {**defaults, **{name: s.default for name, s in self.params.items()}}
         parts = [
-            f"{SETTINGS[s].symbol}={SETTINGS[s].format(v, sep=',')}"
+            f"{self._declared(s).symbol}={self._declared(s).format(v, sep=',')}"
             for s, v in values.items()
             if s in self.shown or s in self.fixed or v != defaults.get(s)
         ]
         parts += list(extra)
         return f"{self.label} ({', '.join(parts)})" if parts else self.label
+
+    def _declared(self, name: str) -> Setting:
+        return self.params.get(name) or SETTINGS[name]
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -315,6 +431,27 @@ def registered(method: Method) -> Iterator[Method]:
         yield method
     finally:
         unregister(method.name)
+
+
+def declaration(name: str) -> Setting:
+    """The declaration of a parameter: a shared setting, or the first registered
+    method's own parameter of that name.
+
+    Raises:
+        ValueError: no setting and no registered method's parameter has the name.
+    """
+    if name in SETTINGS:
+        return SETTINGS[name]
+    for method in _REGISTRY.values():
+        if name in method.params:
+            return method.params[name]
+    raise ValueError(f"no method reads a setting {name!r}; the settings: {setting_names()}")
+
+
+def setting_names() -> tuple[str, ...]:
+    """The shared settings, then every registered method's own parameters (each once)."""
+    own = (name for m in _REGISTRY.values() for name in m.params)
+    return tuple(dict.fromkeys((*SETTINGS, *own)))
 
 
 def get_method(name: str) -> Method:
@@ -370,8 +507,9 @@ def _sample_gridmix(batch_size, height, width, generator, *, alpha):
     return sample_gridmix_params(batch_size, height, width, alpha, generator)
 
 
-def _sample_fmix(batch_size, height, width, generator, *, alpha):
-    return sample_fmix_params(batch_size, height, width, alpha, generator)
+def _sample_fmix(batch_size, height, width, generator, *, alpha, decay_power=3.0):
+    return sample_fmix_params(batch_size, height, width, alpha, generator,
+                              decay_power=decay_power)  # fmt: skip
 
 
 def _sample_resizemix(batch_size, height, width, generator):
@@ -410,8 +548,12 @@ register(Method(
 register(Method(
     name="fmix", label="FMix", reads=("alpha",),
     sample=_sample_fmix, apply=apply_mask_mix,
+    params={"decay_power": Setting(
+        "FMix: d of the Fourier noise's 1/f^d decay (higher: smoother masks)", "d",
+        "decay power", float, unnamed=3.0, default=3.0, above=0.0,
+    )},
     help="FMix (Harris et al., 2020): a mask of thresholded low-frequency Fourier noise "
-    "(decay power 3) with area λ ~ Beta, one partner",
+    "(1/f^d, --decay-power) with area λ ~ Beta, one partner",
 ))  # fmt: skip
 register(Method(
     name="resizemix", label="ResizeMix", sample=_sample_resizemix, apply=apply_resizemix,

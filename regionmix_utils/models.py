@@ -9,28 +9,51 @@ the same model the optimiser trained. ``layer4`` is the last stage, for CAMs.
 ``mix_layers`` names the hidden states that feature-space mixing (Manifold Mixup,
 Region Manifold Mixup; see ``regionmix_utils.mixing.feature``) may mix: the outputs of
 the four stages. Another model declares its own.
+
+The normalisation statistics are each dataset's own, from the dataset registry
+(``regionmix_utils.data.DatasetSpec``): ``DATASET_STATS`` is a read-only view of it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from regionmix_utils.data import dataset_names, get_dataset
+
 __all__ = ["DATASET_STATS", "PreActBlock", "PreActResNet18", "build_model", "evaluating"]
 
-# Per-channel mean and std of each training set (RGB, pixel values in [0, 1]).
-DATASET_STATS = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar10-subset": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "tinyimagenet": ((0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)),
-    "shapes": ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
-}
+_Stats = tuple[tuple[float, float, float], tuple[float, float, float]]
+
+
+class _RegisteredStats(Mapping):
+    """name -> (mean, std) of every registered dataset, read from the dataset registry at
+    each look-up, so that a dataset registered later (a plugin's) is in it too."""
+
+    def __getitem__(self, name: str) -> _Stats:
+        if name not in dataset_names():
+            raise KeyError(name)
+        spec = get_dataset(name)
+        return spec.mean, spec.std
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dataset_names())
+
+    def __len__(self) -> int:
+        return len(dataset_names())
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+# Per-channel mean and std of each training set (RGB, pixel values in [0, 1]): a
+# read-only view of ``DatasetSpec.mean`` / ``std`` in the dataset registry.
+DATASET_STATS: Mapping[str, _Stats] = _RegisteredStats()
 
 
 class PreActBlock(nn.Module):
@@ -115,9 +138,14 @@ class PreActResNet18(nn.Module):
 def build_model(
     dataset: str, num_classes: int, width: int = 64, stem_stride: int = 1
 ) -> PreActResNet18:
-    """PreAct ResNet-18 with the dataset's normalisation statistics."""
-    mean, std = DATASET_STATS.get(dataset, DATASET_STATS["shapes"])
-    return PreActResNet18(num_classes, mean, std, width, stem_stride)
+    """PreAct ResNet-18 with the dataset's normalisation statistics (its registry entry's
+    ``mean`` and ``std``).
+
+    Raises:
+        ValueError: ``dataset`` is not registered (one line naming the registered ones).
+    """
+    spec = get_dataset(dataset)
+    return PreActResNet18(num_classes, spec.mean, spec.std, width, stem_stride)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from torch import Tensor
 from regionmix_utils import __version__
 from regionmix_utils.config import TrainConfig, identity, quick_config
 from regionmix_utils.data import DatasetMissingError, load_dataset
-from regionmix_utils.methods import SETTINGS
+from regionmix_utils.methods import SETTINGS, declaration
 from regionmix_utils.runs import Run
 from regionmix_utils.sweeps import sweep
 
@@ -134,7 +134,12 @@ def _options(config: TrainConfig) -> list[str]:
         if name in ("dataset", "method", "seed", "quick") or value == default:
             continue
         flag = "--" + name.replace("_", "-")
-        if name in SETTINGS:
+        if name == "params":  # the method's own parameters, each its own option
+            for own, own_value in value:
+                if own_value != dict(default).get(own, declaration(own).default):
+                    words += ["--" + own.replace("_", "-"),
+                              *declaration(own).format(own_value, sep=" ").split()]
+        elif name in SETTINGS:
             words += [flag, *SETTINGS[name].format(value, sep=" ").split()]
         elif isinstance(value, bool):
             words.append(flag if value else f"--no-{name.replace('_', '-')}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,8 @@ from regionmix_utils.results import (
 from regionmix_utils.runs import Run, find_runs
 
 __all__ = [
+    "Report",
+    "build_report",
     "bundle_runs",
     "common_recipe",
     "masking_table",
@@ -248,7 +251,18 @@ def design_text(study) -> str:
         words = get_method(entry.method).label + (f" ({settings})" if settings else "")
         return words + ("" if entry.clean_ce else " without the clean CE term")
 
-    config = study.configs()[0]
+    from regionmix_utils.config import TrainConfig
+    from regionmix_utils.data import get_dataset
+    from regionmix_utils.results import PAPER_DATASET
+
+    config, paper = study.configs()[0], TrainConfig()
+    n_train, n_test = get_dataset(study.dataset).split_sizes
+    trained = config.n_train or n_train - study.holdout
+    paper_train = get_dataset(PAPER_DATASET.get(study.dataset, study.dataset)).split_sizes[0]
+    shares = {2: "half", 4: "a quarter", 8: "an eighth"}
+    width = shares.get(paper.width // study.width, f"{study.width}/{paper.width}")
+    held = f"{study.holdout} of the {n_train:,} training images"
+    theirs = f"the paper's see {paper_train:,} for {paper.epochs}"
     fgsm = ", ".join(eps_text(e) for e in study.fgsm_eps)
     pgd = ", ".join(eps_text(e) for e in study.pgd_eps)
     return f"""\
@@ -256,16 +270,16 @@ def design_text(study) -> str:
 committed bundle `{study.bundle}`; every number below is computed from its records.
 
 **Design.** PreAct ResNet-18 at width {study.width} (the paper: 64) on the real CIFAR-10
-images of `{study.dataset}` ({study.holdout} of the 5,085 training images held out to fit
-a temperature on; the 1,017 test images). The paper's recipe scaled in epochs: SGD with
+images of `{study.dataset}` ({held} held out to fit
+a temperature on; the {n_test:,} test images). The paper's recipe scaled in epochs: SGD with
 momentum {config.momentum}, learning rate {config.lr} divided by 10 after epochs
 {" and ".join(map(str, study.milestones))} of {study.epochs} (the paper: after 100 and 150
-of 400, the same proportions, rounded up), batch {config.batch_size}, weight decay
+of {paper.epochs}, the same proportions, rounded up), batch {config.batch_size}, weight decay
 {config.weight_decay}, pad {config.pad} and random crop, horizontal flip, α = 1, float32 on
 the CPU. Seeds {", ".join(map(str, study.seeds))}. Configurations:
 {"; ".join(entry_text(e) for e in study.entries)}.
 
-**Evaluations**, on all 1,017 test images, each stored with every image's prediction:
+**Evaluations**, on all {n_test:,} test images, each stored with every image's prediction:
 clean accuracy and calibration (ECE, NLL, Brier) before and after temperature scaling;
 Gaussian noise (CIFAR-10-C's parameters, computed) at severities
 {", ".join(map(str, study.noise_severities))}; FGSM at ε = {fgsm}. The configurations with
@@ -282,8 +296,8 @@ regionmix report --study {study.name}
 With the full CIFAR-10 downloaded, `--dataset cifar10` runs the same design on a
 class-stratified sample of it of the same sizes.
 
-**What this scale can and cannot say.** These networks see 4,585 training images for
-{study.epochs} epochs at a quarter of the paper's width; the paper's see 50,000 for 400.
+**What this scale can and cannot say.** These networks see {trained:,} training images for
+{study.epochs} epochs at {width} of the paper's width; {theirs}.
 Their accuracies are far below the paper's and are not estimates of them. What the study
 can say is whether a difference between methods in this low-data regime is larger than
 the noise between seeds and test images, with its sign and size; a difference here need
@@ -296,32 +310,35 @@ well short of fitting their training images (see the training curves). The attac
 small numbers."""
 
 
-def write_report(
-    bundle: str | os.PathLike,
-    out: str | os.PathLike,
-    title: str = "Reference study",
-    preamble: str = "",
-    eps: float = 8 / 255,
-    claims: list | None = None,
-    claims_note: str = "",
-) -> Path:
-    """Write the Markdown report of ``bundle`` to ``out`` and its figures beside it (in
-    a folder named after ``out``'s stem). Every table is made by ``results`` from the
-    bundle's records; nothing is typed in. Labels leave out the recipe all runs share,
-    which the report states once.
+@dataclass
+class Report:
+    """What a report shows, computed once from a bundle (``build_report``): its runs and
+    their ``collect_runs`` rows (labels without the shared recipe), the recipe they
+    share, the tables, the verdicts on the declared claims (None: no claim concerns
+    these runs) and the study's wall time."""
+
+    bundle: Path
+    runs: list[Run]
+    frame: pd.DataFrame
+    common: str
+    tables: list
+    comparison: object | None
+    timing: dict
+
+
+def build_report(bundle: str | os.PathLike, eps: float = 8 / 255,
+                 claims: list | None = None) -> Report:  # fmt: skip
+    """The numbers of the report of ``bundle``: every table made by ``results`` from its
+    records, and the verdicts on ``claims`` (the study's declared family; None: the
+    paper's claims about the bundle's datasets).
 
     Args:
-        preamble: Markdown put under the title (the study's design).
         eps: the ε of the attack tables (the figures show every ε).
-        claims: the declared family to judge (``study.Study.family``); None: the
-            paper's claims about the bundle's datasets.
-        claims_note: printed with the verdicts (when and how the claims were declared).
-    Returns:
-        The path of the report.
+    Raises:
+        FileNotFoundError: the folder holds no finished runs.
     """
     from regionmix_utils.study import study_timing
 
-    out = Path(out)
     runs, frame = bundle_runs(bundle)
     common = common_recipe(runs)
     for column in ("label", "label_ce"):  # the figures' labels too
@@ -334,10 +351,39 @@ def write_report(
     if comparison is not None:  # the forest plot's labels, as the tables'
         for column in ("a", "b"):
             comparison.cells[column] = comparison.cells[column].map(lambda t: shorten(t, common))
+    return Report(Path(bundle), runs, frame, common, tables, comparison, study_timing(bundle))
+
+
+def write_report(
+    bundle: str | os.PathLike,
+    out: str | os.PathLike,
+    title: str = "Reference study",
+    preamble: str = "",
+    eps: float = 8 / 255,
+    claims: list | None = None,
+    claims_note: str = "",
+    report: Report | None = None,
+) -> Path:
+    """Write the Markdown report of ``bundle`` to ``out`` and its figures beside it (in
+    a folder named after ``out``'s stem). Every table is made by ``results`` from the
+    bundle's records; nothing is typed in. Labels leave out the recipe all runs share,
+    which the report states once.
+
+    Args:
+        preamble: Markdown put under the title (the study's design).
+        eps, claims: as ``build_report``.
+        claims_note: printed with the verdicts (when and how the claims were declared).
+        report: the ``build_report`` of ``bundle`` when the caller has it already.
+    Returns:
+        The path of the report.
+    """
+    out = Path(out)
+    report = report or build_report(bundle, eps, claims)
+    runs, frame, common = report.runs, report.frame, report.common
+    tables, comparison, timing = report.tables, report.comparison, report.timing
     figures_dir = out.parent / out.stem
     figures = _figures(runs, frame, tables, comparison, figures_dir, common)
     link = os.path.relpath(figures_dir, out.parent)
-    timing = study_timing(bundle)
 
     parts = [f"# {title}", ""]
     if preamble:
@@ -361,7 +407,7 @@ def write_report(
         parts += ["In words (generated from the rows above):", ""]
         parts += [f"- {line}" for line in reading(comparison.cells)] + [""]
     for table in tables:
-        parts += [f"## Table {table.number}", "", table.caption, "", to_markdown(table.frame), ""]
+        parts += [f"## {_heading(table)}", "", table.caption, "", to_markdown(table.frame), ""]
     parts += [
         "## Gradient-masking flags",
         "",
@@ -389,22 +435,32 @@ def write_report(
     return out
 
 
+def _heading(table) -> str:
+    """ "Table 3", or a registered evaluation's title for a table beyond the paper's."""
+    if table.number:
+        return f"Table {table.number}"
+    from regionmix_utils.evaluation.registry import get_evaluation
+
+    return get_evaluation(table.setting["kind"]).title
+
+
 README_START, README_END = "<!-- reference-study table 1 -->", "<!-- /reference-study table 1 -->"
 
 
-def table1_block(report: str) -> str:
-    """The report's Table 1 for the README: the accuracy table, then the rows of the
-    paired comparison that judge Table 1's claims (with their header)."""
-    sections = report.split("\n## ")
-    accuracy = next(s for s in sections if s.startswith("Table 1\n"))
-    claims = next(s for s in sections if s.startswith("Declared claims"))
-    table = [line for line in accuracy.splitlines() if line.startswith("|")]
-    rows = [line for line in claims.splitlines() if line.startswith("|")]
-    judged = [line for line in rows[2:] if line.split("|")[2].strip() == "1"]
-    return "\n".join([*table, "", *rows[:2], *judged])
+def table1_block(report: Report) -> str:
+    """Table 1 of the report for the README, rendered from the report's numbers: the
+    accuracy table, then the rows of the paired comparison that judge the paper's Table 1
+    claims (with their header)."""
+    (table1,) = [t for t in report.tables if t.number == 1]
+    blocks = [to_markdown(table1.frame)]
+    if report.comparison is not None:
+        frame = report.comparison.frame
+        judged = frame[frame["paper table"] == "1"] if "paper table" in frame else frame[:0]
+        blocks.append(to_markdown(judged))
+    return shorten("\n\n".join(blocks), report.common)
 
 
-def update_readme(readme: str | os.PathLike, report: str | os.PathLike) -> bool:
+def update_readme(readme: str | os.PathLike, report: Report) -> bool:
     """Put ``table1_block`` of ``report`` between the README's markers; returns whether
     the README changed.
 
@@ -413,7 +469,7 @@ def update_readme(readme: str | os.PathLike, report: str | os.PathLike) -> bool:
     """
     from regionmix_utils.files import atomic_write_text
 
-    text, block = Path(readme).read_text(), table1_block(Path(report).read_text())
+    text, block = Path(readme).read_text(), table1_block(report)
     if README_START not in text or README_END not in text:
         raise ValueError(f"{readme} lacks the markers {README_START} ... {README_END}")
     head, rest = text.split(README_START, 1)

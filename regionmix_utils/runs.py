@@ -143,8 +143,12 @@ def eps_text(eps: float) -> str:
 
 
 def evaluation_settings(record: dict) -> dict[str, Any]:
-    """The settings of an evaluation record: all but its measured values."""
-    return {k: v for k, v in record.items() if k not in RESULT_KEYS}
+    """The settings of an evaluation record: all but its measured values (``RESULT_KEYS``,
+    and the ``measures`` its kind declares in ``evaluation.registry``)."""
+    from regionmix_utils.evaluation.registry import measured_keys
+
+    measured = RESULT_KEYS | measured_keys(record.get("kind"))
+    return {k: v for k, v in record.items() if k not in measured}
 
 
 @dataclass(frozen=True)

@@ -18,18 +18,20 @@ without the clean CE term, 500 training images held out for temperature scaling.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from regionmix_utils.claims import NO_CE, Claim, paper_claims
+from regionmix_utils.claims import MATCHED, NO_CE, Claim, paper_claims
 from regionmix_utils.config import TrainConfig
 from regionmix_utils.data import ImageSet
 from regionmix_utils.evaluation.corruptions import SEVERITIES, gaussian_noise
@@ -42,27 +44,39 @@ from regionmix_utils.runs import (
     PREDICTIONS,
     WEIGHTS16,
     Run,
-    RunBusyError,
 )
 
 __all__ = [
+    "CPU_GATED",
     "CPU_REFERENCE",
+    "PLAN",
+    "PRIMARY_EPS",
     "SAMPLED_FROM",
     "STUDIES",
     "TIMING",
     "Entry",
     "Study",
+    "StudyGateError",
     "evaluate_study_run",
     "export_bundle",
     "find_bundle",
+    "gate_message",
     "get_study",
     "noise_images",
+    "read_plan",
     "record_timing",
+    "run_pilot",
     "run_study",
     "study_timing",
+    "timed",
 ]
 
 TIMING = "study-timing.json"  # in the runs folder: each invocation's wall time
+PLAN = "study-plan.json"  # in the runs folder: the pilot's gate and the primary ε
+
+
+class StudyGateError(RuntimeError):
+    """The pilot found nothing for mixing to regularise: the study stops."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,22 @@ class Study:
     claims: tuple[Claim, ...] = ()
     effect: float | None = None
     claims_note: str = ""
+    with_paper_claims: bool = True  # judge the paper's claims on its dataset in the family
+    lr_schedule: str = "step"
+    # The pilot gate (``run_pilot``): seed 0 of no mixing is trained first, and the study
+    # goes on only if its final training accuracy (clean images, eval mode) exceeds its
+    # test accuracy by at least ``gate_gap`` points. None: no pilot.
+    gate_gap: float | None = None
+    # The primary ε, chosen from the pilot alone: the ε of ``fgsm_eps`` at which the
+    # pilot's FGSM accuracy is nearest ``primary_target`` (%; the smaller ε on a tie).
+    # PGD-``pgd_steps`` and Square then run at it on every image, and PGD also on
+    # ``sample_images`` (class-stratified) at the sweep's two ε next to it and at 64/255,
+    # so that every gradient-masking flag is checked. None: ``pgd_eps``/``square_eps``.
+    primary_target: float | None = None
+    sample_images: int = 500
+    # Registered evaluations (``evaluation.registry``, a plugin's say) of every run, on
+    # every test image: (kind, ((setting, value), ...)) each.
+    evaluations: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
 
     def configs(self, dataset: str | None = None) -> list[TrainConfig]:
         """Every run of the study, entry by entry, seed by seed.
@@ -131,7 +161,8 @@ class Study:
             if dataset not in SAMPLED_FROM:
                 raise ValueError(f"dataset must be {self.dataset!r} or one of "
                                  f"{sorted(SAMPLED_FROM)}, got {dataset!r}")  # fmt: skip
-            sizes = SAMPLED_FROM[dataset]
+            # The subset's sizes, less any the study samples down itself.
+            sizes = {k: getattr(self, k) or v for k, v in SAMPLED_FROM[dataset].items()}
         return [
             TrainConfig(
                 dataset=dataset,
@@ -142,6 +173,7 @@ class Study:
                 milestones=self.milestones,
                 width=self.width,
                 holdout=self.holdout,
+                lr_schedule=self.lr_schedule,
                 amp=False,
                 channels_last=False,
                 **sizes,
@@ -154,29 +186,56 @@ class Study:
     def entry_of(self, config: TrainConfig) -> Entry:
         """The entry a run of this study belongs to."""
         for entry in self.entries:
+            settings = {"matched_compute": False, **dict(entry.settings)}
             if (entry.method, entry.clean_ce) == (config.method, config.clean_ce) and all(
-                getattr(config, k) == v for k, v in entry.settings
+                getattr(config, k) == v for k, v in settings.items()
             ):
                 return entry
         raise ValueError(f"{config} is not a run of study {self.name!r}")
 
-    def attack_configs(self) -> list:
+    def attack_configs(self, primary_eps: float | None = None) -> list:
+        """The attacks of an attacked run on every test image: the FGSM sweep, then
+        PGD and Square at ``primary_eps`` (the study's ``pgd_eps`` and ``square_eps``
+        when it chooses none)."""
         from regionmix_utils.evaluation.robustness import attack_configs
 
+        pgd_eps = list(self.pgd_eps) if primary_eps is None else [primary_eps]
+        square_eps = self.square_eps if primary_eps is None else primary_eps
         return [
             *attack_configs(["fgsm"], list(self.fgsm_eps)),
-            *attack_configs(["pgd"], list(self.pgd_eps), steps=[self.pgd_steps], seed=0),
-            *attack_configs(["square"], [self.square_eps], queries=self.square_queries, seed=0),
+            *attack_configs(["pgd"], pgd_eps, steps=[self.pgd_steps], seed=0),
+            *attack_configs(["square"], [square_eps], queries=self.square_queries, seed=0),
         ]
 
-    def family(self) -> list[Claim]:
+    def sample_eps(self, primary_eps: float) -> list[float]:
+        """The ε of PGD on the ``sample_images`` sample: the two ε of the FGSM sweep
+        next to ``primary_eps`` (one each side where it has both), and 64/255."""
+        from regionmix_utils.evaluation.masking import UNBOUNDED_EPS
+
+        others = sorted(e for e in self.fgsm_eps if abs(e - primary_eps) > 1e-9)
+        below = [e for e in others if e < primary_eps][-1:]
+        above = [e for e in others if e > primary_eps][:1]
+        near = below + above
+        if len(near) < 2:  # at an end of the sweep: its two nearest
+            near = sorted(others, key=lambda e: abs(e - primary_eps))[:2]
+        return [*sorted(near), UNBOUNDED_EPS]
+
+    def family(self, primary_eps: float | None = None) -> list[Claim]:
         """The claims its report judges together: the paper's claims about the study's
-        dataset (``results.PAPER_DATASET``), then its own, each with the study's
-        ``effect`` where it declares none."""
+        dataset (``results.PAPER_DATASET``; unless ``with_paper_claims`` is False),
+        then its own, each with the study's ``effect`` where it declares none.
+
+        Args:
+            primary_eps: the primary ε the pilot chose (``read_plan``): a claim declared
+                at ``PRIMARY_EPS`` is about it.
+        Raises:
+            ValueError: a claim is declared at the primary ε and none is given.
+        """
         from regionmix_utils.results import PAPER_DATASET
 
         on = {self.dataset, PAPER_DATASET.get(self.dataset)}
-        found = [c for c in paper_claims() if c.dataset in on] + list(self.claims)
+        found = [c for c in paper_claims() if c.dataset in on] if self.with_paper_claims else []
+        found += [_at_primary(c, primary_eps) for c in self.claims]
         return [c if c.effect is not None or self.effect is None
                 else dataclasses.replace(c, effect=self.effect) for c in found]  # fmt: skip
 
@@ -184,6 +243,26 @@ class Study:
         """One line for labels: what the runs are."""
         return (f"{self.title}, PreAct ResNet-18 width {self.width}, {self.epochs} epochs, "
                 f"{len(self.seeds)} seeds, CPU")  # fmt: skip
+
+    def pilot(self, dataset: str | None = None) -> TrainConfig:
+        """The gate's pilot: the first seed of the study's no-mixing entry."""
+        for config in self.configs(dataset):
+            if config.method == "none":
+                return config
+        raise ValueError(f"study {self.name!r} has no no-mixing entry to pilot")
+
+
+PRIMARY_EPS = "primary"  # a claim's ε that the pilot chooses (``Study.primary_target``)
+
+
+def _at_primary(claim: Claim, primary_eps: float | None) -> Claim:
+    if ("eps", PRIMARY_EPS) not in claim.settings:
+        return claim
+    if primary_eps is None:
+        raise ValueError(f"claim {claim.text} ({claim.kind}) is declared at the primary ε: "
+                         "pass primary_eps (the study's plan, read_plan, holds it)")  # fmt: skip
+    settings = tuple((k, primary_eps if v == PRIMARY_EPS else v) for k, v in claim.settings)
+    return dataclasses.replace(claim, settings=settings)
 
 
 # The full dataset sampled to the subset's sizes: 5,085 training images (500 held out)
@@ -217,7 +296,60 @@ CPU_REFERENCE = Study(
         "family as the paper's claims, so that Holm's correction counts them."
     ),
 )
-STUDIES = {CPU_REFERENCE.name: CPU_REFERENCE}
+
+def _gated_claims(name: str) -> tuple[Claim, ...]:
+    """The claims of the gated study, declared with it: Region Mixup (k=2) above CutMix
+    and above Mixup under FGSM and under Square-100 at the primary ε; Region Mixup with
+    the clean CE term above without it, and above the compute-matched arm without it;
+    each mixing method above no mixing on clean accuracy."""
+    at = (("eps", PRIMARY_EPS),)
+    attacks = [("fgsm", at), ("square", (*at, ("queries", 100)))]
+    claims = [Claim("cifar10-subset", "region", other, kind, settings, source=name)
+              for kind, settings in attacks for other in ("cutmix", "mixup")]  # fmt: skip
+    claims += [Claim("cifar10-subset", "region", "region" + arm, "clean", source=name)
+               for arm in (NO_CE, MATCHED)]  # fmt: skip
+    claims += [Claim("cifar10-subset", method, "none", "clean", source=name)
+               for method in ("mixup", "cutmix", "region")]  # fmt: skip
+    return tuple(claims)
+
+
+# A study that can answer: a model that overfits its 2,000 training images (the pilot's
+# gate), the learning rate held and then annealed, 5 seeds, the claims declared here.
+CPU_GATED = Study(
+    name="cpu-gated",
+    title="reference runs: real CIFAR-10, 2,000 training images",
+    dataset="cifar10-subset",
+    entries=(
+        Entry("none", weights=True),
+        Entry("mixup", (("alpha", 1.0),), weights=True),
+        Entry("cutmix", (("alpha", 1.0),), weights=True),
+        Entry("region", (("k", 2), ("alpha", 1.0)), weights=True),
+        Entry("region", (("k", 2), ("alpha", 1.0)), clean_ce=False, attacked=False),
+        Entry(
+            "region", (("k", 2), ("alpha", 1.0), ("matched_compute", True)), clean_ce=False,
+            attacked=False,
+        ),
+    ),
+    seeds=(0, 1, 2, 3, 4),
+    epochs=20,
+    lr_schedule="hold-cosine",
+    holdout=500,
+    n_train=2000,
+    noise_severities=(),
+    gate_gap=10.0,
+    primary_target=30.0,
+    sample_images=500,
+    with_paper_claims=False,
+    claims=_gated_claims("cpu-gated"),
+    effect=2.0,
+    claims_note=(
+        "Declared in the study's definition before its pilot ran: the directions, the "
+        "family (Holm over these nine claims) and the 2-point effect the planner plans for. "
+        "The primary ε was chosen by the rule in the plan from the no-mixing pilot alone, "
+        "and recorded before any other run was evaluated."
+    ),
+)
+STUDIES = {study.name: study for study in (CPU_REFERENCE, CPU_GATED)}
 
 
 def get_study(name: str) -> Study:
@@ -257,11 +389,82 @@ def noise_images(test: ImageSet, severity: int, seed: int = 0) -> ImageSet:
     return ImageSet(gaussian_noise(test.images, severity, generator), test.labels, test.classes)
 
 
+def read_plan(folder: str | os.PathLike) -> dict | None:
+    """The plan a study's pilot wrote in ``folder`` (a runs folder or a bundle), or None."""
+    file = Path(folder) / PLAN
+    return json.loads(file.read_text()) if file.exists() else None
+
+
+def gate_message(plan: dict) -> str:
+    """One paragraph: what the gate measured, and what to change when it failed."""
+    pilot = plan["pilot"]
+    said = (f"the no-mixing pilot ({pilot['run']}) fits its training images to "
+            f"{pilot['train_acc']:.2f}% and the test images to {pilot['test_acc']:.2f}%: a gap "
+            f"of {pilot['gap']:+.2f} points (at least {plan['required_gap']:g})")  # fmt: skip
+    if plan["passed"]:
+        return f"gate passed: {said}"
+    return (f"gate failed: {said}, so mixing has nothing to regularise. Train longer "
+            "(more epochs), hold the learning rate longer, or train a wider model, then run "
+            "the study in a new runs folder.")  # fmt: skip
+
+
+def run_pilot(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: str = "auto",
+              dataset: str | None = None, progress: bool = True) -> dict | None:  # fmt: skip
+    """Train the study's pilot, apply its gate, choose its primary ε, and write
+    ``study-plan.json`` (atomically) before any other run is evaluated; a plan already
+    there is read instead. None for a study without a gate.
+
+    The plan: {"study", "pilot": {"run", "train_acc", "test_acc", "gap"}, "required_gap",
+    "passed", and when it passed "fgsm" (ε -> the pilot's FGSM accuracy, %),
+    "primary_eps", "rule", "sample_eps"; "decided" (local time)}.
+
+    Raises:
+        StudyGateError: the gate failed (``gate_message`` says what to change).
+    """
+    from regionmix_utils.evaluation.robustness import attack_configs, evaluate_run
+    from regionmix_utils.train import resolve_device, train
+
+    if study.gate_gap is None:
+        return None
+    device = resolve_device(device)
+    plan = read_plan(runs_dir)
+    if plan is None:
+        config = study.pilot(dataset)
+        train(config, runs_dir, data_dir, str(device), progress=progress)
+        run = Run.of(runs_dir, config)
+        final = run.metrics()[-1]
+        gap = final["train_acc"] - final["test_acc"]
+        plan = {
+            "study": study.name,
+            "pilot": {"run": str(run.path.relative_to(runs_dir)),
+                      "train_acc": final["train_acc"], "test_acc": final["test_acc"], "gap": gap},
+            "required_gap": study.gate_gap,
+            "passed": gap >= study.gate_gap,
+        }  # fmt: skip
+        if plan["passed"] and study.primary_target is not None:
+            records = evaluate_run(run, attack_configs(["fgsm"], list(study.fgsm_eps)), None,
+                                   data_dir, device, progress)  # fmt: skip
+            fgsm = {r["eps"]: r["accuracy"] for r in records if r["kind"] == "fgsm"}
+            primary = min(fgsm, key=lambda e: (abs(fgsm[e] - study.primary_target), e))
+            plan |= {
+                "fgsm": {str(e): a for e, a in fgsm.items()},
+                "primary_eps": primary,
+                "rule": f"the ε of the FGSM sweep at which the no-mixing pilot's accuracy is "
+                        f"nearest {study.primary_target:g}% (the smaller ε on a tie)",
+                "sample_eps": study.sample_eps(primary),
+            }  # fmt: skip
+        plan["decided"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        atomic_write_text(Path(runs_dir) / PLAN, json.dumps(plan, indent=2) + "\n")
+    if not plan["passed"]:
+        raise StudyGateError(gate_message(plan))
+    return plan
+
+
 def evaluate_study_run(run: Run, study: Study, data_dir=None, device="cpu",
-                       progress: bool = True) -> None:  # fmt: skip
+                       progress: bool = True, plan: dict | None = None) -> None:  # fmt: skip
     """Every evaluation ``study`` asks of one finished run, each stored in the run's
     ``eval.json`` (with its per-image predictions) as soon as it is made; evaluations
-    already there are reused."""
+    already there are reused. ``plan`` (``run_pilot``) gives the primary ε."""
     from regionmix_utils.data import load_dataset
     from regionmix_utils.evaluation.calibration import evaluate_calibration
     from regionmix_utils.evaluation.corruptions import evaluate_corruptions
@@ -270,14 +473,23 @@ def evaluate_study_run(run: Run, study: Study, data_dir=None, device="cpu",
     entry = study.entry_of(run.config)
     evaluate_calibration(run, None, data_dir, device)
     config = run.config
-    test = load_dataset(config.dataset, data_dir, n_train=1, n_test=config.n_test).test
-    evaluate_corruptions(
-        run, ("gaussian_noise",), study.noise_severities, device=device, progress=progress,
-        images_of=lambda _, severity: noise_images(test, severity, study.noise_seed),
-    )  # fmt: skip
-    configs = study.attack_configs() if entry.attacked else attack_configs(
+    if study.noise_severities:
+        test = load_dataset(config.dataset, data_dir, n_train=1, n_test=config.n_test).test
+        evaluate_corruptions(
+            run, ("gaussian_noise",), study.noise_severities, device=device, progress=progress,
+            images_of=lambda _, severity: noise_images(test, severity, study.noise_seed),
+        )  # fmt: skip
+    primary = plan.get("primary_eps") if plan else None
+    configs = study.attack_configs(primary) if entry.attacked else attack_configs(
         ["fgsm"], list(study.fgsm_eps))  # fmt: skip
     evaluate_run(run, configs, None, data_dir, device, progress)
+    if entry.attacked and primary is not None:
+        sample = attack_configs(["pgd"], plan["sample_eps"], steps=[study.pgd_steps], seed=0)
+        evaluate_run(run, sample, study.sample_images, data_dir, device, progress)
+    for kind, settings in study.evaluations:
+        from regionmix_utils.evaluation.registry import evaluate
+
+        evaluate(run, kind, None, data_dir, device, **dict(settings))
 
 
 def run_study(
@@ -289,54 +501,82 @@ def run_study(
     progress: bool = True,
     poll_s: float = 2.0,
 ) -> list[Run]:
-    """Train and evaluate every run of ``study`` (one after another; start several
-    processes on the same ``runs_dir`` to share the work: a run another process trains
-    or evaluates is left for later). Everything resumes: a killed run from its last
-    epoch, a run's evaluations from the last one stored.
+    """Train and evaluate every run of ``study``, through the sweeps' run loop
+    (``sweeps.sweep``, evaluating each run after it trains; start several processes on
+    the same ``runs_dir`` to share the work: a run another process trains or evaluates
+    is left for later). Everything resumes: a killed run from its last epoch, a run's
+    evaluations from the last one stored. A run that fails is reported and the others
+    go on; the study then raises.
+
+    A study with a gate first trains its pilot and writes its plan (``run_pilot``);
+    nothing else is trained before the gate has passed.
 
     Returns:
         The study's runs, all finished and evaluated.
+    Raises:
+        StudyGateError: the pilot's gate failed.
+        RuntimeError: some run failed (its ``failed.json`` says why).
     """
-    from regionmix_utils.progress import progress as progress_bar
-    from regionmix_utils.train import resolve_device, train
+    from regionmix_utils.sweeps import sweep
+    from regionmix_utils.train import resolve_device
 
     dev = resolve_device(device)
+    plan = run_pilot(study, runs_dir, data_dir, str(dev), dataset, progress)
     configs = study.configs(dataset)
-    pending, done = list(configs), []
-    bar = progress_bar(total=len(configs), desc=f"study {study.name}", disable=not progress)
-    while pending:
-        busy = []
-        for config in pending:
-            run = Run.of(runs_dir, config)
-            try:
-                train(config, runs_dir, data_dir, str(dev), progress=progress)
-                with run.claimed(wait_s=0.1):  # one process evaluates a run at a time
-                    evaluate_study_run(run, study, data_dir, dev, progress)
-            except RunBusyError:
-                busy.append(config)
-                continue
-            done.append(run)
-            bar.update(1)
-        if busy and len(busy) == len(pending):
-            time.sleep(poll_s)
-        pending = busy
-    bar.close()
+    def evaluate(run: Run) -> None:
+        evaluate_study_run(run, study, data_dir, dev, progress, plan)
+
+    report = sweep(configs, runs_dir, data_dir, str(dev), progress, poll_s, after=evaluate)
+    if not report.ok:
+        raise RuntimeError(f"{len(report.failures)} run(s) of study {study.name!r} failed: "
+                           + "; ".join(report.failures.values()))  # fmt: skip
     return [Run.of(runs_dir, c) for c in configs]
 
 
 def record_timing(runs_dir: str | os.PathLike, started: float, workers: int) -> None:
-    """Append one invocation's wall time to the runs folder's ``study-timing.json``."""
+    """Write one invocation's wall time so far into the runs folder's
+    ``study-timing.json`` (its entry, found by its start time and process, is replaced:
+    ``timed`` calls this as the invocation runs, so a kill loses at most a minute)."""
     file = Path(runs_dir) / TIMING
     entries = json.loads(file.read_text()) if file.exists() else []
-    entries.append({
+    entry = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "seconds": round(time.time() - started, 1),
         "workers": workers,
         "host": socket.gethostname(),
         "cpus": os.cpu_count(),
-    })  # fmt: skip
+        "pid": os.getpid(),
+    }
+    same = [i for i, e in enumerate(entries)
+            if (e["started"], e.get("pid")) == (entry["started"], entry["pid"])]  # fmt: skip
+    if same:
+        entries[same[0]] = entry
+    else:
+        entries.append(entry)
     file.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(file, json.dumps(entries, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def timed(runs_dir: str | os.PathLike, workers: int, every_s: float = 60.0):
+    """Time one invocation of a study: its entry in ``study-timing.json`` is written at
+    once, every ``every_s`` seconds from a background thread, and at the end (also on an
+    exception), so the study's wall time survives a kill at any moment."""
+    started, stop = time.time(), threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            record_timing(runs_dir, started, workers)
+
+    record_timing(runs_dir, started, workers)
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield started
+    finally:
+        stop.set()
+        thread.join()
+        record_timing(runs_dir, started, workers)
 
 
 def study_timing(folder: str | os.PathLike) -> dict:
@@ -388,9 +628,9 @@ def export_bundle(study: Study, runs_dir: str | os.PathLike, out: str | os.PathL
             atomic_torch_save(half, target / WEIGHTS16)
         marker = {"study": study.name, "source": str(source.path), "weights": weights}
         atomic_write_text(target / EXPORTED, json.dumps(marker, indent=2) + "\n")
-    timing = Path(runs_dir) / TIMING
-    if timing.exists():
-        shutil.copyfile(timing, out / TIMING)
+    for name in (TIMING, PLAN):
+        if (Path(runs_dir) / name).exists():
+            shutil.copyfile(Path(runs_dir) / name, out / name)
     first = Run.of(out, configs[0])
     if "cpu_capability" in first.record.get("environment", {}):
         write_reference(out, first, data_dir=data_dir)

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from regionmix_utils.config import TrainConfig
@@ -59,6 +60,7 @@ def sweep(
     device: str = "auto",
     progress: bool = True,
     poll_s: float = 2.0,
+    after: Callable[[Run], None] | None = None,
 ) -> SweepReport:
     """Train ``configs`` one after another; each resumes or is skipped if finished.
 
@@ -67,6 +69,11 @@ def sweep(
     once nothing else is left. A failing run is reported (and its ``failed.json``
     written); the others go on. Each finished run's model is dropped from its result and
     the GPU's cached memory released before the next run starts.
+
+    Args:
+        after: called with each finished run while this process holds its claim (a
+            study evaluates it there: ``study.run_study``); a run another process holds
+            is come back to later, as for training.
     """
     pending = list(dict.fromkeys(configs))
     report = SweepReport()
@@ -76,6 +83,10 @@ def sweep(
         for config in pending:
             try:
                 result = train(config, runs_dir, data_dir, device, progress=progress)
+                if after is not None:
+                    run = Run.of(runs_dir, config)
+                    with run.claimed(wait_s=0.1):  # one process at a time after training
+                        after(run)
                 report.results.append(dataclasses.replace(result, model=None))
                 del result
                 _release_gpu_memory()

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
+import math
 import pickle
 import time
 from collections.abc import Callable, Iterator
@@ -55,7 +57,7 @@ from regionmix_utils.data import BatchLoader, Splits, holdout_split, load_datase
 from regionmix_utils.files import atomic_torch_save
 from regionmix_utils.losses import LossParts, combined_loss
 from regionmix_utils.methods import Method, get_method
-from regionmix_utils.mixing import MixedBatch, mixable_layers
+from regionmix_utils.mixing import MixedBatch, draw_choice, draw_mixed, mixable_layers
 from regionmix_utils.models import build_model, evaluating
 from regionmix_utils.progress import progress as progress_bar
 from regionmix_utils.runs import FINAL, LAST, Run, run_dir
@@ -230,6 +232,30 @@ def sgd_optimizer(model: nn.Module, config: TrainConfig, fused: bool) -> torch.o
     if fused:
         _zero_momentum(optimizer)
     return optimizer
+
+
+def hold_cosine_factor(epoch: int, epochs: int) -> float:
+    """The lr factor of "hold-cosine" for the 1-based ``epoch`` of ``epochs``: 1 for the
+    first ``epochs // 2`` epochs, then half a cosine towards zero, (1 + cos(pi t)) / 2 with
+    t = (epoch - hold) / (epochs - hold + 1), so that the last epoch still learns
+    (t < 1). E.g. 20 epochs: 1.0 up to epoch 10, 0.98 at 11, 0.5 at 15.5, 0.02 at 20."""
+    hold = epochs // 2
+    if epoch <= hold:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * (epoch - hold) / (epochs - hold + 1)))
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    """The run's schedule, stepped once per epoch: ``MultiStepLR`` at ``milestones``
+    ("step", the paper's), or ``LambdaLR`` with ``hold_cosine_factor``."""
+    if config.lr_schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, list(config.milestones), config.lr_gamma
+        )
+    # LambdaLR calls the factor with the number of steps taken (0 for the first epoch).
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda done: hold_cosine_factor(done + 1, config.epochs)
+    )
 
 
 def _zero_momentum(optimizer: torch.optim.Optimizer) -> None:
@@ -431,9 +457,7 @@ class TrainingState:
             model=model,
             forward=torch.compile(model) if config.compile else model,
             optimizer=optimizer,
-            scheduler=torch.optim.lr_scheduler.MultiStepLR(
-                optimizer, list(config.milestones), config.lr_gamma
-            ),
+            scheduler=lr_scheduler(optimizer, config),
             scaler=torch.amp.GradScaler(device.type, enabled=amp == torch.float16),
             amp=amp,
             data_gen=torch.Generator(device),  # seeded by start_epoch
@@ -535,18 +559,13 @@ class TrainingState:
         if config.mix_off_epoch is not None and self.epoch >= config.mix_off_epoch:
             return None
         method = self.method
-        if config.switch:
-            draw = float(torch.rand(1, generator=self.mix_gen, dtype=torch.float64))
-            total = 0.0
-            for name, prob in config.switch:
-                total += prob
-                if draw < total:
-                    method = get_method(name)
-                    break
-        if config.mix_prob < 1:
-            draw = float(torch.rand(1, generator=self.mix_gen, dtype=torch.float64))
-            if draw >= config.mix_prob:
-                return None
+        if config.switch:  # the draws of the transforms' MixChoice and p, in their order
+            cumulative = list(itertools.accumulate(prob for _, prob in config.switch))
+            chosen = draw_choice(cumulative, self.mix_gen)
+            if chosen < len(config.switch):
+                method = get_method(config.switch[chosen][0])
+        if not draw_mixed(config.mix_prob, self.mix_gen):
+            return None
         return method if method.mixes else None
 
 
@@ -735,6 +754,7 @@ def _train_claimed(run, config, data_dir, device, splits, progress, on_epoch) ->
         record = one_epoch(state, train_loader, test_loader, epoch, progress)
         metrics.append(record)
         if epoch == config.epochs:
+            record |= training_fit(state, splits)
             _write_final(run, state, metrics)
         elif epoch % every == 0:
             atomic_torch_save(state.checkpoint(metrics), run.path / LAST)
@@ -747,6 +767,16 @@ def _train_claimed(run, config, data_dir, device, splits, progress, on_epoch) ->
         _write_final(run, state, metrics)
     (run.path / LAST).unlink(missing_ok=True)
     return RunResult(run.path, metrics, state.model)
+
+
+def training_fit(state: TrainingState, splits: Splits) -> dict:
+    """How well the model fits the images it trained on: ``train_eval_loss`` and
+    ``train_acc`` (%), in eval mode on the clean training images (no augmentation, no
+    mixing), as ``evaluate`` measures the test split. Their gap to ``test_loss`` and
+    ``test_acc`` says whether there was anything for a regulariser to do."""
+    loader = BatchLoader(splits.train, 500, shuffle=False, augment=False, device=state.device)
+    loss, acc = evaluate(state.model, loader)
+    return {"train_eval_loss": loss, "train_acc": acc}
 
 
 def _write_final(run: Run, state: TrainingState, metrics: list[dict]) -> None:

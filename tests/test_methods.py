@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from regionmix_utils.ablations import ablation_frame
 from regionmix_utils.cli import build_parser, main
 from regionmix_utils.config import TrainConfig
 from regionmix_utils.methods import (
@@ -19,10 +21,12 @@ from regionmix_utils.methods import (
     methods,
     register,
     registered,
+    unregister,
 )
 from regionmix_utils.mixing import RegionParams, apply_region_mixup, sample_beta
 from regionmix_utils.results import collect_runs, paper_tables, to_markdown
 from regionmix_utils.runs import find_runs
+from regionmix_utils.viz import parameter_figure
 
 
 def test_built_in_methods_come_in_the_papers_order():
@@ -121,34 +125,88 @@ def test_a_new_method_trains_sweeps_and_tables_without_touching_the_package(tmp_
 
 PLUGIN = """
 import torch
-from regionmix_utils.methods import Method, register
+from regionmix_utils.methods import Method, Setting, register
 from regionmix_utils.mixing import RegionParams, apply_region_mixup, sample_beta
 
-def sample_stripes(batch_size, height, width, generator, *, k, alpha):
-    lam = sample_beta(alpha, k, generator).view(1, k)
-    partners = torch.rand(k, batch_size, generator=generator).argsort(1)
-    return RegionParams(lam=lam, partners=partners.view(1, k, batch_size))
+def sample_stripes(batch_size, height, width, generator, *, alpha, stripes):
+    lam = sample_beta(alpha, stripes, generator).view(1, stripes)
+    partners = torch.rand(stripes, batch_size, generator=generator).argsort(1)
+    return RegionParams(lam=lam, partners=partners.view(1, stripes, batch_size))
 
-register(Method(name="stripes", label="Stripes", help="vertical stripes",
-                reads=("k", "alpha"), shown=("k",),
-                sample=sample_stripes, apply=apply_region_mixup))
+register(Method(name="stripes", label="Stripes", help="vertical stripes", reads=("alpha",),
+                params={"stripes": Setting("vertical stripes", "n", "stripes", int, default=4,
+                                           low=1)},
+                shown=("stripes",), sample=sample_stripes, apply=apply_region_mixup))
 """
 
 
 def test_the_readmes_plugin_trains_from_the_command_line(tmp_path):
-    """The README's example, as a user runs it: a module of their own, named in
-    $REGIONMIX_PLUGINS, in a fresh process."""
+    """The README's example, as a user runs it: a module of their own with a parameter
+    of its own, named in $REGIONMIX_PLUGINS, in a fresh process: its option trains it
+    into folders named after the parameter, the table labels it by the parameter, and
+    the ablation view plots against it. No file of the package knows the method."""
     (tmp_path / "my_methods.py").write_text(PLUGIN)
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert PLUGIN.strip().splitlines()[-4] in readme  # the test runs what the README shows
+    assert 'params={"stripes": Setting(' in readme and "--stripes 2 4 8" in readme
     env = {**os.environ, "REGIONMIX_PLUGINS": "my_methods", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "regionmix_utils.cli", "sweep", "--datasets", "shapes",
-               "--methods", "stripes", "--k", "4", "--seeds", "0", "--runs-dir", "runs",
-               "--epochs", "1", "--width", "4", "--batch-size", "32", "--n-train", "64",
+               "--methods", "stripes", "--stripes", "2", "4", "--seeds", "0", "1", "--runs-dir",
+               "runs", "--epochs", "1", "--width", "4", "--batch-size", "32", "--n-train", "64",
                "--n-test", "20", "--device", "cpu", "--no-progress"]  # fmt: skip
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "runs/shapes/stripes-k4-a1/seed0/final.pt").exists()
+    for n in (2, 4):
+        assert (tmp_path / f"runs/shapes/stripes-a1-n{n}/seed1/final.pt").exists()
+    table = [sys.executable, "-m", "regionmix_utils.cli", "table", "--runs-dir", "runs"]
+    done = subprocess.run(table, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Stripes (stripes=2, " in done.stdout and "Stripes (stripes=4, " in done.stdout
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        importlib.import_module("my_methods")
+        frame = ablation_frame(find_runs(tmp_path / "runs"))
+        figure = parameter_figure(frame, "stripes")
+        (line,) = [c for c in figure.axes[0].containers]  # one method: one line
+        assert list(line.lines[0].get_xdata()) == [2, 4]
+        assert figure.axes[0].get_xlabel() == "stripes (stripes)"
+        figure.savefig(tmp_path / "stripes.png")
+        transform = get_method("stripes").transform(num_classes=3, stripes=8)
+        _, targets = transform(torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 0]))
+        assert targets.shape == (4, 3)
+        with pytest.raises(ValueError, match=r"^method 'stripes' has no parameter 'stripe'; "
+                           r"its parameters: \('alpha', 'stripes'\)$"):  # fmt: skip
+            TrainConfig(dataset="shapes", method="stripes", params={"stripe": 3})
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("my_methods", None)
+        unregister("stripes")
+
     env["REGIONMIX_PLUGINS"] = "not_a_module"
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode != 0 and "cannot import plugin 'not_a_module'" in done.stderr
+
+
+def test_fmix_decay_power_is_a_parameter_of_the_trainer_and_the_transform():
+    """FMix declares decay_power: the config, the folder name, the sampler the trainer
+    calls and the transform all take it from that one declaration."""
+    from regionmix_utils.config import run_name
+    from regionmix_utils.mixing import FMix
+
+    smooth = TrainConfig(dataset="shapes", method="fmix", params={"decay_power": 2.0})
+    default = TrainConfig(dataset="shapes", method="fmix")
+    assert (run_name(smooth), run_name(default)) == ("fmix-a1-d2", "fmix-a1")  # old name kept
+    assert default.params == (("decay_power", FMix().decay_power),)
+    images, labels = torch.rand(6, 3, 16, 16), torch.arange(6) % 3
+    method = get_method("fmix")
+
+    def mixed(config):
+        gen = torch.Generator().manual_seed(0)
+        return method.mix(images, labels, 3, config.settings(), gen).images
+
+    assert not torch.equal(mixed(smooth), mixed(default))
+    transform = method.transform(num_classes=3, generator=torch.Generator().manual_seed(0),
+                                 decay_power=2.0)  # fmt: skip
+    assert torch.equal(transform(images, labels)[0], mixed(smooth))
+    with pytest.raises(ValueError, match=r"^decay_power must be a number > 0, got -1\.0$"):
+        TrainConfig(method="fmix", params={"decay_power": -1})

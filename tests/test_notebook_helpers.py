@@ -134,9 +134,23 @@ def test_every_printed_command_trains_exactly_the_missing_runs(tmp_path, capsys)
     assert ensure_runs(missing, tmp_path, quick=False) == [Run.of(tmp_path, c) for c in missing]
 
 
-def test_a_run_no_command_can_train_is_named_with_the_field_it_lacks():
-    with pytest.raises(ValueError, match="no option for milestones"):
-        sweep_commands([TrainConfig(dataset="shapes", milestones=(3, 5))], "runs")
+def test_every_field_of_a_run_is_an_option_and_one_that_is_not_is_named(monkeypatch):
+    recipe = TrainConfig(dataset="shapes", milestones=(3, 5), momentum=0.8, weight_decay=1e-4,
+                         pad=4, lr_gamma=0.2)  # fmt: skip
+    (command,) = sweep_commands([recipe], "runs")  # parsed back to exactly this run
+    assert "--milestones 3 5 --lr-gamma 0.2 --pad 4" in command
+    from regionmix_utils import cli
+
+    add = cli._add_train_options
+
+    def without_pad(parser):  # a field the command line would lack
+        add(parser)
+        action = parser._option_string_actions.pop("--pad")
+        parser._actions.remove(action)
+
+    monkeypatch.setattr(cli, "_add_train_options", without_pad)
+    with pytest.raises(ValueError, match="no option for pad"):
+        sweep_commands([recipe], "runs")
 
 
 def test_ensure_runs_can_report_what_is_missing_and_go_on(tmp_path, capsys):

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from regionmix_utils.models import evaluating
 from regionmix_utils.runs import Predictions
 
 __all__ = [
@@ -54,9 +53,11 @@ def top_label(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> tuple
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
-    """[N, K] float32 logits of images [N, 3, H, W] in [0, 1] (eval mode, float32)."""
-    with evaluating(model):
-        return torch.cat([model(x).float() for x in images.split(batch_size)])
+    """[N, K] float32 logits of images [N, 3, H, W] in [0, 1] (eval mode, float32), in
+    batches (``robustness.predictions``)."""
+    from regionmix_utils.evaluation.robustness import predictions
+
+    return predictions(model, images, batch_size)[1]
 
 
 def calibration_metrics(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> dict:

@@ -64,11 +64,14 @@ from regionmix_utils.mixing.region import _check_sides, random_region_mixup, reg
 __all__ = [
     "BatchMix",
     "CutMix",
+    "MethodMix",
     "MixChoice",
     "Mixup",
     "RandomRegionMixup",
     "RegionMixup",
     "default_labels",
+    "draw_choice",
+    "draw_mixed",
     "worker_generator",
 ]
 
@@ -122,6 +125,21 @@ def _uniform(generator: torch.Generator | None) -> float:
     """One float in [0, 1) from ``generator`` (the global CPU RNG when None)."""
     device = generator.device if generator is not None else None
     return float(torch.rand((), generator=generator, device=device, dtype=torch.float64))
+
+
+def draw_choice(cumulative: Sequence[float], generator: torch.Generator | None) -> int:
+    """Which of several options one uniform draw from ``generator`` picks: the first
+    whose cumulative probability exceeds it (``len(cumulative)`` when none does, the
+    rest of the probability). The one draw of a switch between methods, for
+    ``MixChoice`` and for the trainer's ``--switch``."""
+    return bisect.bisect_right(cumulative, _uniform(generator))
+
+
+def draw_mixed(p: float, generator: torch.Generator | None) -> bool:
+    """Whether a batch is mixed, with probability ``p``; drawn only when 0 < p < 1, so
+    p = 1 draws exactly what the mix alone draws. For ``BatchMix``'s ``p`` and the
+    trainer's ``--mix-prob``."""
+    return p == 1 or (p > 0 and _uniform(generator) < p)
 
 
 def _check_generator_arg(generator: torch.Generator | None) -> torch.Generator | None:
@@ -313,7 +331,7 @@ class BatchMix(v2.Transform):
             plain = plain.reshape(plain.shape[0], -1, *plain.shape[-2:])
         labels = _mixing_labels(labels)
         generator = worker_generator(self.generator)
-        if self.p == 1 or (self.p > 0 and _uniform(generator) < self.p):
+        if draw_mixed(self.p, generator):
             out = self.mix(plain, labels, generator)
             mixed, targets = out.images, out.targets
         else:
@@ -506,6 +524,37 @@ class ResizeMix(BatchMix):
         return [("scale_range", self.scale_range), *common]
 
 
+class MethodMix(BatchMix):
+    """Any registered method (``methods.Method``) as a transform, with its declared
+    settings: what ``Method.transform`` builds, so that a method registered by a
+    plugin is a v2 transform with no class of its own.
+
+    >>> mix = get_method("fmix").transform(num_classes=10, decay_power=2.0)  # doctest: +SKIP
+
+    Args:
+        method: the registered method (one that mixes images).
+        settings: the values of the settings it reads, checked (``Method.transform``).
+        num_classes, generator, p, label_smoothing, labels_getter: as ``BatchMix``.
+    """
+
+    def __init__(self, method, settings: dict[str, Any], num_classes: int | None = None,
+                 generator: torch.Generator | None = None, **options: Any) -> None:  # fmt: skip
+        if not method.mixes or method.in_model:
+            raise ValueError(f"method {method.name!r} does not mix images: no transform")
+        super().__init__(settings.get("alpha", 1.0), num_classes, generator, **options)
+        self.method, self.settings = method, dict(settings)
+
+    def mix(self, images: Tensor, labels: Tensor, generator: torch.Generator | None) -> MixedBatch:
+        if self.num_classes is None and not labels.is_floating_point():
+            raise ValueError(f"{self.method.name}: num_classes is required for class-index labels")
+        num_classes = self.num_classes or labels.shape[1]
+        return self.method.mix(images, labels, num_classes, self.settings, generator)
+
+    def _settings(self) -> list[tuple[str, Any]]:
+        common = [item for item in super()._settings() if item[0] != "alpha"]
+        return [("method", self.method.name), *self.settings.items(), *common]
+
+
 def _lam_setting(lam_mode: str) -> list[tuple[str, Any]]:
     """The repr's lam_mode entry, shown only when it is not Algorithm 1's "batch"."""
     return [] if lam_mode == "batch" else [("lam_mode", lam_mode)]
@@ -559,8 +608,8 @@ class MixChoice(v2.Transform):
         self.generator = _check_generator_arg(generator)
 
     def forward(self, *inputs: Any) -> Any:
-        draw = _uniform(worker_generator(self.generator))
-        chosen = min(bisect.bisect_right(self._cumulative, draw), len(self.transforms) - 1)
+        draw = draw_choice(self._cumulative, worker_generator(self.generator))
+        chosen = min(draw, len(self.transforms) - 1)  # a cumulative sum a rounding below 1
         return self.transforms[chosen](*inputs)
 
     def extra_repr(self) -> str:

@@ -3,7 +3,12 @@ import), one module per topic: ``mixing``, ``training``, ``ablations``, ``evalua
 ``claims``.
 Everything public is re-exported here."""
 
-from regionmix_utils.viz.ablations import AblationExplorer, ablation_overview, lam_mode_figure
+from regionmix_utils.viz.ablations import (
+    AblationExplorer,
+    ablation_overview,
+    lam_mode_figure,
+    parameter_figure,
+)
 from regionmix_utils.viz.claims import claims_forest, seed_planner_figure
 from regionmix_utils.viz.evaluation import (
     adversarial_examples,
@@ -41,6 +46,7 @@ __all__ = [
     "lam_mode_figure",
     "mixing_figure",
     "mixing_story",
+    "parameter_figure",
     "reliability_figure",
     "seed_planner_figure",
     "soft_label_bars",

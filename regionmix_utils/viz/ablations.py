@@ -184,3 +184,39 @@ def lam_mode_figure(frame, metric: str = "test_acc", how: str = "mean", alpha: f
         axes[0, 0].text(0.5, 0.5, "no finished Region Mixup runs", ha="center")
     fig.tight_layout()
     return fig
+
+
+def parameter_figure(frame, parameter: str, metric: str = "test_acc", how: str = "mean"):
+    """``metric`` against any setting a method declares (a shared one such as alpha,
+    or a method's own such as FMix's decay_power): one line per dataset and method
+    (with and without the clean CE term), ``how`` over seeds, ± the std over seeds
+    for the mean.
+
+    Args:
+        frame: ``ablations.ablation_frame`` rows; the runs that have ``parameter``.
+        parameter: a column of ``frame`` named after a setting (``methods.declaration``
+            gives its symbol for the axis).
+        metric: "test_acc" or "fgsm".
+    Raises:
+        ValueError: no run has ``parameter``.
+    """
+    from regionmix_utils.ablations import METRICS, aggregate
+    from regionmix_utils.methods import declaration, get_method
+
+    if parameter not in frame or frame[parameter].isna().all():
+        names = [c for c in frame.columns if c not in ("dataset", "method", "clean_ce",
+                                                       "seed", "test_acc", "fgsm")]  # fmt: skip
+        raise ValueError(f"no run has parameter {parameter!r}; the runs' parameters: {names}")
+    rows = frame.dropna(subset=[parameter])
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for (dataset, method, clean_ce), part in rows.groupby(["dataset", "method", "clean_ce"]):
+        stats = aggregate(part, [parameter], metric, how).sort_values(parameter)
+        label = f"{dataset}: {get_method(method).label}" + ("" if clean_ce else " w/o clean CE")
+        ax.errorbar(stats[parameter], stats["value"], yerr=stats["std"].fillna(0), marker="o",
+                    capsize=3, label=label)  # fmt: skip
+    symbol = declaration(parameter).symbol
+    ax.set(xlabel=f"{symbol} ({parameter})", ylabel=METRICS[metric])
+    ax.set_title(f"{how} over seeds" + (" ± std" if how == "mean" else ""), fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

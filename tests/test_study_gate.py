@@ -1,0 +1,193 @@
+"""A study that can answer: the short-training schedule, the training fit every run
+records, the pilot's gate, the primary ε chosen from the pilot alone, and the
+compute-matched arm as a side of a claim."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import pytest
+import torch
+
+from regionmix_utils.claims import MATCHED, NO_CE, Claim, side
+from regionmix_utils.config import TrainConfig, recipe_differences, run_name
+from regionmix_utils.evaluation.masking import masking_check
+from regionmix_utils.results import collect_runs, judge
+from regionmix_utils.runs import Run
+from regionmix_utils.study import (
+    PLAN,
+    PRIMARY_EPS,
+    Entry,
+    Study,
+    StudyGateError,
+    read_plan,
+    run_pilot,
+    run_study,
+)
+from regionmix_utils.train import TrainingState, hold_cosine_factor, train
+
+from .conftest import tiny_config
+
+
+def test_hold_cosine_holds_the_lr_for_half_the_epochs_then_anneals_towards_zero():
+    factors = [hold_cosine_factor(e, 20) for e in range(1, 21)]
+    assert factors[:10] == [1.0] * 10
+    assert all(a > b for a, b in itertools.pairwise(factors[10:]))
+    assert 0 < factors[-1] < 0.03  # the last epoch still learns
+    assert factors[10] == pytest.approx(0.5 * (1 + math.cos(math.pi / 11)))
+
+
+def test_the_trainer_follows_the_schedule_and_resumes_it(tmp_path, tiny_shapes):
+    config = tiny_config(method="none", epochs=4, lr_schedule="hold-cosine", lr=0.2)
+    result = train(config, tmp_path, splits=tiny_shapes, progress=False)
+    assert [m["lr"] for m in result.metrics] == pytest.approx(
+        [0.2 * hold_cosine_factor(e, 4) for e in range(1, 5)]
+    )
+    state = TrainingState.build(config, tiny_shapes, torch.device("cpu"))
+    saved = state.scheduler.state_dict()  # a weights_only checkpoint must hold it
+    torch.save(saved, tmp_path / "s.pt")
+    torch.load(tmp_path / "s.pt", weights_only=True)
+
+
+def test_the_schedule_is_part_of_the_recipe_and_resets_what_it_does_not_read():
+    config = TrainConfig(lr_schedule="hold-cosine", milestones=(3, 5), lr_gamma=0.5)
+    assert (config.milestones, config.lr_gamma) == (TrainConfig().milestones, 0.1)
+    assert "lr held, then cosine" in recipe_differences(config)
+    assert run_name(config) == run_name(TrainConfig())  # the folder name is the method's
+    with pytest.raises(ValueError, match=r"lr_schedule must be one of .*'step'.*'cosine'"):
+        TrainConfig(lr_schedule="cosine")
+
+
+def test_the_final_metrics_line_holds_the_fit_to_the_training_images(tmp_path, tiny_shapes):
+    result = train(tiny_config(method="none"), tmp_path, splits=tiny_shapes, progress=False)
+    first, last = result.metrics
+    assert "train_acc" not in first
+    assert 0 <= last["train_acc"] <= 100 and last["train_eval_loss"] > 0
+    # Eval mode on clean training images: what the trainer's own evaluate gives.
+    from regionmix_utils.train import BatchLoader, evaluate
+
+    loader = BatchLoader(tiny_shapes.train, 500, shuffle=False, augment=False,
+                         device=torch.device("cpu"))  # fmt: skip
+    assert evaluate(result.model, loader) == (last["train_eval_loss"], last["train_acc"])
+
+
+@pytest.fixture(autouse=True)
+def small_shapes():
+    """A registered dataset of 400 / 60 shapes images: the study's evaluations attack
+    every test image, and the embedded set has 2,000."""
+    import dataclasses
+
+    from regionmix_utils.data import get_dataset, registered_dataset
+
+    spec = get_dataset("shapes")
+    small = dataclasses.replace(spec, name="shapes-small", split_sizes=(400, 60), load=_small_load)
+    with registered_dataset(small):
+        yield small
+
+
+def _small_load(root, *, size=None, n_train=None, n_test=None, seed=0):
+    from regionmix_utils.data import get_dataset
+
+    return get_dataset("shapes").load(root, size=size, n_train=n_train or 400,
+                                      n_test=n_test or 60, seed=seed)  # fmt: skip
+
+
+def gated(**changes) -> Study:
+    base = {
+        "name": "tiny-gated", "title": "shapes", "dataset": "shapes-small", "seeds": (0, 1),
+        "width": 4, "epochs": 3, "lr_schedule": "hold-cosine", "holdout": 50,
+        "n_train": 300, "n_test": None, "fgsm_eps": (2 / 255, 8 / 255, 16 / 255),
+        "noise_severities": (), "gate_gap": -100.0, "primary_target": 30.0,
+        "sample_images": 40, "with_paper_claims": False,
+        "entries": (Entry("none"), Entry("mixup"),
+                    Entry("mixup", (("matched_compute", True),), clean_ce=False,
+                          attacked=False)),
+        "claims": (Claim("shapes-small", "mixup", "none", "fgsm", (("eps", PRIMARY_EPS),),
+                         source="tiny-gated"),
+                   Claim("shapes-small", "mixup", "mixup" + MATCHED, "clean",
+                         source="tiny-gated")),
+    }  # fmt: skip
+    return Study(**(base | changes))
+
+
+def test_a_failing_gate_stops_the_study_before_any_other_run(tmp_path):
+    study = gated(gate_gap=101.0)  # no model beats this gap
+    with pytest.raises(StudyGateError, match=r"gate failed: .*nothing to regularise.*epochs"):
+        run_study(study, tmp_path, progress=False)
+    assert [r.config.method for r in (Run(p.parent) for p in tmp_path.rglob("config.json"))] == [
+        "none"
+    ]
+    plan = read_plan(tmp_path)
+    assert plan["passed"] is False and "primary_eps" not in plan
+    with pytest.raises(StudyGateError):  # the recorded verdict stands on a rerun
+        run_pilot(study, tmp_path, progress=False)
+
+
+def test_the_pilot_chooses_the_primary_eps_by_its_rule_before_the_others_run(tmp_path):
+    study = gated()
+    plan = run_pilot(study, tmp_path, progress=False)
+    assert plan["passed"] and (tmp_path / PLAN).exists()
+    fgsm = {float(e): a for e, a in plan["fgsm"].items()}
+    assert set(fgsm) == set(study.fgsm_eps)
+    nearest = min(abs(a - 30.0) for a in fgsm.values())
+    assert abs(fgsm[plan["primary_eps"]] - 30.0) == nearest
+    assert plan["sample_eps"] == study.sample_eps(plan["primary_eps"])
+    assert len(list(tmp_path.rglob("config.json"))) == 1  # only the pilot so far
+    pilot = Run.of(tmp_path, study.pilot())
+    assert plan["pilot"]["train_acc"] == pilot.metrics()[-1]["train_acc"]
+
+    runs = run_study(study, tmp_path, progress=False)
+    assert json.loads((tmp_path / PLAN).read_text()) == plan  # chosen once
+    attacked = [r for r in runs if study.entry_of(r.config).attacked]
+    for run in attacked:  # every masking flag checked on every attacked run
+        assert None not in masking_check(run.evaluations())["flags"].values()
+        square = [e for e in run.evaluations() if e["kind"] == "square"]
+        assert [e["eps"] for e in square] == [plan["primary_eps"]]
+    family = study.family(plan["primary_eps"])
+    assert family[0].settings == (("eps", plan["primary_eps"]),)
+    verdicts = judge(collect_runs(tmp_path), family, str(tmp_path)).cells
+    assert verdicts["seeds"].tolist() == [2, 2]  # one row each; the matched arm pairs
+
+
+def test_a_claim_at_the_primary_eps_needs_it():
+    with pytest.raises(ValueError, match=r"primary ε.*read_plan"):
+        gated().family()
+
+
+def test_sample_eps_takes_the_sweeps_neighbours_and_an_unbounded_eps():
+    study = gated(fgsm_eps=(1 / 255, 2 / 255, 4 / 255, 8 / 255))
+    assert study.sample_eps(2 / 255) == [1 / 255, 4 / 255, 64 / 255]
+    assert study.sample_eps(1 / 255) == [2 / 255, 4 / 255, 64 / 255]
+    assert study.sample_eps(8 / 255) == [2 / 255, 4 / 255, 64 / 255]
+
+
+def test_sides_name_the_compute_matched_arm():
+    assert side("region") == ("region", True, False)
+    assert side("region" + NO_CE) == ("region", False, False)
+    assert side("region" + MATCHED) == ("region", False, True)
+
+
+def test_a_killed_invocation_keeps_its_wall_time(tmp_path):
+    """The study's wall time is written as it runs: a process killed (SIGKILL, as a
+    session's end does) leaves its invocation's time, to within the beat."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from regionmix_utils.study import study_timing
+
+    code = ("import time\nfrom regionmix_utils.study import timed\n"
+            f"with timed({str(tmp_path)!r}, workers=2, every_s=0.2):\n"
+            "    time.sleep(60)\n")  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 120
+    while not (tmp_path / "study-timing.json").exists() and time.time() < deadline:
+        time.sleep(0.05)  # the child imports torch first
+    time.sleep(2.0)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    timing = study_timing(tmp_path)
+    assert timing["invocations"] == 1 and 1.5 < timing["seconds"] < 3.0
