@@ -182,6 +182,7 @@ def test_a_killed_invocation_keeps_its_wall_time(tmp_path):
     code = ("import time\nfrom regionmix_utils.study import timed\n"
             f"with timed({str(tmp_path)!r}, workers=2, every_s=0.2):\n"
             "    time.sleep(60)\n")  # fmt: skip
+    spawned = time.time()
     child = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.time() + 120
     while not (tmp_path / "study-timing.json").exists() and time.time() < deadline:
@@ -189,5 +190,7 @@ def test_a_killed_invocation_keeps_its_wall_time(tmp_path):
     time.sleep(2.0)
     child.send_signal(signal.SIGKILL)
     child.wait()
+    lived = time.time() - spawned
     timing = study_timing(tmp_path)
-    assert timing["invocations"] == 1 and 1.5 < timing["seconds"] < 3.0
+    # Beats after the first write (0 s) were kept, and none outlived the process.
+    assert timing["invocations"] == 1 and 0.5 < timing["seconds"] <= lived
