@@ -352,7 +352,8 @@ def _compare_frame(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def _compare_caption(cells: pd.DataFrame, level: float) -> str:
-    mapped = sorted(d for d in set(cells["dataset"]) if d in PAPER_DATASET)
+    paper = cells["source"].eq("paper") & cells["direction"].notna()
+    mapped = sorted(d for d in set(cells.loc[paper, "dataset"]) if d in PAPER_DATASET)
     stands = "".join(
         f" {dataset_title(d)} is judged against the paper's "
         f"{dataset_title(PAPER_DATASET[d])} claims." for d in mapped
@@ -361,26 +362,32 @@ def _compare_caption(cells: pd.DataFrame, level: float) -> str:
     family = int(claimed.sum())
     sources = sorted(set(cells.loc[cells["direction"].notna(), "source"]))
     named = " and ".join("the paper's" if s == "paper" else f"the {s} study's" for s in sources)
+    effect = ("the declared effect (the paper's Δ only in the paper's setting)" if paper.any()
+              else "the declared effect")  # fmt: skip
     verdicts = (
         f" Verdicts on the family of {family} declared claim(s) ({named}), each in the "
         f"direction its declaration states: supported when Holm's adjusted p is below "
         f"{level:g} (family-wise) and Δ has the declared sign, contradicted when it is below "
         "with the other sign, otherwise not resolved; with the seeds the paired t-test "
-        f"would need for the declared effect (the paper's Δ only in the paper's setting) "
-        f"at {level:g} / {max(family, 1)} with {POWER:.0%} power, at the seeds' measured "
-        "spread, and in brackets at the ends of that spread's 95% interval."
+        f"would need for {effect} at {level:g} / {max(family, 1)} with {POWER:.0%} power, at "
+        "the seeds' measured spread, and in brackets at the ends of that spread's 95% "
+        "interval."
         if family else " No declared claim is among these comparisons: no verdicts."
     )
+    seeds = int(cells["seeds"].max()) if len(cells) else 0
+    floor = f" ({2 / 2**seeds:.3g} with {seeds} seeds)" if seeds else ""
+    corruptions = (" Common corruptions: each image's share of the corruptions x severities "
+                   "it gets right." if cells["metric"].str.startswith("common corruptions").any()
+                   else "")  # fmt: skip
     return (
         "Paired comparisons: Δ = A − B in points, the mean over the seeds both have of "
         "the per-seed difference on the same test images. The trained model is the unit: "
         "95% CI (seeds) and p are the paired t-test over the seeds (S − 1 degrees of "
         "freedom); p sign-flip is the exact sign-flip test over the seeds, which assumes "
-        "no normal distribution and cannot go below 2 / 2^S (0.25 with 3 seeds). 95% CI "
+        f"no normal distribution and cannot go below 2 / 2^S{floor}. 95% CI "
         f"(these models): the test images resampled ({COMPARE_RESAMPLES:,} times) with the "
         "trained models held fixed, which says how far these models' Δ would move on other "
-        "test images, not how far another training would move it." + verdicts +
-        " Common corruptions: each image's share of the corruptions x severities it gets "
-        "right. A claim is left out where we have no runs of both sides on its dataset "
+        "test images, not how far another training would move it." + verdicts + corruptions
+        + " A claim is left out where we have no runs of both sides on its dataset "
         "with the same recipe." + stands
     )

@@ -29,6 +29,8 @@ __all__ = [
     "ensure_runs",
     "example_batch",
     "execute_notebook",
+    "reference_eps",
+    "reference_family",
     "reference_label",
     "reference_runs",
     "setup",
@@ -220,26 +222,57 @@ def ensure_runs(
 
 def reference_label(runs: list[Run]) -> str:
     """What the committed reference runs are, in one line: e.g. "reference runs: real
-    CIFAR-10, 5,085 images, width 16, 12 epochs, 3 seeds, CPU (commit 6dbcd0a)"."""
+    CIFAR-10, 2,000 training images, width 16, 20 epochs, 5 seeds, CPU" (and the commit
+    they were trained at, where their configs record one)."""
     configs = [run.config for run in runs]
-    commits = sorted({(run.record.get("environment") or {}).get("git_commit") or "?"
-                      for run in runs})  # fmt: skip
-    n_train = sorted({c.n_train or 0 for c in configs})
-    images = "5,085 images" if all(c.dataset == "cifar10-subset" for c in configs) else (
-        f"{n_train[-1] + configs[0].holdout:,} training images")  # fmt: skip
+    commits = sorted({(run.record.get("environment") or {}).get("git_commit")
+                      for run in runs} - {None})  # fmt: skip
+    sizes = sorted({c.n_train for c in configs if c.n_train})
+    images = (f"{', '.join(f'{n:,}' for n in sizes)} training images" if sizes
+              else "every training image")  # fmt: skip
     widths = ", ".join(str(w) for w in sorted({c.width for c in configs}))
     epochs = ", ".join(str(e) for e in sorted({c.epochs for c in configs}))
     seeds = len({c.seed for c in configs})
+    at = f" (commit {', '.join(c[:7] for c in commits)})" if commits else ""
     return (f"reference runs: real CIFAR-10, {images}, width {widths}, {epochs} epochs, "
-            f"{seeds} seed{'s' * (seeds != 1)}, CPU (commit "
-            f"{', '.join(c[:7] for c in commits)})")  # fmt: skip
+            f"{seeds} seed{'s' * (seeds != 1)}, CPU{at}")  # fmt: skip
+
+
+def reference_family(study: str = "cpu-gated") -> list:
+    """The claims the committed study's report judges (``Study.family``), at the primary
+    ε its pilot chose (``study.read_plan``): what notebook 08 judges in quick mode.
+
+    Raises:
+        FileNotFoundError: the study's bundle is not here, or a gated study's plan is not
+            in it.
+    """
+    from regionmix_utils.study import PLAN, find_bundle, get_study, read_plan
+
+    bundle, found = find_bundle(study), get_study(study)
+    if bundle is None:
+        raise FileNotFoundError(f"the bundle of study {study!r} is not here")
+    plan = read_plan(bundle)
+    if plan is None and found.gate_gap is not None:
+        raise FileNotFoundError(f"{bundle} has no {PLAN}: the study's pilot chose its ε there")
+    return found.family((plan or {}).get("primary_eps"))
+
+
+def reference_eps(study: str = "cpu-gated") -> float:
+    """The ε the committed study attacked at with PGD and Square: the primary ε its pilot
+    chose (``study.read_plan``), else its ``square_eps``."""
+    from regionmix_utils.study import find_bundle, get_study, read_plan
+
+    bundle = find_bundle(study)
+    plan = None if bundle is None else read_plan(bundle)
+    return plan["primary_eps"] if plan and "primary_eps" in plan else get_study(study).square_eps
 
 
 def reference_runs(
     methods: tuple[str, ...] | None = None,
     clean_ce: bool | None = None,
     with_weights: bool = False,
-    study: str = "cpu-reference",
+    study: str = "cpu-gated",
+    matched_compute: bool | None = None,
 ) -> list[Run] | None:
     """The committed reference runs (``results/``, see ``regionmix_utils.study``) that
     quick-mode notebooks show instead of training tiny ones, and say so in one line.
@@ -248,6 +281,8 @@ def reference_runs(
         methods: only these registered methods (all when None).
         clean_ce: only runs with (True) or without (False) the clean CE term.
         with_weights: only the runs whose final weights the bundle keeps (seed 0).
+        matched_compute: only runs with (True) or without (False) a second mixed pass in
+            the clean term's place (``TrainConfig.matched_compute``).
     Returns:
         The runs, read-only (evaluating them again is an error), or None when the
         bundle is not here (a plain ``pip install``): the notebook then trains small
@@ -266,10 +301,12 @@ def reference_runs(
         if (methods is None or run.config.method in methods)
         and (clean_ce is None or run.config.clean_ce == clean_ce)
         and (not with_weights or (run.path / WEIGHTS16).exists())
+        and (matched_compute is None or run.config.matched_compute == matched_compute)
     ]  # fmt: skip
     if not runs:
         raise ValueError(f"the reference runs under {bundle} hold no run of methods={methods}, "
-                         f"clean_ce={clean_ce}, with_weights={with_weights}")  # fmt: skip
+                         f"clean_ce={clean_ce}, with_weights={with_weights}, "
+                         f"matched_compute={matched_compute}")  # fmt: skip
     print(f"{reference_label(runs)}: {len(runs)} runs from {bundle}")
     return runs
 

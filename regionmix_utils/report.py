@@ -3,11 +3,12 @@
 ``write_report`` writes a Markdown file and its figures from the bundle alone: the
 paper's Tables 1-4 at the study's scale, the verdicts on a declared family of claims
 (``results.judge``: paired t-tests over seeds, Holm),
-Table 7 and the gradient-masking flags, calibration before and after temperature
-scaling, Gaussian noise at each severity, the training curves, ε curves and reliability
-diagrams, and a reading whose every number comes from the tables above it.
+Table 7, PGD at every ε it ran and the gradient-masking flags, calibration before and
+after temperature scaling, the fit to the training images, Gaussian noise at each
+severity where it was run, the training curves, ε curves and reliability diagrams, and
+a reading whose every number comes from the tables above it.
 ``regionmix report`` calls it; ``docs/reference-study.md`` is its output for the
-committed ``cpu-reference`` study.
+committed ``cpu-gated`` study.
 """
 
 from __future__ import annotations
@@ -36,13 +37,17 @@ __all__ = [
     "build_report",
     "bundle_runs",
     "common_recipe",
+    "fit_table",
     "masking_table",
     "noise_table",
+    "pgd_table",
     "reading",
+    "readme_block",
     "shorten",
-    "table1_block",
+    "study_report",
     "update_readme",
     "write_report",
+    "write_study_report",
 ]
 
 TABLE1_METHODS = ("none", "mixup", "cutmix", "region", "region-random")
@@ -87,6 +92,62 @@ def noise_table(runs: list[Run], common: str = "") -> pd.DataFrame:
         index=pd.Index(list(rows), name="configuration"),
     )  # fmt: skip
     return frame
+
+
+def pgd_table(runs: list[Run], common: str = "") -> pd.DataFrame:
+    """PGD accuracy (%) at every ε and image count it ran (columns "PGD-10 at 2/255
+    (1,017 images)"), one row per attacked configuration: mean ± std over seeds. The numbers
+    that the masking flags read (flag 3: ε ≥ 64/255; flag 4: accuracy against ε)."""
+    from regionmix_utils.evaluation.robustness import attack_label
+    from regionmix_utils.runs import eps_text
+
+    rows: dict[str, dict[tuple, list[float]]] = {}
+    for run in runs:
+        label = shorten(column_label(run.config, with_ce=True), common)
+        for record in run.evaluations():
+            if record["kind"] == "pgd":
+                column = (attack_label(record), record["eps"], record["n_images"])
+                rows.setdefault(label, {}).setdefault(column, []).append(record["accuracy"])
+    columns = sorted({c for found in rows.values() for c in found}, key=lambda c: (*c[1:], c[0]))
+    return pd.DataFrame(
+        {f"{attack} at {eps_text(eps)} ({n:,} images)":
+         [_mean_sd(rows[label].get((attack, eps, n), [])) for label in rows]
+         for attack, eps, n in columns},
+        index=pd.Index(list(rows), name="configuration"),
+    )  # fmt: skip
+
+
+def _attacked_beyond_fgsm(run: Run) -> bool:
+    from regionmix_utils.evaluation.robustness import attack_names
+
+    return any(r["kind"] in attack_names() and r["kind"] != "fgsm" for r in run.evaluations())
+
+
+def _masking_section(runs: list[Run], common: str) -> list[str]:
+    """The report's masking flags: the runs attacked beyond FGSM (a run attacked by FGSM
+    alone has no flag to check), and which flags could not be checked, if any."""
+    from regionmix_utils.evaluation.masking import masking_check
+
+    attacked = [run for run in runs if _attacked_beyond_fgsm(run)]
+    if not attacked:
+        return []
+    unchecked = sorted({flag for run in attacked
+                        for flag, fired in masking_check(run.evaluations())["flags"].items()
+                        if fired is None})  # fmt: skip
+    said = ("every flag was checked on every run" if not unchecked else
+            f"flag(s) {', '.join(map(str, unchecked))} could not be checked on some runs "
+            "(the attacks they need were not run; flag 3 needs PGD at ε ≥ 64/255)")  # fmt: skip
+    if len(attacked) < len(runs):
+        said += ". The configurations attacked by FGSM alone have no flag to check and are left out"
+    return [
+        "## Gradient-masking flags",
+        "",
+        f"The four flags of `regionmix_utils.evaluation.masking` for each run attacked beyond "
+        f"FGSM: {said}.",
+        "",
+        to_markdown(masking_table(attacked, common)),
+        "",
+    ]
 
 
 def masking_table(runs: list[Run], common: str = "") -> pd.DataFrame:
@@ -203,13 +264,16 @@ def _figures(runs: list[Run], frame: pd.DataFrame, tables, comparison, folder: P
              "Accuracy under Gaussian noise by severity (mean over seeds)")  # fmt: skip
     paper = [t for t in tables if t.number in (1, 2, 3, 4)]
     if paper:
-        save(comparison_figure(paper), "ours-vs-paper.png",
-             "Ours at this scale beside the paper's numbers")  # fmt: skip
+        title = ("Ours at this scale beside the paper's numbers" if any(t.has_paper for t in paper)
+                 else "The paper's Tables 1-4 at this scale (ours only: not its setting)")
+        save(comparison_figure(paper), "ours-vs-paper.png", title)
     try:
         if comparison is None:
             raise ValueError("no claims")
+        with_paper = comparison.cells["paper_delta"].notna().any()
         save(claims_forest(comparison.cells), "claims.png",
-             "Declared claims: paired Δ, its 95% interval over seeds, the paper's Δ")  # fmt: skip
+             "Declared claims: paired Δ, its 95% interval over seeds"
+             + (", the paper's Δ" if with_paper else ""))  # fmt: skip
     except ValueError:
         pass  # no claim has paired numbers
     return drawn
@@ -240,11 +304,148 @@ def _keep(table, eps: float) -> bool:
     return table.setting is None or table.setting.get("eps") in (None, eps)
 
 
-def design_text(study) -> str:
-    """The study's design in Markdown, from its definition (``study.Study``): what was
-    trained, how it was evaluated, and the commands that redo it."""
+def fit_table(runs: list[Run], common: str = "") -> pd.DataFrame:
+    """How well each configuration fits its training images: final training accuracy
+    (clean images, eval mode; ``train.training_fit``), test accuracy and their gap
+    (points), mean ± std over seeds. Empty when the runs predate the record."""
+    rows: dict[str, dict[str, list[float]]] = {}
+    for run in runs:
+        final = run.metrics()[-1]
+        if "train_acc" not in final:
+            continue
+        label = shorten(column_label(run.config, with_ce=True), common)
+        found = rows.setdefault(label, {"train": [], "test": [], "gap": []})
+        found["train"].append(final["train_acc"])
+        found["test"].append(final["test_acc"])
+        found["gap"].append(final["train_acc"] - final["test_acc"])
+    frame = pd.DataFrame(
+        {column: [_mean_sd(rows[label][key]) for label in rows] for key, column in
+         (("train", "training accuracy (%)"), ("test", "test accuracy (%)"),
+          ("gap", "gap (points)"))},
+        index=pd.Index(list(rows), name="configuration"),
+    )  # fmt: skip
+    return frame
+
+
+def _threads_text(runs: list[Run], pilot: str) -> str:
+    """How many threads the runs trained with, from their environment records: ", one
+    thread per run (the pilot, trained before the others: 2 threads)"; "" when no run
+    records it."""
+    def threads(run: Run):
+        return (run.record.get("environment") or {}).get("threads")
+
+    is_pilot = [run.path.as_posix().endswith(pilot) for run in runs]
+    others = sorted({threads(r) for r, p in zip(runs, is_pilot, strict=True) if not p} - {None})
+    if not others:
+        return ""
+    text = f", {' or '.join('one thread' if n == 1 else f'{n} threads' for n in others)} per run"
+    first = [threads(r) for r, p in zip(runs, is_pilot, strict=True) if p]
+    if first and first[0] is not None and first[0] not in others:
+        text += f" (the pilot, trained before the others: {first[0]} threads)"
+    return text
+
+
+def _gated_design(study, plan: dict, runs: list[Run] | None = None) -> str:
+    """The design of a study with a pilot gate (``study.run_pilot``): recipe, gate,
+    primary ε (where its pilot chose one), evaluations and claims, from its definition,
+    its plan and (for the thread counts) its runs."""
+    from regionmix_utils.data import get_dataset
+    from regionmix_utils.runs import eps_text
+
+    config = study.configs()[0]
+    spec = get_dataset(study.dataset)
+    n_test = config.n_test or spec.split_sizes[1]
+    images = (f"a class-stratified sample of {config.n_train:,} training images"
+              if config.n_train else "the training images")  # fmt: skip
+    schedule = (f"held for the first {study.epochs // 2} epochs and cosine-annealed towards "
+                "zero over the rest" if config.lr_schedule == "hold-cosine" else
+                f"multiplied by {config.lr_gamma:g} after epochs "
+                f"{', '.join(map(str, study.milestones))}")  # fmt: skip
+    pilot = plan["pilot"]
+    chosen = "primary_eps" in plan
+    family = study.family(plan.get("primary_eps"))
+    attack_eps = eps_text(plan["primary_eps"]) if chosen else ", ".join(
+        eps_text(e) for e in study.pgd_eps)  # fmt: skip
+    def at(claim) -> str:
+        eps = dict(claim.settings).get("eps")
+        return "" if eps is None else f" at ε = {eps_text(eps)}"
+
+    claims = "; ".join(f"{c.text} ({c.kind}{at(c)})" for c in family)
+    paragraphs = [
+        f"**{study.describe()}.** Generated by `regionmix report --study {study.name}` from "
+        "its bundle; every number below is computed from its records.",
+        f"**Design.** PreAct ResNet-18 at width {study.width} (the paper: 64) on the images "
+        f"of `{study.dataset}` ({spec.title}): {images} ({study.holdout} others held out to "
+        f"fit a temperature on) and {n_test:,} test images. SGD with momentum "
+        f"{config.momentum}, learning rate {config.lr} {schedule}, {study.epochs} epochs, batch "
+        f"{config.batch_size}, weight decay {config.weight_decay:g}, pad {config.pad} and "
+        "random crop, horizontal flip, α = 1, float32 on the CPU"
+        f"{_threads_text(runs or [], pilot['run'])}. Seeds "
+        f"{', '.join(map(str, study.seeds))}. Configurations: {_entries_text(study)}.",
+        f"**The gate.** Before any other run, seed {study.seeds[0]} of no mixing was trained "
+        "with this recipe; the study was to go on only if its final accuracy on its own "
+        "training images (clean, eval mode) exceeded its test accuracy by at least "
+        f"{plan['required_gap']:g} points, so that a regulariser has something to do. The "
+        f"pilot (`{pilot['run']}`): training {pilot['train_acc']:.2f}%, test "
+        f"{pilot['test_acc']:.2f}%, a gap of {pilot['gap']:+.2f} points: "
+        f"{'passed' if plan['passed'] else 'failed'}.",
+    ]
+    if chosen:
+        fgsm = "; ".join(f"{eps_text(float(e))}: {a:.2f}%" for e, a in plan["fgsm"].items())
+        paragraphs.append(
+            f"**The primary ε**, chosen from the pilot alone by a rule written down before: "
+            f"{plan['rule']}. The pilot's FGSM accuracy: {fgsm}. Chosen: ε = {attack_eps}, "
+            f"recorded ({plan['decided']}) before any other run was evaluated.")  # fmt: skip
+    sample = (f", and PGD-{study.pgd_steps} at ε = "
+              f"{', '.join(eps_text(e) for e in plan['sample_eps'])} on a class-stratified "
+              f"sample of {study.sample_images} test images, so that every gradient-masking "
+              "flag is checked" if chosen else "")  # fmt: skip
+    paragraphs += [
+        f"**Evaluations**, on all {n_test:,} test images, each stored with every image's "
+        "prediction: clean accuracy and calibration before and after temperature scaling; "
+        f"FGSM at ε = {', '.join(eps_text(e) for e in study.fgsm_eps)}. The attacked "
+        f"configurations also get PGD-{study.pgd_steps} (step ε/4, one random start) and "
+        f"Square with {study.square_queries} queries at ε = {attack_eps}{sample}.",
+        "**Claims, declared in the study's definition before its runs were evaluated** "
+        f"(Holm over these {len(family)}): {claims}.",
+    ]
+    if study.replaces:
+        paragraphs.append(f"**The study this one replaces.** {study.replaces}")
+    redo = ("**Redo it** (it resumes where it stopped, and its wall time is the sum of its "
+            f"""invocations):
+
+```bash
+regionmix study {study.name} --workers 2 --export DIR
+regionmix report --study {study.name} --bundle DIR
+```""")
+    return "\n\n".join([*paragraphs, redo])
+
+
+def _entries_text(study) -> str:
+    from regionmix_utils.methods import get_method
+
+    def entry_text(entry) -> str:
+        settings = dict(entry.settings)
+        matched = settings.pop("matched_compute", False)
+        shown = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "alpha")
+        words = get_method(entry.method).label + (f" ({shown})" if shown else "")
+        words += "" if entry.clean_ce else " without the clean CE term"
+        return words + (", a second mixed pass in its place" if matched else "")
+
+    return "; ".join(entry_text(e) for e in study.entries)
+
+
+def design_text(study, plan: dict | None = None, runs: list[Run] | None = None) -> str:
+    """The study's design in Markdown, from its definition (``study.Study``) and, for a
+    study with a gate, its plan (``study.read_plan``) and runs (the thread counts they
+    record): what was trained, how it was evaluated, and the commands that redo it."""
     from regionmix_utils.methods import get_method
     from regionmix_utils.runs import eps_text
+
+    if study.gate_gap is not None:
+        if plan is None:
+            raise ValueError(f"study {study.name!r} has a gate: pass its plan (read_plan)")
+        return _gated_design(study, plan, runs)
 
     def entry_text(entry) -> str:
         settings = ", ".join(f"{k}={v}" for k, v in entry.settings if k != "alpha")
@@ -354,6 +555,45 @@ def build_report(bundle: str | os.PathLike, eps: float = 8 / 255,
     return Report(Path(bundle), runs, frame, common, tables, comparison, study_timing(bundle))
 
 
+def study_report(study, bundle: str | os.PathLike | None = None) -> Report:
+    """``build_report`` of a study's bundle (``study.find_bundle`` when None), with the
+    study's declared family; the attack tables at the primary ε its pilot chose
+    (``study.read_plan``), at 8/255 for a study without a pilot.
+
+    Raises:
+        FileNotFoundError: no bundle of the study here, or a gated study's without its
+            plan.
+    """
+    from regionmix_utils.study import PLAN, find_bundle, read_plan
+
+    bundle = bundle or find_bundle(study)
+    if bundle is None:
+        raise FileNotFoundError(
+            f"no bundle of study {study.name!r} here: pass --bundle DIR (made by "
+            f"`regionmix study {study.name} --export DIR`)"
+        )
+    plan = read_plan(bundle)
+    if plan is None and study.gate_gap is not None:
+        raise FileNotFoundError(f"{bundle} has no {PLAN}: a study with a gate keeps its "
+                                "pilot's plan in its bundle (export_bundle copies it)")  # fmt: skip
+    primary = (plan or {}).get("primary_eps")
+    return build_report(bundle, eps=primary or 8 / 255, claims=study.family(primary))
+
+
+def write_study_report(study, out: str | os.PathLike, bundle: str | os.PathLike | None = None,
+                       report: Report | None = None) -> Path:  # fmt: skip
+    """``write_report`` of a study's bundle: titled after it, its design (``design_text``)
+    as the preamble, its claims note with the verdicts. ``report``: its
+    ``study_report`` when the caller has it already."""
+    from regionmix_utils.study import read_plan
+
+    report = report or study_report(study, bundle)
+    title = f"Reference study `{study.name}`: Region Mixup on real CIFAR-10, on a CPU"
+    return write_report(report.bundle, out, title=title,
+                        preamble=design_text(study, read_plan(report.bundle), report.runs),
+                        claims_note=study.claims_note, report=report)  # fmt: skip
+
+
 def write_report(
     bundle: str | os.PathLike,
     out: str | os.PathLike,
@@ -408,24 +648,42 @@ def write_report(
         parts += [f"- {line}" for line in reading(comparison.cells)] + [""]
     for table in tables:
         parts += [f"## {_heading(table)}", "", table.caption, "", to_markdown(table.frame), ""]
-    parts += [
-        "## Gradient-masking flags",
-        "",
-        "The four flags of `regionmix_utils.evaluation.masking` for each run (flag 3 needs "
-        "PGD at ε ≥ 64/255, which this study does not run).",
-        "",
-        to_markdown(masking_table(runs, common)),
-        "",
-        "## Gaussian noise by severity",
-        "",
-        "Accuracy (%) on the test images with CIFAR-10-C's Gaussian noise computed at each "
-        "severity (the same noisy images for every run), mean ± std over seeds.",
-        "",
-        to_markdown(noise_table(runs, common)),
-        "",
-        "## Figures",
-        "",
-    ]
+    fit = fit_table(runs, common)
+    if not fit.empty:
+        parts += [
+            "## Fit to the training images",
+            "",
+            "Final accuracy on the clean training images (eval mode) and on the test images, "
+            "and their gap: what a regulariser had to work on. Mean ± std over seeds.",
+            "",
+            to_markdown(fit),
+            "",
+        ]
+    pgd = pgd_table(runs, common)
+    if len(pgd.columns) > 1:
+        parts += [
+            "## PGD at every ε",
+            "",
+            "Accuracy (%) under PGD at each ε it ran, on the images named in each column (a "
+            "class-stratified sample where it is not every test image), mean ± std over "
+            "seeds: the records the masking flags below read.",
+            "",
+            to_markdown(pgd),
+            "",
+        ]
+    parts += _masking_section(runs, common)
+    noise = noise_table(runs, common)
+    if any(column != "clean" for column in noise.columns):
+        parts += [
+            "## Gaussian noise by severity",
+            "",
+            "Accuracy (%) on the test images with CIFAR-10-C's Gaussian noise computed at "
+            "each severity (the same noisy images for every run), mean ± std over seeds.",
+            "",
+            to_markdown(noise),
+            "",
+        ]
+    parts += ["## Figures", ""]
     for caption, name in figures.items():
         parts += [f"### {caption}", "", f"![{caption}]({link}/{name})", ""]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -436,32 +694,37 @@ def write_report(
 
 
 def _heading(table) -> str:
-    """ "Table 3", or a registered evaluation's title for a table beyond the paper's."""
+    """ "Table 3", "Table 5: NLL" (one table per calibration measure), or a registered
+    evaluation's title for a table beyond the paper's."""
     if table.number:
-        return f"Table {table.number}"
+        measure = (table.setting or {}).get("measure")
+        return f"Table {table.number}" + (f": {CALIBRATION_HEADINGS[measure]}" if measure else "")
     from regionmix_utils.evaluation.registry import get_evaluation
 
     return get_evaluation(table.setting["kind"]).title
 
 
-README_START, README_END = "<!-- reference-study table 1 -->", "<!-- /reference-study table 1 -->"
+CALIBRATION_HEADINGS = {"ece": "ECE before temperature scaling",
+                        "ece_scaled": "ECE after temperature scaling", "nll": "NLL",
+                        "brier": "Brier score"}  # fmt: skip
+README_START, README_END = "<!-- reference-study results -->", "<!-- /reference-study results -->"
 
 
-def table1_block(report: Report) -> str:
-    """Table 1 of the report for the README, rendered from the report's numbers: the
-    accuracy table, then the rows of the paired comparison that judge the paper's Table 1
-    claims (with their header)."""
+def readme_block(report: Report) -> str:
+    """The report's headline for the README, rendered from its numbers: Table 1 (clean
+    accuracy), then the verdicts on every declared claim of the family (with the
+    comparison's header)."""
     (table1,) = [t for t in report.tables if t.number == 1]
     blocks = [to_markdown(table1.frame)]
     if report.comparison is not None:
         frame = report.comparison.frame
-        judged = frame[frame["paper table"] == "1"] if "paper table" in frame else frame[:0]
-        blocks.append(to_markdown(judged))
+        declared = frame[frame["claim"] != ""] if "claim" in frame else frame[:0]
+        blocks.append(to_markdown(declared))
     return shorten("\n\n".join(blocks), report.common)
 
 
 def update_readme(readme: str | os.PathLike, report: Report) -> bool:
-    """Put ``table1_block`` of ``report`` between the README's markers; returns whether
+    """Put ``readme_block`` of ``report`` between the README's markers; returns whether
     the README changed.
 
     Raises:
@@ -469,7 +732,7 @@ def update_readme(readme: str | os.PathLike, report: Report) -> bool:
     """
     from regionmix_utils.files import atomic_write_text
 
-    text, block = Path(readme).read_text(), table1_block(report)
+    text, block = Path(readme).read_text(), readme_block(report)
     if README_START not in text or README_END not in text:
         raise ValueError(f"{readme} lacks the markers {README_START} ... {README_END}")
     head, rest = text.split(README_START, 1)

@@ -8,12 +8,14 @@ environment and history, metrics, evaluation records, per-image predictions, and
 float16 weights of chosen runs) into a small folder that can be committed; the report
 (``regionmix_utils.report``) is generated from that folder.
 
-``cpu-reference`` is the study the project commits: PreAct ResNet-18 at width 16 on the
-real CIFAR-10 images at hand (the 5,085 + 1,017 image subset, or the same design sampled
-from the full download), 12 epochs with the learning rate divided by 10 at the paper's
-proportions of its schedule (epochs 100 and 150 of 400 -> after epochs 3 and 5 of 12),
-3 seeds; Table 1's methods with no mixing and random grids beside them, Table 2's runs
-without the clean CE term, 500 training images held out for temperature scaling.
+``cpu-gated`` is the study the project commits (``CPU_GATED``): PreAct ResNet-18 at width
+16 on 2,000 real CIFAR-10 training images of the subset at hand (500 more held out for
+temperature scaling; all 1,017 test images), 20 epochs with the learning rate held at
+0.1 for 10 and cosine-annealed over the rest, 5 seeds; no mixing, Mixup, CutMix, Region
+Mixup k=2, and Region Mixup without the clean CE term, plain and compute-matched. A
+pilot (``run_pilot``) gates it: seed 0 of no mixing must fit its training images at
+least 10 points better than the test images, and chooses the primary ε of its attacks.
+Its claims are declared in its definition, before its runs were evaluated.
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ from regionmix_utils.runs import (
 
 __all__ = [
     "CPU_GATED",
-    "CPU_REFERENCE",
     "PLAN",
     "PRIMARY_EPS",
     "SAMPLED_FROM",
@@ -98,8 +99,8 @@ class Study:
         epochs, milestones: the schedule; milestones are the paper's (100, 150 of 400)
             at the same proportions of ``epochs``.
         fgsm_eps, pgd_eps: the ε (pixel units) of FGSM (a sweep) and of
-            PGD-``pgd_steps`` (8/255 only: each ε of PGD-10 costs ten FGSMs, and on two
-            CPU cores a sweep of it would take a third of the study's time).
+            PGD-``pgd_steps`` when the study has no pilot to choose a primary ε (each ε
+            of PGD-10 costs ten FGSMs).
         square_eps, square_queries: the black-box attack of Table 4.
         noise_severities: Gaussian noise computed with CIFAR-10-C's parameters.
     """
@@ -146,6 +147,12 @@ class Study:
     # Registered evaluations (``evaluation.registry``, a plugin's say) of every run, on
     # every test image: (kind, ((setting, value), ...)) each.
     evaluations: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
+    # One paragraph for the report: the study this one replaces, and why.
+    replaces: str = ""
+    # The method of the run whose first epochs the bundle's reproduction reference
+    # retrains (its first run trained with one thread, else its first run); None: any
+    # method.
+    reproduced: str | None = None
 
     def configs(self, dataset: str | None = None) -> list[TrainConfig]:
         """Every run of the study, entry by entry, seed by seed.
@@ -269,33 +276,6 @@ def _at_primary(claim: Claim, primary_eps: float | None) -> Claim:
 # and 1,017 test images, class-stratified.
 SAMPLED_FROM = {"cifar10": {"n_train": 4585, "n_test": 1017}}
 
-CPU_REFERENCE = Study(
-    name="cpu-reference",
-    title="reference runs: real CIFAR-10, 5,085 images",
-    dataset="cifar10-subset",
-    bundle="results/cifar10-cpu-reference",
-    entries=(
-        Entry("none", weights=True),
-        Entry("mixup", (("alpha", 1.0),), weights=True),
-        Entry("cutmix", (("alpha", 1.0),), weights=True),
-        Entry("region", (("k", 2), ("alpha", 1.0)), weights=True),
-        Entry("region-random", (("sides", (1, 2, 4)), ("alpha", 1.0)), weights=True),
-        Entry("mixup", (("alpha", 1.0),), clean_ce=False, attacked=False),
-        Entry("region", (("k", 2), ("alpha", 1.0)), clean_ce=False, attacked=False),
-    ),
-    claims=tuple(
-        Claim("cifar10-subset", method, method + NO_CE, "clean", source="cpu-reference")
-        for method in ("region", "mixup")
-    ),
-    effect=2.0,
-    claims_note=(
-        "This study was run before claims were declared in advance: its own two claims "
-        "(each method with the clean CE term above the same method without it, the "
-        "direction of the paper's Table 2) and the 2-point effect its planner plans for "
-        "were written down after its runs were evaluated. They are judged in the same "
-        "family as the paper's claims, so that Holm's correction counts them."
-    ),
-)
 
 def _gated_claims(name: str) -> tuple[Claim, ...]:
     """The claims of the gated study, declared with it: Region Mixup (k=2) above CutMix
@@ -315,10 +295,18 @@ def _gated_claims(name: str) -> tuple[Claim, ...]:
 
 # A study that can answer: a model that overfits its 2,000 training images (the pilot's
 # gate), the learning rate held and then annealed, 5 seeds, the claims declared here.
+# Sized from measured pilots of no mixing (one thread, AVX2, width 16, hold-cosine):
+# 4,585 images for 12 epochs fitted to 67.4% train / 59.5% test (a gap of 7.9 points,
+# under the gate), 16 epochs to 76.3% / 67.0% (9.3); 2,000 images for 30 epochs to
+# 89.3% / 55.5% (33.8). 2,000 images at 20 epochs keep the gap and fit 6 configurations
+# x 5 seeds in the 4-hour budget on two cores, with the attacks; random grids and a
+# sixth seed did not fit. Eager, not torch.compile: a compiled step was 1.14x faster
+# (0.652 s against 0.740 s) after a 77 s compilation, and a run is about 320 steps.
 CPU_GATED = Study(
     name="cpu-gated",
     title="reference runs: real CIFAR-10, 2,000 training images",
     dataset="cifar10-subset",
+    bundle="results/cifar10-cpu-gated",
     entries=(
         Entry("none", weights=True),
         Entry("mixup", (("alpha", 1.0),), weights=True),
@@ -342,14 +330,35 @@ CPU_GATED = Study(
     with_paper_claims=False,
     claims=_gated_claims("cpu-gated"),
     effect=2.0,
+    reproduced="region",
     claims_note=(
         "Declared in the study's definition before its pilot ran: the directions, the "
         "family (Holm over these nine claims) and the 2-point effect the planner plans for. "
         "The primary ε was chosen by the rule in the plan from the no-mixing pilot alone, "
         "and recorded before any other run was evaluated."
     ),
+    replaces=(
+        "Before it, the project committed a study named `cpu-reference` (commit 133015f "
+        "holds its bundle and report): the same network at width 16 on "
+        "4,585 training images of the same subset (500 more held out), 12 epochs with the "
+        "learning rate divided by 10 after epochs 3 and 5 (the paper's 400-epoch "
+        "proportions), 3 seeds, seven configurations (no mixing, Mixup, CutMix, Region "
+        "Mixup k=2, random grids; Mixup and Region Mixup without the clean CE term), FGSM, "
+        "PGD-10 and Square-100 at 8/255 and computed Gaussian noise. It could not answer "
+        "the paper's questions by its design. Its models never fitted their training "
+        "images (no mixing ended at a clean training loss of 1.43 and a test loss of 1.43, "
+        "Region Mixup at 1.49 and 1.49), so a regulariser had nothing to do, and no "
+        "mixing had the best clean accuracy (46.94%); 7 of its 12 epochs ran at a learning "
+        "rate of 0.001, and test accuracy moved by +0.41 points between epochs 6 and 12. "
+        "At 8/255 every model sat at 8-11% under FGSM and 4-7% under PGD-10, where no "
+        "difference can show. With 3 seeds no exact test over the seeds can reach 5% (the "
+        "sign-flip p cannot go below 0.25). Gaussian noise at severity 5 cost at most 3.2 "
+        "points (Region Mixup without the clean CE term; 1.6 at most for the others) and "
+        "could not separate methods. And its runs did not record the "
+        "thread count or the CPU capability that their numbers depend on."
+    ),
 )
-STUDIES = {study.name: study for study in (CPU_REFERENCE, CPU_GATED)}
+STUDIES = {study.name: study for study in (CPU_GATED,)}
 
 
 def get_study(name: str) -> Study:
@@ -359,7 +368,7 @@ def get_study(name: str) -> Study:
     return STUDIES[name]
 
 
-def find_bundle(study: Study | str = "cpu-reference") -> Path | None:
+def find_bundle(study: Study | str = "cpu-gated") -> Path | None:
     """The committed results of ``study``: ``$REGIONMIX_REFERENCE`` when set, else its
     folder in the repository this package is installed from (a clone, or an editable
     install), else None (a plain ``pip install`` carries no results)."""
@@ -601,10 +610,10 @@ def export_bundle(study: Study, runs_dir: str | os.PathLike, out: str | os.PathL
     ``predictions.npz``, an ``exported.json`` marker, and for the entries marked
     ``weights`` the seed-0 final weights as a float16 state dict (``final.fp16.pt``).
     No checkpoints. The bundle's runs read like any runs folder (``find_runs``,
-    ``collect_runs``, ``Run.load_model``). Where the first run records the CPU
-    capability and thread count it trained with, ``reproduction.json`` (its first
-    optimiser steps, retrained here: ``reproduction.write_reference``) lets any CPU
-    check the bundle.
+    ``collect_runs``, ``Run.load_model``). Where the runs record the CPU capability and
+    thread count they trained with, ``reproduction.json`` (the first optimiser steps of
+    one run, retrained here: the first run of ``study.reproduced`` trained with one
+    thread; ``reproduction.write_reference``) lets any CPU check the bundle.
 
     Raises:
         FileNotFoundError: a run of the study is not finished.
@@ -631,7 +640,12 @@ def export_bundle(study: Study, runs_dir: str | os.PathLike, out: str | os.PathL
     for name in (TIMING, PLAN):
         if (Path(runs_dir) / name).exists():
             shutil.copyfile(Path(runs_dir) / name, out / name)
-    first = Run.of(out, configs[0])
+    # The reference run: of the study's ``reproduced`` method, the first trained with one
+    # thread (its kernels are the easiest to match), else the first.
+    exported = [Run.of(out, c) for c in configs]
+    chosen = [r for r in exported if r.config.method == study.reproduced] or exported
+    first = next((r for r in chosen if r.record.get("environment", {}).get("threads") == 1),
+                 chosen[0])  # fmt: skip
     if "cpu_capability" in first.record.get("environment", {}):
         write_reference(out, first, data_dir=data_dir)
     return out

@@ -181,8 +181,9 @@ class Table:
         frame: the table as text cells: rows datasets (Table 2: dataset and CE row),
             columns (label, "ours" / "paper" / "Δ").
         cells: the numbers in long form (see ``_cells``), for figures.
-        setting: the attack setting of Tables 3-4 (kind, eps, queries, ..., n_images);
-            None for Tables 1-2.
+        setting: the attack setting of Tables 3-4 and 7 (kind, eps, queries, ...,
+            n_images), the measure of Table 5 (kind, measure, n_images); None for
+            Tables 1-2.
     """
 
     number: int
@@ -501,7 +502,8 @@ def _calibration_tables(evaluations: pd.DataFrame) -> list[Table]:
                 f"fitted on training images held out of training ({held}), never on the "
                 f"test split. {_recipe_caption(part)} {_OURS}"
             )
-            tables.append(Table(5, caption, _layout(cells, ["dataset"]), cells))
+            setting = {"kind": "calibration", "measure": measure, "n_images": int(n_images)}
+            tables.append(Table(5, caption, _layout(cells, ["dataset"]), cells, setting))
     return tables
 
 

@@ -109,7 +109,8 @@ class CheckpointError(RuntimeError):
 
 @dataclass
 class RunResult:
-    """What a finished (or skipped) run left: its folder, metrics and final model."""
+    """What a run left: its folder, the metrics of the epochs trained so far (all of them
+    for a finished or skipped run; up to ``stop_after`` for a stopped one) and the model."""
 
     path: Path
     metrics: list[dict]
@@ -686,6 +687,7 @@ def train(
     splits: Splits | None = None,
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
+    stop_after: int | None = None,
 ) -> RunResult:
     """Train (or resume, or skip) one run and return its metrics and model.
 
@@ -698,9 +700,19 @@ def train(
             taken as the whole dataset: ``n_train`` and ``holdout`` still apply.
         progress: show progress bars.
         on_epoch: called with each epoch's metrics dict (live plots in notebooks).
+        stop_after: stop after this epoch (1 to ``config.epochs``), on the schedule of
+            the whole run, leaving a checkpoint that a later call resumes from; the
+            result's metrics are those of the epochs trained so far, and the run is
+            finished only when it is the last epoch (``reproduction`` retrains the first
+            epochs of a run this way).
     Raises:
         RunBusyError: another process is training this run (``runs.Run.claimed``).
+        ValueError: ``stop_after`` outside 1 to ``config.epochs``, or before the epoch an
+            unfinished run has already reached.
     """
+    if stop_after is not None and not 1 <= stop_after <= config.epochs:
+        raise ValueError(f"stop_after must be in 1..{config.epochs} (the run's epochs), "
+                         f"got {stop_after}")  # fmt: skip
     run = Run.of(runs_dir, config)
     if run.finished:  # reading needs no claim
         run.record_config(config)
@@ -709,7 +721,8 @@ def train(
         run.record_config(config)
         if run.finished:  # finished by another process while we waited
             return RunResult(run.path, run.metrics(), skipped=True)
-        return _train_claimed(run, config, data_dir, device, splits, progress, on_epoch)
+        return _train_claimed(run, config, data_dir, device, splits, progress, on_epoch,
+                              stop_after or config.epochs)  # fmt: skip
 
 
 def training_splits(config: TrainConfig, data_dir=None, splits: Splits | None = None) -> Splits:
@@ -729,8 +742,10 @@ def training_splits(config: TrainConfig, data_dir=None, splits: Splits | None = 
     return Splits(splits.name, train_set, splits.test)
 
 
-def _train_claimed(run, config, data_dir, device, splits, progress, on_epoch) -> RunResult:
-    """``train`` once the run is claimed: build or restore, run the epochs, save.
+def _train_claimed(run, config, data_dir, device, splits, progress, on_epoch,
+                   stop_after: int) -> RunResult:  # fmt: skip
+    """``train`` once the run is claimed: build or restore, run the epochs up to
+    ``stop_after``, save.
 
     ``last.pt`` and ``metrics.jsonl`` are written together every ``checkpoint_interval``
     epochs (epoch numbers divisible by it), so ``metrics.jsonl`` lists what a resume
@@ -742,11 +757,14 @@ def _train_claimed(run, config, data_dir, device, splits, progress, on_epoch) ->
     state = TrainingState.build(config, splits, dev)
     state.check_mixing(splits)
     metrics = state.restore(run.path / LAST) if (run.path / LAST).exists() else []
+    if len(metrics) > stop_after:
+        raise ValueError(f"stop_after={stop_after}, but {run.path} has already trained "
+                         f"{len(metrics)} epochs")  # fmt: skip
     run.log_start(config, epoch=len(metrics), device=dev.type, amp=amp_name(state.amp))
     train_loader, test_loader = loaders(state, splits)
 
     epochs = progress_bar(
-        range(len(metrics) + 1, config.epochs + 1), initial=len(metrics), total=config.epochs,
+        range(len(metrics) + 1, stop_after + 1), initial=len(metrics), total=config.epochs,
         desc=f"{config.dataset}/{run_name(config)}/seed{config.seed}", disable=not progress,
     )  # fmt: skip
     every = checkpoint_interval(config, dev)
@@ -763,6 +781,11 @@ def _train_claimed(run, config, data_dir, device, splits, progress, on_epoch) ->
         if on_epoch is not None:
             on_epoch(record)
 
+    if stop_after < config.epochs:  # stopped early: resumable from here
+        if len(metrics) > len(run.metrics()):
+            atomic_torch_save(state.checkpoint(metrics), run.path / LAST)
+            run.write_metrics(metrics)
+        return RunResult(run.path, metrics, state.model)
     if not (run.path / FINAL).exists():  # resumed from a checkpoint of the last epoch
         _write_final(run, state, metrics)
     (run.path / LAST).unlink(missing_ok=True)

@@ -619,3 +619,11 @@ def test_eps_curves_draw_fgsm_and_each_pgd_per_method():
     assert lines == {"FGSM": [70.0, 68.0, 62.0], "PGD-10": [70.0, 56.0, 14.0]}
     with pytest.raises(ValueError, match="no records of the attacks"):
         eps_curves(pd.DataFrame(rows[2:3]))
+    # PGD at one ε on every image and at others on a sample: two series, not one curve.
+    sample = [{"label_ce": "Mixup (k=1)", "path": "a", "eps": eps / 255, "n_images": 40,
+               "kind": "pgd", "steps": 10, "accuracy": 50.0 - eps} for eps in (4, 64)]  # fmt: skip
+    mixed = pd.DataFrame([r for r in rows if r["kind"] != "pgd" or r["eps"] == 2 / 255] + sample)
+    axes = eps_curves(mixed).axes
+    lines = {line.get_label(): line.get_xdata().tolist() for line in axes[0].get_lines()}
+    assert lines == {"FGSM": [0, 2, 8], "PGD-10, 100 images": [2], "PGD-10, 40 images": [4, 64]}
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["0", "2", "4", "8", "64"]

@@ -39,7 +39,7 @@ from regionmix_utils.evaluation.robustness import AttackConfig, attack_configs, 
 from regionmix_utils.files import atomic_write_text
 from regionmix_utils.models import build_model
 from regionmix_utils.runs import WEIGHTS16, Predictions, Run, evaluation_settings
-from regionmix_utils.study import CPU_REFERENCE, noise_images
+from regionmix_utils.study import CPU_GATED, noise_images, read_plan
 from regionmix_utils.train import TrainingState
 
 from .conftest import REPO, tiny_config
@@ -205,23 +205,28 @@ def test_each_severity_draws_its_own_gaussian_noise():
     assert torch.equal(draw(2), draw(2))  # and each is reproducible
 
 
-def test_the_committed_gaussian_noise_records_recompute(real_data):
-    """The committed run's per-image predictions under computed noise, recomputed from
-    its float16 weights on noise drawn again: at most a handful of the 1,017 images may
-    change class (float16 weights); noise drawn from other seeds changes far more."""
-    run = Run(REPO / CPU_REFERENCE.bundle / "cifar10-subset" / "region-k2-a1-ho500" / "seed0")
+def test_the_committed_fgsm_records_recompute(real_data):
+    """The committed Region Mixup run's per-image predictions under FGSM at the primary ε,
+    recomputed from its float16 weights: at most a handful of the 1,017 images may change
+    class (float16 weights); an attack at another ε changes far more."""
+    bundle = REPO / CPU_GATED.bundle
+    plan = read_plan(bundle)
+    run = Run(bundle / "cifar10-subset" / "region-k2-a1-ho500" / "seed0")
     assert (run.path / WEIGHTS16).exists()
     model = run.load_model()
-    test = load_dataset(run.config.dataset, real_data, n_train=1, n_test=run.config.n_test).test
-    for severity in (1, 5):
-        key = {"kind": "corruption", "corruption": "gaussian_noise", "severity": severity,
-               "source": "computed", "n_images": len(test.labels)}  # fmt: skip
-        stored = run.predictions(key)
-        assert stored is not None, key
-        noisy = noise_images(test, severity, CPU_REFERENCE.noise_seed).images.float() / 255
-        predicted = predictions(model, noisy)[0].numpy()
-        changed = int((predicted != stored.predicted).sum())
-        assert changed <= 10, f"severity {severity}: {changed} of {len(predicted)} changed"
+    images, labels = robustness.test_images(run, None, real_data)
+    (record,) = [r for r in run.evaluations()
+                 if r["kind"] == "fgsm" and r["eps"] == plan["primary_eps"]]  # fmt: skip
+    stored = run.predictions(evaluation_settings(record))
+    changed = {}
+    for eps in (plan["primary_eps"], 2 * plan["primary_eps"]):
+        (attack,) = attack_configs(["fgsm"], [eps])
+        predicted = robustness.adversarial_predictions(model, images, labels, attack,
+                                                       progress=False).numpy()  # fmt: skip
+        changed[eps] = int((predicted != stored.predicted).sum())
+    primary, other = changed.values()
+    assert primary <= 10, f"{primary} of 1017 changed class at the primary ε"
+    assert other > 5 * max(primary, 10), changed  # the check can see an ε off by 2x
 
 
 # ------------------------------------------------------------------- labels_getter

@@ -1,11 +1,11 @@
-"""The reference study: its definition, the committed bundle, its report, and that a
-committed run can be retrained from its config to the same numbers."""
+"""The reference study: its definition, the committed bundle (its gate, its primary ε,
+every evaluation with its predictions, every masking flag checked), its report, and that
+a committed run can be retrained from its config to the same numbers."""
 
 from __future__ import annotations
 
 import json
 import math
-import re
 
 import pytest
 import torch
@@ -22,45 +22,60 @@ from regionmix_utils.runs import (
     find_runs,
 )
 from regionmix_utils.study import (
-    CPU_REFERENCE,
+    CPU_GATED,
+    PLAN,
     Entry,
     Study,
     export_bundle,
     find_bundle,
     get_study,
+    read_plan,
     run_study,
 )
 from regionmix_utils.train import train
 
 from .conftest import REPO
 
-BUNDLE = REPO / CPU_REFERENCE.bundle
+STUDY = CPU_GATED
+BUNDLE = REPO / STUDY.bundle
 REPORT = REPO / "docs" / "reference-study.md"
 BUNDLE_FILES = {"config.json", "metrics.jsonl", "eval.json", "predictions.npz", EXPORTED}
 
 
-def test_the_study_is_the_papers_recipe_scaled():
-    configs = CPU_REFERENCE.configs()
-    assert len(configs) == len(set(configs)) == 7 * 3
-    # The paper divides the learning rate after epochs 100 and 150 of 400.
-    assert CPU_REFERENCE.milestones == tuple(
-        math.ceil(CPU_REFERENCE.epochs * m / 400) for m in (100, 150)
-    )
+def test_the_study_is_the_papers_recipe_with_a_short_schedule():
+    configs = STUDY.configs()
+    assert len(configs) == len(set(configs)) == 6 * 5
     for config in configs:
-        assert (config.dataset, config.width, config.holdout) == ("cifar10-subset", 16, 500)
-        assert (config.lr, config.batch_size, config.weight_decay) == (0.1, 128, 5e-4)
-    kinds = {(c.method, c.clean_ce) for c in configs}
-    assert {("none", True), ("region-random", True), ("mixup", False), ("region", False)} <= kinds
-    # The full download gives the same design: the subset's sizes, sampled.
-    full = CPU_REFERENCE.configs("cifar10")
-    assert {(c.n_train, c.n_test, c.holdout) for c in full} == {(4585, 1017, 500)}
+        assert (config.dataset, config.width, config.holdout, config.n_train) == (
+            "cifar10-subset", 16, 500, 2000)
+        assert (config.lr, config.momentum, config.batch_size, config.weight_decay) == (
+            0.1, 0.9, 128, 5e-4)
+        assert (config.epochs, config.lr_schedule, config.pad, config.alpha) == (
+            20, "hold-cosine", 2, 1.0)
+    kinds = {(c.method, c.clean_ce, c.matched_compute) for c in configs}
+    assert kinds == {("none", True, False), ("mixup", True, False), ("cutmix", True, False),
+                     ("region", True, False), ("region", False, False),
+                     ("region", False, True)}  # fmt: skip
+    assert len(STUDY.seeds) >= 5 and STUDY.gate_gap == 10.0
+    # The full download gives the same design: the same sizes, sampled.
+    full = STUDY.configs("cifar10")
+    assert {(c.n_train, c.n_test, c.holdout) for c in full} == {(2000, 1017, 500)}
+
+
+def test_its_claims_are_the_declared_family():
+    family = STUDY.family(2 / 255)
+    assert len(family) == 9 and {c.source for c in family} == {"cpu-gated"}
+    assert all(c.direction == 1 and c.effect == 2.0 for c in family)
+    attacked = [c for c in family if c.kind != "clean"]
+    assert {(c.b, c.kind, dict(c.settings)["eps"]) for c in attacked} == {
+        (b, kind, 2 / 255) for b in ("cutmix", "mixup") for kind in ("fgsm", "square")}
 
 
 def test_unknown_study_and_dataset_are_errors_that_name_the_choices():
-    with pytest.raises(ValueError, match="cpu-reference"):
+    with pytest.raises(ValueError, match="cpu-gated"):
         get_study("gpu-reference")
     with pytest.raises(ValueError, match="cifar10"):
-        CPU_REFERENCE.configs("tinyimagenet")
+        STUDY.configs("tinyimagenet")
 
 
 # ----------------------------------------------------------------- the committed bundle
@@ -74,31 +89,75 @@ def _bundle_runs() -> list[Run]:
 
 def test_the_bundle_holds_every_run_of_the_study_and_nothing_else():
     runs = _bundle_runs()
-    assert {r.config for r in runs} == {c for c in CPU_REFERENCE.configs()}
+    assert {r.config for r in runs} == set(STUDY.configs())
     total = 0
     for run in runs:
-        weights = CPU_REFERENCE.entry_of(run.config).weights and run.config.seed == 0
+        weights = STUDY.entry_of(run.config).weights and run.config.seed == 0
         expected = BUNDLE_FILES | ({WEIGHTS16} if weights else set())
         assert {p.name for p in run.path.iterdir()} == expected, run.path
         total += sum(p.stat().st_size for p in run.path.iterdir())
-        commit = run.record["environment"]["git_commit"]
-        assert re.fullmatch(r"[0-9a-f]{40}", commit), "the config names the commit"
+        environment = run.record["environment"]
+        assert environment["cpu_capability"] in ("AVX2", "AVX512", "DEFAULT")
+        assert environment["threads"] >= 1
         assert len(run.metrics()) == run.config.epochs
+    total += sum(p.stat().st_size for p in BUNDLE.iterdir() if p.is_file())
     assert total < 10e6, f"the bundle is {total / 1e6:.1f} MB"
     assert find_bundle() == BUNDLE
 
 
+def test_the_gate_passed_and_the_primary_eps_followed_its_rule():
+    """The plan in the bundle: the pilot's fit, the gate, and the primary ε (the ε of the
+    FGSM sweep where the no-mixing pilot is nearest 30%), recorded before any other run
+    was evaluated."""
+    plan = read_plan(BUNDLE)
+    assert plan is not None and (BUNDLE / PLAN).exists()
+    pilot = plan["pilot"]
+    run = Run(BUNDLE / pilot["run"])
+    final = run.metrics()[-1]
+    assert (pilot["train_acc"], pilot["test_acc"]) == (final["train_acc"], final["test_acc"])
+    assert plan["passed"] and pilot["gap"] >= plan["required_gap"] == STUDY.gate_gap
+    fgsm = {float(e): a for e, a in plan["fgsm"].items()}
+    assert min(fgsm, key=lambda e: (abs(fgsm[e] - STUDY.primary_target), e)) == plan["primary_eps"]
+    stored = {r["eps"]: r["accuracy"] for r in run.evaluations() if r["kind"] == "fgsm"}
+    assert stored == fgsm  # the pilot's own records
+    assert plan["sample_eps"] == STUDY.sample_eps(plan["primary_eps"])
+    assert len(STUDY.family(plan["primary_eps"])) == 9
+
+
 def test_every_run_has_each_evaluation_of_the_study_with_its_predictions():
+    plan = read_plan(BUNDLE)
+    primary, sample = plan["primary_eps"], plan["sample_eps"]
     for run in _bundle_runs():
-        entry = CPU_REFERENCE.entry_of(run.config)
-        kinds = {r["kind"] for r in run.evaluations()}
-        assert {"clean", "calibration", "corruption", "fgsm"} <= kinds
+        entry = STUDY.entry_of(run.config)
+        records = run.evaluations()
+        found = {(r["kind"], r.get("eps"), r["n_images"]) for r in records}
+        expected = {("clean", None, 1017), ("calibration", None, 1017)}
+        expected |= {("fgsm", e, 1017) for e in STUDY.fgsm_eps}
         if entry.attacked:
-            assert {"pgd", "square"} <= kinds
-        for record in run.evaluations():
+            expected |= {("pgd", primary, 1017), ("square", primary, 1017)}
+            expected |= {("pgd", e, STUDY.sample_images) for e in sample}
+            expected |= {("clean", None, STUDY.sample_images)}  # the sample's own clean pass
+        assert found == expected, run.path
+        for record in records:
             stored = run.predictions(evaluation_settings(record))
-            assert isinstance(stored, Predictions) and len(stored) == record["n_images"] == 1017
+            assert isinstance(stored, Predictions) and len(stored) == record["n_images"]
             assert math.isclose(100 * stored.correct().mean(), record["accuracy"], abs_tol=1e-9)
+
+
+def test_every_masking_flag_is_checked_on_every_attacked_run():
+    from regionmix_utils.evaluation.masking import masking_check
+
+    for run in _bundle_runs():
+        if not STUDY.entry_of(run.config).attacked:
+            continue
+        flags = masking_check(run.evaluations())["flags"]
+        assert len(flags) == 4 and all(f is not None for f in flags.values()), (run.path, flags)
+
+
+def test_every_run_records_its_fit_to_the_training_images():
+    for run in _bundle_runs():
+        final = run.metrics()[-1]
+        assert 0 <= final["test_acc"] <= final["train_acc"] <= 100, run.path
 
 
 def test_bundle_runs_are_read_only():
@@ -122,27 +181,45 @@ def test_the_committed_weights_give_the_committed_accuracy(real_data):
 
 
 def test_the_report_is_the_one_generated_from_the_bundle(tmp_path):
-    from regionmix_utils.report import design_text
+    from regionmix_utils.report import write_study_report
 
-    title = "Reference study `cpu-reference`: Region Mixup on real CIFAR-10, on a CPU"
-    out = write_report(BUNDLE, tmp_path / "reference-study.md", title=title,
-                       preamble=design_text(CPU_REFERENCE), claims=CPU_REFERENCE.family(),
-                       claims_note=CPU_REFERENCE.claims_note)  # fmt: skip
+    out = write_study_report(STUDY, tmp_path / "reference-study.md", BUNDLE)
     assert out.read_text() == REPORT.read_text(), (
         "docs/reference-study.md differs from what the bundle generates: run "
-        "`regionmix report --study cpu-reference`"
+        "`regionmix report --study cpu-gated`"
     )
     figures = sorted(p.name for p in (tmp_path / "reference-study").iterdir())
     assert figures == sorted(p.name for p in (REPO / "docs" / "reference-study").iterdir())
 
 
+def test_the_report_shows_the_gate_the_fit_and_every_verdict():
+    text = REPORT.read_text()
+    pilot = read_plan(BUNDLE)["pilot"]
+    assert f"training {pilot['train_acc']:.2f}%, test {pilot['test_acc']:.2f}%" in text
+    assert "## Fit to the training images" in text and "## PGD at every ε" in text
+    assert "attacked beyond FGSM: every flag was checked on every run." in text
+    assert "unchecked" not in text.split("## Gradient-masking flags")[1].split("##")[0]
+    assert "## Gaussian noise" not in text  # not run: it could not separate methods
+    assert "The study this one replaces" in text
+
+
 # -------------------------------------------------------------------- reproduction
 
 
+def test_the_reproduction_reference_is_a_region_mixup_run_trained_with_one_thread():
+    """The run the check retrains exercises the whole training path: mixing draws, both
+    loss terms, the held-then-cosine schedule; one thread, as the study's workers ran."""
+    reference = json.loads((BUNDLE / reproduction.REFERENCE).read_text())
+    run = Run(BUNDLE / reference["run"])
+    assert (run.config.method, run.config.clean_ce, run.config.lr_schedule) == (
+        STUDY.reproduced, True, "hold-cosine")
+    assert reference["metrics_numerics"]["threads"] == 1 == run.record["environment"]["threads"]
+
+
 def test_a_committed_run_retrains_its_first_steps_on_any_cpu(real_data):
-    """The committed no-mixing run, seed 0, from its config alone: its first optimiser
-    steps, bit for bit on the kernels that made the reference, to 1e-4 on others
-    (``reproduction``'s docstring measures both)."""
+    """The committed run of ``reproduction.json`` (Region Mixup), from its config alone:
+    its first optimiser steps, bit for bit on the kernels that made the reference, to
+    1e-4 on others (``reproduction``'s docstring measures both)."""
     found = reproduction.check(BUNDLE, real_data, epochs=False)
     assert found.ok, found.problems
 
@@ -269,13 +346,12 @@ def test_a_small_study_runs_exports_and_reports(tmp_path):
     assert "No mixing" in report and report.count("epochs=2") == 1  # stated once, not in labels
 
 
-def test_the_readme_shows_the_reports_table_1():
-    from regionmix_utils.report import README_END, README_START, build_report, table1_block
+def test_the_readme_shows_the_reports_table_1_and_verdicts():
+    from regionmix_utils.report import README_END, README_START, readme_block, study_report
 
     readme = (REPO / "README.md").read_text()
     shown = readme.split(README_START, 1)[1].split(README_END, 1)[0].strip()
-    report = build_report(BUNDLE, claims=CPU_REFERENCE.family())
-    assert shown == table1_block(report), (
-        "README.md's Table 1 differs from the report's: run `regionmix report --study "
-        "cpu-reference --readme README.md`"
+    assert shown == readme_block(study_report(STUDY)), (
+        "README.md's results differ from the report's: run `regionmix report --study "
+        "cpu-gated --readme README.md`"
     )

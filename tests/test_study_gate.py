@@ -14,14 +14,16 @@ import torch
 from regionmix_utils.claims import MATCHED, NO_CE, Claim, side
 from regionmix_utils.config import TrainConfig, recipe_differences, run_name
 from regionmix_utils.evaluation.masking import masking_check
+from regionmix_utils.report import readme_block, study_report, write_study_report
 from regionmix_utils.results import collect_runs, judge
-from regionmix_utils.runs import Run
+from regionmix_utils.runs import Run, eps_text
 from regionmix_utils.study import (
     PLAN,
     PRIMARY_EPS,
     Entry,
     Study,
     StudyGateError,
+    export_bundle,
     read_plan,
     run_pilot,
     run_study,
@@ -49,6 +51,30 @@ def test_the_trainer_follows_the_schedule_and_resumes_it(tmp_path, tiny_shapes):
     saved = state.scheduler.state_dict()  # a weights_only checkpoint must hold it
     torch.save(saved, tmp_path / "s.pt")
     torch.load(tmp_path / "s.pt", weights_only=True)
+
+
+def test_stopping_after_an_epoch_keeps_the_whole_runs_schedule_and_resumes(tmp_path, tiny_shapes):
+    """``stop_after`` trains the first epochs of a run as the whole run trains them (the
+    reproduction check retrains a committed run's first epochs so), and a later call
+    finishes it to the same numbers as an uninterrupted run."""
+    config = tiny_config(method="region", epochs=4, lr_schedule="hold-cosine",
+                         checkpoint_every=2)  # the stop saves what the interval did not
+    whole = train(config, tmp_path / "whole", splits=tiny_shapes, progress=False).metrics
+    part = train(config, tmp_path / "part", splits=tiny_shapes, progress=False, stop_after=3)
+    assert part.metrics == [{**m, "seconds": p["seconds"]} for m, p in
+                            zip(whole[:3], part.metrics, strict=True)]  # fmt: skip
+    run = Run.of(tmp_path / "part", config)
+    assert not run.finished and len(run.metrics()) == 3
+    rest = train(config, tmp_path / "part", splits=tiny_shapes, progress=False).metrics
+    def timeless(metrics):
+        return [{k: v for k, v in m.items() if k != "seconds"} for m in metrics]
+
+    assert timeless(rest) == timeless(whole) and run.finished
+    with pytest.raises(ValueError, match=r"stop_after must be in 1\.\.4"):
+        train(config, tmp_path / "other", splits=tiny_shapes, progress=False, stop_after=5)
+    train(config, tmp_path / "again", splits=tiny_shapes, progress=False, stop_after=3)
+    with pytest.raises(ValueError, match="already trained 3 epochs"):
+        train(config, tmp_path / "again", splits=tiny_shapes, progress=False, stop_after=2)
 
 
 def test_the_schedule_is_part_of_the_recipe_and_resets_what_it_does_not_read():
@@ -149,6 +175,22 @@ def test_the_pilot_chooses_the_primary_eps_by_its_rule_before_the_others_run(tmp
     assert family[0].settings == (("eps", plan["primary_eps"]),)
     verdicts = judge(collect_runs(tmp_path), family, str(tmp_path)).cells
     assert verdicts["seeds"].tolist() == [2, 2]  # one row each; the matched arm pairs
+
+    # Its report: the gate, the primary ε with its rule, the fit, PGD at every ε, the flags.
+    bundle = export_bundle(study, tmp_path, tmp_path.parent / "bundle")
+    text = write_study_report(study, tmp_path.parent / "report.md", bundle).read_text()
+    pilot = plan["pilot"]
+    assert (f"training {pilot['train_acc']:.2f}%, test {pilot['test_acc']:.2f}%, a gap of "
+            f"{pilot['gap']:+.2f} points: passed") in text  # fmt: skip
+    assert f"Chosen: ε = {eps_text(plan['primary_eps'])}" in text and plan["rule"] in text
+    fit = text.split("## Fit to the training images")[1].split("##")[0]
+    assert all(f"| {label} |" in fit for label in ("No mixing", "Mixup (k=1)"))
+    pgd = text.split("## PGD at every ε")[1].split("##")[0]
+    assert "64/255 (40 images)" in pgd and f"{eps_text(plan['primary_eps'])} (" in pgd
+    assert "attacked beyond FGSM: every flag was checked on every run." in text
+    assert "Gaussian noise" not in text  # not run by this study
+    block = readme_block(study_report(study, bundle))
+    assert block.count("| A > B |") == 2  # both declared claims, with their verdicts
 
 
 def test_a_claim_at_the_primary_eps_needs_it():

@@ -371,6 +371,12 @@ def test_training_curves_compare_like_with_like():
     assert [list(line.get_ydata()) for line in clean_ax.get_lines()] == [[1.0, 0.8], [1.0, 1.0]]
     assert [list(line.get_ydata()) for line in mixed_ax.get_lines()] == [[2.0, 1.7]]
     assert [len(line.get_xdata()) for line in acc_ax.get_lines()] == [1, 2]
+    # A run missing from a panel leaves the others' colours as they are everywhere else.
+    curves = training_curves({"none": none, "region": region}).axes
+    colour = {line.get_label(): line.get_color() for line in curves[2].get_lines()}
+    for ax in curves:
+        assert all(line.get_color() == colour[line.get_label()] for line in ax.get_lines())
+    assert colour["none"] != colour["region"]
 
 
 def test_mixing_figure_outlines_masks_and_boxes_of_the_new_methods(batch):

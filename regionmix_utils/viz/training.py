@@ -13,20 +13,23 @@ def training_curves(metrics: dict[str, list[dict]]) -> Figure:
     total loss of a mixing run adds the two, so totals are not comparable across
     methods), and test accuracy."""
     fig, (ax_clean, ax_mixed, ax_acc) = plt.subplots(1, 3, figsize=(13, 3.5))
-    for label, rows in metrics.items():
+    # One colour per run in every panel: a run without a term is missing from its panel,
+    # and each axes' own colour cycle would shift the colours of the runs after it.
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (label, rows) in enumerate(metrics.items()):
+        color = cycle[index % len(cycle)]
         epochs = [r["epoch"] for r in rows]
         if "train_clean_loss" in rows[0]:
-            ax_clean.plot(epochs, [r["train_clean_loss"] for r in rows], label=label)
+            ax_clean.plot(epochs, [r["train_clean_loss"] for r in rows], label=label, color=color)
         if "train_mixed_loss" in rows[0]:
-            ax_mixed.plot(epochs, [r["train_mixed_loss"] for r in rows], label=label)
+            ax_mixed.plot(epochs, [r["train_mixed_loss"] for r in rows], label=label, color=color)
         if "train_clean_loss" not in rows[0] and "train_mixed_loss" not in rows[0]:
             # metrics written before the terms were recorded: the total alone, marked
-            ax_clean.plot(
-                epochs, [r["train_loss"] for r in rows], ls="--", label=f"{label} (total)"
-            )
+            ax_clean.plot(epochs, [r["train_loss"] for r in rows], ls="--", color=color,
+                          label=f"{label} (total)")  # fmt: skip
         evaluated = [r for r in rows if "test_acc" in r]
         ax_acc.plot([r["epoch"] for r in evaluated], [r["test_acc"] for r in evaluated],
-                    marker="o", label=label)  # fmt: skip
+                    marker="o", label=label, color=color)  # fmt: skip
     ax_clean.set(xlabel="epoch", ylabel="loss", title="train CE on clean images")
     ax_mixed.set(xlabel="epoch", ylabel="loss", title="train CE on mixed images")
     ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
