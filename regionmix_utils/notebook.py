@@ -246,15 +246,12 @@ def reference_family(study: str = "cpu-gated") -> list:
         FileNotFoundError: the study's bundle is not here, or a gated study's plan is not
             in it.
     """
-    from regionmix_utils.study import PLAN, find_bundle, get_study, read_plan
+    from regionmix_utils.study import find_bundle, get_study, study_plan
 
     bundle, found = find_bundle(study), get_study(study)
     if bundle is None:
         raise FileNotFoundError(f"the bundle of study {study!r} is not here")
-    plan = read_plan(bundle)
-    if plan is None and found.gate_gap is not None:
-        raise FileNotFoundError(f"{bundle} has no {PLAN}: the study's pilot chose its ε there")
-    return found.family((plan or {}).get("primary_eps"))
+    return found.family((study_plan(found, bundle) or {}).get("primary_eps"))
 
 
 def reference_eps(study: str = "cpu-gated") -> float:

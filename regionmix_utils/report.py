@@ -439,18 +439,12 @@ def design_text(study, plan: dict | None = None, runs: list[Run] | None = None) 
     """The study's design in Markdown, from its definition (``study.Study``) and, for a
     study with a gate, its plan (``study.read_plan``) and runs (the thread counts they
     record): what was trained, how it was evaluated, and the commands that redo it."""
-    from regionmix_utils.methods import get_method
     from regionmix_utils.runs import eps_text
 
     if study.gate_gap is not None:
         if plan is None:
             raise ValueError(f"study {study.name!r} has a gate: pass its plan (read_plan)")
         return _gated_design(study, plan, runs)
-
-    def entry_text(entry) -> str:
-        settings = ", ".join(f"{k}={v}" for k, v in entry.settings if k != "alpha")
-        words = get_method(entry.method).label + (f" ({settings})" if settings else "")
-        return words + ("" if entry.clean_ce else " without the clean CE term")
 
     from regionmix_utils.config import TrainConfig
     from regionmix_utils.data import get_dataset
@@ -478,7 +472,7 @@ momentum {config.momentum}, learning rate {config.lr} divided by 10 after epochs
 of {paper.epochs}, the same proportions, rounded up), batch {config.batch_size}, weight decay
 {config.weight_decay}, pad {config.pad} and random crop, horizontal flip, α = 1, float32 on
 the CPU. Seeds {", ".join(map(str, study.seeds))}. Configurations:
-{"; ".join(entry_text(e) for e in study.entries)}.
+{_entries_text(study)}.
 
 **Evaluations**, on all {n_test:,} test images, each stored with every image's prediction:
 clean accuracy and calibration (ECE, NLL, Brier) before and after temperature scaling;
@@ -564,7 +558,7 @@ def study_report(study, bundle: str | os.PathLike | None = None) -> Report:
         FileNotFoundError: no bundle of the study here, or a gated study's without its
             plan.
     """
-    from regionmix_utils.study import PLAN, find_bundle, read_plan
+    from regionmix_utils.study import find_bundle, study_plan
 
     bundle = bundle or find_bundle(study)
     if bundle is None:
@@ -572,11 +566,7 @@ def study_report(study, bundle: str | os.PathLike | None = None) -> Report:
             f"no bundle of study {study.name!r} here: pass --bundle DIR (made by "
             f"`regionmix study {study.name} --export DIR`)"
         )
-    plan = read_plan(bundle)
-    if plan is None and study.gate_gap is not None:
-        raise FileNotFoundError(f"{bundle} has no {PLAN}: a study with a gate keeps its "
-                                "pilot's plan in its bundle (export_bundle copies it)")  # fmt: skip
-    primary = (plan or {}).get("primary_eps")
+    primary = (study_plan(study, bundle) or {}).get("primary_eps")
     return build_report(bundle, eps=primary or 8 / 255, claims=study.family(primary))
 
 

@@ -68,6 +68,7 @@ __all__ = [
     "record_timing",
     "run_pilot",
     "run_study",
+    "study_plan",
     "study_timing",
     "timed",
 ]
@@ -402,6 +403,20 @@ def read_plan(folder: str | os.PathLike) -> dict | None:
     """The plan a study's pilot wrote in ``folder`` (a runs folder or a bundle), or None."""
     file = Path(folder) / PLAN
     return json.loads(file.read_text()) if file.exists() else None
+
+
+def study_plan(study: Study, folder: str | os.PathLike) -> dict | None:
+    """The plan of ``study`` in ``folder`` (a runs folder or a bundle; ``read_plan``),
+    None where the study has no gate and no plan is there.
+
+    Raises:
+        FileNotFoundError: the study has a gate and its plan is not in ``folder``.
+    """
+    plan = read_plan(folder)
+    if plan is None and study.gate_gap is not None:
+        raise FileNotFoundError(f"{folder} has no {PLAN}: a study with a gate keeps its "
+                                "pilot's plan with its runs (export_bundle copies it)")  # fmt: skip
+    return plan
 
 
 def gate_message(plan: dict) -> str:

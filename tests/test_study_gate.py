@@ -27,6 +27,7 @@ from regionmix_utils.study import (
     read_plan,
     run_pilot,
     run_study,
+    study_plan,
 )
 from regionmix_utils.train import TrainingState, hold_cosine_factor, train
 
@@ -191,6 +192,12 @@ def test_the_pilot_chooses_the_primary_eps_by_its_rule_before_the_others_run(tmp
     assert "Gaussian noise" not in text  # not run by this study
     block = readme_block(study_report(study, bundle))
     assert block.count("| A > B |") == 2  # both declared claims, with their verdicts
+
+
+def test_a_gated_studys_plan_must_be_there(tmp_path):
+    with pytest.raises(FileNotFoundError, match=PLAN):
+        study_plan(gated(), tmp_path)
+    assert study_plan(gated(gate_gap=None), tmp_path) is None
 
 
 def test_a_claim_at_the_primary_eps_needs_it():
