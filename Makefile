@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # it is installed on its own, without its dependencies (all of which we already have).
 TORCHATTACKS := torchattacks==3.5.1
 
-.PHONY: venv demo test lint format bench lab clean
+.PHONY: venv demo test lint format bench lab executed clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -37,6 +38,18 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/mixing.py
+
+# The notebooks executed in quick mode with their outputs, for readers who do not run
+# them (GitHub shows the figures and tables); tests/test_notebooks.py checks that each
+# copy holds its source's cells. Headless: line progress, explorers drawn as figures.
+executed: $(STAMP)
+	rm -rf docs/notebooks.new && mkdir -p docs/notebooks.new
+	for nb in notebooks/[0-9][0-9]_*.ipynb; do \
+	  REGIONMIX_HEADLESS=1 $(BIN)/papermill --cwd notebooks -k python3 --no-progress-bar \
+	    -p QUICK True -p RUNS_DIR ../runs/executed "$$nb" "docs/notebooks.new/$${nb#notebooks/}" \
+	    || exit 1; \
+	done
+	rm -rf docs/notebooks && mv docs/notebooks.new docs/notebooks
 
 # Jupyter refuses to start as root unless told to; containers and cloud VMs often run as root.
 lab: $(STAMP)

@@ -82,9 +82,10 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--concat-forward", action="store_true", help="one forward pass over [x_A; x~]"
     )
     parser.add_argument(
-        "--matched-compute", action="store_true",
+        "--matched-compute",
+        action="store_true",
         help="with --no-clean-ce: a second mixed pass in the clean term's place (the same "
-             "forward/backward passes a step as with the term; folder suffix -2mix)",
+        "forward/backward passes a step as with the term; folder suffix -2mix)",
     )
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
@@ -135,7 +136,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help="ε: targets (1 - ε) y + ε / K, clean and mixed",
     )  # fmt: skip
     parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--data-dir", default=None, help="default: $REGIONMIX_DATA or ./data")
+    parser.add_argument("--data-dir", default=None, help="default: $REGIONMIX_DATA, else the "
+                        "checkout's data/ (the same from any working directory)")  # fmt: skip
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument(
         "--quick", action="store_true",
@@ -331,9 +333,10 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_download(args) -> int:
-    from regionmix_utils.data import cifar, download_tinyimagenet
+    from regionmix_utils.data import cifar, data_root, download_tinyimagenet
     from regionmix_utils.evaluation.corruptions import SOURCES, download_corruptions
 
+    print(f"data folder: {data_root(args.data_dir)}")
     for name in args.datasets:
         if name in SOURCES:
             print(download_corruptions(name, args.data_dir))
@@ -369,6 +372,20 @@ def _cmd_calibration(args) -> int:
     return 0
 
 
+def _setting_value(text: str) -> int | float | str:
+    """An ``evaluate --setting`` value: an int ("3"), else a float ("0.5", "1e-3",
+    "8/255"), else the text itself. "1e-3", "1E-3" and "0.001" are one float, so they
+    name one stored record."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        return text
+
+
 def _cmd_evaluate(args) -> int:
     from regionmix_utils.evaluation.registry import evaluate
     from regionmix_utils.progress import progress
@@ -380,10 +397,7 @@ def _cmd_evaluate(args) -> int:
         key, sep, value = word.partition("=")
         if not sep:
             raise ValueError(f"--setting takes KEY=VALUE, got {word!r}")
-        try:
-            settings[key] = float(Fraction(value)) if "." in value or "/" in value else int(value)
-        except (ValueError, ZeroDivisionError):
-            settings[key] = value
+        settings[key] = _setting_value(value)
     runs = _finished_runs(args)
     for run in progress(runs, desc=args.kind, disable=args.no_progress):
         r = evaluate(run, args.kind, args.n_images, args.data_dir, device, **settings)
@@ -689,8 +703,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # The kinds ``registry.evaluate`` makes; the built-in ones have commands of their own.
     kinds = [k for k in evaluation_kinds() if get_evaluation(k).compute is not None]
-    p.add_argument("--kind", required=True, choices=kinds,
-                   help="a registered evaluation (none is built in: plugins register them)")
+    p.add_argument(
+        "--kind",
+        required=True,
+        choices=kinds,
+        help="a registered evaluation (none is built in: plugins register them)",
+    )
     p.add_argument("--setting", nargs="*", default=[], metavar="KEY=VALUE",
                    help="the evaluation's settings (its keys)")  # fmt: skip
     p.add_argument("--runs-dir", default="runs")

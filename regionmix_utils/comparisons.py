@@ -296,13 +296,44 @@ def compare(
         raise ValueError(f"--compare takes A:B (e.g. region:mixup) or all, got {spec!r}")
     a, b = spec.split(":")
     rows, read = [], {}  # read: the runs' evaluation settings, each eval.json read once
-    for dataset, runs_a, runs_b in _pairs(runs, a, b):
+    pairs = _pairs(runs, a, b)
+    for dataset, runs_a, runs_b in pairs:
         claims = claims_between(a, b, PAPER_DATASET.get(dataset, dataset))
         for group in _metric_groups([*runs_a.values(), *runs_b.values()], None, read):
             claim = next((c for c in claims if c.kind == _kind(group[0]) and
                           c.matches(group[0])), None)  # fmt: skip
             rows.append(_compare_row(dataset, runs_a, runs_b, group, claim, runs_dir))
+    if pairs and not rows:
+        raise ValueError(_unevaluated(spec, pairs, read, runs_dir))
     return _comparison(rows, level, f"{spec!r} on the same dataset and recipe")
+
+
+def _unevaluated(spec: str, pairs: list, read: dict[Path, list[dict]], runs_dir: str) -> str:
+    """The error for runs of both sides that share no evaluation: how many runs of each
+    side, how many of them have no evaluation record, and the commands that make them.
+    ``pairs``: ``_pairs``'s; ``read``: run path -> its records' settings, as
+    ``_shared_settings`` filled it."""
+    sides = spec.split(":")
+    found = [{run.path for pair in pairs for run in pair[1 + i].values()} for i in (0, 1)]
+    counts = [
+        f"{len(paths)} run(s) of {name!r} ({sum(not read.get(p) for p in paths)} with no "
+        "evaluation records)"
+        for name, paths in zip(sides, found, strict=True)
+    ]
+    datasets = ", ".join(sorted({pair[0] for pair in pairs}))
+    attacks = [kind for kind in evaluation_kinds() if kind in ATTACKS]
+    # The registry's commands, in its order, one per command; the attacks as one.
+    others = {_rerun_hint(k, runs_dir): None for k in evaluation_kinds() if k not in ATTACKS}
+    others.pop(_rerun_hint("clean", runs_dir))
+    if attacks:
+        others[f"`regionmix attack --attack ATTACK --runs-dir {runs_dir}` (ATTACK: "
+               f"{', '.join(attacks)})"] = None  # fmt: skip
+    return (
+        f"{counts[0]} and {counts[1]} on {datasets} with the same recipe, but no evaluation "
+        f"record that both sides have, so nothing to compare {spec!r} on: run "
+        f"{_rerun_hint('clean', runs_dir)} (clean test accuracy with each image's "
+        f"prediction), or another evaluation on both sides: {', '.join(others)}"
+    )
 
 
 def _comparison(rows: list[dict], level: float, asked: str) -> Comparison:
@@ -372,7 +403,8 @@ def _compare_caption(cells: pd.DataFrame, level: float) -> str:
         f"would need for {effect} at {level:g} / {max(family, 1)} with {POWER:.0%} power, at "
         "the seeds' measured spread, and in brackets at the ends of that spread's 95% "
         "interval."
-        if family else " No declared claim is among these comparisons: no verdicts."
+        if family
+        else " No declared claim is among these comparisons: no verdicts."
     )
     seeds = int(cells["seeds"].max()) if len(cells) else 0
     floor = f" ({2 / 2**seeds:.3g} with {seeds} seeds)" if seeds else ""
@@ -387,7 +419,9 @@ def _compare_caption(cells: pd.DataFrame, level: float) -> str:
         f"no normal distribution and cannot go below 2 / 2^S{floor}. 95% CI "
         f"(these models): the test images resampled ({COMPARE_RESAMPLES:,} times) with the "
         "trained models held fixed, which says how far these models' Δ would move on other "
-        "test images, not how far another training would move it." + verdicts + corruptions
+        "test images, not how far another training would move it."
+        + verdicts
+        + corruptions
         + " A claim is left out where we have no runs of both sides on its dataset "
         "with the same recipe." + stands
     )

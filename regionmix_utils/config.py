@@ -21,6 +21,7 @@ from typing import Any
 from regionmix_utils.data import get_dataset
 from regionmix_utils.methods import SETTINGS, get_method
 from regionmix_utils.mixing import LAM_MODES
+from regionmix_utils.mixing.core import plain_number
 
 __all__ = [
     "EXECUTION_FIELDS",
@@ -138,9 +139,7 @@ class TrainConfig:
         self._check_schedule()
         object.__setattr__(self, "params", _own_params(self.params, method, self.switch))
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
-            )
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.lr_schedule != "step":  # unused: reset, so that labels do not name them
             object.__setattr__(self, "milestones", _defaults()["milestones"])
             object.__setattr__(self, "lr_gamma", _defaults()["lr_gamma"])
@@ -177,14 +176,16 @@ class TrainConfig:
 def _plain(value: Any) -> Any:
     """``value`` with numpy (and torch) numbers as plain Python ones, inside tuples and
     lists too: np.float64(0.1) -> 0.1, np.int64(3) -> 3, np.bool_(True) -> True, an
-    array -> a tuple."""
+    array -> a tuple. A float32 becomes the decimal it was made from (np.float32(0.4)
+    -> 0.4, ``mixing.core.plain_number``): that is what the run's folder name says, so
+    a run started with 0.4 resumes when restarted with np.float32(0.4)."""
     if isinstance(value, (list, tuple)):
         return type(value)(_plain(v) for v in value)
     ndim = getattr(value, "ndim", None)
     if ndim == 0 and hasattr(value, "item"):
-        return value.item()
+        return plain_number(value)
     if ndim and hasattr(value, "tolist"):  # an array of sides, say: a tuple of numbers
-        return tuple(value.tolist())
+        return tuple(_plain(v) for v in value)
     return value
 
 

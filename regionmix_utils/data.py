@@ -11,7 +11,8 @@ are cut, augmented and mixed on the device with no per-image Python work.
   fetches and extracts the official zip.
 - ``cifar10-subset``: a CIFAR-10 ``.npz`` (x_train, y_train, x_test, y_test, HWC uint8).
 
-Datasets are looked up under ``data_root()``: ``$REGIONMIX_DATA`` or ``./data``.
+Datasets are looked up under ``data_root()`` (``files.data_dir``: ``$REGIONMIX_DATA``,
+the checkout's ``data/``, ...).
 
 Each dataset is one ``DatasetSpec`` in a registry, the one place that says what it is:
 its title, classes, image and split sizes, the normalisation the model uses, and how to
@@ -57,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from regionmix_utils.files import atomic_torch_save
+from regionmix_utils.files import atomic_torch_save, data_dir
 
 __all__ = [
     "DATASETS",
@@ -215,8 +216,9 @@ class Splits:
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """Where datasets live: ``root`` if given, else ``$REGIONMIX_DATA``, else ``./data``."""
-    return Path(root or os.environ.get("REGIONMIX_DATA") or "data")
+    """Where datasets live, the same from any working directory: ``root`` if given, else
+    ``files.data_dir``'s rule ($REGIONMIX_DATA, the checkout's ``data/``, ...)."""
+    return data_dir(root)
 
 
 # ----------------------------------------------------------------------------- shapes

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -54,7 +55,7 @@ from regionmix_utils.mixing import (
     sample_region_params,
     sample_resizemix_params,
 )
-from regionmix_utils.mixing.core import _check_lam_mode
+from regionmix_utils.mixing.core import _check_lam_mode, plain_number
 
 __all__ = [
     "SETTINGS",
@@ -124,14 +125,21 @@ class Setting:
             return f"{kind} >= {self.low:g}"
         return f"{kind} <= {self.high:g}" if self.high is not None else kind
 
+    def _as_type(self, value: Any) -> Any:
+        # numpy numbers as the Python numbers they stand for (np.float32(0.4) -> 0.4)
+        value = plain_number(value)
+        if self.type is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError  # int(2.5) would quietly use k = 2
+        return self.type(value)
+
     def check(self, name: str, value: Any) -> Any:
         """``value`` as this setting's type, or a one-line ValueError naming ``name``
         and what is allowed."""
         try:
             if self.several:
-                value = tuple(self.type(v) for v in value)
-            elif not isinstance(value, bool) or self.type is bool:
-                value = self.type(value)
+                value = tuple(self._as_type(v) for v in value)
+            elif not isinstance(value, (bool, np.bool_)) or self.type is bool:
+                value = self._as_type(value)
             else:
                 raise TypeError
         except (TypeError, ValueError):
@@ -161,8 +169,13 @@ SETTINGS: dict[str, Setting] = {
     "k": Setting("tiles per side of the grid", "k", "k", int, default=2, low=1),
     "alpha": Setting("Beta(α, α) concentration of λ", "a", "α", float, default=1.0, above=0),
     "sides": Setting(
-        "grid sides drawn per batch, for rows and columns", "s", "sides", int, several=True,
-        default=(1, 2, 4), low=1,
+        "grid sides drawn per batch, for rows and columns",
+        "s",
+        "sides",
+        int,
+        several=True,
+        default=(1, 2, 4),
+        low=1,
     ),
     "lam_mode": Setting(
         "λ per tile ('batch', Algorithm 1) or per tile and sample ('sample')",

@@ -26,7 +26,16 @@ from torch import Tensor, nn
 
 from regionmix_utils.data import dataset_names, get_dataset
 
-__all__ = ["DATASET_STATS", "PreActBlock", "PreActResNet18", "build_model", "evaluating"]
+__all__ = [
+    "DATASET_STATS",
+    "PreActBlock",
+    "PreActResNet18",
+    "autograd_tensor",
+    "build_model",
+    "evaluating",
+    "full_float32",
+    "gradients_on",
+]
 
 _Stats = tuple[tuple[float, float, float], tuple[float, float, float]]
 
@@ -148,18 +157,69 @@ def build_model(
     return PreActResNet18(num_classes, spec.mean, spec.std, width, stem_stride)
 
 
+def tf32_switches() -> list[tuple[object, str, object]]:
+    """torch's TF32 switches as (object, attribute, full-float32 value): the per-backend
+    ``fp32_precision`` of torch >= 2.9 where it exists (reading the legacy flags beside
+    it raises once a user has set it), else the legacy ``allow_tf32`` flags."""
+    b = torch.backends
+    if hasattr(b.cudnn, "conv") and hasattr(b.cuda.matmul, "fp32_precision"):
+        return [(b.cuda.matmul, "fp32_precision", "ieee"),
+                (b.cudnn.conv, "fp32_precision", "ieee"),
+                (b.cudnn.rnn, "fp32_precision", "ieee")]  # fmt: skip
+    return [(b.cuda.matmul, "allow_tf32", False), (b.cudnn, "allow_tf32", False)]
+
+
+@contextlib.contextmanager
+def full_float32() -> Iterator[None]:
+    """float32 that is float32: TF32 off for cuDNN convolutions and CUDA matmuls inside
+    (on Ampere and later GPUs cuDNN convolutions use TF32, 10-bit mantissas, by default);
+    the previous settings are restored on exit, an exception's too. No effect on the CPU."""
+    switches = tf32_switches()
+    saved = [getattr(obj, name) for obj, name, _ in switches]
+    for obj, name, value in switches:
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for (obj, name, _), value in zip(switches, saved, strict=True):
+            setattr(obj, name, value)
+
+
 @contextlib.contextmanager
 def evaluating(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode and float32 for test-time work (accuracy, attacks, CAMs, calibration).
 
     Autocast is switched off inside, even when the caller is under an autocast context,
-    so test numbers do not depend on a GPU's AMP mode. The model's mode is restored.
+    and so is TF32 on a GPU (``full_float32``), so test numbers depend neither on a GPU's
+    AMP mode nor on the card. On exit, an exception's too, each submodule is left in the
+    mode it had (a BatchNorm frozen in eval mode inside a training model stays frozen)
+    and the TF32 settings are restored.
     """
-    was_training = model.training
+    # model.train(flag) would set every submodule to the model's flag: keep each one's.
+    modes = [(module, module.training) for module in model.modules()]
     device_type = next(model.parameters()).device.type
     model.eval()
     try:
-        with torch.autocast(device_type, enabled=False):
+        with full_float32(), torch.autocast(device_type, enabled=False):
             yield model
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
+
+
+@contextlib.contextmanager
+def gradients_on() -> Iterator[None]:
+    """Autograd on inside, whatever the caller's mode: for test-time work that needs
+    gradients (attacks, CAMs) when called under ``torch.no_grad()`` or
+    ``torch.inference_mode()``. The caller's mode is back on exit. Tensors made under
+    inference mode cannot enter autograd even here: pass them through ``autograd_tensor``.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def autograd_tensor(tensor: Tensor) -> Tensor:
+    """``tensor`` itself, or a copy of it when it was made under ``torch.inference_mode()``
+    (an inference tensor, which autograd refuses to record). Call inside ``gradients_on``,
+    so that the copy is an ordinary tensor."""
+    return tensor.clone() if tensor.is_inference() else tensor

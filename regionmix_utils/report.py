@@ -264,8 +264,11 @@ def _figures(runs: list[Run], frame: pd.DataFrame, tables, comparison, folder: P
              "Accuracy under Gaussian noise by severity (mean over seeds)")  # fmt: skip
     paper = [t for t in tables if t.number in (1, 2, 3, 4)]
     if paper:
-        title = ("Ours at this scale beside the paper's numbers" if any(t.has_paper for t in paper)
-                 else "The paper's Tables 1-4 at this scale (ours only: not its setting)")
+        title = (
+            "Ours at this scale beside the paper's numbers"
+            if any(t.has_paper for t in paper)
+            else "The paper's Tables 1-4 at this scale (ours only: not its setting)"
+        )
         save(comparison_figure(paper), "ours-vs-paper.png", title)
     try:
         if comparison is None:
@@ -331,6 +334,7 @@ def _threads_text(runs: list[Run], pilot: str) -> str:
     """How many threads the runs trained with, from their environment records: ", one
     thread per run (the pilot, trained before the others: 2 threads)"; "" when no run
     records it."""
+
     def threads(run: Run):
         return (run.record.get("environment") or {}).get("threads")
 
@@ -366,6 +370,7 @@ def _gated_design(study, plan: dict, runs: list[Run] | None = None) -> str:
     family = study.family(plan.get("primary_eps"))
     attack_eps = eps_text(plan["primary_eps"]) if chosen else ", ".join(
         eps_text(e) for e in study.pgd_eps)  # fmt: skip
+
     def at(claim) -> str:
         eps = dict(claim.settings).get("eps")
         return "" if eps is None else f" at ε = {eps_text(eps)}"
@@ -411,13 +416,15 @@ def _gated_design(study, plan: dict, runs: list[Run] | None = None) -> str:
     ]
     if study.replaces:
         paragraphs.append(f"**The study this one replaces.** {study.replaces}")
-    redo = ("**Redo it** (it resumes where it stopped, and its wall time is the sum of its "
-            f"""invocations):
+    redo = (
+        "**Redo it** (it resumes where it stopped, and its wall time is the sum of its "
+        f"""invocations):
 
 ```bash
 regionmix study {study.name} --workers 2 --export DIR
 regionmix report --study {study.name} --bundle DIR
-```""")
+```"""
+    )
     return "\n\n".join([*paragraphs, redo])
 
 

@@ -186,7 +186,7 @@ def _text(numbers: dict) -> str:
 
 
 def _epoch_mismatch(run: Run, data_dir) -> str:
-    """"" when the first ``N_EPOCHS`` epochs retrain (in a temporary folder) to the
+    """ "" when the first ``N_EPOCHS`` epochs retrain (in a temporary folder) to the
     committed metrics bit for bit; what differs otherwise."""
     from regionmix_utils.train import train
 

@@ -234,7 +234,7 @@ class Run:
                     labels = _labels_name(entry["labels_hash"])
                     labels = data[labels] if labels in data.files else None
                     return Predictions(data[f"{i}.predicted"], entry["labels_hash"], logits,
-                                       labels)  # fmt: skip
+                                       labels, _arrays_of(data, i))  # fmt: skip
         return None
 
     def prediction_settings(self) -> list[dict]:
@@ -299,17 +299,18 @@ class Run:
     def _store_predictions(self, settings: dict, predictions: Predictions) -> None:
         index, arrays = _read_predictions(self.path / PREDICTIONS)
         entries = [
-            (entry, arrays[f"{i}.predicted"], arrays.get(f"{i}.logits"))
+            (entry, arrays[f"{i}.predicted"], arrays.get(f"{i}.logits"), _arrays_of(arrays, i))
             for i, entry in enumerate(index) if entry["settings"] != settings
         ]  # fmt: skip
         entry = {"settings": settings, "labels_hash": predictions.labels_hash}
-        entries.append((entry, predictions.predicted, predictions.logits))
-        out = {"index": np.array(json.dumps([e for e, _, _ in entries]))}
-        for i, (_, predicted, logits) in enumerate(entries):
+        entries.append((entry, predictions.predicted, predictions.logits, predictions.arrays))
+        out = {"index": np.array(json.dumps([e for e, *_ in entries]))}
+        for i, (_, predicted, logits, extra) in enumerate(entries):
             out[f"{i}.predicted"] = predicted
             if logits is not None:
                 out[f"{i}.logits"] = logits
-        kept = {_labels_name(e["labels_hash"]) for e, _, _ in entries}
+            out |= {f"{i}.arrays.{name}": array for name, array in extra.items()}
+        kept = {_labels_name(e["labels_hash"]) for e, *_ in entries}
         out |= {name: array for name, array in arrays.items() if name in kept}
         if predictions.labels is not None:
             out[_labels_name(predictions.labels_hash)] = predictions.labels
@@ -475,12 +476,15 @@ class Predictions:
             ECE, NLL and Brier score (to float16 precision); None elsewhere.
         labels: [N] int16, the test labels themselves (stored once per file for each
             fingerprint), so that a comparison needs no dataset; None if not kept.
+        arrays: other per-image values an evaluation keeps, by name, of any length (an
+            out-of-distribution set's scores, say); empty for most.
     """
 
     predicted: np.ndarray
     labels_hash: str
     logits: np.ndarray | None = None
     labels: np.ndarray | None = None
+    arrays: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.predicted.ndim != 1:
@@ -494,9 +498,10 @@ class Predictions:
             )
 
     @classmethod
-    def from_outputs(cls, predicted, labels, logits=None) -> Predictions:
+    def from_outputs(cls, predicted, labels, logits=None, arrays=None) -> Predictions:
         """From an evaluation's outputs: predicted classes [N], the labels [N] they are
-        scored against, and (optionally) logits [N, K]; arrays or CPU tensors.
+        scored against, and (optionally) logits [N, K] and other per-image values by name
+        (``arrays``); arrays or CPU tensors.
 
         Raises:
             ValueError: the lengths differ, or a class index does not fit in int16.
@@ -508,8 +513,9 @@ class Predictions:
             raise ValueError("predicted must hold class indices in [0, 32767]")
         stored = None if logits is None else np.asarray(logits, dtype=np.float16)
         labels = np.asarray(labels)
+        extra = {name: np.asarray(array) for name, array in (arrays or {}).items()}
         return cls(predicted.astype(np.int16), labels_fingerprint(labels), stored,
-                   labels.astype(np.int16))  # fmt: skip
+                   labels.astype(np.int16), extra)  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.predicted)
@@ -533,6 +539,13 @@ class Predictions:
                 f"labels given ({found})"
             )
         return self.predicted == np.asarray(labels)
+
+
+def _arrays_of(data, i: int) -> dict[str, np.ndarray]:
+    """The named per-image arrays of entry ``i`` of a predictions file (its arrays or its
+    open ``np.load``)."""
+    prefix = f"{i}.arrays."
+    return {name[len(prefix) :]: data[name] for name in data if name.startswith(prefix)}
 
 
 def _labels_name(labels_hash: str) -> str:

@@ -373,7 +373,9 @@ def _registered_tables(evaluations: pd.DataFrame) -> list[Table]:
     for kind in kinds:
         spec = get_evaluation(kind)
         rows = _beyond(evaluations[evaluations["kind"] == kind])
-        for values, part in rows.groupby([*spec.keys, "n_images"], sort=True):
+        if rows.empty:  # no record of this kind: its settings are no column of the frame
+            continue
+        for values, part in rows.groupby([*spec.keys, "n_images"], sort=True, dropna=False):
             values = values if isinstance(values, tuple) else (values,)
             setting = dict(zip([*spec.keys, "n_images"], values, strict=True))
             said = ", ".join(f"{k}={v}" for k, v in setting.items() if k != "n_images")

@@ -37,13 +37,12 @@ stays on the device (``sgd_optimizer``). What an epoch reports is read once, at 
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import itertools
 import math
 import pickle
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +57,7 @@ from regionmix_utils.files import atomic_torch_save
 from regionmix_utils.losses import LossParts, combined_loss
 from regionmix_utils.methods import Method, get_method
 from regionmix_utils.mixing import MixedBatch, draw_choice, draw_mixed, mixable_layers
-from regionmix_utils.models import build_model, evaluating
+from regionmix_utils.models import build_model, evaluating, full_float32
 from regionmix_utils.progress import progress as progress_bar
 from regionmix_utils.runs import FINAL, LAST, Run, run_dir
 
@@ -267,19 +266,6 @@ def _zero_momentum(optimizer: torch.optim.Optimizer) -> None:
                 optimizer.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
 
 
-@contextlib.contextmanager
-def full_float32() -> Iterator[None]:
-    """float32 that is float32: TF32 off for cuDNN convolutions and CUDA matmuls inside
-    (on Ampere and later GPUs cuDNN convolutions use TF32, 10-bit mantissas, by default);
-    the previous settings are restored on exit. No effect on the CPU."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
 def stream_seeds(seed: int, epoch: int) -> tuple[int, int]:
     """Seeds of epoch ``epoch``'s data stream and mixing stream, derived from the run's
     seed (numpy's SeedSequence keeps them independent across streams and epochs).
@@ -375,8 +361,8 @@ def _smoothed(targets: Tensor, epsilon: float) -> Tensor:
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: BatchLoader) -> tuple[float, float]:
     """(mean cross-entropy loss, accuracy in percent) of ``model`` over ``loader``, in
-    eval mode and float32: no autocast, and no TF32 on a GPU (``full_float32``); the
-    model's mode is restored.
+    eval mode and float32: no autocast, and no TF32 on a GPU (``models.evaluating``); each
+    submodule's mode is restored.
 
     The sums stay on the loader's device (the loss in float64, added in the order of the
     batches, as Python floats would be) and are read back once, at the end.
@@ -385,7 +371,7 @@ def evaluate(model: nn.Module, loader: BatchLoader) -> tuple[float, float]:
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     count = 0
-    with evaluating(model), full_float32():
+    with evaluating(model):
         for images, labels in loader:
             logits = model(images).float()
             total_loss += F.cross_entropy(logits, labels, reduction="sum").double()

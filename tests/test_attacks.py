@@ -16,6 +16,7 @@ from regionmix_utils.evaluation.robustness import (
     ATTACKS,
     AUTOATTACK_ORDER,
     AttackConfig,
+    AutoAttackCascade,
     accuracy,
     adversarial_accuracy,
     adversarial_predictions,
@@ -350,6 +351,113 @@ def test_the_cascade_attacks_only_the_images_still_correct_in_the_reference_orde
         {"attack": name, "n_attacked": 3, "n_robust_after": 3} for name in AUTOATTACK_ORDER
     ]
     assert torch.equal(adversarial[2], _images(4)[2])
+
+
+class Fragile(nn.Module):
+    """A linear classifier of 8 x 8 images whose class-0 logit is 40 (mean pixel - 0.5)
+    and whose other logits are near 0: an image of constant value v is classified as 0
+    when v > 0.5, and an ε = 8/255 perturbation moves that logit by up to 1.25, so an
+    image of value 0.52 or 0.53 is fooled by any gradient attack and one of 0.85 or above
+    by none."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.linear = nn.Linear(3 * 8 * 8, classes)
+        with torch.no_grad():
+            weights = torch.randn(classes, 3 * 8 * 8, generator=torch.Generator().manual_seed(0))
+            self.linear.weight.copy_(0.001 * weights)
+            self.linear.weight[0] = 40 / (3 * 8 * 8)
+            self.linear.bias.zero_()
+            self.linear.bias[0] = -20.0
+
+    def forward(self, x):
+        return self.linear(x.flatten(1))
+
+
+def _constant_images(values) -> torch.Tensor:
+    """One 3 x 8 x 8 image of each constant value [N, 3, 8, 8]."""
+    return torch.tensor(values).view(-1, 1, 1, 1).expand(-1, 3, 8, 8).contiguous()
+
+
+def _values(images: torch.Tensor) -> list[float]:
+    """Which constant images (by value, to 2 decimals) a call received."""
+    return sorted(round(float(x.mean()), 2) for x in images)
+
+
+def test_the_cascade_attacks_again_none_of_the_images_its_first_attack_fooled():
+    """The reference's cascade on a model APGD-CE does fool on two of four images: the
+    three later attacks run on the two it left correct, and only on them; a fooled image
+    comes back as APGD-CE found it, a robust one unchanged."""
+    model = Fragile().eval()
+    values = [0.9, 0.52, 0.85, 0.53, 0.3]  # 0.3 is misclassified: never attacked
+    images, labels = _constant_images(values), torch.zeros(5, dtype=torch.long)
+    assert (model(images).argmax(1) == 0).tolist() == [True, True, True, True, False]
+    attack = reference_autoattack(model, 8 / 255, 10, steps=2, queries=2)
+    received = []
+    for name, stage in zip(attack.names, attack.attacks, strict=True):
+
+        def logged(x, y, _forward=stage.forward, _name=name):
+            received.append((_name, _values(x)))
+            return _forward(x, y)
+
+        stage.forward = logged
+    adversarial = attack(images, labels)
+    assert received == [("apgd-ce", [0.52, 0.53, 0.85, 0.9])] + [
+        (name, [0.85, 0.9]) for name in AUTOATTACK_ORDER[1:]
+    ]
+    assert [(s["n_attacked"], s["n_robust_after"]) for s in attack.stages] == [
+        (4, 2), (2, 2), (2, 2), (2, 2),
+    ]  # fmt: skip
+    correct = model(adversarial).argmax(1) == labels
+    assert correct.tolist() == [True, False, True, False, False]
+    for i in (0, 2, 4):  # robust, and misclassified to begin with: the images themselves
+        assert torch.equal(adversarial[i], images[i])
+    for i in (1, 3):  # fooled within the ε-ball
+        assert 0 < (adversarial[i] - images[i]).abs().max() <= 8 / 255 + 1e-6
+
+
+def test_the_cascade_keeps_an_image_correct_only_if_every_attack_left_it_so():
+    """Four scripted attacks, each fooling the images of given values it receives (moved
+    to a value the model misclassifies): each attack receives exactly the clean images
+    every earlier one left correct; an image is robust after the cascade only if it was
+    classified right and no stage fooled it (the AND over the stages); a fooled image
+    keeps the first fooling image found, a robust one comes back as it was."""
+    model = Fragile().eval()
+    values = [0.9, 0.52, 0.85, 0.86, 0.3, 0.95]
+    images, labels = _constant_images(values), torch.zeros(6, dtype=torch.long)
+    # attack -> (the values it fools, the value it moves them to); "d" would fool 0.52
+    # and 0.85 again, to 0.34, if it were given them.
+    fools = {"a": ({0.52}, 0.31), "b": ({0.85}, 0.32), "c": (set(), 0.0),
+             "d": ({0.52, 0.85, 0.86}, 0.34)}  # fmt: skip
+    received = {}
+
+    def scripted(name: str):
+        def attack(x, y):
+            received[name] = _values(x)
+            targets, to = fools[name]
+            out = x + 0.01  # an image it does not fool comes back moved, still correct
+            for i in range(len(x)):
+                if round(float(x[i].mean()), 2) in targets:
+                    out[i] = to
+            return out
+
+        return attack
+
+    cascade = AutoAttackCascade(model, tuple(fools), [scripted(name) for name in fools])
+    adversarial = cascade(images, labels)
+    assert received == {"a": [0.52, 0.85, 0.86, 0.9, 0.95], "b": [0.85, 0.86, 0.9, 0.95],
+                        "c": [0.86, 0.9, 0.95], "d": [0.86, 0.9, 0.95]}  # fmt: skip
+    assert [(s["attack"], s["n_attacked"], s["n_robust_after"]) for s in cascade.stages] == [
+        ("a", 5, 4), ("b", 4, 3), ("c", 3, 3), ("d", 3, 2),
+    ]  # fmt: skip
+    # Each stage alone, on the clean images: which it would leave correct.
+    clean = (model(images).argmax(1) == labels).tolist()
+    alone = [[v not in targets for v in values] for targets, _ in fools.values()]
+    expected = [all(column) for column in zip(clean, *alone, strict=True)]
+    assert expected == [True, False, False, False, False, True]
+    assert (model(adversarial).argmax(1) == labels).tolist() == expected
+    assert [round(float(x.mean()), 2) for x in adversarial] == [0.9, 0.31, 0.32, 0.34, 0.3,
+                                                                0.95]  # fmt: skip
 
 
 CASCADE_IMAGES = 40

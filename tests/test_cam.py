@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import Tensor
 
-from regionmix_utils.data import load_dataset
+from regionmix_utils.data import load_dataset, tinyimagenet
 from regionmix_utils.evaluation.cam import (
     blank_maps,
     cam_maps,
@@ -96,7 +97,7 @@ def test_a_blank_map_is_a_miss_and_is_counted_as_blank():
     """An all-zero map used to score a hit when the box covered pixel (0, 0)."""
     boxes = torch.tensor([[0, 0, 4, 4], [0, 0, 4, 4], [0, 0, 4, 4]])
     maps = torch.zeros(3, 8, 8)
-    maps[1] = 0.5  # constant, but not zero: blank too
+    maps[1] = -0.5  # no pixel above zero: no positive evidence, blank too
     maps[2, 1, 1] = 1.0  # a real peak in the box
     assert blank_maps(maps).tolist() == [True, True, False]
     assert pointing_hits(maps, boxes).tolist() == [False, False, True]
@@ -104,6 +105,45 @@ def test_a_blank_map_is_a_miss_and_is_counted_as_blank():
     assert scores["blank_maps"] == 2 and scores["n_maps"] == 3
     assert scores["pointing_game"] == pytest.approx(1 / 3)
     torch.testing.assert_close(energy_in_box(maps[:1], boxes[:1]), torch.zeros(1))
+
+
+def _box_shaped(boxes: Tensor, height: int, width: int) -> Tensor:
+    """[B, H, W] maps that are 1 inside each box [B, 4] (x0, y0, x1, y1) and 0 outside:
+    the ideal localisation map."""
+    maps = torch.zeros(len(boxes), height, width)
+    for map_, (x0, y0, x1, y1) in zip(maps, boxes.tolist(), strict=True):
+        map_[y0:y1, x0:x1] = 1.0
+    return maps
+
+
+def test_a_map_equal_to_a_box_covering_the_whole_image_is_a_hit_not_blank():
+    """A map equal to its object's box is the ideal answer, and one whose box covers the
+    whole image (all ones, every pixel equal) used to be called blank and scored a miss."""
+    boxes = torch.tensor([[0, 0, 8, 8], [0, 0, 8, 8], [2, 2, 5, 5]])
+    maps = _box_shaped(boxes, 8, 8)
+    maps[1] = 0.0  # grad-cam's all-zero map: still no evidence, still a miss
+    assert maps[0].eq(1).all(), "the whole-image box gives the all-ones map"
+    assert blank_maps(maps).tolist() == [False, True, False]
+    assert pointing_hits(maps, boxes).tolist() == [True, False, True]
+    scores = score_maps(maps, boxes)
+    assert scores["blank_maps"] == 1 and scores["pointing_game"] == pytest.approx(2 / 3)
+    torch.testing.assert_close(energy_in_box(maps, boxes), torch.tensor([1.0, 0.0, 1.0]))
+
+
+def test_box_shaped_maps_of_the_real_tinyimagenet_val_boxes_all_point_inside(real_data):
+    """Tiny ImageNet's own validation boxes, many of them the whole 64 x 64 image: a map
+    equal to each box used to score a pointing-game miss wherever the box was the whole
+    image, though no map localises better."""
+    test = tinyimagenet(real_data, progress=False).test
+    whole = (test.boxes == torch.tensor([0, 0, 64, 64])).all(1)
+    assert whole.any(), "no validation box covers the whole image: nothing is tested"
+    maps = _box_shaped(test.boxes, 64, 64)
+    scores = score_maps(maps, test.boxes)
+    assert scores["pointing_game"] == 1.0
+    assert scores["blank_maps"] == 0 and scores["energy_in_box"] == pytest.approx(1.0)
+    # The same maps scaled to nothing are grad-cam's all-zero maps: every one a miss.
+    zero = score_maps(maps * 0, test.boxes)
+    assert zero["pointing_game"] == 0.0 and zero["blank_maps"] == len(test.boxes)
 
 
 def test_mirroring_a_map_and_its_box_cannot_flip_the_pointing_game():

@@ -28,6 +28,8 @@ from regionmix_utils.data import (
     tinyimagenet,
 )
 
+from .conftest import file_listing, listing_changes, shared_data
+
 # ------------------------------------------------------------------------------ shapes
 
 
@@ -279,6 +281,16 @@ def test_a_quick_tinyimagenet_subset_holds_every_class(real_data):
     assert torch.equal(full.train.boxes[first], splits.train.boxes[0])
 
 
+def test_loading_the_real_tinyimagenet_leaves_the_shared_data_folder_unchanged(real_data):
+    """A first load of Tiny ImageNet writes its 74 MB cache of decoded images beside the
+    dataset, and the tests' loads used to leave it in the shared data folder."""
+    shared = shared_data()
+    before = file_listing(shared)
+    splits = load_dataset("tinyimagenet", real_data, n_train=200, n_test=200)
+    assert splits.num_classes == 200
+    assert listing_changes(before, file_listing(shared)) == []
+
+
 def _zip_folder(folder: Path, archive: Path) -> None:
     with zipfile.ZipFile(archive, "w") as zf:
         for path in sorted(folder.rglob("*")):
@@ -380,7 +392,7 @@ def test_is_on_disk_looks_where_the_loaders_look(tmp_path, real_data):
 def test_data_root_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("REGIONMIX_DATA", str(tmp_path))
     assert data.data_root() == tmp_path
-    assert data.data_root("elsewhere") == Path("elsewhere")
+    assert data.data_root("elsewhere") == Path("elsewhere").resolve()
 
 
 # --------------------------------------------------------------------------- downloads

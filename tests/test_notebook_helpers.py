@@ -175,3 +175,242 @@ def test_ensure_runs_returns_finished_runs_without_training_them_again(tmp_path)
     stamp = final.stat().st_mtime_ns
     assert ensure_runs([config], tmp_path, quick=False) == [Run.of(tmp_path, config)]
     assert final.stat().st_mtime_ns == stamp
+
+
+# ------------------------------------------------------------------ the data folder
+
+
+def test_data_dir_is_the_same_from_any_working_directory(monkeypatch, tmp_path):
+    """The kind of fault reported in jupyterlab/jupyterlab#12063: a notebook's kernel runs
+    in the notebook's folder, so a data path relative to the working directory is a
+    different folder in the notebook, on the command line and for a download."""
+    from regionmix_utils.files import data_dir
+
+    monkeypatch.delenv("REGIONMIX_DATA", raising=False)
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path)
+    from_root = data_dir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert data_dir() == from_root and from_root.is_absolute()
+    assert data_dir("data") == tmp_path / "notebooks" / "data"  # an explicit path is the user's
+
+
+def test_data_dir_tries_the_argument_the_environment_the_checkout_then_the_shared_folder(
+    monkeypatch, tmp_path
+):
+    from regionmix_utils import files
+
+    checkout, shared = tmp_path / "repo", tmp_path / "shared-data"
+    (checkout / "data").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text("")
+    (checkout / "data" / "README.md").write_text("downloads go here")
+    shared.mkdir()
+    monkeypatch.setattr(files, "_CHECKOUT", checkout)
+    monkeypatch.delenv("REGIONMIX_DATA", raising=False)
+    monkeypatch.setenv("REGIONMIX_SHARED_DATA", str(shared))
+    assert files.data_dir() == shared  # the checkout's data/ holds no dataset yet
+    (checkout / "data" / "cifar10-subset.npz").write_bytes(b"")
+    assert files.data_dir() == checkout / "data"  # now it does: downloads and reads agree
+    monkeypatch.setenv("REGIONMIX_DATA", str(tmp_path / "mine"))
+    assert files.data_dir() == tmp_path / "mine"
+    assert files.data_dir(tmp_path / "given") == tmp_path / "given"
+
+
+def test_data_dir_without_a_checkout_or_shared_folder(monkeypatch, tmp_path):
+    from regionmix_utils import files
+
+    monkeypatch.setattr(files, "_CHECKOUT", tmp_path / "site-packages")  # an installed package
+    monkeypatch.delenv("REGIONMIX_DATA", raising=False)
+    monkeypatch.setenv("REGIONMIX_SHARED_DATA", str(tmp_path / "absent"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert files.data_dir() == tmp_path / ".cache" / "regionmix" / "data"
+
+
+def test_setup_prints_the_data_folder_once(capsys, tmp_path):
+    setup(data_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert out.count("Data folder:") == 1 and str(tmp_path) in out
+
+
+# ------------------------------------------------------------------ what the notebooks say
+
+
+@pytest.fixture(scope="module")
+def bundle_runs():
+    """The committed reference runs, as notebooks 03-08 read them in quick mode."""
+    from regionmix_utils.runs import find_runs
+    from regionmix_utils.study import find_bundle
+
+    bundle = find_bundle()
+    if bundle is None:
+        pytest.skip("the reference study's bundle is not here")
+    return find_runs(bundle)
+
+
+def _cells(**rows) -> object:
+    """A ``results.Comparison`` whose cells hold ``rows`` (column -> values): the columns
+    the notebooks read, as ``Comparison`` documents them."""
+    import pandas as pd
+
+    from regionmix_utils.results import Comparison
+
+    n = len(next(iter(rows.values())))
+    base = {"dataset": ["cifar10-subset"] * n, "seeds": [5] * n, "p": [0.01] * n,
+            "p_holm": [0.04] * n, "low": [0.5] * n, "high": [3.0] * n,
+            "plan": [None] * n}  # fmt: skip
+    return Comparison("", pd.DataFrame(), pd.DataFrame({**base, **rows}))
+
+
+def test_ce_findings_quote_the_runs_and_no_verdict_stronger_than_judged(bundle_runs):
+    import numpy as np
+
+    from regionmix_utils.notebook import ce_findings
+    from regionmix_utils.results import collect_runs
+
+    runs = collect_runs(runs=[r for r in bundle_runs if r.config.method == "region"])
+    with_term = [r.accuracy() for r in bundle_runs if r.config.method == "region"
+                 and r.config.clean_ce]  # fmt: skip
+    number = f"{np.mean(with_term):.2f} ± {np.std(with_term, ddof=1):.2f}%"
+    alone = ce_findings(runs)
+    assert number in alone and "descriptive" in alone and "supported" not in alone
+    labels = sorted(set(runs["label_ce"]), key=len)
+    judged = _cells(a=[labels[0]], b=[labels[1]], metric=["clean test"], delta=[6.16],
+                    verdict=["not resolved"])  # fmt: skip
+    text = ce_findings(runs, judged)
+    assert "+6.16 points [+0.50, +3.00]" in text and "**not resolved**" in text
+    assert "**supported**" not in text
+
+
+def test_attacks_ran_names_each_attack_at_the_eps_and_image_counts_of_its_records(bundle_runs):
+    from regionmix_utils.notebook import attacks_ran
+    from regionmix_utils.results import collect_evaluations, collect_runs
+
+    region = [r for r in bundle_runs if r.config.method == "region" and r.config.clean_ce]
+    text = attacks_ran(collect_evaluations(collect_runs(runs=region)))
+    ran = {(r["kind"], round(r["eps"] * 255), r["n_images"]) for run in region
+           for r in run.evaluations() if "eps" in r}  # fmt: skip
+    for clause in text.split("; "):
+        kind = clause.split(" ")[0].split("-")[0].lower()
+        n = int(clause.rsplit(" on ", 1)[1].split(" ")[0].replace(",", ""))
+        eps = [int(e.split("/")[0]) for e in clause.split("ε = ")[1].split(" on ")[0]
+               .replace(" and ", ", ").split(", ")]  # fmt: skip
+        assert {(kind, e, n) for e in eps} <= ran, clause
+        ran -= {(kind, e, n) for e in eps}
+    assert not ran, f"records the text leaves out: {ran}"
+
+
+def test_robustness_findings_read_the_records_and_the_verdicts(bundle_runs):
+    from regionmix_utils.evaluation.masking import masking_check
+    from regionmix_utils.notebook import robustness_findings
+    from regionmix_utils.results import collect_evaluations, collect_runs
+
+    runs = [r for r in bundle_runs if r.config.clean_ce and r.config.method in ("mixup", "region")]
+    evaluations = collect_evaluations(collect_runs(runs=runs))
+    checks = {str(r.path): masking_check(r.evaluations()) for r in runs}
+    labels = sorted(set(evaluations["label_ce"]))
+    judged = _cells(a=[labels[1]], b=[labels[0]], metric=["FGSM ε=2/255"], delta=[-1.61],
+                    verdict=["not resolved"])  # fmt: skip
+    text = robustness_findings(evaluations, 2 / 255, checks, judged)
+    fgsm = evaluations[(evaluations["kind"] == "fgsm") & (evaluations["eps"] == 2 / 255)]
+    low = fgsm.groupby("label_ce")["accuracy"].mean().min()
+    assert "At ε = 2/255 on 1,017 test images" in text and f"from {low:.2f}%" in text
+    assert "No gradient-masking flag fired on any of the 10 runs" in text
+    assert "cannot tell the methods apart" in text and "**supported**" not in text
+    unjudged = robustness_findings(evaluations, 2 / 255, checks)
+    assert "descriptive" in unjudged and "cannot tell" not in unjudged
+
+
+def test_ablation_findings_say_what_the_grid_cannot_answer(bundle_runs):
+    from regionmix_utils.ablations import ablation_frame
+    from regionmix_utils.notebook import ablation_findings
+
+    runs = [r for r in bundle_runs if r.config.method in ("mixup", "region")
+            and not r.config.matched_compute]  # fmt: skip
+    text = ablation_findings(ablation_frame(runs, 2 / 255), 2 / 255)
+    assert text.startswith("The runs here hold k = 1 and 2 at α = 1: they cannot say")
+    assert "on α" in text and "on random grids" in text and "descriptive" in text
+    region = [r.accuracy() for r in runs if r.config.method == "region" and not r.config.clean_ce]
+    assert f"Without the term: {sum(region) / len(region):.2f} ±" in text
+
+
+def test_claims_findings_count_the_verdicts_and_quote_only_the_resolved(bundle_runs):
+    from regionmix_utils.notebook import claims_findings
+
+    judged = _cells(a=["A (k=2)", "A (k=2)", "C"], b=["B", "C", "B"],
+                    metric=["clean test"] * 3, delta=[6.0, -1.0, 0.2],
+                    verdict=["supported", "not resolved", "not resolved"],
+                    plan=[None, "about 14 (range 8-87)", "about 7 (range 5-27)"])  # fmt: skip
+    text = claims_findings(judged)
+    assert text.startswith("Of the 3 declared claims judged here, 1 supported, 0 contradicted "
+                           "and 2 not resolved.")  # fmt: skip
+    assert "A (k=2) − B = +6.00 points" in text and "about 7 to 14 seeds" in text
+    assert text.count("**supported**") == 1
+
+
+def test_cam_findings_count_right_predictions_and_blank_maps():
+    from regionmix_utils.notebook import cam_findings
+
+    labels = torch.tensor([0, 1, 2, 3])
+    maps = {"Mixup": torch.rand(4, 8, 8), "Region": torch.zeros(4, 8, 8)}
+    maps["Mixup"][0] = 0  # one blank map
+    predictions = {"Mixup": torch.tensor([0, 1, 0, 0]), "Region": labels}
+    text = cam_findings(maps, labels, predictions)
+    assert "classify 2 (Mixup) and 4 (Region) correctly" in text
+    assert "on 1 (Mixup) and 4 (Region) of them" in text and "by eye" in text
+    scores = {m: {"pointing_game": 0.5, "n_maps": 4, "blank_maps": b, "energy_in_box": 0.3}
+              for m, b in (("Mixup", 1), ("Region", 0))}  # fmt: skip
+    scored = cam_findings(maps, labels, predictions, scores)
+    assert "Mixup 0.50 (0.67 of its 3 non-blank maps)" in scored
+
+
+def test_show_tables_says_the_shared_recipe_once_and_not_in_the_headers(bundle_runs, capsys):
+    from regionmix_utils.notebook import show_tables
+    from regionmix_utils.results import collect_runs
+
+    runs = collect_runs(runs=[r for r in bundle_runs if r.config.clean_ce
+                              and r.config.method in ("mixup", "region")])  # fmt: skip
+    show_tables(runs, numbers=(1,))
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("| dataset"))
+    assert "epochs=20" not in header and "Region Mixup (k=2) ours" in header
+    assert out.count("Every column of ours shares epochs=20") == 1
+
+
+def test_label_cam_figure_names_classes_and_adds_a_colour_bar():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from regionmix_utils.notebook import label_cam_figure
+    from regionmix_utils.viz import cam_figure
+
+    images = torch.rand(2, 3, 8, 8)
+    fig = cam_figure(images, {"A": torch.rand(2, 8, 8), "B": torch.rand(2, 8, 8)})
+    predictions = {"A": torch.tensor([0, 0]), "B": torch.tensor([1, 1])}
+    label_cam_figure(fig, torch.tensor([0, 1]), predictions, ["cat", "dog"])
+    assert [fig.axes[i].get_ylabel() for i in (0, 3)] == ["true: cat", "true: dog"]
+    assert fig.axes[4].get_xlabel() == "predicted: cat" and len(fig.axes) == 7  # + colour bar
+    assert "Grad-CAM++" in fig.axes[-1].get_ylabel()
+
+
+def test_calibration_findings_quote_the_means_over_seeds_and_give_no_verdict():
+    """Notebook 07's words come from the records: the mean ECE before -> after scaling
+    per configuration, in how many seeds scaling raised it, and no verdict (no claim
+    about calibration is declared); the OOD sentence is said to describe one model."""
+    from regionmix_utils.config import TrainConfig
+    from regionmix_utils.notebook import calibration_findings
+
+    class FakeRun:  # what the text reads of a run: its config
+        def __init__(self, method, seed):
+            self.config = TrainConfig(dataset="shapes", method=method, seed=seed)
+
+    run = FakeRun
+
+    ece = {("region", 0): (4.0, 6.0), ("region", 1): (5.0, 4.0), ("none", 0): (9.0, 4.0)}
+    stored = {run(m, s): ({"ece": b, "ece_scaled": a, "n_images": 100}, None, None)
+              for (m, s), (b, a) in ece.items()}  # fmt: skip
+    text = calibration_findings(stored)
+    assert "Region Mixup (k=2) 4.50 → 5.00% (raised in 1 of 2 seeds)" in text
+    assert "No mixing 9.00 → 4.00% (raised in 0 of 1 seed)" in text
+    assert "on 100 test images" in text and "no verdict" in text
+    assert "supported" not in text and "first seed" not in text
+    assert "describes these models" in calibration_findings(stored, "By the MSP, ...")

@@ -47,11 +47,23 @@ def test_the_study_is_the_papers_recipe_with_a_short_schedule():
     assert len(configs) == len(set(configs)) == 6 * 5
     for config in configs:
         assert (config.dataset, config.width, config.holdout, config.n_train) == (
-            "cifar10-subset", 16, 500, 2000)
+            "cifar10-subset",
+            16,
+            500,
+            2000,
+        )
         assert (config.lr, config.momentum, config.batch_size, config.weight_decay) == (
-            0.1, 0.9, 128, 5e-4)
+            0.1,
+            0.9,
+            128,
+            5e-4,
+        )
         assert (config.epochs, config.lr_schedule, config.pad, config.alpha) == (
-            20, "hold-cosine", 2, 1.0)
+            20,
+            "hold-cosine",
+            2,
+            1.0,
+        )
     kinds = {(c.method, c.clean_ce, c.matched_compute) for c in configs}
     assert kinds == {("none", True, False), ("mixup", True, False), ("cutmix", True, False),
                      ("region", True, False), ("region", False, False),
@@ -68,7 +80,8 @@ def test_its_claims_are_the_declared_family():
     assert all(c.direction == 1 and c.effect == 2.0 for c in family)
     attacked = [c for c in family if c.kind != "clean"]
     assert {(c.b, c.kind, dict(c.settings)["eps"]) for c in attacked} == {
-        (b, kind, 2 / 255) for b in ("cutmix", "mixup") for kind in ("fgsm", "square")}
+        (b, kind, 2 / 255) for b in ("cutmix", "mixup") for kind in ("fgsm", "square")
+    }
 
 
 def test_unknown_study_and_dataset_are_errors_that_name_the_choices():
@@ -212,7 +225,10 @@ def test_the_reproduction_reference_is_a_region_mixup_run_trained_with_one_threa
     reference = json.loads((BUNDLE / reproduction.REFERENCE).read_text())
     run = Run(BUNDLE / reference["run"])
     assert (run.config.method, run.config.clean_ce, run.config.lr_schedule) == (
-        STUDY.reproduced, True, "hold-cosine")
+        STUDY.reproduced,
+        True,
+        "hold-cosine",
+    )
     assert reference["metrics_numerics"]["threads"] == 1 == run.record["environment"]["threads"]
 
 
@@ -252,7 +268,8 @@ def _edit(path, change) -> None:
 
 def test_the_reproduction_check_passes_where_it_should_and_names_what_differs(small_bundle):
     assert reproduction.check(small_bundle) == reproduction.Reproduction(
-        "bit for bit", True, "", ())
+        "bit for bit", True, "", ()
+    )
     run = find_runs(small_bundle)[0]
     metrics = run.path / "metrics.jsonl"
     kept = metrics.read_text()
@@ -267,6 +284,7 @@ def test_the_reproduction_check_passes_where_it_should_and_names_what_differs(sm
     reference = small_bundle / reproduction.REFERENCE
     kept = reference.read_text()
     try:  # a reference made with other kernels: the steps are compared to 1e-4
+
         def other_kernels(ref):
             ref["first_steps"]["cpu_capability"] = "another"
             ref["first_steps"]["losses"][1] *= 1 + 2e-5

@@ -58,8 +58,9 @@ def test_stopping_after_an_epoch_keeps_the_whole_runs_schedule_and_resumes(tmp_p
     """``stop_after`` trains the first epochs of a run as the whole run trains them (the
     reproduction check retrains a committed run's first epochs so), and a later call
     finishes it to the same numbers as an uninterrupted run."""
-    config = tiny_config(method="region", epochs=4, lr_schedule="hold-cosine",
-                         checkpoint_every=2)  # the stop saves what the interval did not
+    config = tiny_config(
+        method="region", epochs=4, lr_schedule="hold-cosine", checkpoint_every=2
+    )  # the stop saves what the interval did not
     whole = train(config, tmp_path / "whole", splits=tiny_shapes, progress=False).metrics
     part = train(config, tmp_path / "part", splits=tiny_shapes, progress=False, stop_after=3)
     assert part.metrics == [{**m, "seconds": p["seconds"]} for m, p in
@@ -67,6 +68,7 @@ def test_stopping_after_an_epoch_keeps_the_whole_runs_schedule_and_resumes(tmp_p
     run = Run.of(tmp_path / "part", config)
     assert not run.finished and len(run.metrics()) == 3
     rest = train(config, tmp_path / "part", splits=tiny_shapes, progress=False).metrics
+
     def timeless(metrics):
         return [{k: v for k, v in m.items() if k != "seconds"} for m in metrics]
 
@@ -243,3 +245,67 @@ def test_a_killed_invocation_keeps_its_wall_time(tmp_path):
     timing = study_timing(tmp_path)
     # Beats after the first write (0 s) were kept, and none outlived the process.
     assert timing["invocations"] == 1 and 0.5 < timing["seconds"] <= lived
+
+
+def _trained_pilot(study: Study, runs_dir) -> float:
+    """Train ``study``'s pilot into ``runs_dir`` (``run_pilot`` then finds it finished);
+    its gap, training minus test accuracy of its final epoch (points)."""
+    train(study.pilot(), runs_dir, progress=False)
+    final = Run.of(runs_dir, study.pilot()).metrics()[-1]
+    return final["train_acc"] - final["test_acc"]
+
+
+def test_a_pilot_whose_gap_equals_the_threshold_passes(tmp_path):
+    """The gate asks for a gap of *at least* ``gate_gap`` points: a pilot exactly at it
+    passes, one the smallest float short of it fails."""
+    import shutil
+
+    study = gated(primary_target=None)  # the gate alone: no FGSM sweep to run
+    gap = _trained_pilot(study, tmp_path / "at")
+    shutil.copytree(tmp_path / "at", tmp_path / "above")
+    plan = run_pilot(gated(primary_target=None, gate_gap=gap), tmp_path / "at", progress=False)
+    assert plan["passed"] and plan["pilot"]["gap"] == plan["required_gap"] == gap
+    short = math.nextafter(gap, math.inf)
+    with pytest.raises(StudyGateError, match="gate failed"):
+        run_pilot(gated(primary_target=None, gate_gap=short), tmp_path / "above",
+                  progress=False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("below", "above"),
+    [
+        (28.0, 32.0),
+        # 3,488 and 2,512 of 10,000 images right, as the attacks compute a percentage:
+        # 4.88 points either side of 30 exactly, 4.880000000000003 and 4.879999999999999
+        # in floating point; the rule must not let that rounding choose.
+        (100.0 * 3488 / 10000, 100.0 * 2512 / 10000),
+    ],
+)
+def test_a_tie_in_the_primary_eps_rule_goes_to_the_smaller_eps(tmp_path, monkeypatch, below,
+                                                                  above):  # fmt: skip
+    """A pilot at ``below`` % under FGSM at 2/255 and ``above`` % at 8/255 is as near a 30%
+    target at both: the rule written in the plan chooses the smaller ε, whatever order
+    the sweep's records come in. The pilot's FGSM accuracies are given (an attack
+    cannot be made to hit them)."""
+    from regionmix_utils.evaluation import robustness
+
+    accuracy = {2 / 255: below, 8 / 255: above, 16 / 255: 5.0}
+
+    def sweep(run, configs, n_images, *args, **kwargs):
+        assert sorted(c.eps for c in configs) == sorted(accuracy)
+        return [{"kind": "fgsm", "eps": e, "n_images": 10000, "accuracy": accuracy[e]}
+                for e in sorted(accuracy, reverse=True)]  # fmt: skip
+
+    monkeypatch.setattr(robustness, "evaluate_run", sweep)
+    plan = run_pilot(gated(), tmp_path, progress=False)
+    assert plan["primary_eps"] == 2 / 255 and "the smaller ε on a tie" in plan["rule"]
+    assert plan["sample_eps"] == [8 / 255, 16 / 255, 64 / 255]
+
+
+def test_sample_eps_takes_the_nearest_eps_on_each_side_of_the_primary():
+    study = gated(fgsm_eps=(1 / 255, 2 / 255, 4 / 255, 8 / 255))
+    assert study.sample_eps(4 / 255) == [2 / 255, 8 / 255, 64 / 255]
+    sweep = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
+    wide = gated(fgsm_eps=sweep)
+    for i in range(1, len(sweep) - 1):  # every inner ε: its two neighbours in the sweep
+        assert wide.sample_eps(sweep[i]) == [sweep[i - 1], sweep[i + 1], 64 / 255]

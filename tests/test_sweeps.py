@@ -169,6 +169,77 @@ def test_status_says_where_each_run_stands(tmp_path):
     assert "4 runs: 1 finished, 1 training, 1 stopped, 1 failed" in format_status(rows)
 
 
+def test_a_switched_methods_own_parameters_reach_its_runs(tmp_path, capsys):
+    """``--switch fmix:0.5 --decay-power 2`` on a Region Mixup sweep: the batches that
+    switch to FMix mix with decay power 2, not FMix's default 3. The run's config.json
+    says so, and FMix mixes a batch under the run's config as it does with d = 2."""
+    import json
+
+    import torch
+
+    from regionmix_utils.methods import get_method
+    from regionmix_utils.runs import find_runs
+
+    words = ["--switch", "fmix:0.5", "--decay-power", "2", *SMALL, "--epochs", "1",
+             "--n-train", "64", "--n-test", "20", "--runs-dir", str(tmp_path)]  # fmt: skip
+    assert main(["sweep", "--datasets", "shapes", "--methods", "region", "--seeds", "0",
+                 *words]) == 0  # fmt: skip
+    (run,) = find_runs(tmp_path)
+    stored = json.loads((run.path / "config.json").read_text())
+    assert stored["method"] == "region" and stored["switch"] == [["fmix", 0.5]]
+    assert stored["params"] == [["decay_power", 2.0]]
+    assert run.path.parent.name == "region-k2-a1-swfmix0.5-d2"
+    fmix = get_method("fmix")
+    assert fmix.settings_of(run.config) == {"alpha": 1.0, "decay_power": 2.0}
+    images, labels = torch.rand(4, 3, 16, 16), torch.arange(4)
+
+    def mixed(settings) -> torch.Tensor:
+        return fmix.mix(images, labels, 10, settings, torch.Generator().manual_seed(0)).images
+
+    assert torch.equal(mixed(run.config), mixed({"alpha": 1.0, "decay_power": 2.0}))
+    assert not torch.equal(mixed(run.config), mixed({"alpha": 1.0, "decay_power": 3.0}))
+    # `regionmix train` with the same words names the same run: found finished.
+    capsys.readouterr()
+    assert main(["train", "--dataset", "shapes", "--method", "region", *words]) == 0
+    assert "already finished" in capsys.readouterr().out
+
+
+def test_the_commands_printed_for_missing_runs_train_only_the_missing_ones(tmp_path, capsys):
+    """With some of the runs asked for finished and some not, the ``regionmix sweep``
+    commands printed (``missing="report"``) or raised (``"raise"``) name the missing runs
+    only: a finished seed of the same configuration is left out of its command."""
+    import shlex
+
+    from regionmix_utils.notebook import ensure_runs
+
+    tiny = {"dataset": "shapes", "epochs": 1, "width": 4, "n_train": 64, "n_test": 20,
+            "batch_size": 32}  # fmt: skip
+    done = TrainConfig(method="region", seed=0, **tiny)
+    missing = [TrainConfig(method="region", seed=1, **tiny),
+               TrainConfig(method="mixup", seed=0, **tiny)]  # fmt: skip
+    train(done, tmp_path, device="cpu", progress=False)
+    capsys.readouterr()
+    assert ensure_runs([done, *missing], tmp_path, quick=False, missing="report") == [
+        Run.of(tmp_path, done)
+    ]
+    out = capsys.readouterr().out
+    assert "2 of 3 run(s) are missing" in out
+    printed = [line.strip() for line in out.splitlines()
+               if line.strip().startswith("regionmix ")]  # fmt: skip
+
+    def runs_of(commands: list[str]) -> set[Path]:
+        parsed = [build_parser().parse_args(shlex.split(command)[1:]) for command in commands]
+        return {Run.of(tmp_path, c).path for args in parsed for c in sweep_configs(args)}
+
+    assert len(printed) == 2 and "--seeds 1 " in printed[0]
+    assert runs_of(printed) == {Run.of(tmp_path, c).path for c in missing}
+    with pytest.raises(FileNotFoundError) as raised:
+        ensure_runs([done, *missing], tmp_path, quick=False)
+    commands = [line.strip() for line in str(raised.value).splitlines()
+                if line.strip().startswith("regionmix ")]  # fmt: skip
+    assert commands == printed
+
+
 # ----------------------------------------------------------------------- submitit
 
 

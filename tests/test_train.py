@@ -21,7 +21,7 @@ from regionmix_utils.cli import build_parser, main, sweep_configs
 from regionmix_utils.config import TrainConfig, identity, quick_config, run_name
 from regionmix_utils.data import ImageSet, Splits
 from regionmix_utils.methods import Method, get_method, registered
-from regionmix_utils.models import build_model
+from regionmix_utils.models import build_model, tf32_switches
 from regionmix_utils.runs import Run, run_dir
 from regionmix_utils.train import (
     GPU_CHECKPOINT_EVERY,
@@ -536,6 +536,47 @@ def test_a_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrupted_one
     assert [m["epoch"] for m in run.metrics()] == [1, 2, 3, 4, 5]
 
 
+def test_every_two_epochs_a_checkpoint_and_every_stop_resumable_to_the_same_run(
+    tmp_path, tiny_shapes
+):
+    """``checkpoint_every=2`` over 4 epochs, trained in three calls that stop after epochs
+    1, 3 and 4: last.pt is written after epoch 2 (the interval) and after the last epoch
+    of each call that stops early (1 and 3, off the interval), never after epoch 3 inside
+    the call that goes on; final.pt ends the run. Each call resumes where the one before
+    stopped, and the run is the uninterrupted one (metrics and weights)."""
+    config = tiny_config(epochs=4, checkpoint_every=2, n_train=64, n_test=20)
+    straight = train(config, tmp_path / "straight", device="cpu", splits=tiny_shapes,
+                     progress=False)  # fmt: skip
+    run = Run(run_dir(tmp_path / "cut", config))
+
+    def saved() -> int | None:
+        """The epochs last.pt holds (what a resume starts from), None without one."""
+        if not (run.path / "last.pt").exists():
+            return None
+        return len(torch.load(run.path / "last.pt", weights_only=True)["metrics"])
+
+    during, after = [], []
+
+    def watch(record: dict) -> None:
+        during.append((record["epoch"], saved()))
+
+    for stop in (1, 3, 4):
+        train(config, tmp_path / "cut", device="cpu", splits=tiny_shapes, progress=False,
+              stop_after=stop, on_epoch=watch)  # fmt: skip
+        after.append((saved(), len(run.metrics()), run.finished))
+    assert during == [(1, None), (2, 2), (3, 2), (4, 3)]
+    assert after == [(1, 1, False), (3, 3, False), (None, 4, True)]
+    assert [h["epoch"] for h in run.record["history"]] == [0, 1, 3]
+
+    def without_seconds(metrics):
+        return [{k: v for k, v in m.items() if k != "seconds"} for m in metrics]
+
+    assert without_seconds(run.metrics()) == without_seconds(straight.metrics)
+    final = torch.load(run.path / "final.pt", weights_only=True)
+    for name, weights in straight.model.state_dict().items():
+        assert torch.equal(final[name], weights), name
+
+
 def test_cli_takes_the_checkpoint_interval_and_the_download_switch():
     args = build_parser().parse_args([
         "train", "--dataset", "cifar10", "--method", "region", "--checkpoint-every", "5",
@@ -642,16 +683,12 @@ def test_evaluation_runs_without_tf32_and_restores_the_setting(tiny_shapes):
     state = _state(tiny_config(), tiny_shapes)
     _, test_loader = loaders(state, tiny_shapes)
     seen = []
-    flags = lambda: (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)  # noqa: E731
+    flags = lambda: tuple(getattr(o, name) for o, name, _ in tf32_switches())  # noqa: E731
     state.model.conv1.register_forward_hook(lambda *_: seen.append(flags()))
     before = flags()
-    torch.backends.cudnn.allow_tf32 = True
-    try:
-        evaluate(state.model, test_loader)
-        assert seen and set(seen) == {(False, False)}
-        assert torch.backends.cudnn.allow_tf32 is True
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+    evaluate(state.model, test_loader)
+    assert seen and set(seen) == {tuple(value for *_, value in tf32_switches())}
+    assert flags() == before
 
 
 def test_a_sweep_keeps_no_model_of_its_finished_runs(tmp_path, tiny_shapes, monkeypatch):

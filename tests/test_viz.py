@@ -88,9 +88,14 @@ def test_explorer_tile_map_keeps_the_image_readable(batch):
     explorer = MixingExplorer(*batch, k=4)
     assert len(explorer.ax_image.texts) == 0
     partners = [t.get_text() for t in explorer.ax_tiles.texts]
-    assert partners == [f"#{int(p)}" for p in explorer.mixed.partners[..., 0].flatten()]
+    drawn = explorer.mixed.partners[..., 0].flatten().tolist()
+    assert partners == ["self" if p == 0 else f"#{p}" for p in drawn]
+    assert "self" in partners  # this draw pairs a tile of #0 with #0: it keeps #0 whole
     shown = explorer.ax_tiles.images[0].get_array()
-    assert shown.shape == (32, 32) and float(shown[0, 0]) == float(explorer.mixed.lam[0, 0])
+    own = drawn[0] == 0
+    assert shown.shape == (32, 32) and float(shown[0, 0]) == (
+        1.0 if own else float(explorer.mixed.lam[0, 0])
+    )
     ticks = explorer.ax_lam.yaxis.get_major_locator()()
     assert all(float(t).is_integer() for t in ticks)
 
@@ -272,16 +277,18 @@ def test_mixing_figure_captions_the_originals_and_fits_row_titles_in_their_rows(
     assert [ax.get_xlabel() for ax in unlabelled.axes[:4]] == [""] * 4
 
 
-def test_a_tile_paired_with_its_own_image_says_itself(batch):
-    """RandomPermute can leave a sample in place: that tile's label says "itself"."""
+def test_a_tile_paired_with_its_own_image_says_itself_and_no_lambda(batch):
+    """RandomPermute can leave a sample in place: that tile is unchanged whatever its λ,
+    so its label says so and gives no λ (a λ there would read as if it mattered)."""
     images, labels, classes = batch
     partners = torch.stack([torch.arange(8), torch.arange(8).roll(1)]).view(1, 2, 8)
     lam = torch.tensor([[0.3, 0.6]])
     mixed = apply_region_mixup(images, labels, RegionParams(lam, partners), 10)
     fig = mixing_figure(images, {"1 x 2": mixed}, classes, n_show=2)
-    texts = [t.get_text().split("\n")[1] for t in fig.axes[2].texts]
-    assert texts == ["#0 itself", "#7"]
-    assert [t.get_text().split("\n")[1] for t in fig.axes[3].texts] == ["#1 itself", "#0"]
+    assert [t.get_text() for t in fig.axes[2].texts] == ["itself\nunchanged", "λ=0.60\n#7"]
+    assert [t.get_text() for t in fig.axes[3].texts] == ["itself\nunchanged", "λ=0.60\n#0"]
+    story = mixing_story(images, mixed, classes, labels, sample=0)
+    assert [t.get_text() for t in story.axes[1].texts] == ["self", "#7"]
 
 
 def test_split_by_partners_puts_tile_mixes_apart_from_pasting_ones(batch):
@@ -340,7 +347,7 @@ def test_mixing_story_shows_the_partners_tile_by_tile(batch):
         tile = (slice(None), slice(16 * i, 16 * i + 16), slice(16 * j, 16 * j + 16))
         torch.testing.assert_close(shown(partners_ax)[tile], images[partner][tile])
     assert [t.get_text() for t in partners_ax.texts] == [
-        f"#{int(p)}" for p in mixed.partners[..., 1].flatten()
+        "self" if p == 1 else f"#{int(p)}" for p in mixed.partners[..., 1].flatten()
     ]
     heights = torch.tensor([p.get_height() for p in label_ax.patches], dtype=torch.float32)
     torch.testing.assert_close(heights, mixed.targets[1])
@@ -393,7 +400,7 @@ def test_mixing_figure_outlines_masks_and_boxes_of_the_new_methods(batch):
     for ax, mixed in ((grid_ax, results["GridMix"]), (fmix_ax, results["FMix"])):
         mixed_somewhere = 0 < float(mixed.mask.mean()) < 1 and not _self_paired(mixed, 0)
         assert (len(ax.collections) > 0) == mixed_somewhere  # the mask's outline
-    assert len(resize_ax.patches) == (0 if _self_paired(results["ResizeMix"], 0) else 1)
+    assert len(resize_ax.patches) == 1  # pasted even into itself (a shrunk copy)
     lam = results["Region, λ per sample"].lam
     texts = " ".join(t.get_text() for t in sample_ax.texts)
     assert f"λ={float(lam[0, 0, 0]):.2f}" in texts
@@ -404,3 +411,173 @@ def test_every_mix_shows_each_image_method_and_leaves_out_in_model_ones(batch):
     labels_of = every_mix(images, labels, 10, k_values=(2,))
     assert {"GridMix", "FMix", "ResizeMix"} <= set(labels_of)
     assert not any("Manifold" in label for label in labels_of)
+
+
+# ------------------------------------------------------------------ labels that differ
+
+
+def test_split_labels_takes_out_the_words_every_label_shares():
+    from regionmix_utils.viz.mixing import split_labels
+
+    labels = ["Mixup (k=1, epochs=20, milestones=(3, 5))", "CutMix (epochs=20, milestones=(3, 5))",
+              "Region Mixup (k=2, epochs=20, milestones=(3, 5), w/o clean CE)"]  # fmt: skip
+    short = ["Mixup (k=1)", "CutMix", "Region Mixup (k=2, w/o clean CE)"]
+    assert split_labels(labels) == (short, "epochs=20, milestones=(3, 5)")
+    assert split_labels(["No mixing", "CutMix (epochs=20)"]) == (
+        ["No mixing", "CutMix (epochs=20)"], ""
+    )  # fmt: skip
+
+
+def _attack_rows() -> pd.DataFrame:
+    """FGSM and PGD-10 records of two configurations that share their recipe."""
+    rows = []
+    for label in ("Mixup (k=1, epochs=20, width=16)", "Region Mixup (k=2, epochs=20, width=16)"):
+        for seed in (0, 1):
+            for kind, steps in (("fgsm", None), ("pgd", 10)):
+                for eps in (1, 2, 4):
+                    rows.append({"label_ce": label, "path": f"{label}/{seed}", "kind": kind,
+                                 "steps": steps, "eps": eps / 255, "n_images": 100,
+                                 "accuracy": 50.0 - 10 * eps - (steps or 0) / 10})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_eps_curves_title_each_panel_by_what_differs_and_say_the_recipe_once():
+    """Seen in JupyterLab at 1,400 px: panel titles that carry the whole recipe run into
+    each other. They name the configuration; the shared recipe is said once above."""
+    from regionmix_utils.viz import eps_curves
+
+    fig = eps_curves(_attack_rows())
+    assert [ax.get_title() for ax in fig.axes] == ["Mixup (k=1)", "Region Mixup (k=2)"]
+    assert fig.get_suptitle() == "Every run: epochs=20, width=16"
+    assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in fig.axes)
+    assert fig.get_figwidth() * fig.dpi <= 1400
+
+
+def _claim_cells(paper_delta=float("nan")) -> pd.DataFrame:
+    recipe = "epochs=20, lr held, then cosine, width=16, n_train=2000, holdout=500"
+    return pd.DataFrame({
+        "table": [None, None], "dataset": ["cifar10-subset"] * 2,
+        "a": [f"Region Mixup (k=2, {recipe})"] * 2,
+        "b": [f"Region Mixup (k=2, {recipe}, w/o clean CE)",
+              f"Region Mixup (k=2, two mixed passes, {recipe}, w/o clean CE)"],
+        "metric": ["clean test"] * 2, "delta": [6.16, 6.49], "low": [4.41, 4.0],
+        "high": [7.9, 8.98], "verdict": ["supported", "not resolved"],
+        "paper_delta": [paper_delta] * 2,
+    })  # fmt: skip
+
+
+def test_claims_forest_rows_read_apart_and_promise_only_what_is_drawn():
+    """The two clean-CE rows once read the same ("[...]" cut both before they differed),
+    and the axis promised the paper's diamond on rows that had none."""
+    from regionmix_utils.viz import claims_forest
+
+    fig = claims_forest(_claim_cells())
+    rows = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert len(set(rows)) == 2 and not any("[...]" in r or "epochs" in r for r in rows)
+    assert "two mixed passes" in rows[1]
+    assert "◇" not in fig.axes[0].get_xlabel() and "epochs=20" in fig.axes[0].get_title()
+    with_paper = claims_forest(_claim_cells(paper_delta=2.0)).axes[0]
+    assert "◇" in with_paper.get_xlabel()
+    assert any(line.get_marker() == "D" for line in with_paper.get_lines())
+
+
+def test_seed_planner_draws_the_range_its_text_promises():
+    from regionmix_utils.viz import seed_planner_figure
+
+    assert not seed_planner_figure(1.5, deltas=(0.5, 2.0)).axes[0].collections
+    band = seed_planner_figure(1.5, deltas=(0.5, 2.0), n_seeds=5).axes[0]
+    assert len(band.collections) == 1 and "95% interval (5 seeds)" in str(
+        [t.get_text() for t in band.get_legend().get_texts()]
+    )
+
+
+def test_ce_figure_groups_each_configuration_with_and_without_the_term():
+    from regionmix_utils.notebook import reference_runs
+    from regionmix_utils.results import collect_runs
+    from regionmix_utils.viz import ce_figure
+
+    run_list = reference_runs(methods=("region",))
+    if run_list is None:
+        pytest.skip("the reference study's bundle is not here")
+    runs = collect_runs(runs=run_list)
+    fig = ce_figure(runs)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Region Mixup"]  # k=2 is shared
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "with the clean CE term", "without the clean CE term",
+        "without it, a second mixed pass instead"]  # fmt: skip
+    with_term = runs[runs["clean_ce"]]["test_acc"].mean()
+    assert ax.patches[0].get_height() == pytest.approx(with_term)
+    assert ax.get_ylim()[0] == 0 and "epochs=20" in fig.get_suptitle()
+
+
+def test_attack_examples_name_the_true_class_and_mark_wrong_predictions():
+    from regionmix_utils.viz import attack_examples
+
+    images = torch.rand(2, 3, 8, 8)
+    fig = attack_examples(images, images.clamp(0.1, 0.9), torch.tensor([0, 1]),
+                          (torch.tensor([0, 0]), torch.tensor([1, 1])), ["bird", "dog"],
+                          2 / 255)  # fmt: skip
+    top = [fig.axes[i] for i in (0, 1)]
+    assert [ax.get_title() for ax in top] == ["true: bird", "true: dog"]
+    assert [ax.xaxis.label.get_color() for ax in top] == ["tab:green", "tab:red"]
+    assert fig.axes[2].get_xlabel() == "predicted: dog" and "2/255" in fig.axes[2].get_ylabel()
+
+
+def test_training_curves_show_the_first_epoch_and_the_progress_bars_loss():
+    """After one epoch the loss panels were empty (a line of one point) over an x axis
+    of 0.945-1.050, and the progress bar's loss (the total) matched neither panel."""
+    from regionmix_utils.viz import LiveCurves
+
+    live = LiveCurves("region", epochs=4)
+    live({"epoch": 1, "train_loss": 3.007, "train_clean_loss": 1.204,
+          "train_mixed_loss": 1.803, "test_acc": 41.2})  # fmt: skip
+    clean, mixed, _ = live.figure.axes
+    assert all(ax.get_lines()[0].get_marker() == "o" for ax in (clean, mixed))
+    assert clean.get_xlim() == (0.5, 4.5)
+    assert live.figure.get_suptitle().startswith(
+        "epoch 1 of 4: loss 3.007 = 1.204 on clean images + 1.803 on mixed ones"
+    )
+
+
+def _ablation_rows(ks, alphas, random=False) -> pd.DataFrame:
+    rows = [{"dataset": "cifar10-subset", "method": "mixup" if k == "1" else "region", "k": k,
+             "alpha": a, "clean_ce": True, "lam_mode": "batch", "seed": s,
+             "test_acc": 50.0 + s, "fgsm": 30.0}
+            for k in ks for a in alphas for s in (0, 1)]  # fmt: skip
+    if random:
+        rows.append({**rows[-1], "method": "region-random", "k": "random"})
+    return pd.DataFrame(rows)
+
+
+def test_ablation_explorer_draws_no_heatmap_of_one_cell_and_names_only_runs_it_has():
+    one = AblationExplorer(_ablation_rows(["1", "2"], [1.0]))
+    assert not one.ax_heat.images and "heatmap needs" in one.ax_heat.texts[0].get_text()
+    assert "random" not in one.ax_k.get_title() and one._colorbar is None
+    grid = AblationExplorer(_ablation_rows(["2", "4"], [0.4, 1.0], random=True))
+    assert grid.ax_heat.images and grid._colorbar is not None
+    assert "random" in grid.ax_k.get_title()
+
+
+def test_explorer_min_side_moves_the_edges_and_keeps_the_draw(batch):
+    """Moving min side once redrew λ and the partners too: the same draw could not be
+    compared at two minimums."""
+    explorer = MixingExplorer(*batch, seed=0, random_grid=True)
+    lam, partners = explorer.mixed.lam.clone(), explorer.mixed.partners.clone()
+    edges = explorer.mixed.edges
+    explorer.set_min_side(4)
+    assert explorer.mixed.edges != edges
+    assert torch.equal(explorer.mixed.lam, lam) and torch.equal(explorer.mixed.partners, partners)
+
+
+def test_resizemix_paired_with_itself_is_outlined_dashed(batch):
+    images, labels, classes = batch
+    for seed in range(50):
+        mixed = resizemix(images, labels, 10, torch.Generator().manual_seed(seed))
+        if _self_paired(mixed, 0):
+            break
+    else:
+        pytest.fail("no seed under 50 pairs sample 0 with itself")
+    ax = mixing_figure(images, {"ResizeMix": mixed}, classes, n_show=1).axes[1]
+    assert len(ax.patches) == 1 and ax.patches[0].get_linestyle() == "--"
+    assert ax.get_xlabel().startswith("self-paired")

@@ -40,13 +40,33 @@ N_BINS = 15
 _BELOW_ONE = float(torch.nextafter(torch.tensor(1.0), torch.tensor(0.0)))  # 1 - 2**-24
 
 
+def _class_indices(labels: Tensor) -> Tensor:
+    """``labels`` [N] of any integer dtype (CIFAR-10-C's are uint8) as int64, the dtype
+    ``F.one_hot`` and ``F.cross_entropy`` take.
+
+    Raises:
+        TypeError: ``labels`` is not a tensor of integers (float, bool and complex are
+            refused: they are no class indices).
+    """
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"labels must be a torch.Tensor of class indices, got "
+                        f"{type(labels).__name__}")  # fmt: skip
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be integer class indices (any integer dtype), got "
+                        f"{labels.dtype}")  # fmt: skip
+    return labels.long()
+
+
 def top_label(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
     """The top-label confidence of ``logits / T`` as float32, capped below 1 (see the
     module docstring), and whether the top label is right, both [N].
 
     Args:
-        logits: [N, K]; labels: [N] class indices.
+        logits: [N, K]; labels: [N] class indices of any integer dtype.
+    Raises:
+        TypeError: labels that are not integers.
     """
+    labels = _class_indices(labels)
     confidence, predicted = (logits.double() / temperature).softmax(1).max(1)
     return confidence.float().clamp(max=_BELOW_ONE), predicted == labels
 
@@ -64,10 +84,13 @@ def calibration_metrics(logits: Tensor, labels: Tensor, temperature: float = 1.0
     """ECE (15 bins, top label, %), NLL, Brier score and accuracy (%) of ``logits / T``.
 
     Args:
-        logits: [N, K]; labels: [N] class indices.
+        logits: [N, K]; labels: [N] class indices of any integer dtype.
+    Raises:
+        TypeError: labels that are not integers.
     """
     from torchmetrics.functional.classification import binary_calibration_error
 
+    labels = _class_indices(labels)
     confidence, correct = top_label(logits, labels, temperature)
     ece = binary_calibration_error(confidence, correct.long(), n_bins=N_BINS, norm="l1")
     logits = logits.double() / temperature
@@ -83,7 +106,14 @@ def calibration_metrics(logits: Tensor, labels: Tensor, temperature: float = 1.0
 
 def fit_temperature(logits: Tensor, labels: Tensor) -> float:
     """The temperature T > 0 that minimises the NLL of ``logits / T`` (Guo et al., 2017),
-    by LBFGS on log T."""
+    by LBFGS on log T.
+
+    Args:
+        logits: [N, K]; labels: [N] class indices of any integer dtype.
+    Raises:
+        TypeError: labels that are not integers.
+    """
+    labels = _class_indices(labels)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     logits = logits.double()
     optimiser = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
@@ -101,7 +131,8 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
 def reliability(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> dict:
     """Per bin (15 equal-width bins [i/15, (i+1)/15) of top-label confidence, binned as
     ``calibration_metrics`` bins them for ECE): lower edge, mean confidence, accuracy
-    (NaN where empty) and count; for reliability diagrams."""
+    (NaN where empty) and count; for reliability diagrams. ``labels``: [N] class
+    indices of any integer dtype."""
     confidence, right = top_label(logits, labels, temperature)
     edges = torch.linspace(0, 1, N_BINS + 1)  # float32, as torchmetrics makes them
     index = torch.bucketize(confidence, edges, right=True) - 1

@@ -6,16 +6,18 @@ Where object boxes exist (Tiny ImageNet val, ``shapes``) we also score them:
 - energy in box: the share of the map's total mass inside the object box;
 - pointing game (Zhang et al., "Top-down Neural Attention by Excitation Backprop",
   ECCV 2016, arXiv:1608.00507): whether the map's maximum falls inside the box. A
-  blank map (every pixel equal, as grad-cam's all-zero maps are) points nowhere: a miss,
-  counted apart (``blank_maps``). Tied maxima: a hit when any maximal pixel is in the
-  box (``pointing_hits`` says why).
+  blank map (no pixel above zero, as grad-cam's all-zero maps are) points nowhere: a
+  miss, counted apart (``blank_maps``). Tied maxima: a hit when any maximal pixel is in
+  the box (``pointing_hits`` says why), so a constant positive map, the box-shaped map
+  of a box that covers the whole image, is a hit.
 
 grad-cam's CAM constructor puts the model in eval mode and leaves it there; ``cam_maps``
 restores the mode and releases the hooks (the CAM object is used as a context manager),
-and computes in float32. It works where gradients are off (``torch.no_grad()``, frozen
-parameters) and leaves the caller's grad mode, ``requires_grad`` flags and ``.grad``
-as they were. The paper does not say which class its maps explain; the scores here
-explain the true class (``localisation_scores``), the figure either.
+and computes in float32. It works where gradients are off (``torch.no_grad()``,
+``torch.inference_mode()``, frozen parameters) and leaves the caller's grad mode,
+``requires_grad`` flags and ``.grad`` as they were. The paper does not say which class
+its maps explain; the scores here explain the true class (``localisation_scores``), the
+figure either.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from regionmix_utils.models import evaluating
+from regionmix_utils.models import autograd_tensor, evaluating, gradients_on
 
 __all__ = [
     "blank_maps",
@@ -41,12 +43,13 @@ def cam_maps(
     """Grad-CAM++ maps of ``model.layer4[-1]``.
 
     Grad-CAM++ needs the gradient of the class score at ``layer4``'s output, so the
-    function turns gradients on for itself: inside ``torch.no_grad()`` and for a model
-    whose parameters are frozen (``requires_grad_(False)``) it returns the same maps as
-    anywhere else. The gradient flows back to the input (never to the weights: their
-    ``requires_grad`` flags are switched off during the call), so the same computation
-    serves every caller; afterwards the grad mode, every parameter's ``requires_grad``
-    and ``.grad`` (which grad-cam's ``zero_grad`` would clear) are as they were.
+    function turns gradients on for itself (``models.gradients_on``): inside
+    ``torch.no_grad()`` or ``torch.inference_mode()`` and for a model whose parameters are
+    frozen (``requires_grad_(False)``) it returns the same maps as anywhere else. The
+    gradient flows back to the input (never to the weights: their ``requires_grad`` flags
+    are switched off during the call), so the same computation serves every caller;
+    afterwards the grad mode, every parameter's ``requires_grad`` and ``.grad`` (which
+    grad-cam's ``zero_grad`` would clear) are as they were.
 
     Args:
         model: a PreAct ResNet-18 (anything with ``layer4``).
@@ -77,14 +80,15 @@ def cam_maps(
         # grad-cam puts the model in eval mode and leaves it there: ``evaluating`` restores
         # the mode, and keeps the maps in float32 even under an autocast context.
         with (
-            torch.enable_grad(),
+            gradients_on(),
             evaluating(model),
             GradCAMPlusPlus(model=model, target_layers=[model.layer4[-1]]) as cam,
         ):
             for start in range(0, images.shape[0], batch_size):
                 # The input requires grad, so layer4's output does too, whatever the
                 # weights' flags and the caller's grad mode.
-                x = images[start : start + batch_size].detach().requires_grad_(True)
+                x = autograd_tensor(images[start : start + batch_size]).detach()
+                x.requires_grad_(True)
                 targets = None
                 if classes is not None:
                     targets = [
@@ -120,15 +124,17 @@ def _check_maps(maps: Tensor) -> None:
 
 
 def blank_maps(maps: Tensor) -> Tensor:
-    """[B] bool: maps [B, H, W] whose pixels are all equal (grad-cam's all-zero maps, where
-    no location has positive evidence for the class): they point nowhere.
+    """[B] bool: maps [B, H, W] with no pixel above zero (grad-cam's all-zero maps, where
+    no location has positive evidence for the class): they point nowhere. A constant
+    positive map is not blank: all its pixels are maximal, as the all-ones map of a box
+    that covers the whole image is.
 
     Raises:
         ValueError: ``maps`` is not [B, H, W] or holds NaN.
     """
     _check_maps(maps)
-    flat = maps.flatten(1)
-    return flat.amax(1) == flat.amin(1)
+    # Blank means no evidence, not no contrast: a uniform positive map points everywhere.
+    return maps.flatten(1).amax(1) <= 0
 
 
 def energy_in_box(maps: Tensor, boxes: Tensor) -> Tensor:

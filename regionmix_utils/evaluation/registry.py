@@ -27,6 +27,10 @@ already stored. A plugin (a module named in ``$REGIONMIX_PLUGINS``) registers on
 
 after which ``regionmix evaluate --kind flipped`` evaluates every finished run,
 ``regionmix table`` tabulates it and ``regionmix table --compare region:mixup`` pairs it.
+A ``compute`` that measures more than accuracy returns an ``Outcome`` (the classes, its
+declared ``measures``, and per-image values to keep beside them); one that needs more
+than the test images (another dataset, the run's config) declares ``context=True`` and
+is given ``run=`` and ``data_dir=``. ``measure`` evaluates without storing anything.
 """
 
 from __future__ import annotations
@@ -34,17 +38,23 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+if TYPE_CHECKING:
+    from regionmix_utils.runs import Predictions
+
 __all__ = [
     "COMMON_KEYS",
     "Evaluation",
+    "Outcome",
     "evaluate",
     "evaluation_kinds",
     "get_evaluation",
+    "measure",
     "predict",
     "register_evaluation",
     "registered_evaluation",
@@ -55,7 +65,26 @@ COMMON_KEYS = ("kind", "n_images")  # identify every record
 TIMED = "seconds"  # every record may say how long it took; never a setting
 
 # compute(model, images [N, C, H, W] float in [0, 1], labels [N], **settings) -> [N] classes
-Compute = Callable[..., Tensor]
+# or an Outcome
+Compute = Callable[..., "Tensor | Outcome"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What ``compute`` returns when it measures more than the accuracy.
+
+    Attributes:
+        predicted: [N] predicted classes of the test images.
+        measures: further values of the record, each named in the evaluation's ``measures``.
+        logits: [N, K] logits to keep per test image (stored as float16), or None.
+        arrays: other per-image values to keep, by name, as CPU tensors or arrays of any
+            length (scores of images beyond the test set, say).
+    """
+
+    predicted: Tensor
+    measures: dict[str, float] = field(default_factory=dict)
+    logits: Tensor | None = None
+    arrays: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,11 +102,14 @@ class Evaluation:
             wrong, from the stored predicted classes).
         rerun: the command that makes the record (``--runs-dir`` is added); default
             ``regionmix evaluate --kind <kind>``.
-        compute: for ``evaluate``: the predicted classes [N] of a model in eval mode on
-            the test images [N, C, H, W] (floats in [0, 1]) with labels [N], under
-            ``torch.no_grad``; None for a built-in evaluation with its own function.
+        compute: for ``evaluate``: the predicted classes [N] (or an ``Outcome``) of a
+            model in eval mode on the test images [N, C, H, W] (floats in [0, 1]) with
+            labels [N], under ``torch.no_grad``; None for a built-in evaluation with its
+            own function.
         table: the number of its table (the paper's 3-4 for attacks, 5 calibration, 6
             corruptions; None: a table of its own titled ``title``).
+        context: ``compute`` also takes ``run=`` (the ``runs.Run``) and ``data_dir=``
+            (the data folder; None: ``data.data_root()``).
     """
 
     kind: str
@@ -89,6 +121,7 @@ class Evaluation:
     rerun: str = ""
     compute: Compute | None = None
     table: int | None = None
+    context: bool = False
 
     def __post_init__(self) -> None:
         if not self.kind or not self.kind.replace("-", "").replace("_", "").isalnum():
@@ -185,35 +218,64 @@ def evaluate(run, kind: str, n_images: int | None = None, data_dir=None,
     predictions is returned instead.
 
     Returns:
-        The record: {"kind", settings..., "n_images", "accuracy" (%), "seconds"}.
+        The record: {"kind", settings..., "n_images", "accuracy" (%), measures...,
+        "seconds"}.
     Raises:
-        ValueError: an unknown kind, a built-in kind (use its own function), or settings
-            the evaluation does not declare.
+        ValueError: an unknown kind, a built-in kind (use its own function), settings
+            the evaluation does not declare, or measured values it does not declare.
     """
+    spec, images, labels, key = _prepare(run, kind, n_images, data_dir, device, settings)
+    found = run.find_evaluation(key)
+    if found is not None and run.predictions(key) is not None:
+        return found
+    record, predictions = _measure(spec, run, images, labels, key, data_dir, settings)
+    run.add_evaluation(record, predictions)
+    return record
+
+
+def measure(
+    run, kind: str, n_images: int | None = None, data_dir=None,
+    device: str | torch.device = "cpu", **settings,
+) -> tuple[dict, Predictions]:  # fmt: skip
+    """``evaluate`` without storing or reusing anything, for a run that stays as it is (a
+    results bundle's copy): the record and its ``runs.Predictions``."""
+    spec, images, labels, key = _prepare(run, kind, n_images, data_dir, device, settings)
+    return _measure(spec, run, images, labels, key, data_dir, settings)
+
+
+def _prepare(run, kind, n_images, data_dir, device, settings):
     from regionmix_utils.evaluation.robustness import test_images
-    from regionmix_utils.models import evaluating
-    from regionmix_utils.runs import Predictions
 
     spec = get_evaluation(kind)
     if spec.compute is None:
         raise ValueError(f"evaluation {kind!r} is made by its own command: {spec.command}")
     images, labels = test_images(run, n_images, data_dir, device)
-    key = spec.settings(len(labels), **settings)
-    found = run.find_evaluation(key)
-    if found is not None and run.predictions(key) is not None:
-        return found
+    return spec, images, labels, spec.settings(len(labels), **settings)
+
+
+def _measure(spec: Evaluation, run, images, labels, key, data_dir, settings):
+    from regionmix_utils.models import evaluating
+    from regionmix_utils.runs import Predictions
+
     started = time.perf_counter()
-    model = run.load_model(device)
+    model = run.load_model(images.device)
+    context = {"run": run, "data_dir": data_dir} if spec.context else {}
     with evaluating(model), torch.no_grad():
-        predicted = spec.compute(model, images, labels, **settings).cpu()
+        outcome = spec.compute(model, images, labels, **settings, **context)
+    outcome = outcome if isinstance(outcome, Outcome) else Outcome(outcome)
+    predicted, labels = outcome.predicted.cpu(), labels.cpu()
     if predicted.shape != labels.shape:
-        raise ValueError(f"evaluation {kind!r}: compute returned shape {tuple(predicted.shape)}"
-                         f", not one class per image {tuple(labels.shape)}")  # fmt: skip
-    labels = labels.cpu()
+        raise ValueError(f"evaluation {spec.kind!r}: compute returned shape "
+                         f"{tuple(predicted.shape)}, not one class per image "
+                         f"{tuple(labels.shape)}")  # fmt: skip
+    undeclared = sorted(set(outcome.measures) - set(spec.measures))
+    if undeclared:
+        raise ValueError(f"evaluation {spec.kind!r}: compute measured {undeclared}, which "
+                         f"its measures {spec.measures} do not declare")  # fmt: skip
     record = {**key, "accuracy": 100.0 * (predicted == labels).double().mean().item(),
-              TIMED: time.perf_counter() - started}  # fmt: skip
-    run.add_evaluation(record, Predictions.from_outputs(predicted, labels))
-    return record
+              **outcome.measures, TIMED: time.perf_counter() - started}  # fmt: skip
+    logits = None if outcome.logits is None else outcome.logits.cpu()
+    return record, Predictions.from_outputs(predicted, labels, logits, outcome.arrays)
 
 
 def _register_builtins() -> None:
@@ -241,6 +303,8 @@ def _register_builtins() -> None:
         "corruption", "Common corruptions", "test accuracy (%) under common corruptions",
         keys=("corruption", "severity", "source"), rerun="regionmix corruptions", table=6,
     ))  # fmt: skip
+    # Written as a plugin is (it registers itself as it loads), on the names above.
+    import regionmix_utils.evaluation.ood  # noqa: F401
 
 
 _register_builtins()

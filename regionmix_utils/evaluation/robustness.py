@@ -34,11 +34,15 @@ module (the CLI's choices, the tables, the masking check's labels) reads it.
 The paper states neither ε nor Square's other settings: eps = 8/255 (the common choice on
 CIFAR) by default. Everything is recorded with each result.
 
-Test-time work runs in eval mode and float32 (``models.evaluating``), on the whole test
-split unless ``n_images`` asks for a class-stratified subset. Square, APGD and each of
-AutoAttack's attacks call ``torch.manual_seed(seed)`` on every batch with the config's
-seed (never the clock, torchattacks' AutoAttack default), and PGD draws its random start
-from the global RNG (seeded here with the config's seed); each batch is attacked inside
+Test-time work runs in eval mode and float32 (``models.evaluating``: no autocast, no TF32;
+each submodule's mode restored), on the whole test split unless ``n_images`` asks for a
+class-stratified subset. The attacks take their gradients whatever the caller's grad mode
+(``torch.no_grad()``, ``torch.inference_mode()``: ``models.gradients_on``), and images in
+either memory layout (channels_last ones are made contiguous as they enter the attacks,
+``_attack_inputs``). Square, APGD and each of AutoAttack's attacks call
+``torch.manual_seed(seed)`` on every batch with the config's seed (never the clock,
+torchattacks' AutoAttack default), and PGD draws its random start from the global RNG
+(seeded here with the config's seed); each batch is attacked inside
 ``torch.random.fork_rng``, so the global RNG is the same afterwards as before, and the
 same seed gives the same numbers.
 """
@@ -53,7 +57,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from regionmix_utils.models import evaluating
+from regionmix_utils.models import autograd_tensor, evaluating, gradients_on
 from regionmix_utils.progress import progress as progress_bar
 from regionmix_utils.runs import Run, eps_text, snap_eps
 
@@ -182,9 +186,11 @@ class AutoAttackCascade:
     counts, summed over the batches it is called on, how many images each attack ran on
     and how many were still correctly classified after it.
 
-    Called with images [N, 3, H, W] in [0, 1] and labels [N] (on the model's device), it
-    returns adversarial images [N, 3, H, W]: each image the first attack that fooled it
-    found, or the image itself when none did. The model runs in eval mode.
+    Called with images [N, 3, H, W] in [0, 1] (any memory layout) and labels [N] (on the
+    model's device), it returns adversarial images [N, 3, H, W]: each image the first
+    attack that fooled it found, or the image itself when none did. The model runs in eval
+    mode and float32 (``models.evaluating``), with gradients on even where the caller
+    turned them off (``torch.no_grad()``, ``torch.inference_mode()``).
 
     Attributes:
         model: the attacked model.
@@ -204,9 +210,10 @@ class AutoAttackCascade:
         self.stages = [{"attack": n, "n_attacked": 0, "n_robust_after": 0} for n in self.names]
 
     def __call__(self, images: Tensor, labels: Tensor) -> Tensor:
-        images, labels = images.clone().detach(), labels.clone().detach()
-        adversarial = images.clone()
-        with evaluating(self.model):
+        with gradients_on(), evaluating(self.model):
+            images, labels = _attack_inputs(images, labels)
+            images, labels = images.clone().detach(), labels.clone().detach()
+            adversarial = images.clone()
             with torch.no_grad():
                 robust = self.model(images).argmax(1) == labels
             for attack, stage in zip(self.attacks, self.stages, strict=True):
@@ -220,6 +227,14 @@ class AutoAttackCascade:
                     robust[index[fooled]] = False
                 stage["n_robust_after"] += int(robust.sum())
         return adversarial
+
+
+def _attack_inputs(images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Images [N, 3, H, W] and labels [N] as every attack takes them; call inside
+    ``models.gradients_on``. The images are made contiguous: torchattacks' FAB views the
+    input gradient, which has the images' strides, and a channels_last view fails. Both
+    are copied out of inference mode where they were made in it (``autograd_tensor``)."""
+    return autograd_tensor(images).contiguous(), autograd_tensor(labels)
 
 
 def reference_autoattack(
@@ -513,10 +528,11 @@ def adversarial_predictions(
     progress: bool = True,
 ) -> Tensor:
     """Predicted classes [N] of adversarial versions of ``images`` [N, 3, H, W] (in
-    [0, 1], labels [N]) built by ``config``, in eval mode and float32; the model is left
-    in the mode it had, the global RNG as it was. At eps = 0 the ε-ball holds only the
-    image itself, so the clean predictions are returned without running the attack
-    (AutoAttack's Square would spend all 5,000 queries finding nothing).
+    [0, 1], any memory layout; labels [N]) built by ``config``, in eval mode and float32,
+    also when called under ``torch.no_grad()`` or ``torch.inference_mode()``; each
+    submodule is left in the mode it had, the global RNG as it was. At eps = 0 the ε-ball
+    holds only the image itself, so the clean predictions are returned without running the
+    attack (AutoAttack's Square would spend all 5,000 queries finding nothing).
 
     Raises:
         ValueError: the attack cannot take the model's class count (``make_attack``).
@@ -547,10 +563,10 @@ def attack_outcome(
         if config.eps == 0:
             return predictions(model, images, batch_size)[0], None
         for x, y in progress_bar(batches, total=total, desc=config.name, disable=not progress):
-            with torch.random.fork_rng(devices=devices):
+            with torch.random.fork_rng(devices=devices), gradients_on():
                 if config.spec.seeded:
                     torch.manual_seed(config.seed)  # PGD's start; the others reseed anyway
-                adversarial = attack(x, y)
+                adversarial = attack(*_attack_inputs(x, y))
             with torch.no_grad():
                 predicted.append(model(adversarial).argmax(1))
     stages = attack.stages if isinstance(attack, AutoAttackCascade) else None

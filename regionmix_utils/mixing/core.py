@@ -12,8 +12,10 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import numbers
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,20 +102,62 @@ class CutMixParams:
 # ----------------------------------------------------------------------------- checks
 
 
+# torch's narrow float dtypes that numpy has too: their 0-d tensors are read as numpy
+# scalars of the same precision, so that ``plain_number`` rounds them as it rounds numpy's.
+_NUMPY_OF_TORCH = {torch.float32: np.float32, torch.float16: np.float16}
+
+
+def plain_number(value: Any) -> Any:
+    """A numpy scalar, 0-d array or 0-d tensor as the Python number it holds
+    (np.int64(3) -> 3, np.bool_(True) -> True); anything else unchanged.
+
+    A float narrower than float64 (float32, float16) becomes the shortest decimal that
+    reads back as the same value at its own precision: np.float32(0.4) -> 0.4, not
+    0.4000000059604645. A float32 is the nearest float32 to the decimal that was meant,
+    and that decimal is what a run's folder name and a table label print; widening it
+    bit for bit would give a setting equal to neither 0.4 nor anything a user wrote.
+    """
+    if isinstance(value, torch.Tensor) and value.ndim == 0:
+        narrow = _NUMPY_OF_TORCH.get(value.dtype)
+        value = value.item() if narrow is None else narrow(value.item())
+    elif isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
+        return float(np.format_float_positional(value))
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _as_real(value: Any) -> float | None:
+    """``value`` as a Python float (``plain_number``) if it is a real number, numpy's
+    too, and not a bool; else None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(plain_number(value))
+
+
+def _check_real(value: Any, name: str, allowed: str) -> float:
+    """``value`` as a Python float (``_as_real``). Raises TypeError naming ``name`` and
+    what is ``allowed``."""
+    number = _as_real(value)
+    if number is None:
+        raise TypeError(f"{name} must be {allowed}, got {value!r}")
+    return number
+
+
 def _check_alpha(alpha: float) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"alpha must be a positive finite number, got {alpha!r}")
+    alpha = _check_real(alpha, "alpha", "a positive finite number")
     if not math.isfinite(alpha) or alpha <= 0:
         raise ValueError(f"alpha must be a positive finite number (alpha > 0), got {alpha}")
-    return float(alpha)
+    return alpha
 
 
 def _check_positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """``value`` as a Python int: any integer, numpy's too, but not a bool; >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer >= 1, got {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value}")
-    return value
+    return int(value)
 
 
 def _resolve_grid(k: int, grid: tuple[int, int] | None) -> tuple[int, int]:

@@ -34,6 +34,7 @@ from regionmix_utils.mixing.core import (
     _check_images,
     _check_one_partner,
     _check_positive_int,
+    _check_real,
     _is_channels_last,
     _labels_to_targets,
     _one_partner_targets,
@@ -89,11 +90,10 @@ class ResizeParams:
 
 
 def _check_fraction(value: float, name: str, low: float = 0.0, high: float = 1.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    value = _check_real(value, name, f"a number in [{low}, {high}]")
     if not low <= value <= high:
         raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
-    return float(value)
+    return value
 
 
 def _check_size(batch_size: int, height: int, width: int) -> tuple[int, int, int]:
@@ -223,8 +223,7 @@ def sample_fmix_params(
         MaskParams: mask [H, W] (weight of x_A), partners [B], lam_drawn.
     """
     batch_size, height, width = _check_size(batch_size, height, width)
-    if isinstance(decay_power, bool) or not isinstance(decay_power, (int, float)):
-        raise TypeError(f"decay_power must be a positive number, got {decay_power!r}")
+    decay_power = _check_real(decay_power, "decay_power", "a positive number")
     if not (decay_power > 0 and math.isfinite(decay_power)):
         raise ValueError(f"decay_power must be a positive finite number, got {decay_power}")
     max_soft = _check_fraction(max_soft, "max_soft", 0.0, 0.5)

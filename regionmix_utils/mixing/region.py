@@ -17,6 +17,7 @@ Sampling is kept apart from applying, as torchvision's v2 MixUp/CutMix do:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -85,6 +86,10 @@ def _sample_tile_lambdas(
 
 
 def _check_sides(sides) -> tuple[int, ...]:
+    """``sides`` as a tuple of Python ints >= 1; a 1-D numpy array is taken as a tuple,
+    as ``TrainConfig`` takes it."""
+    if isinstance(sides, np.ndarray) and sides.ndim == 1:
+        sides = tuple(sides)
     if not isinstance(sides, (tuple, list)) or not sides:
         raise TypeError(f"sides must be a non-empty tuple of integers >= 1, got {sides!r}")
     return tuple(_check_positive_int(s, "sides[i]") for s in sides)

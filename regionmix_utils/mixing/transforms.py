@@ -50,6 +50,7 @@ from torchvision.transforms import v2
 
 from regionmix_utils.mixing.core import (
     MixedBatch,
+    _as_real,
     _check_alpha,
     _check_images,
     _check_lam_mode,
@@ -149,9 +150,10 @@ def _check_generator_arg(generator: torch.Generator | None) -> torch.Generator |
 
 
 def _check_probability(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    number = _as_real(value)
+    if number is None or not 0 <= number <= 1:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
+    return number
 
 
 # ---------------------------------------------------------------------------- samples
@@ -265,7 +267,7 @@ class BatchMix(v2.Transform):
         super().__init__()
         self.alpha = _check_alpha(alpha)
         if num_classes is not None:
-            _check_positive_int(num_classes, "num_classes")
+            num_classes = _check_positive_int(num_classes, "num_classes")
         self.num_classes = num_classes
         self.generator = _check_generator_arg(generator)
         self.p = _check_probability(p, "p")
@@ -592,10 +594,8 @@ class MixChoice(v2.Transform):
                 raise TypeError(
                     f"transforms must hold mixing transforms (BatchMix), got {type(t).__name__}"
                 )
-        weights = [1.0] * len(transforms) if p is None else list(p)
-        if len(weights) != len(transforms) or any(
-            isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0 for w in weights
-        ):
+        weights = [1.0] * len(transforms) if p is None else [_as_real(w) for w in p]
+        if len(weights) != len(transforms) or any(w is None or not w >= 0 for w in weights):
             raise ValueError(
                 f"p must hold one non-negative weight per transform ({len(transforms)}), got {p!r}"
             )

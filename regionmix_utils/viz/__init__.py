@@ -1,11 +1,12 @@
 """Figures and widgets for the notebooks and the demo (matplotlib; no side effects on
 import), one module per topic: ``mixing``, ``training``, ``ablations``, ``evaluation``,
-``claims``.
+``claims``, ``ood``.
 Everything public is re-exported here."""
 
 from regionmix_utils.viz.ablations import (
     AblationExplorer,
     ablation_overview,
+    ce_figure,
     lam_mode_figure,
     parameter_figure,
 )
@@ -27,7 +28,8 @@ from regionmix_utils.viz.mixing import (
     tile_map,
     tile_table,
 )
-from regionmix_utils.viz.robustness import eps_curves
+from regionmix_utils.viz.ood import ood_figure
+from regionmix_utils.viz.robustness import attack_examples, eps_curves
 from regionmix_utils.viz.training import LiveCurves, training_curves
 
 __all__ = [
@@ -36,8 +38,10 @@ __all__ = [
     "MixingExplorer",
     "ablation_overview",
     "adversarial_examples",
+    "attack_examples",
     "beta_figure",
     "cam_figure",
+    "ce_figure",
     "claims_forest",
     "comparison_figure",
     "corruption_figure",
@@ -46,6 +50,7 @@ __all__ = [
     "lam_mode_figure",
     "mixing_figure",
     "mixing_story",
+    "ood_figure",
     "parameter_figure",
     "reliability_figure",
     "seed_planner_figure",

@@ -72,6 +72,7 @@ class AblationExplorer:
         from regionmix_utils.ablations import METRICS, aggregate, k_order
 
         self.ax_heat.clear()
+        self.ax_heat.set_axis_on()
         self.ax_k.clear()
         rows = self.frame[self.frame["dataset"] == self.dataset] if self.dataset else self.frame
         if rows.empty or rows[self.metric].isna().all():
@@ -83,6 +84,12 @@ class AblationExplorer:
             alphas = sorted(set(stats["alpha"]))
             value = stats.pivot(index="k", columns="alpha", values="value").reindex(ks)
             spread = stats.pivot(index="k", columns="alpha", values="std").reindex(ks)
+            if len(ks) < 2 or len(alphas) < 2:  # one row or column: no grid to read
+                self._one_cell(value, spread, ks, alphas)
+                default_alpha = 1.0 if 1.0 in alphas else alphas[-1]
+                self._against_k(rows, default_alpha)
+                self._finish()
+                return
             image = self.ax_heat.imshow(value.to_numpy(dtype=float), cmap="viridis",
                                         aspect="auto")  # fmt: skip
             for (i, j), v in np.ndenumerate(value.to_numpy(dtype=float)):
@@ -100,11 +107,41 @@ class AblationExplorer:
             else:
                 self._colorbar.update_normal(image)
             default_alpha = 1.0 if 1.0 in alphas else alphas[-1]
-            _metric_against_k(self.ax_k, rows, self.metric, self.how, "clean_ce", default_alpha)
-            self.ax_k.set_title(f"α = {default_alpha:g}; random grid: sides 1, 2, 4", fontsize=10)
+            self._against_k(rows, default_alpha)
         self.ax_heat.set_title(
             f"{self.dataset}: {METRICS[self.metric]}, {self.how} over seeds", fontsize=10
         )
+        self._finish()
+
+    def _against_k(self, rows, alpha: float) -> None:
+        """The right panel: the metric against k with and without the clean CE term,
+        its title naming what the runs hold (random grids only where there are some)."""
+        from regionmix_utils.ablations import RANDOM
+
+        _metric_against_k(self.ax_k, rows, self.metric, self.how, "clean_ce", alpha)
+        random = " ('random': a random grid per batch)" if (rows["k"] == RANDOM).any() else ""
+        self.ax_k.set_title(f"against k at α = {alpha:g}{random}", fontsize=10)
+
+    def _one_cell(self, value, spread, ks, alphas) -> None:
+        """No heatmap for a single row or column of the grid: its values as text, and
+        what a heatmap would need."""
+        from regionmix_utils.ablations import METRICS
+
+        if self._colorbar is not None:
+            self._colorbar.remove()
+            self._colorbar = None
+        cells = [f"k = {k}, α = {a:g}: {value.loc[k, a]:.1f}"
+                 + ("" if np.isnan(spread.loc[k, a]) else f" ± {spread.loc[k, a]:.1f}")
+                 for k in ks for a in alphas]  # fmt: skip
+        self.ax_heat.text(0.5, 0.5, "\n".join([*cells, "", "a k x α heatmap needs runs at",
+                                               "several k and several α"]),
+                          ha="center", va="center", fontsize=10,
+                          transform=self.ax_heat.transAxes)  # fmt: skip
+        self.ax_heat.set_axis_off()
+        self.ax_heat.set_title(f"{self.dataset}: {METRICS[self.metric]}, {self.how} over seeds",
+                               fontsize=10)  # fmt: skip
+
+    def _finish(self) -> None:
         self.figure.tight_layout()
         if self._image is not None:
             self._image.value = figure_png(self.figure)
@@ -219,4 +256,74 @@ def parameter_figure(frame, parameter: str, metric: str = "test_acc", how: str =
     ax.set_title(f"{how} over seeds" + (" ± std" if how == "mean" else ""), fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+CE_ARMS = {  # (clean_ce, matched_compute) -> how a bar of ``ce_figure`` is named
+    (True, False): "with the clean CE term",
+    (False, False): "without the clean CE term",
+    (False, True): "without it, a second mixed pass instead",
+}
+
+
+def ablated_from(path) -> str:
+    """The column label of the configuration a run ablates the clean CE term from: its
+    own with the term and one mixed pass ("Region Mixup (k=2, ...)")."""
+    import dataclasses
+    from pathlib import Path
+
+    from regionmix_utils.records import column_label
+    from regionmix_utils.runs import Run
+
+    config = Run(Path(path)).config
+    return column_label(dataclasses.replace(config, clean_ce=True, matched_compute=False))
+
+
+def ce_figure(runs) -> Figure:
+    """Test accuracy with and without the clean CE term, one group of bars per
+    configuration (``CE_ARMS``: with it, without it, without it and a second mixed pass
+    in its place): the mean over seeds with ± one standard deviation, each seed a dot.
+    Group names say only what differs between the configurations; the recipe they all
+    share is said once, above the plot.
+
+    Args:
+        runs: ``results.collect_runs`` rows (one dataset).
+    Raises:
+        ValueError: no runs.
+    """
+    import textwrap
+
+    from regionmix_utils.viz.mixing import split_labels
+
+    if runs.empty:
+        raise ValueError("runs is empty: no test accuracy to plot")
+    rows = runs.assign(base=[ablated_from(p) for p in runs["path"]])
+    bases = list(dict.fromkeys(rows["base"]))
+    names, shared = split_labels(bases)
+    arms = [arm for arm in CE_ARMS if ((rows["clean_ce"] == arm[0])
+                                       & (rows["matched_compute"] == arm[1])).any()]  # fmt: skip
+    width = 0.8 / len(arms)
+    fig, ax = plt.subplots(figsize=(9, 4.4), layout="constrained")
+    gen = np.random.default_rng(0)  # the dots' sideways jitter, the same on every redraw
+    for j, arm in enumerate(arms):
+        part = rows[(rows["clean_ce"] == arm[0]) & (rows["matched_compute"] == arm[1])]
+        stats = part.groupby("base")["test_acc"].agg(["mean", "std"]).reindex(bases)
+        xs = np.arange(len(bases)) + (j - (len(arms) - 1) / 2) * width
+        ax.bar(xs, stats["mean"], width * 0.9, yerr=stats["std"].fillna(0), capsize=4,
+               color=f"C{j}", alpha=0.75, label=CE_ARMS[arm])  # fmt: skip
+        for x, base in zip(xs, bases, strict=True):
+            seeds = part.loc[part["base"] == base, "test_acc"]
+            ax.plot(x + gen.uniform(-width / 5, width / 5, len(seeds)), seeds, "o", ms=3,
+                    color="black")  # fmt: skip
+    ax.set_xticks(range(len(bases)), [textwrap.fill(n, 22) for n in names])
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, min(100.0, rows["test_acc"].max() + 8))  # bars start at zero
+    seeds = rows.groupby("base")["seed"].nunique()
+    count = f"{seeds.max()} seeds" if seeds.min() == seeds.max() else "seeds"
+    ax.set_title(f"{', '.join(sorted(set(rows['dataset'])))}: test accuracy, mean ± std over "
+                 f"{count} (dots: seeds)", fontsize=10)  # fmt: skip
+    fig.legend(loc="outside lower center", ncols=len(arms), fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    if shared:
+        fig.suptitle(textwrap.fill(f"Every run: {shared}", 120), fontsize=8)
     return fig

@@ -18,22 +18,35 @@ VERDICT_COLOURS = {"supported": "tab:green", "contradicted": "tab:red"}
 def claims_forest(cells: pd.DataFrame, title: str | None = None) -> Figure:
     """One row per comparison (``results.compare(...).cells``): our Δ = A − B with its
     95% t-interval over seeds (coloured by verdict: green supported, red contradicted, grey not
-    resolved), the paper's Δ as an open diamond, and zero as a dashed line. Rows without
-    paired numbers (not evaluated, no predictions) are left out.
+    resolved), the paper's Δ as an open diamond where a row has one, and zero as a
+    dashed line. Rows without paired numbers (not evaluated, no predictions) are left
+    out. Row labels name only what differs between the rows: the dataset and the recipe
+    words every configuration shares (``viz.mixing.split_labels``) go into the title once.
 
     Raises:
         ValueError: no row has paired numbers.
     """
+    from regionmix_utils.viz.mixing import split_labels
+
     rows = cells.dropna(subset=["delta"]).reset_index(drop=True)
     if rows.empty:
         raise ValueError("no comparison has paired numbers to plot (see the table's verdicts)")
-    labels = [
-        f"{'Table ' + str(int(r.table)) + ', ' if not pd.isna(r.table) else ''}{r.dataset}, "
-        f"{r.metric}\n{textwrap.shorten(r.a, 40)} vs\n{textwrap.shorten(r.b, 40)}"
-        for r in rows.itertuples()
-    ]
-    y = np.arange(len(rows))[::-1]
-    fig, ax = plt.subplots(figsize=(9, 0.8 * len(rows) + 1.4))
+    sides, shared = split_labels([*rows["a"], *rows["b"]])
+    datasets = list(dict.fromkeys(rows["dataset"]))
+    labels = []
+    for i, r in enumerate(rows.itertuples()):
+        where = ", ".join(
+            [*([f"Table {int(r.table)}"] if not pd.isna(r.table) else []),
+             *([r.dataset] if len(datasets) > 1 else []), r.metric]
+        )  # fmt: skip
+        versus = textwrap.fill(f"{sides[i]} vs {sides[len(rows) + i]}", 48)
+        labels.append(f"{where}\n{versus}")
+    # Each row as tall as its label (inches): no label overlaps the next.
+    heights = np.array([0.16 * (label.count("\n") + 1) + 0.3 for label in labels])
+    centres = np.cumsum(heights) - heights / 2
+    y = centres[-1] - centres + heights[-1] / 2  # the first row on top
+    fig, ax = plt.subplots(figsize=(10, heights.sum() + 1.5))
+    has_paper = rows["paper_delta"].notna().any()
     for row, height in zip(rows.itertuples(), y, strict=True):
         colour = next((c for v, c in VERDICT_COLOURS.items() if row.verdict == v), "grey")
         ax.plot([row.low, row.high], [height, height], color=colour, lw=2)
@@ -42,8 +55,19 @@ def claims_forest(cells: pd.DataFrame, title: str | None = None) -> Figure:
             ax.plot(row.paper_delta, height, "D", mfc="none", mec="black", ms=6)
     ax.axvline(0, color="black", ls="--", lw=0.8)
     ax.set_yticks(y, labels, fontsize=8)
-    ax.set_xlabel("Δ = A − B (points); ○ ours with its 95% interval over seeds, ◇ paper")
-    ax.set_title(title or "Declared claims: paired differences over seeds", fontsize=10)
+    ax.set_ylim(0, heights.sum())
+    ax.set_xlabel("Δ = A − B (points); ● ours with its 95% interval over seeds"
+                  + (", ◇ the paper's Δ" if has_paper else ""))  # fmt: skip
+    handles = [plt.Line2D([], [], color=c, marker="o", label=v)
+               for v, c in [*VERDICT_COLOURS.items(), ("not resolved", "grey")]
+               if (rows["verdict"] == v).any()]  # fmt: skip
+    if handles:
+        ax.legend(handles=handles, fontsize=8, loc="best", title="verdict", title_fontsize=8)
+    said = [*([datasets[0]] if len(datasets) == 1 else []), *([shared] if shared else [])]
+    heading = title or "Declared claims: paired differences over seeds"
+    if said:
+        heading += "\n" + textwrap.fill("Every configuration: " + ", ".join(said), 110)
+    ax.set_title(heading, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -54,6 +78,7 @@ def seed_planner_figure(
     level: float = 0.05,
     power: float = 0.8,
     marks: dict[str, float] | None = None,
+    n_seeds: int | None = None,
 ) -> Figure:
     """Seeds needed (log scale) against the difference to resolve, one curve per
     between-seed standard deviation of the paired Δ (``statistics.seeds_needed``, exact
@@ -63,14 +88,22 @@ def seed_planner_figure(
     Args:
         seed_sd: one standard deviation (points), or label -> standard deviation.
         deltas: the differences (points) on the x axis.
+        n_seeds: the seeds each standard deviation was measured over: a band around each
+            curve spans the seeds needed at both ends of σ's 95% interval
+            (``statistics.plan_seeds``), the range a spread from few seeds allows.
     """
-    from regionmix_utils.evaluation.statistics import seeds_needed
+    from regionmix_utils.evaluation.statistics import plan_seeds, seeds_needed
 
     spreads = seed_sd if isinstance(seed_sd, dict) else {f"σ = {seed_sd:.2f}": seed_sd}
     grid = np.linspace(min(deltas), max(deltas), 60)
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(7, 4))
     for label, sd in spreads.items():
-        ax.plot(grid, [seeds_needed(d, sd, level, power) for d in grid], label=label)
+        line = ax.plot(grid, [seeds_needed(d, sd, level, power) for d in grid], label=label)[0]
+        plans = [plan_seeds(d, sd, n_seeds, level, power) for d in grid] if n_seeds else []
+        if plans and plans[0].low is not None:
+            ax.fill_between(grid, [p.low for p in plans], [p.high for p in plans],
+                            color=line.get_color(), alpha=0.2,
+                            label=f"range at σ's 95% interval ({n_seeds} seeds)")  # fmt: skip
     for name, value in (marks or {}).items():
         ax.axvline(value, color="grey", ls=":", lw=1)
         ax.text(value, ax.get_ylim()[1], f" {name}", rotation=90, va="top", fontsize=8)

@@ -3,6 +3,7 @@ and the paper's tables beside ours."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -55,11 +56,15 @@ def reliability_figure(curves: dict) -> Figure:
     ``calibration.reliability``): accuracy per confidence bin against the diagonal of
     perfect calibration (the gap to the bin's mean confidence hatched red, above the bar
     where over-confident, inside it where under-confident), and below it how many test
-    images fall in each bin."""
+    images fall in each bin. Panel titles keep only what differs between the labels; what
+    they share (``results.column_label``'s recipe words) is said once above them."""
+    from regionmix_utils.viz.mixing import split_labels
+
+    titles, shared = split_labels(list(curves))
     columns = max(len(curves), 1)
     fig, axes = plt.subplots(2, columns, figsize=(3.4 * columns, 5.2), squeeze=False,
                              height_ratios=[2.2, 1], sharex=True)  # fmt: skip
-    for col, (label, curve) in enumerate(curves.items()):
+    for col, (title, curve) in enumerate(zip(titles, curves.values(), strict=True)):
         top, bottom = axes[0, col], axes[1, col]
         width = 1.0 / len(curve["lower"])
         centres = (curve["lower"] + width / 2).numpy()
@@ -71,13 +76,16 @@ def reliability_figure(curves: dict) -> Figure:
                 facecolor="none", edgecolor="tab:red", hatch="///", lw=0.8,
                 label="gap to confidence")  # fmt: skip
         top.plot([0, 1], [0, 1], "k--", lw=1)
-        top.set(xlim=(0, 1), ylim=(0, 1), title=label)
+        top.set(xlim=(0, 1), ylim=(0, 1))
+        top.set_title(textwrap.fill(title, 30), fontsize=10)
         bottom.bar(centres, curve["count"].numpy(), width=width, color="grey")
         bottom.set(xlabel="confidence")
         bottom.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
     axes[0, 0].set_ylabel("accuracy")
     axes[1, 0].set_ylabel("test images")
     axes[0, 0].legend(fontsize=8, loc="upper left")
+    if shared:
+        fig.suptitle(textwrap.fill(f"All runs: {shared}", 40 * columns), fontsize=9)
     fig.tight_layout()
     return fig
 

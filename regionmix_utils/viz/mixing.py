@@ -16,9 +16,12 @@ from torch import Tensor
 
 from regionmix_utils.mixing import (
     MixedBatch,
-    random_region_mixup,
+    RegionParams,
+    apply_region_mixup,
     region_mixup,
     sample_beta,
+    sample_random_region_params,
+    sample_region_params,
     tile_bounds,
     tile_index,
 )
@@ -43,6 +46,38 @@ def figure_image():
     import ipywidgets as widgets
 
     return widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+
+
+def split_labels(labels: Sequence[str]) -> tuple[list[str], str]:
+    """Labels of runs, "Name (word, word, ...)" as ``results.column_label`` writes them,
+    without the words in brackets that every label has, and those words to say once in
+    a caption: ["Mixup (k=1, epochs=20)", "CutMix (epochs=20)"] -> (["Mixup (k=1)",
+    "CutMix"], "epochs=20"). Brackets inside a word ("milestones=(3, 5)") stay whole.
+    Labels without brackets come back as they are."""
+    parsed = [_label_words(label) for label in labels]
+    if not parsed or any(words is None for _, words in parsed):
+        return list(labels), ""
+    shared = [w for w in parsed[0][1] if all(w in words for _, words in parsed[1:])]
+    short = []
+    for name, words in parsed:
+        kept = [w for w in words if w not in shared]
+        short.append(f"{name} ({', '.join(kept)})" if kept else name)
+    return short, ", ".join(shared)
+
+
+def _label_words(label: str) -> tuple[str, list[str] | None]:
+    """("Name", ["word", ...]) of "Name (word, word)"; (label, None) without brackets."""
+    if not label.endswith(")") or " (" not in label:
+        return label, None
+    name, inner = label.split(" (", 1)
+    words, depth, start = [], 0, 0
+    inner = inner[:-1]
+    for i, char in enumerate(inner):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and inner.startswith(", ", i):
+            words.append(inner[start:i])
+            start = i + 2
+    return name, [*words, inner[start:]]
 
 
 def _show(ax, image: Tensor) -> None:
@@ -87,17 +122,25 @@ def _draw_grid(ax, mixed: MixedBatch, sample: int, height: int, width: int, labe
     for c in cols[1:-1]:
         ax.axvline(c - 0.5, color="white", lw=1.2)
     if labels and (len(rows) - 1) * (len(cols) - 1) <= 4:
-        _label_tiles(
-            ax, (rows, cols), lambda i, j: f"λ={float(_tile_lam(mixed, sample)[i, j]):.2f}\n"
-            f"{_partner_text(mixed, i, j, sample)}", fontsize=8,
-        )  # fmt: skip
+        _label_tiles(ax, (rows, cols), lambda i, j: _tile_text(mixed, i, j, sample), fontsize=8)
+
+
+def _tile_text(mixed: MixedBatch, i: int, j: int, sample: int) -> str:
+    """A tile's λ and partner ("λ=0.37\n#5"); a tile paired with the sample itself says
+    "itself\nunchanged" instead: its λ blends the image with itself and changes nothing."""
+    if _own_partner(mixed, i, j, sample):
+        return "itself\nunchanged"
+    return f"λ={float(_tile_lam(mixed, sample)[i, j]):.2f}\n{_partner_text(mixed, i, j, sample)}"
+
+
+def _own_partner(mixed: MixedBatch, i: int, j: int, sample: int) -> bool:
+    return int(mixed.partners[i, j, sample]) == sample
 
 
 def _partner_text(mixed: MixedBatch, i: int, j: int, sample: int) -> str:
-    """Tile (i, j)'s partner as "#b", its batch index; "#b itself" when the tile's random
+    """Tile (i, j)'s partner as "#b", its batch index; "self" when the tile's random
     permutation left the sample in place (RandomPermute can: the tile is unchanged)."""
-    partner = int(mixed.partners[i, j, sample])
-    return f"#{partner} itself" if partner == sample else f"#{partner}"
+    return "self" if _own_partner(mixed, i, j, sample) else f"#{int(mixed.partners[i, j, sample])}"
 
 
 def _self_paired(mixed: MixedBatch, sample: int) -> bool:
@@ -201,19 +244,23 @@ def mixing_figure(
             _show(ax, mixed.images[col])
             caption = _label_caption(mixed.targets[col], classes)
             one_partner = mixed.box is not None or mixed.mask is not None
+            # CutMix paired with itself pastes the image onto itself: nothing to outline.
+            # ResizeMix paired with itself still pastes a shrunk copy: outlined, dashed.
+            pasted = not torch.equal(mixed.images[col], images[col])
             if one_partner and _self_paired(mixed, col):
                 caption = f"self-paired: {caption}"
-            elif mixed.mask is not None:
+            if mixed.mask is not None and pasted:
                 mask = mixed.mask.float().cpu().numpy()
                 if mask.min() < mask.max():
                     ax.contour(mask, levels=[0.5], colors="white", linewidths=1.0)
-            elif mixed.box is not None:
+            elif mixed.box is not None and pasted:
                 top, left, bottom, right = mixed.box
                 ax.add_patch(
                     plt.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top,
-                                  fill=False, ec="white", lw=1.2)
+                                  fill=False, ec="white", lw=1.2,
+                                  ls="--" if _self_paired(mixed, col) else "-")
                 )  # fmt: skip
-            else:
+            elif not one_partner:
                 _draw_grid(ax, mixed, col, height, width, labels=True)
             ax.set_xlabel(caption, fontsize=8)
         axes[row, 0].set_ylabel(_row_title(title), fontsize=9)
@@ -222,11 +269,13 @@ def mixing_figure(
 
 
 def tile_map(ax, mixed: MixedBatch, sample: int, height: int, width: int) -> None:
-    """Each tile of one mixed sample as a map beside the image: colour = λ (the weight
-    of the sample itself), text = the partner's batch index (where it fits)."""
+    """Each tile of one mixed sample as a map beside the image: colour = the weight of
+    the sample itself (λ; 1 on a tile paired with the sample itself, which it keeps
+    whole), text = the partner's batch index, or "self" (where it fits)."""
     rows, cols = _edges(mixed, height, width)
     gh, gw = len(rows) - 1, len(cols) - 1
-    tile_lam = _tile_lam(mixed, sample)
+    own = mixed.partners[..., sample].cpu() == sample
+    tile_lam = torch.where(own, 1.0, _tile_lam(mixed, sample).float().cpu())
     lam_map = tile_lam.float().cpu()[tile_index(rows)][:, tile_index(cols)]
     image = ax.imshow(lam_map.numpy(), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
     for r in rows[1:-1]:
@@ -235,7 +284,7 @@ def tile_map(ax, mixed: MixedBatch, sample: int, height: int, width: int) -> Non
         ax.axvline(c - 0.5, color="white", lw=1.2)
     if gh * gw <= 64:
         _label_tiles(
-            ax, (rows, cols), lambda i, j: f"#{int(mixed.partners[i, j, sample])}",
+            ax, (rows, cols), lambda i, j: _partner_text(mixed, i, j, sample),
             fontsize=max(7, min(12, 16 - max(gh, gw))), boxed=False,
             colour=lambda i, j: "white" if tile_lam[i, j] < 0.6 else "black",
         )  # fmt: skip
@@ -268,7 +317,7 @@ def mixing_story(
         _draw_grid(axes[1], mixed, sample, height, width, labels=False)
         edges = _edges(mixed, height, width)
         if mixed.lam.numel() <= 64:
-            _label_tiles(axes[1], edges, lambda i, j: f"#{int(mixed.partners[i, j, sample])}", 9)
+            _label_tiles(axes[1], edges, lambda i, j: _partner_text(mixed, i, j, sample), 9)
         axes[1].set_title("partners, tile by tile", fontsize=10)
     else:
         partner = int(mixed.partners.flatten()[sample])
@@ -360,13 +409,20 @@ class MixingExplorer:
         self.redraw()
 
     def mix(self) -> MixedBatch:
+        """Region Mixup of the batch with the current state. A random grid draws its grid
+        and edges from one generator and its λ and partners from another (both from
+        ``seed``), so that moving min side moves the edges and nothing else."""
         gen = torch.Generator().manual_seed(self.seed)
         n = len(self.classes)
-        if self.random_grid:
-            return random_region_mixup(
-                self.images, self.labels, self.sides, self.alpha, n, gen, min_side=self.min_side
-            )
-        return region_mixup(self.images, self.labels, self.k, self.alpha, n, gen)
+        if not self.random_grid:
+            return region_mixup(self.images, self.labels, self.k, self.alpha, n, gen)
+        height, width = self.images.shape[2:]
+        grid = sample_random_region_params(len(self.images), height, width, self.sides,
+                                           self.alpha, gen, min_side=self.min_side)  # fmt: skip
+        draw = sample_region_params(len(self.images), grid.grid, self.alpha,
+                                    torch.Generator().manual_seed(self.seed))  # fmt: skip
+        params = RegionParams(draw.lam, draw.partners, grid.row_edges, grid.col_edges)
+        return apply_region_mixup(self.images, self.labels, params, n)
 
     @property
     def title(self) -> str:
