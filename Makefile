@@ -49,6 +49,7 @@ executed: $(STAMP)
 	    -p QUICK True -p RUNS_DIR ../runs/executed "$$nb" "docs/notebooks.new/$${nb#notebooks/}" \
 	    || exit 1; \
 	done
+	$(BIN)/python docs/strip_run_metadata.py docs/notebooks.new/*.ipynb
 	rm -rf docs/notebooks && mv docs/notebooks.new docs/notebooks
 
 # Jupyter refuses to start as root unless told to; containers and cloud VMs often run as root.

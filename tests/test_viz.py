@@ -581,3 +581,27 @@ def test_resizemix_paired_with_itself_is_outlined_dashed(batch):
     ax = mixing_figure(images, {"ResizeMix": mixed}, classes, n_show=1).axes[1]
     assert len(ax.patches) == 1 and ax.patches[0].get_linestyle() == "--"
     assert ax.get_xlabel().startswith("self-paired")
+
+
+def test_reliability_diagrams_wrap_and_name_only_what_differs():
+    """Ten methods used to make one row 34 inches wide whose titles ran into each other:
+    the diagrams wrap at five to a row, each title keeps what differs between the runs,
+    and what they share is said once above them."""
+    from regionmix_utils.evaluation.calibration import reliability
+    from regionmix_utils.viz import reliability_figure
+
+    g = torch.Generator().manual_seed(0)
+    curves = {
+        f"Method {i} (k={i}, epochs=20, width=16)": reliability(
+            torch.randn(60, 10, generator=g), torch.randint(0, 10, (60,), generator=g)
+        )
+        for i in range(7)
+    }
+    fig = reliability_figure(curves)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(shown) == 14  # a diagram and its counts per method, no empty panels
+    assert max(ax.get_subplotspec().colspan.stop for ax in shown) == 5
+    titles = [ax.get_title() for ax in shown if ax.get_title()]
+    assert titles == [f"Method {i} (k={i})" for i in range(7)]
+    assert fig._suptitle.get_text() == "All runs: epochs=20, width=16"
+    plt.close(fig)

@@ -51,9 +51,12 @@ def cam_figure(
     return fig
 
 
+PANELS_PER_ROW = 5  # more diagrams wrap onto further rows
+
+
 def reliability_figure(curves: dict) -> Figure:
-    """Reliability diagrams side by side, one column per method (label -> the dict of
-    ``calibration.reliability``): accuracy per confidence bin against the diagonal of
+    """Reliability diagrams, one column per method, ``PANELS_PER_ROW`` to a row (label ->
+    the dict of ``calibration.reliability``): accuracy per confidence bin against the diagonal of
     perfect calibration (the gap to the bin's mean confidence hatched red, above the bar
     where over-confident, inside it where under-confident), and below it how many test
     images fall in each bin. Panel titles keep only what differs between the labels; what
@@ -61,11 +64,17 @@ def reliability_figure(curves: dict) -> Figure:
     from regionmix_utils.viz.mixing import split_labels
 
     titles, shared = split_labels(list(curves))
-    columns = max(len(curves), 1)
-    fig, axes = plt.subplots(2, columns, figsize=(3.4 * columns, 5.2), squeeze=False,
-                             height_ratios=[2.2, 1], sharex=True)  # fmt: skip
-    for col, (title, curve) in enumerate(zip(titles, curves.values(), strict=True)):
-        top, bottom = axes[0, col], axes[1, col]
+    columns = min(max(len(curves), 1), PANELS_PER_ROW)
+    rows = -(-max(len(curves), 1) // columns)  # a row of diagrams, then their counts, per row
+    fig, axes = plt.subplots(2 * rows, columns, figsize=(3.4 * columns, 5.2 * rows),
+                             squeeze=False, height_ratios=[2.2, 1] * rows)  # fmt: skip
+    for i in range(len(curves), rows * columns):  # the last row's empty places
+        row, col = divmod(i, columns)
+        axes[2 * row, col].set_visible(False)
+        axes[2 * row + 1, col].set_visible(False)
+    for i, (title, curve) in enumerate(zip(titles, curves.values(), strict=True)):
+        row, col = divmod(i, columns)
+        top, bottom = axes[2 * row, col], axes[2 * row + 1, col]
         width = 1.0 / len(curve["lower"])
         centres = (curve["lower"] + width / 2).numpy()
         accuracy, confidence = curve["accuracy"].numpy(), curve["confidence"].numpy()
@@ -76,13 +85,14 @@ def reliability_figure(curves: dict) -> Figure:
                 facecolor="none", edgecolor="tab:red", hatch="///", lw=0.8,
                 label="gap to confidence")  # fmt: skip
         top.plot([0, 1], [0, 1], "k--", lw=1)
-        top.set(xlim=(0, 1), ylim=(0, 1))
+        top.set(xlim=(0, 1), ylim=(0, 1), xticklabels=[])
         top.set_title(textwrap.fill(title, 30), fontsize=10)
         bottom.bar(centres, curve["count"].numpy(), width=width, color="grey")
-        bottom.set(xlabel="confidence")
+        bottom.set(xlim=(0, 1), xlabel="confidence")
         bottom.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
-    axes[0, 0].set_ylabel("accuracy")
-    axes[1, 0].set_ylabel("test images")
+        if col == 0:
+            top.set_ylabel("accuracy")
+            bottom.set_ylabel("test images")
     axes[0, 0].legend(fontsize=8, loc="upper left")
     if shared:
         fig.suptitle(textwrap.fill(f"All runs: {shared}", 40 * columns), fontsize=9)
