@@ -1,283 +1,211 @@
-"""The configuration of one training run: the paper's recipe, and what makes runs alike.
-
-``TrainConfig`` holds the paper's setup as defaults (Section 3; Appendix A.1). A run's
-identity is the settings its method reads: a method that ignores k (Mixup, CutMix, no
-mixing) gets the default k, so ``--k 4`` on a Mixup run names the same run as before;
-without mixing the loss has no mixed term, so ``clean_ce`` and ``concat_forward`` are
-reset too (and ``concat_forward`` for methods that mix inside the model). Fields that
-only say how a run executes (AMP, channels_last, torch.compile, how often to evaluate
-and to checkpoint, whether to download the data) are not part of its identity either;
-``identity`` leaves them out, and ``run_name`` never reads them.
-"""
+"""One training run's configuration (the paper's recipe) and its identity: the fields its
+method ignores are reset to their defaults. Each field declares ``{"help", "execution"}``
+and any of ``low``, ``high`` (inclusive), ``below`` (exclusive), ``choices`` as metadata."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from regionmix_utils.data import get_dataset
-from regionmix_utils.methods import SETTINGS, get_method
-from regionmix_utils.mixing import LAM_MODES
+from regionmix_utils.methods import SETTINGS, check_settings, get_method
 from regionmix_utils.mixing.core import plain_number
-
-__all__ = [
-    "EXECUTION_FIELDS",
-    "LR_SCHEDULES",
-    "TrainConfig",
-    "identity",
-    "quick_config",
-    "recipe_differences",
-    "run_name",
-]
 
 LR_SCHEDULES = ("step", "hold-cosine")
 
-# How a run executes, not what it computes: may change between a start and a resume.
-EXECUTION_FIELDS = ("eval_every", "amp", "channels_last", "compile", "checkpoint_every", "download")
+
+def _field(default: Any, help: str, *, execution: bool = False, **allowed: Any) -> Any:
+    return field(default=default, metadata={"help": help, "execution": execution, **allowed})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. Defaults are the paper's (Section 3, Appendix A.1).
+    """One training run; defaults are the paper's (Section 3, Appendix A.1; α: see SETTINGS)."""
 
-    Fields a method does not read are reset to their defaults on construction (see the
-    module docstring). The paper does not state α: 1.0 is what the mixup and CutMix
-    papers use on CIFAR.
-    """
-
-    dataset: str = "cifar10"
-    method: str = "region"  # a name in the method registry (regionmix_utils.methods)
-    # The shared method settings; their defaults are declared once, in methods.SETTINGS.
-    k: int = SETTINGS["k"].default  # tiles per side (Region Mixup)
-    alpha: float = SETTINGS["alpha"].default  # Beta(alpha, alpha)
-    sides: tuple[int, ...] = SETTINGS["sides"].default  # grid sides per batch (region-random)
-    lam_mode: str = SETTINGS["lam_mode"].default  # λ per tile ("batch", Algorithm 1) or sample
-    clean_ce: bool = True  # the CE(f(x_A), y_A) term; False is Table 2's ablation
-    concat_forward: bool = False  # one forward over [x_A; x~] instead of two calls
-    # Without the clean CE term, a second, independently mixed batch in its place: the
-    # compute of the clean term's pass (two forward/backward passes a step), not its loss.
-    matched_compute: bool = False
-    epochs: int = 400
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False  # the paper says "SGD with momentum"
-    weight_decay: float = 5e-4
-    milestones: tuple[int, ...] = (100, 150)  # epochs after which lr is divided by 10
-    lr_gamma: float = 0.1
-    # "step": lr times lr_gamma after each milestone (the paper's); "hold-cosine": lr held
-    # for the first half of the epochs, then cosine-annealed towards zero over the second
-    # half (milestones and lr_gamma unused) -- a recipe for short training.
-    lr_schedule: str = "step"
-    pad: int = 2  # zero padding before the random crop, pixels on each side
-    stem_stride: int = 1  # 1: layer4 at 8x8 on Tiny ImageNet; 2: PuzzleMix's 64 px stem
-    seed: int = 0
-    eval_every: int = 1  # epochs between test evaluations (the last is always evaluated)
-    amp: bool = True  # CUDA only: bf16 where supported natively, else fp16 + GradScaler
-    channels_last: bool = True  # CUDA only
-    compile: bool = False  # torch.compile the model
-    # Epochs between checkpoints (last.pt); None: every epoch on the CPU, every
-    # ``train.GPU_CHECKPOINT_EVERY`` on a GPU. The last epoch always writes final.pt.
-    checkpoint_every: int | None = None
-    download: bool = False  # fetch the dataset when it is not on disk (torchvision, Tiny ImageNet)
-    width: int = 64  # channels of the first ResNet stage (64 in the paper)
-    n_train: int | None = None  # a class-stratified sample of n training images
-    n_test: int | None = None  # likewise for the test split
-    holdout: int = 0  # training images kept out of training (to fit a temperature on)
-    quick: bool = False  # a few epochs on little data, for demos and tests
-    # The mixing schedule (timm's mixup options); at their defaults every batch is mixed
-    # by ``method``, and the run's folder name is what it was before they existed.
-    mix_prob: float = 1.0  # a batch is mixed with this probability, else clean CE only
-    switch: tuple[tuple[str, float], ...] = ()  # (method, P): a batch uses it with prob. P
-    mix_off_epoch: int | None = None  # no mixing from this epoch (1-based) on
-    label_smoothing: float = 0.0  # ε: targets (1 - ε) y + ε / K, clean and mixed
-    # The method's own parameters (``Method.params``, e.g. FMix's decay_power), as
-    # ((name, value), ...) in its declaration order; a mapping is accepted. The missing
-    # ones take their declared defaults; a name the method does not declare is an error.
-    params: tuple[tuple[str, Any], ...] = ()
+    # fmt: off
+    dataset: str = _field("cifar10", "a name in the dataset registry")
+    method: str = _field("region", "a name in the method registry")
+    k: int = SETTINGS["k"].default
+    alpha: float = SETTINGS["alpha"].default
+    sides: tuple[int, ...] = SETTINGS["sides"].default
+    lam_mode: str = SETTINGS["lam_mode"].default
+    clean_ce: bool = _field(True, "the CE(f(x_A), y_A) term (False: Table 2's ablation)")
+    concat_forward: bool = _field(False, "one forward pass over [x_A; x~]")
+    matched_compute: bool = _field(False, "without the clean CE term: a second mixed pass in "
+                                   "its place (as many passes a step as with it; -2mix)")
+    epochs: int = _field(400, "training epochs", low=1)
+    batch_size: int = _field(128, "training batch size", low=1)
+    lr: float = _field(0.1, "SGD learning rate")
+    momentum: float = _field(0.9, "SGD momentum")
+    nesterov: bool = _field(False, "Nesterov momentum (the paper: plain momentum)")
+    weight_decay: float = _field(5e-4, "SGD weight decay")
+    milestones: tuple[int, ...] = _field((100, 150), "epochs after which lr is times lr_gamma")
+    lr_gamma: float = _field(0.1, "the step schedule's lr factor")
+    lr_schedule: str = _field("step", "step: lr times lr_gamma after each milestone (the "
+                              "paper's); hold-cosine: lr held for half the epochs, then "
+                              "cosine towards zero", choices=LR_SCHEDULES)
+    pad: int = _field(2, "zero padding before the random crop, pixels on each side", low=0)
+    stem_stride: int = _field(1, "stride of the first conv: 1 (layer4 at 8x8 on Tiny "
+                              "ImageNet) or 2 (PuzzleMix on 64 px images)", choices=(1, 2))
+    seed: int = _field(0, "the seed of the weights, the data order and the mixing")
+    eval_every: int = _field(1, "epochs between test evaluations", execution=True, low=1)
+    amp: bool = _field(True, "CUDA: bf16 autocast, or fp16 and a GradScaler", execution=True)
+    channels_last: bool = _field(True, "CUDA: channels_last memory format", execution=True)
+    compile: bool = _field(False, "torch.compile the model", execution=True)
+    checkpoint_every: int | None = _field(None, "epochs between checkpoints (last.pt); None: "
+                                          "1 on the CPU, train.GPU_CHECKPOINT_EVERY on a GPU",
+                                          execution=True, low=1)
+    download: bool = _field(False, "download a dataset not on disk", execution=True)
+    width: int = _field(64, "channels of the first ResNet stage", low=1)
+    n_train: int | None = _field(None, "a class-stratified sample of N train images", low=1)
+    n_test: int | None = _field(None, "likewise for the test split", low=1)
+    holdout: int = _field(0, "training images kept out (to fit a temperature on)", low=0)
+    quick: bool = _field(False, "a smoke test: 4 epochs, width 8, 2000 train / 500 test images")
+    mix_prob: float = _field(1.0, "mix a batch with this probability, else clean CE only",
+                             low=0, high=1)
+    switch: tuple[tuple[str, float], ...] = _field((), "METHOD:P: a batch uses METHOD with "
+                                                   "probability P (or (METHOD, P) pairs)")
+    mix_off_epoch: int | None = _field(None, "no mixing from this epoch (1-based) on", low=1)
+    label_smoothing: float = _field(0.0, "ε: targets (1 - ε) y + ε / K", low=0, below=1)
+    params: tuple[tuple[str, Any], ...] = _field((), "the method's own parameters (FMix's "
+                                                 "decay_power): (name, value) pairs or a dict")
+    # fmt: on
 
     def __post_init__(self) -> None:
-        # A value taken from numpy (np.linspace for a sweep of lr, say) would reach the
-        # optimizer's state, which a weights_only load of the checkpoint then refuses.
-        for field in dataclasses.fields(self):
-            object.__setattr__(self, field.name, _plain(getattr(self, field.name)))
+        values = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        values |= check_settings(values)  # k, alpha, ...: checked where they are declared
+        for f in fields(self):
+            if "low" in f.metadata or "choices" in f.metadata:
+                values[f.name] = _checked(f, values[f.name])
+            object.__setattr__(self, f.name, values[f.name])
         method = get_method(self.method)  # raises, naming the registered methods
-        get_dataset(self.dataset)  # raises, naming the registered datasets
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
-        if not (self.alpha > 0 and math.isfinite(self.alpha)):
-            raise ValueError(f"alpha must be a positive finite number, got {self.alpha}")
-        for name in ("epochs", "batch_size", "eval_every", "width"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.stem_stride not in (1, 2):
-            raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
-        if self.pad < 0:
-            raise ValueError(f"pad must be >= 0, got {self.pad}")
-        if self.holdout < 0:
-            raise ValueError(f"holdout must be >= 0, got {self.holdout}")
-        for name in ("n_train", "n_test", "checkpoint_every"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be None or >= 1, got {getattr(self, name)}")
+        get_dataset(self.dataset)
         object.__setattr__(self, "milestones", tuple(self.milestones))
-        object.__setattr__(self, "sides", tuple(self.sides))
-        if not self.sides or any(isinstance(s, bool) or s < 1 for s in self.sides):
-            raise ValueError(f"sides must be a non-empty tuple of integers >= 1, got {self.sides}")
-        object.__setattr__(self, "alpha", float(self.alpha))
-        if self.lam_mode not in LAM_MODES:
-            raise ValueError(f"lam_mode must be one of {LAM_MODES}, got {self.lam_mode!r}")
         object.__setattr__(self, "switch", _check_switch(self.switch))
         if self.matched_compute and (self.clean_ce or method.in_model):
             raise ValueError(
-                "matched_compute gives the run without the clean CE term (clean_ce=False) a "
-                "second mixed pass in the clean term's place; it needs clean_ce=False and a "
-                f"method that mixes images, got clean_ce={self.clean_ce}, method={self.method!r}"
+                "matched_compute needs clean_ce=False and a method that mixes images, got "
+                f"clean_ce={self.clean_ce}, method={self.method!r}"
             )
-        self._check_schedule()
         object.__setattr__(self, "params", _own_params(self.params, method, self.switch))
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.lr_schedule != "step":  # unused: reset, so that labels do not name them
-            object.__setattr__(self, "milestones", _defaults()["milestones"])
-            object.__setattr__(self, "lr_gamma", _defaults()["lr_gamma"])
-        for name, value in _ignored_by(method.name, self.switch).items():
+        used = [method, *(get_method(name) for name, _ in self.switch)]
+        reads = {s for m in used for s in m.reads}
+        reset = {s: _DEFAULTS[s] for s in SETTINGS if s not in reads}  # fields no method reads
+        if not any(m.mixes for m in used):
+            reset |= {f: _DEFAULTS[f] for f in ("clean_ce", "concat_forward", "matched_compute",
+                                               "mix_prob", "mix_off_epoch")}  # fmt: skip
+        if any(m.in_model for m in used):  # mixed inside the forward pass: no [x_A; x~] batch
+            reset["concat_forward"] = False
+        if self.lr_schedule != "step":
+            reset |= {name: _DEFAULTS[name] for name in ("milestones", "lr_gamma")}
+        for name, value in reset.items():
             object.__setattr__(self, name, value)
-
-    def _check_schedule(self) -> None:
-        if not 0 <= self.mix_prob <= 1:
-            raise ValueError(f"mix_prob must lie in [0, 1], got {self.mix_prob}")
-        object.__setattr__(self, "mix_prob", float(self.mix_prob))
-        if self.mix_off_epoch is not None and (
-            isinstance(self.mix_off_epoch, bool) or not isinstance(self.mix_off_epoch, int)
-            or self.mix_off_epoch < 1
-        ):  # fmt: skip
-            raise ValueError(
-                f"mix_off_epoch must be None or an integer >= 1, got {self.mix_off_epoch!r}"
-            )
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
-        object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
 
     @classmethod
     def from_json(cls, data: dict) -> TrainConfig:
-        """The config stored in a ``config.json`` (unknown keys such as the environment
-        are ignored; fields added since take their defaults)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """The config of a ``config.json`` (other keys ignored, newer fields at defaults)."""
+        return cls(**{k: v for k, v in data.items() if k in _DEFAULTS})
 
     def settings(self) -> dict[str, Any]:
         """The method's settings: e.g. {"k": 2, "alpha": 1.0} for Region Mixup."""
         return get_method(self.method).settings_of(self)
 
 
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+EXECUTION_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.metadata.get("execution"))
+
+
+def _checked(f: dataclasses.Field, value: Any) -> Any:
+    meta, integer = f.metadata, f.type.startswith("int")
+    if value is None and f.default is None:
+        return value
+    if integer and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if "choices" in meta:
+        ok, allowed = value in meta["choices"], f"one of {meta['choices']}"
+    else:
+        low, high, below = meta["low"], meta.get("high"), meta.get("below")
+        number = isinstance(value, int if integer else (int, float)) and type(value) is not bool
+        ok = number and low <= value
+        ok = ok and (high is None or value <= high) and (below is None or value < below)
+        allowed = ("an integer " if integer else "") + (
+            f"in [{low}, {high}]" if high is not None else
+            f"in [{low}, {below})" if below is not None else f">= {low}")  # fmt: skip
+    if not ok:
+        optional = "None or " if f.default is None else ""
+        raise ValueError(f"{f.name} must be {optional}{allowed}, got {value!r}")
+    return float(value) if f.type == "float" else value
+
+
 def _plain(value: Any) -> Any:
-    """``value`` with numpy (and torch) numbers as plain Python ones, inside tuples and
-    lists too: np.float64(0.1) -> 0.1, np.int64(3) -> 3, np.bool_(True) -> True, an
-    array -> a tuple. A float32 becomes the decimal it was made from (np.float32(0.4)
-    -> 0.4, ``mixing.core.plain_number``): that is what the run's folder name says, so
-    a run started with 0.4 resumes when restarted with np.float32(0.4)."""
+    """numpy and torch numbers (in tuples too) as Python ones, arrays as tuples, a float32 as
+    its decimal (``plain_number``): the optimizer's state must load with weights_only."""
     if isinstance(value, (list, tuple)):
         return type(value)(_plain(v) for v in value)
     ndim = getattr(value, "ndim", None)
     if ndim == 0 and hasattr(value, "item"):
         return plain_number(value)
-    if ndim and hasattr(value, "tolist"):  # an array of sides, say: a tuple of numbers
+    if ndim and hasattr(value, "tolist"):
         return tuple(_plain(v) for v in value)
     return value
 
 
 def _own_params(params, method, switch) -> tuple[tuple[str, Any], ...]:
-    """``params`` checked by the declarations of the run's method and the methods it
-    switches to (``Method.check_params``), defaults filled in."""
+    """``params`` checked by the run's method (refusing undeclared names) and those it switches
+    to (``Method.check_params``), defaults filled in."""
     values = dict(params.items() if isinstance(params, Mapping) else params)
-    used = [method, *(get_method(name) for name, _ in switch)]
-    declared = {name for m in used for name in m.params}
-    unknown = [name for name in values if name not in declared]
-    if unknown:
-        names = tuple(dict.fromkeys(n for m in used for n in m.setting_names))
-        raise ValueError(f"method {method.name!r} has no parameter {unknown[0]!r}; its "
-                         f"parameters: {names or 'none'}")  # fmt: skip
-    out = {}
-    for m in used:
+    others = [get_method(name) for name, _ in switch]
+    theirs = {name for m in others for name in m.params} - set(method.params)
+    out = method.check_params({k: v for k, v in values.items() if k not in theirs})
+    for m in others:
         out |= m.check_params({k: v for k, v in values.items() if k in m.params})
     return tuple(out.items())
 
 
-def _defaults() -> dict[str, Any]:
-    return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-
-
 def _check_switch(switch) -> tuple[tuple[str, float], ...]:
-    """``switch`` as ((method, P), ...): registered mixing methods, each P in (0, 1],
-    their sum at most 1 (the rest of the batches use ``method``). Accepts lists (JSON)
-    and "name:P" strings (the command line)."""
+    """``switch`` (pairs, or "METHOD:P" strings) as ((method, P), ...), P in (0, 1], sum <= 1."""
     pairs = []
     for entry in switch:
-        if isinstance(entry, str):
-            name, _, prob = entry.partition(":")
-            try:
-                entry = (name, float(prob))
-            except ValueError:
-                raise ValueError(f"switch entries must be METHOD:P, got {entry!r}") from None
-        if not isinstance(entry, (tuple, list)) or len(entry) != 2:
-            raise ValueError(f"switch entries must be (method, P) pairs, got {entry!r}")
-        name, prob = entry[0], float(entry[1])
+        try:
+            name, prob = entry.split(":") if isinstance(entry, str) else entry
+            pairs.append((name, float(prob)))
+        except (TypeError, ValueError):
+            msg = f"switch entries must be METHOD:P or (METHOD, P), got {entry!r}"
+            raise ValueError(msg) from None
         if not get_method(name).mixes:
             raise ValueError(f"switch methods must mix, got {name!r}")
-        if not 0 < prob <= 1:
-            raise ValueError(f"switch probabilities must lie in (0, 1], got {name}:{prob}")
-        pairs.append((name, prob))
-    if sum(p for _, p in pairs) > 1 + 1e-9:
-        raise ValueError(f"switch probabilities must sum to at most 1, got {tuple(pairs)}")
-    if len({name for name, _ in pairs}) != len(pairs):
-        raise ValueError(f"switch names each method once, got {tuple(pairs)}")
+    probs = [p for _, p in pairs]
+    if not all(0 < p <= 1 for p in probs) or sum(probs) > 1 + 1e-9 or len(dict(pairs)) < len(pairs):
+        raise ValueError("switch must name each method once, each P in (0, 1], and the Ps sum "
+                         f"to at most 1, got {tuple(pairs)}")  # fmt: skip
     return tuple(pairs)
 
 
-def _ignored_by(method_name: str, switch: tuple = ()) -> dict[str, Any]:
-    """Field -> default for the fields that ``method_name`` (and the methods it
-    switches with) do not read."""
-    used = [get_method(method_name), *(get_method(name) for name, _ in switch)]
-    defaults = _defaults()
-    reads = {s for m in used for s in m.reads}
-    reset = {s: defaults[s] for s in SETTINGS if s not in reads}
-    if not any(m.mixes for m in used):
-        reset |= {"clean_ce": True, "concat_forward": False, "matched_compute": False}
-        reset |= {f: defaults[f] for f in ("mix_prob", "mix_off_epoch")}
-    if any(m.in_model for m in used):  # mixed inside the forward pass: no [x_A; x~] batch
-        reset |= {"concat_forward": False}
-    return reset
-
-
 def identity(config: TrainConfig) -> dict[str, Any]:
-    """What a run computes: every field except ``EXECUTION_FIELDS``. Two configs with
-    the same identity are the same run."""
+    """What a run computes: every field but ``EXECUTION_FIELDS``; equal for the same run."""
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in EXECUTION_FIELDS}
 
 
 def quick_config(config: TrainConfig) -> TrainConfig:
     """The quick version of a run: 4 epochs (lr / 10 after 3), width 8, 2000/500 images."""
     return dataclasses.replace(
-        config,
-        quick=True,
-        epochs=min(config.epochs, 4),
-        milestones=(3,),
-        width=8,
-        batch_size=min(config.batch_size, 64),
-        n_train=min(config.n_train or 2000, 2000),
+        config, quick=True, epochs=min(config.epochs, 4), milestones=(3,), width=8,
+        batch_size=min(config.batch_size, 64), n_train=min(config.n_train or 2000, 2000),
         n_test=min(config.n_test or 500, 500),
-    )
+    )  # fmt: skip
+
+
+# run-folder suffixes of the fields off their defaults, in this order
+_SUFFIXES = {"clean_ce": "-noclean", "matched_compute": "-2mix", "concat_forward": "-concat",
+             "mix_prob": "-p{:g}", "mix_off_epoch": "-off{}", "label_smoothing": "-ls{:g}",
+             "holdout": "-ho{}", "quick": "-quick"}  # fmt: skip
 
 
 def run_name(config: TrainConfig) -> str:
-    """Folder name of a run: e.g. ``region-k2-a1``, ``mixup-a1-noclean``, ``none-quick``,
-    ``region-k2-a1-ho5000`` (5000 training images held out), ``region-k2-a1-swcutmix0.5``
-    (half the batches CutMix), ``-p0.5`` (mix_prob), ``-off300`` (mix_off_epoch),
-    ``-ls0.1`` (label smoothing), ``mixup-a1-noclean-2mix`` (without the clean CE term,
-    two mixed passes a step). Fields at their defaults add nothing."""
+    """Folder name of a run: ``region-k2-a1``, ``mixup-a1-noclean-quick``,
+    ``region-k2-a1-swcutmix0.5`` (``switch``), then a ``_SUFFIXES`` tag per field off default."""
     method = get_method(config.method)
     name = method.folder(config.settings())
     if config.switch:
@@ -285,22 +213,11 @@ def run_name(config: TrainConfig) -> str:
         extra = [s for other, _ in config.switch for s in get_method(other).setting_names
                  if s not in method.setting_names]  # fmt: skip
         values = {**{n: getattr(config, n) for n in SETTINGS}, **dict(config.params)}
-        name += get_method(config.method).folder_tags(values, dict.fromkeys(extra))
-    if not config.clean_ce:
-        name += "-noclean"
-    if config.matched_compute:
-        name += "-2mix"
-    if config.concat_forward:
-        name += "-concat"
-    if config.mix_prob != 1:
-        name += f"-p{config.mix_prob:g}"
-    if config.mix_off_epoch is not None:
-        name += f"-off{config.mix_off_epoch}"
-    if config.label_smoothing:
-        name += f"-ls{config.label_smoothing:g}"
-    if config.holdout:
-        name += f"-ho{config.holdout}"
-    return name + ("-quick" if config.quick else "")
+        name += method.folder_tags(values, dict.fromkeys(extra))
+    for key, suffix in _SUFFIXES.items():
+        if getattr(config, key) != _DEFAULTS[key]:
+            name += suffix.format(getattr(config, key))
+    return name
 
 
 # Not for labels: the method's own settings, the seed, the execution, and the clean CE
@@ -308,29 +225,26 @@ def run_name(config: TrainConfig) -> str:
 _NOT_RECIPE = ("dataset", "method", "seed", "quick", "clean_ce", "params", *SETTINGS,
                *EXECUTION_FIELDS)  # fmt: skip
 _RECIPE_WORDS = {
-    "concat_forward": lambda v: "one forward pass" if v else "",
-    "matched_compute": lambda v: "two mixed passes" if v else "",
-    "switch": lambda v: ", ".join(f"{name} P={prob:g}" for name, prob in v),
-    "mix_off_epoch": lambda v: f"no mixing from epoch {v}",
-    "label_smoothing": lambda v: f"label smoothing {v:g}",
-    "lr_schedule": lambda v: "lr held, then cosine" if v == "hold-cosine" else f"lr {v}",
-}
+    "concat_forward": "one forward pass",
+    "matched_compute": "two mixed passes",
+    "mix_off_epoch": "no mixing from epoch {}",
+    "lr_schedule": "lr held, then cosine",
+    "label_smoothing": "label smoothing {:g}",
+}  # others: "name=value"; fmt: skip
 
 
 def recipe_differences(config: TrainConfig) -> list[str]:
-    """How the run's recipe differs from the paper's, in words for table labels:
-    e.g. ["epochs=200", "one forward pass"]. Quick runs are compared with the quick
-    recipe and say "quick". The method's own settings are left to its label."""
+    """How the recipe differs from the paper's (or the quick one's, then "quick"), in words
+    for table labels: ["epochs=200", "one forward pass"]; the method's settings excluded."""
     reference = TrainConfig(dataset=config.dataset, method=config.method)
-    if config.quick:
-        reference = quick_config(reference)
+    reference = quick_config(reference) if config.quick else reference
     words = ["quick"] if config.quick else []
-    for field in dataclasses.fields(TrainConfig):
-        value, default = getattr(config, field.name), getattr(reference, field.name)
-        if field.name in _NOT_RECIPE or value == default:
+    for f in fields(TrainConfig):
+        value = getattr(config, f.name)
+        if f.name in _NOT_RECIPE or value == getattr(reference, f.name):
             continue
-        if field.name in _RECIPE_WORDS:
-            words.append(_RECIPE_WORDS[field.name](value))
+        if f.name == "switch":
+            words.append(", ".join(f"{name} P={prob:g}" for name, prob in value))
         else:
-            words.append(f"{field.name}={value}")
-    return [w for w in words if w]
+            words.append(_RECIPE_WORDS.get(f.name, f.name + "={}").format(value))
+    return words

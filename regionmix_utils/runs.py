@@ -1,27 +1,6 @@
-"""Runs on disk: finding them, and reading (or adding to) what each one holds.
-
-A run lives in ``runs/<dataset>/<run-name>/seed<seed>/``:
-
-- ``config.json``: the whole ``TrainConfig``, the ``environment`` of the first start
-  (package version, git commit, torch, Python, GPU, the CPU's vector capability and the
-  thread count) and a ``history`` with one entry per start or resume (its epoch, time,
-  environment, execution settings, device and AMP mode, ``moved_from`` where the device
-  or AMP mode changed, ``numerics_from`` where the CPU capability or thread count did);
-- ``metrics.jsonl``: one JSON object an epoch (``epoch``, ``lr`` used in that epoch,
-  ``train_loss``, ``test_loss``, ``test_acc`` in percent, ``seconds``);
-- ``last.pt``: the checkpoint of an unfinished run; ``final.pt``: the final state dict;
-- ``eval.json``: evaluations as records, e.g. ``{"kind": "fgsm", "eps": 0.0313...,
-  "n_images": 10000, "accuracy": 52.4, "seconds": 3.1}``;
-- ``predictions.npz``: per test image, what each evaluation predicted (``Predictions``),
-  keyed by the record's settings, with a fingerprint of the test labels so that two
-  runs' evaluations pair image by image (paired tests, ``evaluation.statistics``);
-  ``eval.lock``: held while an evaluation writes these two files;
-- ``train.lock``: the claim of the process training the run (an OS-level file lock,
-  released by the OS when the process ends, however it ends), with ``train.lock.json``
-  saying who holds it; ``failed.json``: why the last attempt failed, if it did.
-
-Every write is atomic (``files``), so a reader never sees half a file, and readers
-never take the lock: tables and notebooks read runs while they train.
+"""A run folder (``runs/<dataset>/<run-name>/seed<seed>/``): config, metrics, checkpoints,
+evaluation records (``eval.json``, format 2) with per-image predictions, and the OS-level
+training lock. Writes are atomic and readers take no lock (docs/reproducing.md).
 """
 
 from __future__ import annotations
@@ -33,7 +12,6 @@ import io
 import json
 import os
 import platform
-import re
 import socket
 import statistics
 import subprocess
@@ -52,22 +30,8 @@ from torch import nn
 from regionmix_utils import __version__
 from regionmix_utils.config import EXECUTION_FIELDS, TrainConfig, identity, run_name
 from regionmix_utils.files import atomic_write_bytes, atomic_write_text
-
-__all__ = [
-    "ACCURACY_CHOICES",
-    "NUMERICS_KEYS",
-    "RESULT_KEYS",
-    "Predictions",
-    "Run",
-    "RunBusyError",
-    "environment",
-    "eps_text",
-    "evaluation_settings",
-    "find_runs",
-    "labels_fingerprint",
-    "run_dir",
-    "snap_eps",
-]
+from regionmix_utils.models import build_model
+from regionmix_utils.registry import Registry
 
 CONFIG, METRICS, LAST, FINAL, EVALUATIONS = (
     "config.json", "metrics.jsonl", "last.pt", "final.pt", "eval.json",
@@ -77,18 +41,19 @@ PREDICTIONS, EVALUATION_LOCK = "predictions.npz", "eval.lock"
 # A run copied into a results bundle (``study.export_bundle``): finished, without its
 # checkpoints; some keep their final weights as a float16 state dict.
 EXPORTED, WEIGHTS16 = "exported.json", "final.fp16.pt"
+ACCURACY_CHOICES = ("final", "best", "last10")
+# What picks the CPU kernels and splits their sums: a CPU run reproduces bit for bit only
+# where both match (measured: the same run's epoch 1 gives 11.90% test accuracy with the
+# AVX-512 kernels and 11.11% with the AVX2 ones; 17.70% with two threads instead of one).
+NUMERICS_KEYS = ("cpu_capability", "threads")
+
+# Filled by ``evaluation.registry``: what each kind measures tells settings from values.
+RECORD_KINDS: Registry = Registry("evaluation kind", key="kind")
+TIMED = ("seconds", "time")  # when and how long: in every record, never a setting
 
 
 class RunBusyError(RuntimeError):
     """Another process is training this run (it holds the run's lock)."""
-
-
-# Measured values of an evaluation record; every other key is one of its settings.
-RESULT_KEYS = frozenset({
-    "accuracy", "seconds", "ece", "nll", "brier", "temperature", "ece_scaled", "nll_scaled",
-    "brier_scaled", "stages",  # stages: AutoAttack's per-attack counts
-})  # fmt: skip
-ACCURACY_CHOICES = ("final", "best", "last10")
 
 
 def run_dir(runs_dir: str | os.PathLike, config: TrainConfig) -> Path:
@@ -96,21 +61,9 @@ def run_dir(runs_dir: str | os.PathLike, config: TrainConfig) -> Path:
     return Path(runs_dir) / config.dataset / run_name(config) / f"seed{config.seed}"
 
 
-# What picks the CPU kernels and splits their sums: a CPU run reproduces bit for bit only
-# where both match (measured: the same run's epoch 1 gives 11.90% test accuracy with the
-# AVX-512 kernels and 11.11% with the AVX2 ones; 17.70% with two threads instead of one).
-NUMERICS_KEYS = ("cpu_capability", "threads")
-
-
-def _numerics_text(env: dict) -> str:
-    return f"CPU capability {env.get('cpu_capability')} and {env.get('threads')} thread(s)"
-
-
 def environment() -> dict[str, Any]:
-    """Package version, git commit (in a checkout), torch, Python, GPU, and what CPU
-    results depend on bit for bit: ``cpu_capability`` (the vector instructions torch's
-    kernels use, ``torch.backends.cpu.get_cpu_capability()``: "AVX512", "AVX2", ...;
-    ``ATEN_CPU_CAPABILITY`` can lower it) and ``threads`` (``torch.get_num_threads()``)."""
+    """Package version, git commit, torch, Python, GPU, and what CPU results depend on bit
+    for bit (``NUMERICS_KEYS``; ``ATEN_CPU_CAPABILITY`` can lower the capability)."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False,
@@ -130,8 +83,7 @@ def environment() -> dict[str, Any]:
 
 
 def snap_eps(eps: float) -> float:
-    """``eps`` as an exact multiple of 1/255 when it is one to 6 digits (0.0313725 ->
-    8/255), so settings written with fewer digits compare equal."""
+    """``eps`` as an exact k/255 when it is one to 6 digits (0.0313725 -> 8/255)."""
     n = round(eps * 255)
     return n / 255 if abs(eps * 255 - n) < 1e-4 else float(eps)
 
@@ -143,12 +95,10 @@ def eps_text(eps: float) -> str:
 
 
 def evaluation_settings(record: dict) -> dict[str, Any]:
-    """The settings of an evaluation record: all but its measured values (``RESULT_KEYS``,
-    and the ``measures`` its kind declares in ``evaluation.registry``)."""
-    from regionmix_utils.evaluation.registry import measured_keys
-
-    measured = RESULT_KEYS | measured_keys(record.get("kind"))
-    return {k: v for k, v in record.items() if k not in measured}
+    """A record less its kind's ``measures`` (``accuracy`` if unregistered) and ``TIMED``."""
+    kind = record.get("kind")
+    measured = RECORD_KINDS.get(kind).measures if kind in RECORD_KINDS else ("accuracy",)
+    return {k: v for k, v in record.items() if k not in measured and k not in TIMED}
 
 
 @dataclass(frozen=True)
@@ -165,7 +115,7 @@ class Run:
 
     @property
     def record(self) -> dict:
-        """The whole ``config.json`` (config, environment, history)."""
+        """The whole ``config.json``."""
         return json.loads((self.path / CONFIG).read_text())
 
     @property
@@ -177,13 +127,6 @@ class Run:
         """Trained to the end: ``final.pt`` is there, or the run is a bundle's copy."""
         return (self.path / FINAL).exists() or (self.path / EXPORTED).exists()
 
-    def exported_from(self) -> str | None:
-        """For a results bundle's copy of a run, the runs folder it was copied from."""
-        try:
-            return json.loads((self.path / EXPORTED).read_text())["source"]
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            return None
-
     def metrics(self) -> list[dict]:
         """One dict an epoch (empty before the first epoch ends)."""
         file = self.path / METRICS
@@ -192,69 +135,49 @@ class Run:
         return [json.loads(line) for line in file.read_text().splitlines() if line]
 
     def accuracy(self, which: str = "final") -> float:
-        """Test accuracy (%): of the final epoch (as we report), the best epoch, or the
-        median of the last ten evaluations (what PuzzleMix reports)."""
+        """Test accuracy (%): final epoch, best epoch, or median of the last ten (PuzzleMix)."""
         accs = [m["test_acc"] for m in self.metrics() if "test_acc" in m]
         if not accs:
             raise ValueError(f"{self.path} has no evaluated epoch yet")
-        if which == "final":
-            return accs[-1]
-        if which == "best":
-            return max(accs)
-        if which == "last10":
-            return statistics.median(accs[-10:])
-        raise ValueError(f"accuracy must be one of {ACCURACY_CHOICES}, got {which!r}")
+        if which not in ACCURACY_CHOICES:
+            raise ValueError(f"accuracy must be one of {ACCURACY_CHOICES}, got {which!r}")
+        last10 = statistics.median(accs[-10:])
+        return {"final": accs[-1], "best": max(accs), "last10": last10}[which]
 
     def evaluations(self) -> list[dict]:
-        """The evaluation records in ``eval.json`` (files written before records existed
-        are read and converted)."""
+        """The records in ``eval.json``; ValueError for a layout older than format 2."""
         file = self.path / EVALUATIONS
         if not file.exists():
             return []
         data = json.loads(file.read_text())
-        if isinstance(data, dict) and "records" in data:
-            return data["records"]
-        return _records_from_key_strings(data, file)
+        if not (isinstance(data, dict) and data.get("format") == 2):
+            raise ValueError(f"{file} is not an eval.json of format 2: move it away and "
+                             "evaluate the run again")  # fmt: skip
+        return data["records"]
 
     def find_evaluation(self, settings: dict) -> dict | None:
         """The record whose settings are exactly ``settings``, or None."""
         return next((r for r in self.evaluations() if evaluation_settings(r) == settings), None)
 
     def predictions(self, settings: dict) -> Predictions | None:
-        """The per-image predictions stored with the evaluation whose settings are exactly
-        ``settings`` (as ``find_evaluation`` takes them), or None: not evaluated, or
-        evaluated before predictions were stored (evaluate it again to get them)."""
-        file = self.path / PREDICTIONS
-        if not file.exists():
+        """The per-image predictions stored under exactly ``settings``, or None."""
+        if not (self.path / PREDICTIONS).exists():
             return None
-        with np.load(file, allow_pickle=False) as data:
+        with np.load(self.path / PREDICTIONS, allow_pickle=False) as data:
             for i, entry in enumerate(json.loads(str(data["index"]))):
                 if entry["settings"] == settings:
-                    logits = data[f"{i}.logits"] if f"{i}.logits" in data.files else None
-                    labels = _labels_name(entry["labels_hash"])
-                    labels = data[labels] if labels in data.files else None
-                    return Predictions(data[f"{i}.predicted"], entry["labels_hash"], logits,
-                                       labels, _arrays_of(data, i))  # fmt: skip
+                    return _stored(data, i, entry["labels_hash"])
         return None
 
-    def prediction_settings(self) -> list[dict]:
-        """The settings of every evaluation whose per-image predictions are stored."""
-        return [entry["settings"] for entry in _read_predictions(self.path / PREDICTIONS)[0]]
-
     def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
-        """The final model, in eval mode, on ``device``."""
-        from regionmix_utils.models import build_model
-
+        """The final model in eval mode on ``device`` (a bundle's float16 weights as float32)."""
         if not self.finished:
             raise FileNotFoundError(f"{self.path} has no {FINAL}: the run is not finished")
         file = self.path / FINAL
-        if not file.exists():  # a bundle's copy: float16 weights, or none
-            file = self.path / WEIGHTS16
-            if not file.exists():
-                raise FileNotFoundError(
-                    f"{self.path} is a results bundle's copy of a run without its weights "
-                    f"(the bundle keeps {WEIGHTS16} for seed 0 of some configurations only)"
-                )
+        if not file.exists() and not (file := self.path / WEIGHTS16).exists():
+            raise FileNotFoundError(f"{self.path} is a results bundle's copy of a run without "
+                                    f"its weights (the bundle keeps {WEIGHTS16} for seed 0 of "
+                                    "some configurations only)")  # fmt: skip
         config = self.config
         state = torch.load(file, map_location="cpu", weights_only=True)
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
@@ -266,28 +189,24 @@ class Run:
     # ------------------------------------------------------------------ writing
 
     def add_evaluation(self, record: dict, predictions: Predictions | None = None) -> None:
-        """Store ``record`` in ``eval.json``, replacing a record with the same settings,
-        and ``predictions`` (if given) in ``predictions.npz`` under those settings. Each
-        file is written atomically, under the run's evaluation lock (two evaluations of
-        one run may finish at the same time).
+        """Store ``record`` (replacing one of the same settings) and its ``predictions``,
+        atomically under the run's evaluation lock.
 
         Raises:
             ValueError: the record's ``n_images`` differs from the predictions' length.
             PermissionError: the run is a results bundle's copy, which stays as committed.
         """
         if (self.path / EXPORTED).exists():
-            raise PermissionError(
-                f"{self.path} is a results bundle's copy of a run: its evaluations stay as "
-                f"committed. Evaluate the run in its runs folder ({self.exported_from()}) "
-                "and export the bundle again."
-            )
+            source = (_read_json(self.path / EXPORTED) or {}).get("source")
+            raise PermissionError(f"{self.path} is a results bundle's copy of a run: its "
+                                  "evaluations stay as committed. Evaluate the run in its "
+                                  f"runs folder ({source}) and export the bundle "
+                                  "again.")  # fmt: skip
         settings = evaluation_settings(record)
         n_images = record.get("n_images")
         if predictions is not None and n_images is not None and n_images != len(predictions):
-            raise ValueError(
-                f"the record says n_images = {n_images} but the predictions hold "
-                f"{len(predictions)} images"
-            )
+            raise ValueError(f"the record says n_images = {n_images} but the predictions "
+                             f"hold {len(predictions)} images")  # fmt: skip
         self.path.mkdir(parents=True, exist_ok=True)
         with filelock.FileLock(self.path / EVALUATION_LOCK):
             if predictions is not None:
@@ -297,23 +216,22 @@ class Run:
             atomic_write_text(self.path / EVALUATIONS, json.dumps(payload, indent=2) + "\n")
 
     def _store_predictions(self, settings: dict, predictions: Predictions) -> None:
-        index, arrays = _read_predictions(self.path / PREDICTIONS)
-        entries = [
-            (entry, arrays[f"{i}.predicted"], arrays.get(f"{i}.logits"), _arrays_of(arrays, i))
-            for i, entry in enumerate(index) if entry["settings"] != settings
-        ]  # fmt: skip
-        entry = {"settings": settings, "labels_hash": predictions.labels_hash}
-        entries.append((entry, predictions.predicted, predictions.logits, predictions.arrays))
-        out = {"index": np.array(json.dumps([e for e, *_ in entries]))}
-        for i, (_, predicted, logits, extra) in enumerate(entries):
-            out[f"{i}.predicted"] = predicted
-            if logits is not None:
-                out[f"{i}.logits"] = logits
-            out |= {f"{i}.arrays.{name}": array for name, array in extra.items()}
-        kept = {_labels_name(e["labels_hash"]) for e, *_ in entries}
-        out |= {name: array for name, array in arrays.items() if name in kept}
-        if predictions.labels is not None:
-            out[_labels_name(predictions.labels_hash)] = predictions.labels
+        entries = []
+        if (self.path / PREDICTIONS).exists():
+            with np.load(self.path / PREDICTIONS, allow_pickle=False) as data:
+                entries = [(e["settings"], _stored(data, i, e["labels_hash"]))
+                           for i, e in enumerate(json.loads(str(data["index"])))
+                           if e["settings"] != settings]  # fmt: skip
+        entries.append((settings, predictions))
+        index = [{"settings": s, "labels_hash": p.labels_hash} for s, p in entries]
+        out = {"index": np.array(json.dumps(index))}
+        for i, (_, p) in enumerate(entries):
+            out[f"{i}.predicted"] = p.predicted
+            if p.logits is not None:
+                out[f"{i}.logits"] = p.logits
+            if p.labels is not None:
+                out[_labels_name(p.labels_hash)] = p.labels
+            out |= {f"{i}.arrays.{name}": array for name, array in p.arrays.items()}
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **out)
         atomic_write_bytes(self.path / PREDICTIONS, buffer.getvalue())
@@ -322,24 +240,19 @@ class Run:
         atomic_write_text(self.path / METRICS, "".join(json.dumps(m) + "\n" for m in metrics))
 
     def record_config(self, config: TrainConfig) -> None:
-        """Create the folder and its ``config.json``, or check that the one there holds
-        the same run (execution settings such as AMP may differ)."""
+        """Create the folder and ``config.json``, or check the one there is the same run."""
         self.path.mkdir(parents=True, exist_ok=True)
         if (self.path / CONFIG).exists():
-            changed = self.differences(config)
-            if changed:
-                raise ValueError(
-                    f"{self.path / CONFIG} holds a different configuration than the one asked "
-                    f"for (differs in {', '.join(changed)}); use another --runs-dir or move "
-                    "the old run away"
-                )
+            if changed := self.differences(config):
+                raise ValueError(f"{self.path / CONFIG} holds a different configuration than "
+                                 f"the one asked for (differs in {', '.join(changed)}); use "
+                                 "another --runs-dir or move the old run away")  # fmt: skip
             return
         record = {**dataclasses.asdict(config), "environment": environment(), "history": []}
         atomic_write_text(self.path / CONFIG, json.dumps(record, indent=2) + "\n")
 
     def differences(self, config: TrainConfig) -> list[str]:
-        """The fields in which the run's ``config.json`` differs from ``config`` (execution
-        settings aside); empty when they agree or there is no config yet."""
+        """The identity fields in which ``config.json`` differs from ``config``."""
         if not (self.path / CONFIG).exists():
             return []
         theirs, ours = identity(self.config), identity(config)
@@ -347,26 +260,18 @@ class Run:
 
     @contextlib.contextmanager
     def claimed(self, wait_s: float = 1.0) -> Iterator[Run]:
-        """Hold the run's lock while training it. An OS-level lock (``filelock``): the
-        OS releases it when the process ends, even by SIGKILL, so it never goes stale.
-
-        Args:
-            wait_s: how long to wait for a lock that is held (covers a reader's brief
-                probe, see ``is_claimed``) before giving up.
-        Raises:
-            RunBusyError: another process trains the run; the message says which.
-        """
+        """Hold the run's OS-level lock (never stale) while training it; RunBusyError,
+        naming the holder, if another process holds it after ``wait_s``."""
         self.path.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(self.path / LOCK)
         try:
             lock.acquire(timeout=wait_s, poll_interval=0.05)
         except filelock.Timeout:
             holder = self.holder() or {}
-            raise RunBusyError(
-                f"{self.path} is being trained by another process since "
-                f"{holder.get('since', '(unknown)')}, pid {holder.get('pid', '?')} on "
-                f"{holder.get('host', '?')}"
-            ) from None
+            raise RunBusyError(f"{self.path} is being trained by another process since "
+                               f"{holder.get('since', '(unknown)')}, pid "
+                               f"{holder.get('pid', '?')} on {holder.get('host', '?')}"
+                               ) from None  # fmt: skip
         try:
             info = {"pid": os.getpid(), "host": socket.gethostname(),
                     "since": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
@@ -377,14 +282,11 @@ class Run:
             lock.release()
 
     def holder(self) -> dict | None:
-        """Who said they hold the lock (pid, host, since), or None."""
-        try:
-            return json.loads((self.path / HOLDER).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
+        """Who holds the lock (pid, host, since), or None."""
+        return _read_json(self.path / HOLDER)
 
     def is_claimed(self) -> bool:
-        """Whether a process trains the run now (probes the lock for an instant)."""
+        """Whether a process trains the run now."""
         if not (self.path / LOCK).exists():
             return False
         lock = filelock.FileLock(self.path / LOCK)
@@ -396,7 +298,7 @@ class Run:
         return False
 
     def record_failure(self, error: BaseException) -> None:
-        """Say why the last attempt failed (``failed.json``); cleared by the next start."""
+        """Write ``failed.json``: why the last attempt failed (the next start clears it)."""
         if self.path.is_dir():
             text = json.dumps({"error": f"{type(error).__name__}: {error}",
                                "time": time.strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
@@ -404,50 +306,32 @@ class Run:
 
     def failure(self) -> str | None:
         """The error of the last failed attempt, or None."""
-        try:
-            return json.loads((self.path / FAILED).read_text())["error"]
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            return None
+        return (_read_json(self.path / FAILED) or {}).get("error")
 
-    def log_start(
-        self, config: TrainConfig, epoch: int, device: str | None = None, amp: str | None = None
-    ) -> None:
-        """Append a start (epoch 0) or a resume to the history in ``config.json``; the
-        first start's environment stays where it was written.
-
-        Args:
-            device: where this start trains ("cuda", "cpu").
-            amp: its AMP mode ("bfloat16", "float16 + GradScaler", "off"). A resume whose
-                device or AMP mode differs from the previous entry's is a move between
-                machines: its entry says where the run came from (``moved_from``). One
-                whose CPU capability or thread count differs (``NUMERICS_KEYS``) says so
-                in ``numerics_from``: from there on the run is not the bit-for-bit
-                continuation the first start's environment would have trained.
-        """
+    def log_start(self, config: TrainConfig, epoch: int, device: str | None = None,
+                  amp: str | None = None) -> None:  # fmt: skip
+        """Append a start or resume to ``config.json``'s history, with ``moved_from`` on a
+        change of device or AMP, and ``numerics_from`` (and a warning: no longer bit for
+        bit) on a change of ``NUMERICS_KEYS``."""
         (self.path / FAILED).unlink(missing_ok=True)
         record = self.record
         history = record.setdefault("history", [])
-        entry = {
-            "epoch": epoch,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "environment": environment(),
-            "execution": {name: getattr(config, name) for name in EXECUTION_FIELDS},
-            "device": device,
-            "amp": amp,
-        }
+        entry = {"epoch": epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                 "environment": environment(),
+                 "execution": {name: getattr(config, name) for name in EXECUTION_FIELDS},
+                 "device": device, "amp": amp}  # fmt: skip
         if history and "device" in history[-1]:  # entries of earlier versions lack it
             before = {"device": history[-1]["device"], "amp": history[-1]["amp"]}
             if before != {"device": device, "amp": amp}:
                 entry["moved_from"] = before
         earlier = history[-1]["environment"] if history else {}
         numerics = {k: earlier[k] for k in NUMERICS_KEYS if k in earlier}
-        if numerics and numerics != {k: entry["environment"][k] for k in numerics}:
+        now = {k: entry["environment"][k] for k in numerics}
+        if numerics != now:
             entry["numerics_from"] = numerics
-            warnings.warn(
-                f"{self.path} resumes with {_numerics_text(entry['environment'])} where it "
-                f"ran with {_numerics_text(numerics)}: the epochs from here on will not be "
-                "bit for bit those of an uninterrupted run", stacklevel=2,
-            )  # fmt: skip
+            warnings.warn(f"{self.path} resumes with {now} where it ran with {numerics}: the "
+                          "epochs from here on will not be bit for bit those of an "
+                          "uninterrupted run", stacklevel=2)  # fmt: skip
         history.append(entry)
         atomic_write_text(self.path / CONFIG, json.dumps(record, indent=2) + "\n")
 
@@ -456,8 +340,7 @@ class Run:
 
 
 def labels_fingerprint(labels) -> str:
-    """``"<N>:<16 hex digits>"``: the count and a SHA-256 prefix of labels [N] (as int64,
-    in their order). Two evaluations pair image by image only when theirs agree."""
+    """``"<N>:<16 hex digits>"``: count and SHA-256 prefix of labels [N] as int64."""
     array = np.asarray(labels)
     if array.ndim != 1:
         raise ValueError(f"labels must be one-dimensional [N], got shape {array.shape}")
@@ -467,18 +350,9 @@ def labels_fingerprint(labels) -> str:
 
 @dataclass(frozen=True, eq=False)
 class Predictions:
-    """What one evaluation predicted for each test image, in the fixed test order.
-
-    Attributes:
-        predicted: [N] int16, the predicted class of each image.
-        labels_hash: ``labels_fingerprint`` of the test labels [N] in that order.
-        logits: [N, K] float16 (clean test and calibration only), enough to recompute
-            ECE, NLL and Brier score (to float16 precision); None elsewhere.
-        labels: [N] int16, the test labels themselves (stored once per file for each
-            fingerprint), so that a comparison needs no dataset; None if not kept.
-        arrays: other per-image values an evaluation keeps, by name, of any length (an
-            out-of-distribution set's scores, say); empty for most.
-    """
+    """One evaluation's per-image values in the fixed test order: ``predicted`` [N] int16,
+    ``labels_hash``, ``logits`` [N, K] float16 or None, ``labels`` [N] int16 or None (kept
+    once per fingerprint), other ``arrays`` by name, of any length (OOD scores)."""
 
     predicted: np.ndarray
     labels_hash: str
@@ -489,23 +363,14 @@ class Predictions:
     def __post_init__(self) -> None:
         if self.predicted.ndim != 1:
             raise ValueError(f"predicted must be [N], got shape {self.predicted.shape}")
-        if self.logits is not None and (
-            self.logits.ndim != 2 or len(self.logits) != len(self.predicted)
-        ):
-            raise ValueError(
-                f"logits must be [N, K] with N = {len(self.predicted)}, got shape "
-                f"{self.logits.shape}"
-            )
+        if self.logits is not None and (self.logits.ndim != 2 or len(self.logits) != len(self)):
+            raise ValueError(f"logits must be [N, K] with N = {len(self)}, got shape "
+                             f"{self.logits.shape}")  # fmt: skip
 
     @classmethod
     def from_outputs(cls, predicted, labels, logits=None, arrays=None) -> Predictions:
-        """From an evaluation's outputs: predicted classes [N], the labels [N] they are
-        scored against, and (optionally) logits [N, K] and other per-image values by name
-        (``arrays``); arrays or CPU tensors.
-
-        Raises:
-            ValueError: the lengths differ, or a class index does not fit in int16.
-        """
+        """From predicted [N], labels [N], logits [N, K], arrays (arrays or CPU tensors);
+        ValueError if the lengths differ or a class does not fit in int16."""
         predicted = np.asarray(predicted)
         if len(predicted) != len(labels):
             raise ValueError(f"predicted has {len(predicted)} entries but labels has {len(labels)}")
@@ -521,89 +386,43 @@ class Predictions:
         return len(self.predicted)
 
     def correct(self, labels=None) -> np.ndarray:
-        """[N] bool: whether each image was classified as ``labels`` (default: the labels
-        kept with the predictions) says.
-
-        Raises:
-            ValueError: ``labels`` are not the ones these predictions were made against
-                (another order, subset or split), or none were given nor kept.
-        """
+        """[N] bool, right per ``labels`` (default: those kept); ValueError for other
+        labels than these predictions were made on, or none."""
         if labels is None:
             if self.labels is None:
                 raise ValueError("these predictions keep no labels: pass the test labels")
             labels = self.labels
         found = labels_fingerprint(labels)
         if found != self.labels_hash:
-            raise ValueError(
-                f"these predictions were made on test labels {self.labels_hash}, not on the "
-                f"labels given ({found})"
-            )
+            raise ValueError(f"these predictions were made on test labels {self.labels_hash}, "
+                             f"not on the labels given ({found})")  # fmt: skip
         return self.predicted == np.asarray(labels)
 
 
-def _arrays_of(data, i: int) -> dict[str, np.ndarray]:
-    """The named per-image arrays of entry ``i`` of a predictions file (its arrays or its
-    open ``np.load``)."""
-    prefix = f"{i}.arrays."
-    return {name[len(prefix) :]: data[name] for name in data if name.startswith(prefix)}
+def _read_json(file: Path) -> dict | None:
+    try:
+        return json.loads(file.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 def _labels_name(labels_hash: str) -> str:
     return "labels." + labels_hash.replace(":", "-")
 
 
-def _read_predictions(file: Path) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """The index (one ``{"settings", "labels_hash"}`` an entry) and the arrays of a
-    predictions file (empty when there is none)."""
-    if not file.exists():
-        return [], {}
-    with np.load(file, allow_pickle=False) as data:
-        arrays = {name: data[name] for name in data.files}
-    return json.loads(str(arrays.pop("index"))), arrays
+def _stored(data, i: int, labels_hash: str) -> Predictions:
+    """Entry ``i`` of an open predictions file."""
+    prefix = f"{i}.arrays."
+    arrays = {name[len(prefix) :]: data[name] for name in data if name.startswith(prefix)}
+    return Predictions(data[f"{i}.predicted"], labels_hash, data.get(f"{i}.logits"),
+                       data.get(_labels_name(labels_hash)), arrays)  # fmt: skip
 
 
-def find_runs(
-    runs_dir: str | os.PathLike, dataset: str | None = None, finished: bool = True
-) -> list[Run]:
-    """Runs under ``runs_dir`` (``<dataset>/<run-name>/seed<seed>/``), sorted by folder.
-
-    Args:
-        dataset: only this dataset's runs.
-        finished: only finished runs (``final.pt``, or a results bundle's copy);
-            otherwise every folder with a config.
-    """
+def find_runs(runs_dir: str | os.PathLike, dataset: str | None = None,
+              finished: bool = True) -> list[Run]:  # fmt: skip
+    """Runs under ``runs_dir``, sorted: of ``dataset`` if given; finished ones, or every
+    folder with a config (``finished=False``)."""
     markers = (FINAL, EXPORTED) if finished else (CONFIG,)
     found = {p.parent for marker in markers
              for p in Path(runs_dir).glob(f"{dataset or '*'}/*/seed*/{marker}")}  # fmt: skip
     return [Run(p) for p in sorted(found)]
-
-
-# ---------------------------------------------------------- eval.json before records
-
-_OLD_KEY = re.compile(r"^(fgsm|square) eps=([0-9.e+-]+)(?: queries=(\d+) seed=(\d+))?$")
-
-
-def _records_from_key_strings(data: dict, file: Path) -> list[dict]:
-    """Records from the first ``eval.json`` layout: ``{"n_images": N, "clean": acc,
-    "fgsm eps=0.0313725": acc, "square eps=... queries=100 seed=0": acc}``."""
-    n_images = data.get("n_images")
-    records = []
-    for key, accuracy in data.items():
-        if key == "n_images":
-            continue
-        if key == "clean":
-            records.append({"kind": "clean", "n_images": n_images, "accuracy": accuracy})
-            continue
-        match = _OLD_KEY.match(key)
-        if match is None:
-            raise ValueError(
-                f"{file} holds an evaluation {key!r} of no known kind; move the file away "
-                "and evaluate the run again"
-            )
-        attack, eps, queries, seed = match.groups()
-        record = {"kind": attack, "eps": snap_eps(float(eps))}
-        if attack == "square":  # the settings torchattacks used then, as now, by default
-            record |= {"queries": int(queries), "seed": int(seed), "p_init": 0.8,
-                       "loss": "margin"}  # fmt: skip
-        records.append({**record, "n_images": n_images, "accuracy": accuracy})
-    return records

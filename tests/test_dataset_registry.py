@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from regionmix_utils import data
+from regionmix_utils import data, paper
 from regionmix_utils.config import TrainConfig
 from regionmix_utils.data import (
     DatasetSpec,
@@ -23,14 +23,12 @@ from regionmix_utils.data import (
     register_dataset,
     registered_dataset,
     tinyimagenet_classes,
-    unregister_dataset,
 )
-from regionmix_utils.models import DATASET_STATS, build_model
+from regionmix_utils.models import build_model
 
 BUILT_IN = ("shapes", "cifar10", "cifar100", "tinyimagenet", "cifar10-subset")
 
-# The statistics models.DATASET_STATS held before the registry: the trained models in
-# results/ were normalised with them.
+# The statistics the trained models in results/ were normalised with.
 STATS_BEFORE = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar10-subset": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -46,8 +44,8 @@ UNKNOWN = f"dataset must be one of {BUILT_IN}, got 'cifar11'"
 
 
 def test_the_built_in_datasets_keep_their_names_and_order():
-    assert dataset_names() == BUILT_IN
-    assert data.DATASETS == BUILT_IN
+    assert dataset_names() == BUILT_IN == data.DATASETS.names()
+    assert all(name in data.DATASETS for name in BUILT_IN) and "cifar11" not in data.DATASETS
 
 
 @pytest.mark.parametrize("name", dataset_names())
@@ -62,19 +60,27 @@ def test_every_registered_dataset_is_described(name):
     assert isinstance(train, int) and isinstance(test, int) and train > test >= spec.num_classes
     assert len(spec.mean) == len(spec.std) == 3
     assert all(0 < m < 1 for m in spec.mean) and all(0 < s < 1 for s in spec.std)
-    assert DATASET_STATS[name] == (spec.mean, spec.std)
     assert callable(spec.load) and callable(spec.on_disk)
     assert spec.download is None or callable(spec.download)
 
 
 def test_the_normalisation_is_the_one_the_models_were_trained_with():
-    assert dict(DATASET_STATS) == STATS_BEFORE
-    assert list(DATASET_STATS) == list(BUILT_IN)
+    assert {name: (get_dataset(name).mean, get_dataset(name).std) for name in BUILT_IN} == (
+        STATS_BEFORE
+    )
+    model = build_model("tinyimagenet", 200, width=4)
+    assert model.mean.flatten().tolist() == pytest.approx(STATS_BEFORE["tinyimagenet"][0])
+    assert model.std.flatten().tolist() == pytest.approx(STATS_BEFORE["tinyimagenet"][1])
 
 
 def test_only_the_public_datasets_can_be_downloaded():
     fetchable = {name for name in dataset_names() if get_dataset(name).download is not None}
     assert fetchable == {"cifar10", "cifar100", "tinyimagenet"}
+
+
+def test_the_paper_datasets_are_titled_as_the_paper_titles_them():
+    for name, title in paper.DATASET_TITLES.items():
+        assert get_dataset(name).title == title
 
 
 def test_shapes_loads_as_its_entry_says():
@@ -116,12 +122,6 @@ def test_an_unknown_dataset_is_one_line_naming_the_registered_ones(call):
     assert str(caught.value) == UNKNOWN
 
 
-def test_the_stats_view_has_no_unknown_dataset():
-    assert "cifar11" not in DATASET_STATS and DATASET_STATS.get("cifar11") is None
-    with pytest.raises(KeyError):
-        DATASET_STATS["cifar11"]
-
-
 # ----------------------------------------------------------------------- a plugin's set
 
 
@@ -146,7 +146,7 @@ TOY = DatasetSpec(
 
 def test_a_registered_dataset_loads_trains_and_goes_away():
     with registered_dataset(TOY):
-        assert dataset_names() == (*BUILT_IN, "toy") and data.DATASETS[-1] == "toy"
+        assert dataset_names() == (*BUILT_IN, "toy") and "toy" in data.DATASETS
         splits = load_dataset("toy", n_train=9, n_test=6, seed=3)
         assert splits.train.images.shape == (9, 3, 16, 16) and len(splits.test) == 6
         assert torch.equal(splits.train.images, load_toy(None, n_train=9, seed=3).train.images)
@@ -155,14 +155,12 @@ def test_a_registered_dataset_loads_trains_and_goes_away():
         model = build_model("toy", 3, width=4)
         assert model.mean.flatten().tolist() == pytest.approx([0.1, 0.2, 0.3])
         assert model.std.flatten().tolist() == pytest.approx([0.4, 0.5, 0.6])
-        assert DATASET_STATS["toy"] == ((0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
         assert model(splits.train.images.float() / 255).shape == (9, 3)
         assert TrainConfig(dataset="toy").dataset == "toy"
 
         with pytest.raises(ValueError, match="a dataset named 'toy' is already registered"):
             register_dataset(TOY)
-    assert dataset_names() == BUILT_IN and data.DATASETS == BUILT_IN
-    assert "toy" not in DATASET_STATS
+    assert dataset_names() == BUILT_IN and "toy" not in data.DATASETS
     with pytest.raises(ValueError, match="got 'toy'"):
         load_dataset("toy")
 
@@ -194,6 +192,8 @@ def test_a_plugin_dataset_on_disk_is_found_fetched_and_sampled(tmp_path, capsys)
         load=load, on_disk=lambda root: (root / "toy.npz").exists(), download=download,
     )  # fmt: skip
     with registered_dataset(spec):
+        downloadable = [name for name in dataset_names() if get_dataset(name).download]
+        assert downloadable[-1] == "toy-file" and get_dataset("toy-file").title == "Toy file"
         assert not is_on_disk("toy-file", tmp_path)
         with pytest.raises(data.DatasetMissingError, match=r"no toy\.npz"):
             load_dataset("toy-file", tmp_path)
@@ -207,7 +207,7 @@ def test_a_plugin_dataset_on_disk_is_found_fetched_and_sampled(tmp_path, capsys)
 
 
 def test_unregistering_an_unknown_dataset_is_harmless():
-    unregister_dataset("never-registered")
+    data.DATASETS.unregister("never-registered")
     assert dataset_names() == BUILT_IN
 
 
@@ -224,33 +224,3 @@ def test_unregistering_an_unknown_dataset_is_harmless():
 def test_an_incomplete_entry_is_refused(changes, words):
     with pytest.raises(ValueError, match=re.escape(f"dataset 'toy': {words}")):
         dataclasses.replace(TOY, **changes)
-
-
-def test_cifar_asked_to_download_fetches_as_load_dataset_does(tmp_path, monkeypatch, capsys):
-    """``cifar(..., download=True)`` fetches through ``download_cifar`` (the registry's
-    download for CIFAR), which says so; torchvision's download stands replaced by writing
-    the archive's files."""
-    from torchvision.datasets import CIFAR10
-
-    from .test_data import _write_cifar_batches
-
-    rng = np.random.default_rng(0)
-    arrays = {
-        "x_train": rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
-        "y_train": np.arange(20) % 10,
-        "x_test": rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8),
-        "y_test": np.arange(10),
-    }
-
-    def fetch(self):  # CIFAR10.download, less the network
-        if not (tmp_path / "cifar-10-batches-py").exists():
-            _write_cifar_batches(tmp_path, arrays, monkeypatch)
-
-    monkeypatch.setattr(CIFAR10, "download", fetch)
-    with pytest.raises(data.DatasetMissingError, match="regionmix download cifar10"):
-        data.cifar("cifar10", tmp_path)
-    splits = data.cifar("cifar10", tmp_path, download=True)
-    assert "cifar10 is not under" in capsys.readouterr().out
-    assert np.array_equal(splits.train.images.permute(0, 2, 3, 1).numpy(), arrays["x_train"])
-    assert data.download_cifar("cifar10", tmp_path) == tmp_path / "cifar-10-batches-py"
-    assert "not under" not in capsys.readouterr().out

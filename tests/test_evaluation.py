@@ -20,7 +20,6 @@ from regionmix_utils.evaluation.cam import (
 from regionmix_utils.evaluation.robustness import (
     AttackConfig,
     accuracy,
-    adversarial_accuracy,
     evaluate_run,
     make_attack,
 )
@@ -29,6 +28,7 @@ from regionmix_utils.runs import Run
 from regionmix_utils.train import train
 
 from .conftest import tiny_config
+from .test_attacks import adversarial_accuracy
 from .test_data import make_tinyimagenet
 
 
@@ -155,7 +155,9 @@ def test_evaluate_run_writes_records_and_reuses_them(shapes_run):
         "n_images": 50,
         "accuracy": first[2]["accuracy"],
         "seconds": first[2]["seconds"],
+        "time": first[2]["time"],  # ISO 8601, UTC
     }
+    assert first[2]["time"].endswith("+00:00")
     stored = json.loads((shapes_run.path / "eval.json").read_text())["records"]
     assert stored == first
     stamp = (shapes_run.path / "eval.json").stat().st_mtime_ns

@@ -17,9 +17,8 @@ from regionmix_utils.evaluation.registry import (
     evaluation_kinds,
     get_evaluation,
     predict,
-    registered_evaluation,
 )
-from regionmix_utils.runs import Run, evaluation_settings, find_runs
+from regionmix_utils.runs import RECORD_KINDS, Run, evaluation_settings, find_runs
 from regionmix_utils.train import train
 
 from .conftest import tiny_config
@@ -59,7 +58,7 @@ def test_a_declared_measure_is_never_a_setting():
     record = {"kind": "clean", "n_images": 10, "accuracy": 50.0, "seconds": 1.0}
     assert evaluation_settings(record) == {"kind": "clean", "n_images": 10}
     spec = Evaluation("agreement", "Agreement", "share of images", measures=("accuracy", "agree"))
-    with registered_evaluation(spec):
+    with RECORD_KINDS.temporary(spec):
         record = {"kind": "agreement", "n_images": 10, "accuracy": 1.0, "agree": 0.3}
         assert evaluation_settings(record) == {"kind": "agreement", "n_images": 10}
     with pytest.raises(ValueError, match="both a setting and a measured value"):
@@ -77,9 +76,9 @@ def test_evaluate_stores_each_images_prediction_and_reuses_the_record(tmp_path, 
 
     spec = Evaluation("upside-down", "Upside down", "accuracy upside down", keys=("angle",),
                       compute=upside_down)  # fmt: skip
-    with registered_evaluation(spec):
+    with RECORD_KINDS.temporary(spec):
         record = evaluate(run, "upside-down", n_images=50, angle=180)
-        assert set(record) == {"kind", "angle", "n_images", "accuracy", "seconds"}
+        assert set(record) == {"kind", "angle", "n_images", "accuracy", "seconds", "time"}
         settings = evaluation_settings(record)
         stored = run.predictions(settings)
         model = run.load_model()
@@ -115,7 +114,7 @@ def test_a_record_stored_without_predictions_is_evaluated_again_with_them(
     spec = Evaluation("upside-down", "Upside down", "accuracy upside down", keys=("angle",),
                       compute=upside_down)  # fmt: skip
     key = {"kind": "upside-down", "angle": 180, "n_images": 40}
-    with registered_evaluation(spec):
+    with RECORD_KINDS.temporary(spec):
         run.add_evaluation({**key, "accuracy": -1.0, "seconds": 0.0})  # no predictions
         assert run.find_evaluation(key) is not None and run.predictions(key) is None
         words = ["evaluate", "--kind", "upside-down", "--setting", "angle=180", "--runs-dir",
@@ -148,7 +147,7 @@ def test_the_compare_hint_counts_only_the_runs_without_predictions(tmp_path, tin
         return predict(model, images.flip(-1))
 
     spec = Evaluation("flipped", "Accuracy on flipped images", "mirrored", compute=flipped)
-    with registered_evaluation(spec):
+    with RECORD_KINDS.temporary(spec):
         for run in runs[1:]:
             evaluate(run, "flipped", n_images=40)
         runs[0].add_evaluation({"kind": "flipped", "n_images": 40, "accuracy": 50.0})
@@ -174,8 +173,8 @@ def test_a_plugins_evaluation_is_evaluated_tabulated_and_compared(tmp_path, tiny
         for seed in (0, 1):
             train(tiny_config(method=method, seed=seed, epochs=1), runs, splits=tiny_shapes,
                   progress=False)  # fmt: skip
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert PLUGIN in readme  # the test runs what the README shows
+    guide = (Path(__file__).parent.parent / "docs" / "extending.md").read_text()
+    assert PLUGIN in guide  # the test runs what the guide shows
     (tmp_path / "flip_eval.py").write_text(PLUGIN)
     env = {**os.environ, "REGIONMIX_PLUGINS": "flip_eval", "OMP_NUM_THREADS": "1"}
 
@@ -229,7 +228,7 @@ def test_a_study_evaluates_a_registered_evaluation_and_its_report_tabulates_it(t
         entries=(Entry("none", attacked=False),),
         evaluations=(("flipped", ()),),
     )
-    with registered_evaluation(spec):
+    with RECORD_KINDS.temporary(spec):
         (run,) = run_study(study, tmp_path / "runs", progress=False)
         (record,) = [r for r in run.evaluations() if r["kind"] == "flipped"]
         assert run.predictions(evaluation_settings(record)) is not None
@@ -258,9 +257,9 @@ def test_two_keyed_evaluations_one_without_records_leave_every_table_intact(
     train(tiny_config(epochs=1), runs, splits=tiny_shapes, progress=False)
     (run,) = find_runs(runs)
     with (
-        registered_evaluation(Evaluation("shifted", "Accuracy shifted", "shifted images",
+        RECORD_KINDS.temporary(Evaluation("shifted", "Accuracy shifted", "shifted images",
                                          keys=("shift",), compute=shifted)),
-        registered_evaluation(Evaluation("scaled", "Accuracy scaled", "scaled images",
+        RECORD_KINDS.temporary(Evaluation("scaled", "Accuracy scaled", "scaled images",
                                          keys=("quality",), compute=scaled)),
     ):  # fmt: skip
         for shift in (1, 3):

@@ -140,14 +140,14 @@ register(Method(name="stripes", label="Stripes", help="vertical stripes", reads=
 """
 
 
-def test_the_readmes_plugin_trains_from_the_command_line(tmp_path):
-    """The README's example, as a user runs it: a module of their own with a parameter
+def test_the_guides_plugin_trains_from_the_command_line(tmp_path):
+    """The extending guide's example, as a user runs it: a module of their own with a parameter
     of its own, named in $REGIONMIX_PLUGINS, in a fresh process: its option trains it
     into folders named after the parameter, the table labels it by the parameter, and
     the ablation view plots against it. No file of the package knows the method."""
     (tmp_path / "my_methods.py").write_text(PLUGIN)
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert 'params={"stripes": Setting(' in readme and "--stripes 2 4 8" in readme
+    guide = (Path(__file__).parent.parent / "docs" / "extending.md").read_text()
+    assert 'params={"stripes": Setting(' in guide and "--stripes 2 4 8" in guide
     env = {**os.environ, "REGIONMIX_PLUGINS": "my_methods", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "regionmix_utils.cli", "sweep", "--datasets", "shapes",
                "--methods", "stripes", "--stripes", "2", "4", "--seeds", "0", "1", "--runs-dir",
@@ -208,5 +208,6 @@ def test_fmix_decay_power_is_a_parameter_of_the_trainer_and_the_transform():
     transform = method.transform(num_classes=3, generator=torch.Generator().manual_seed(0),
                                  decay_power=2.0)  # fmt: skip
     assert torch.equal(transform(images, labels)[0], mixed(smooth))
-    with pytest.raises(ValueError, match=r"^decay_power must be a number > 0, got -1\.0$"):
+    message = r"^decay_power must be a positive finite number, got -1\.0$"
+    with pytest.raises(ValueError, match=message):
         TrainConfig(method="fmix", params={"decay_power": -1})

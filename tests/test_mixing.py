@@ -197,8 +197,8 @@ def test_lambdas_follow_beta(alpha):
 def test_tile_permutations_are_uniform_and_independent(device_path, monkeypatch):
     """Each tile's permutation is uniform over all 3! orders, and two tiles are independent."""
     if device_path == "sort":  # the path used on GPUs, exercised here on the CPU
-        sort = mixing.core._permutations_by_sort
-        monkeypatch.setattr(mixing.region, "_random_permutations", sort)
+        sort = mixing.samplers._permutations_by_sort
+        monkeypatch.setattr(mixing.samplers, "_random_permutations", sort)
     gen = torch.Generator().manual_seed(7)
     draws = torch.stack(
         [sample_region_params(3, (1, 2), 1.0, gen).partners.view(2, 3) for _ in range(3600)]
@@ -265,7 +265,7 @@ def test_transforms_match_functions():
     x, y = CutMix(alpha=0.5, num_classes=10, generator=gen())(images, labels)
     ref = cutmix(images, labels, 0.5, 10, gen())
     assert torch.equal(x, ref.images) and torch.equal(y, ref.targets)
-    assert "grid=(4, 4)" in repr(RegionMixup(k=4))
+    assert "k=4" in repr(RegionMixup(k=4)) and "grid=(2, 3)" in repr(RegionMixup(grid=(2, 3)))
 
 
 def test_rectangular_grid():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from regionmix_utils import __version__, notebook
-from regionmix_utils.config import TrainConfig
+from regionmix_utils.config import TrainConfig, quick_config
 from regionmix_utils.notebook import ensure_runs, example_batch, setup, sweep_commands
 from regionmix_utils.runs import Run, run_dir
 
@@ -134,23 +134,36 @@ def test_every_printed_command_trains_exactly_the_missing_runs(tmp_path, capsys)
     assert ensure_runs(missing, tmp_path, quick=False) == [Run.of(tmp_path, c) for c in missing]
 
 
-def test_every_field_of_a_run_is_an_option_and_one_that_is_not_is_named(monkeypatch):
-    recipe = TrainConfig(dataset="shapes", milestones=(3, 5), momentum=0.8, weight_decay=1e-4,
-                         pad=4, lr_gamma=0.2)  # fmt: skip
-    (command,) = sweep_commands([recipe], "runs")  # parsed back to exactly this run
-    assert "--milestones 3 5 --lr-gamma 0.2 --pad 4" in command
-    from regionmix_utils import cli
+# A value other than the default for every field of a run's identity, over four runs.
+VARIED = [
+    TrainConfig(dataset="shapes", method="region", k=4, alpha=0.4, lam_mode="sample",
+                clean_ce=False, matched_compute=True, epochs=7, batch_size=16, lr=0.05,
+                momentum=0.8, nesterov=True, weight_decay=1e-4, milestones=(3, 5), lr_gamma=0.2,
+                pad=4, stem_stride=2, width=16, n_train=96, n_test=20, holdout=8, mix_prob=0.5,
+                switch=(("cutmix", 0.25),), mix_off_epoch=3, label_smoothing=0.1, seed=3),
+    TrainConfig(dataset="cifar10", method="region-random", sides=(2, 4), concat_forward=True,
+                lr_schedule="hold-cosine"),
+    TrainConfig(dataset="cifar100", method="fmix", params={"decay_power": 2.0}),
+    quick_config(TrainConfig(dataset="shapes", method="mixup", alpha=0.123456789)),
+]  # fmt: skip
 
-    add = cli._add_train_options
 
-    def without_pad(parser):  # a field the command line would lack
-        add(parser)
-        action = parser._option_string_actions.pop("--pad")
-        parser._actions.remove(action)
+def test_every_field_of_a_run_is_an_option_that_gives_the_run_back():
+    """Each printed command, parsed by the command line, makes exactly its run: for every
+    field of a run's identity, and every field is covered (a new one must be added)."""
+    import shlex
 
-    monkeypatch.setattr(cli, "_add_train_options", without_pad)
-    with pytest.raises(ValueError, match="no option for pad"):
-        sweep_commands([recipe], "runs")
+    from regionmix_utils.cli import build_parser, sweep_configs
+    from regionmix_utils.config import identity
+
+    for config in VARIED:
+        (command,) = sweep_commands([config], "runs")
+        args = build_parser().parse_args(shlex.split(command)[1:])
+        assert [identity(c) for c in sweep_configs(args)] == [identity(config)], command
+    assert "--milestones 3 5 --lr-gamma 0.2 --pad 4" in sweep_commands(VARIED[:1], "runs")[0]
+    default = identity(TrainConfig())
+    varied = {n for c in VARIED for n, v in identity(c).items() if v != default[n]}
+    assert varied == set(default)
 
 
 def test_ensure_runs_can_report_what_is_missing_and_go_on(tmp_path, capsys):

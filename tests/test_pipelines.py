@@ -1,5 +1,6 @@
 """The transforms in the pipelines researchers already have: real DataLoaders with workers
-over epochs, and the README's torchvision, timm and Lightning examples, run as written."""
+over epochs, and the torchvision, timm and Lightning examples of docs/pipelines.md, run as
+written."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import regionmix_utils
 from regionmix_utils import MixChoice, RegionMixup, mixing
 from regionmix_utils.mixing import transforms
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README, PIPELINES = ROOT / "README.md", ROOT / "docs" / "pipelines.md"
 BATCH, K = 8, 10
 
 
@@ -116,11 +118,9 @@ def test_a_mix_choice_and_its_methods_draw_per_worker_too():
 # ----------------------------------------------------------------------------- README
 
 
-def readme_section(title: str) -> str:
-    text = README.read_text()
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end >= 0 else len(text)]
+def pipeline_blocks() -> list[str]:
+    """The python blocks of the guide to one's own pipeline: torchvision, timm, Lightning."""
+    return python_blocks(PIPELINES.read_text())
 
 
 def python_blocks(text: str) -> list[str]:
@@ -136,8 +136,8 @@ def tiny_train_set(n: int = 64) -> TensorDataset:
     return TensorDataset(torch.rand(n, 3, 8, 8, generator=generator), torch.arange(n) % K)
 
 
-def test_the_readme_torchvision_collate_example_runs_with_two_workers():
-    torchvision_block = python_blocks(readme_section("In your own pipeline"))[0]
+def test_the_guides_torchvision_collate_example_runs_with_two_workers():
+    torchvision_block = pipeline_blocks()[0]
     assert "collate_fn" in torchvision_block and "num_workers=2" in torchvision_block
     namespace = {"train_set": tiny_train_set()}
     exec(torchvision_block, namespace)
@@ -147,9 +147,9 @@ def test_the_readme_torchvision_collate_example_runs_with_two_workers():
     assert images.shape[1:] == (3, 8, 8)
 
 
-def test_the_readme_timm_example_trains_with_soft_target_cross_entropy():
+def test_the_guides_timm_example_trains_with_soft_target_cross_entropy():
     pytest.importorskip("timm")
-    timm_block = python_blocks(readme_section("In your own pipeline"))[1]
+    timm_block = pipeline_blocks()[1]
     assert "SoftTargetCrossEntropy" in timm_block
     model = tiny_model()
     loader = DataLoader(tiny_train_set(), batch_size=16, shuffle=True)
@@ -161,9 +161,9 @@ def test_the_readme_timm_example_trains_with_soft_target_cross_entropy():
     assert model[1].weight.grad.abs().sum() > 0
 
 
-def test_the_readme_lightning_example_fits():
+def test_the_guides_lightning_example_fits():
     lightning = pytest.importorskip("lightning")
-    lightning_block = python_blocks(readme_section("In your own pipeline"))[2]
+    lightning_block = pipeline_blocks()[2]
     assert "training_step" in lightning_block and "combined_loss" in lightning_block
     namespace: dict = {}
     exec(lightning_block, namespace)
@@ -181,9 +181,9 @@ def test_the_readme_lightning_example_fits():
 
 
 def readme_names() -> set[str]:
-    """Public names of ``mixing`` and ``losses`` that the README's code uses: imported in
-    its python blocks, or called in its inline code."""
-    text = README.read_text()
+    """Public names of ``mixing`` and ``losses`` that the README's and the docs' code uses:
+    imported in their python blocks, or called in their inline code."""
+    text = "\n".join(p.read_text() for p in (README, *sorted((ROOT / "docs").glob("*.md"))))
     public = set(mixing.__all__) | set(regionmix_utils.losses.__all__)
     code = "\n".join(python_blocks(text)) + "\n" + "\n".join(re.findall(r"`([^`\n]+)`", text))
     imported = {
@@ -195,9 +195,9 @@ def readme_names() -> set[str]:
     return (imported | called) & public
 
 
-def test_every_public_name_the_readme_uses_imports_from_the_package():
+def test_every_public_name_the_docs_use_imports_from_the_package():
     names = readme_names()
-    assert {"RegionMixup", "region_mixup", "random_region_mixup", "combined_loss"} <= names
+    assert {"RegionMixup", "region_mixup", "combined_loss"} <= names
     missing = [name for name in sorted(names) if not hasattr(regionmix_utils, name)]
     assert not missing, f"not importable from regionmix_utils: {missing}"
 

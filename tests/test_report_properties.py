@@ -272,3 +272,19 @@ def test_the_report_judges_the_claims_at_the_primary_eps_its_pilot_chose(referen
     claims = design.split("**Claims, declared")[1]
     assert claims.count(f"at ε = {eps_text(primary)}") == 4
     assert f"Chosen: ε = {eps_text(primary)}" in design
+
+
+def test_a_study_without_a_gate_renders_its_design_from_its_definition():
+    """No gate and no primary ε: the design names the ε its PGD and Square run at, and the
+    noise it computes; a study with a gate and no plan is an error."""
+    from regionmix_utils.study import Entry, Study
+
+    study = Study(name="tiny", title="shapes", dataset="shapes", entries=(Entry("none"),),
+                  noise_severities=(1, 5), square_eps=4 / 255)  # fmt: skip
+    text = design_text(study)
+    assert "**The gate.**" not in text and "**The primary ε**" not in text
+    assert "Gaussian noise (CIFAR-10-C's parameters, computed) at severities 1, 5;" in text
+    assert "PGD-10 (step ε/4, one random start) at ε = 8/255 and Square" in text
+    assert "queries at ε = 4/255." in text and "regionmix study tiny" in text
+    with pytest.raises(ValueError, match="read_plan"):
+        design_text(CPU_GATED)

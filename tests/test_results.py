@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ import torch
 from regionmix_utils import paper
 from regionmix_utils.cli import main
 from regionmix_utils.config import TrainConfig, quick_config
+from regionmix_utils.evaluation.registry import Evaluation
+from regionmix_utils.records import PAPER_DATASETS
 from regionmix_utils.results import (
     Claim,
     collect_evaluations,
@@ -26,7 +29,7 @@ from regionmix_utils.results import (
     to_latex,
     to_markdown,
 )
-from regionmix_utils.runs import Predictions, Run, find_runs
+from regionmix_utils.runs import RECORD_KINDS, Predictions, Run, find_runs
 
 GOLDEN = Path(__file__).parent / "golden"
 EPS = 8 / 255
@@ -75,7 +78,7 @@ def golden_runs(tmp_path_factory):
     10,000 test images; CIFAR-100 without the clean CE term; and runs the paper has no
     numbers for (no mixing, k = 4, 200 epochs, a quick run)."""
     root = tmp_path_factory.mktemp("golden-runs")
-    for dataset in paper.DATASET_TITLES:
+    for dataset in PAPER_DATASETS:
         for method in ("cutmix", "mixup", "region"):
             fgsm = _accuracies(dataset, method, True, "fgsm")
             square = _accuracies(dataset, method, True, "square")
@@ -214,30 +217,39 @@ def test_attacks_with_other_settings_get_their_own_table_and_no_paper_column(tmp
 def test_an_evaluation_no_table_places_is_an_error(tmp_path):
     run = finished_run(tmp_path, TrainConfig(dataset="cifar10"), 96.0,
                        [{"kind": "odd", "eps": EPS, "n_images": 10, "accuracy": 1.0}])  # fmt: skip
-    with pytest.raises(ValueError, match=f"{run.path / 'eval.json'} holds an evaluation of kind"):
+    with pytest.raises(
+        ValueError, match=re.escape(f"{run.path / 'eval.json'}: evaluation kind 'odd'")
+    ):
         paper_tables(collect_runs(tmp_path))
 
 
-def test_old_eval_json_files_are_read_as_records(tmp_path):
-    run = finished_run(tmp_path, TrainConfig(dataset="cifar10"), 96.0)
-    (run.path / "eval.json").write_text(json.dumps({
-        "n_images": 1000, "clean": 95.0, "fgsm eps=0.0313725": 50.0,
-        "square eps=0.0313725 queries=100 seed=0": 40.0,
-    }))  # fmt: skip
-    records = run.evaluations()
-    assert records == [
+def test_the_committed_bundle_reads_as_records_once_each():
+    """results/cifar10-cpu-gated (eval.json format 2): every record in the long-form frame
+    once, the run's columns beside it, a record's seed as attack_seed."""
+    bundle = Path(__file__).parent.parent / "results" / "cifar10-cpu-gated"
+    runs = collect_runs(runs=find_runs(bundle))
+    evaluations = collect_evaluations(runs)
+    files = [json.loads((Path(p) / "eval.json").read_text()) for p in runs["path"]]
+    assert {f["format"] for f in files} == {2} and len(runs) == 30
+    assert len(evaluations) == sum(len(f["records"]) for f in files)
+    assert evaluations["kind"].value_counts().to_dict() == {
+        "fgsm": 150, "pgd": 80, "clean": 50, "calibration": 30, "square": 20,
+    }  # fmt: skip
+    square = evaluations[evaluations["kind"] == "square"]
+    assert (square["attack_seed"] == 0).all() and (square["label"] != "").all()
+    assert "seed" in evaluations and set(evaluations["seed"]) == {0, 1, 2, 3, 4}
+
+
+def test_a_stored_record_replaces_the_one_with_its_settings(tmp_path):
+    run = finished_run(tmp_path, TrainConfig(dataset="cifar10"), 96.0, [
         {"kind": "clean", "n_images": 1000, "accuracy": 95.0},
         {"kind": "fgsm", "eps": EPS, "n_images": 1000, "accuracy": 50.0},
-        {"kind": "square", "eps": EPS, "queries": 100, "seed": 0, "p_init": 0.8,
-         "loss": "margin", "n_images": 1000, "accuracy": 40.0},
-    ]  # fmt: skip
+    ])  # fmt: skip
     run.add_evaluation({"kind": "fgsm", "eps": EPS, "n_images": 1000, "accuracy": 51.0})
     stored = json.loads((run.path / "eval.json").read_text())
-    assert stored["format"] == 2 and len(stored["records"]) == 3
-    assert run.find_evaluation({"kind": "fgsm", "eps": EPS, "n_images": 1000})["accuracy"] == 51
-    (run.path / "eval.json").write_text(json.dumps({"n_images": 10, "pgd eps=0.03": 1.0}))
-    with pytest.raises(ValueError, match="of no known kind"):
-        run.evaluations()
+    assert stored["format"] == 2 and len(stored["records"]) == 2
+    fgsm = collect_evaluations(collect_runs(tmp_path)).set_index("kind").loc["fgsm"]
+    assert fgsm["accuracy"] == 51.0
 
 
 def test_collect_evaluations_is_long_form(golden_runs):
@@ -437,3 +449,42 @@ def test_compare_reads_calibration_as_clean_and_averages_corruptions_per_image(t
     assert cells.loc["clean test", "delta"] == pytest.approx(20.0)
     assert cells.loc["common corruptions (mean)", "delta"] == pytest.approx(10.0)
     assert cells.loc["common corruptions (mean)", "mean_b"] == pytest.approx(50.0)
+
+
+def test_plugin_evaluations_get_tables_comparisons_and_rerun_hints_from_their_declaration(
+    tmp_path,
+):
+    """Two registered evaluations with settings of their own, one with records and one
+    without (which once crashed every table with KeyError on its setting): the one with
+    records gets a table per setting and a paired comparison, and runs without per-image
+    predictions are told the command its declaration gives."""
+    labels = np.arange(20) % 10
+    shifted = Evaluation("shifted", "Accuracy shifted", "shifted images", keys=("shift",),
+                         rerun="regionmix shift-images")  # fmt: skip
+    scaled = Evaluation("scaled", "Accuracy scaled", "scaled images", keys=("quality",))
+    with RECORD_KINDS.temporary(shifted), RECORD_KINDS.temporary(scaled):
+        for method, right in (("region", 15), ("mixup", 10)):
+            for seed in (0, 1):
+                config = TrainConfig(dataset="shapes", method=method, seed=seed)
+                run = finished_run(tmp_path, config, 50.0)
+                predicted = np.where(np.arange(20) < right + seed, labels, (labels + 1) % 10)
+                for shift, kept in ((1, Predictions.from_outputs(predicted, labels)), (3, None)):
+                    run.add_evaluation({"kind": "shifted", "shift": shift, "n_images": 20,
+                                        "accuracy": 5.0 * (right + seed)}, kept)  # fmt: skip
+        runs = collect_runs(tmp_path)
+        tables = [t for t in paper_tables(runs) if t.number == 0]
+        assert [t.setting for t in tables] == [
+            {"kind": "shifted", "shift": shift, "n_images": 20} for shift in (1, 3)
+        ]
+        assert tables[0].caption.startswith(
+            "Accuracy shifted (beyond the paper, shift=1): shifted images, on 20 test images."
+        )
+        # Rows are titled by the dataset's spec ("shapes" -> "Shapes").
+        assert tables[1].frame.loc["Shapes", ("Region Mixup (k=2)", "ours")] == "77.50 ± 3.54 (2)"
+        one, three = compare(runs, "region:mixup", "RUNS").cells.to_dict("records")
+    assert one["metric"] == three["metric"] == "Accuracy shifted"
+    assert one["delta"] == pytest.approx(25.0) and one["seeds"] == 2
+    assert three["verdict"] == (
+        "no per-image predictions in 4 run(s): re-run `regionmix shift-images --runs-dir RUNS` "
+        "for paired numbers"
+    )

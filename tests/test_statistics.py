@@ -21,7 +21,6 @@ from regionmix_utils.evaluation.statistics import (
     seed_test,
     seeds_needed,
     seeds_needed_from_stds,
-    signflip_floor,
     verdict,
 )
 from regionmix_utils.runs import Predictions, Run
@@ -88,19 +87,13 @@ def per_seed_deltas(a, b) -> np.ndarray:
     return np.array([100 * (a[s].mean() - b[s].mean()) for s in sorted(a)])
 
 
-def coverage(n_seeds: int, confidence: float = 0.95, two_level: bool = False) -> float:
+def coverage(n_seeds: int, confidence: float = 0.95) -> float:
     """Share of 500 simulated studies whose interval holds the planted Δ (seeded)."""
     rng = np.random.default_rng(1000 + n_seeds)
     planted, covered = 1.0, 0
-    for i in range(500):
-        a, b = simulate_study(rng, planted, n_seeds)
-        if two_level:
-            differences = np.stack([100 * (a[s].astype(float) - b[s]) for s in sorted(a)])
-            low, high = np.quantile(bootstrap_deltas(differences, 500, seed=i), [0.025, 0.975])
-        else:
-            found = seed_test(per_seed_deltas(a, b), confidence)
-            low, high = found["low"], found["high"]
-        covered += low <= planted <= high
+    for _ in range(500):
+        found = seed_test(per_seed_deltas(*simulate_study(rng, planted, n_seeds)), confidence)
+        covered += found["low"] <= planted <= found["high"]
     return covered / 500
 
 
@@ -118,11 +111,12 @@ def test_seed_test_is_scipys_t_test_and_the_exact_sign_flip():
     assert found["delta"] == pytest.approx(5.47)
     assert found["p_value"] == pytest.approx(0.1044, abs=1e-4)  # t = 2.85, 2 df
     assert (found["low"], found["high"]) == pytest.approx((-2.796, 13.736), abs=1e-3)
-    assert found["p_signflip"] == 0.25 == signflip_floor(3)  # 2 of the 8 sign patterns
+    assert found["p_signflip"] == 0.25 == 2 / 2**3  # 2 of the 8 sign patterns
     # Sign flips by hand: 5 seeds, one negative of the smallest size: the patterns at
     # least as extreme are all-positive, that one flipped, and their mirrors: 4 / 32.
     assert seed_test([3.0, 2.0, 4.0, 5.0, -1.0])["p_signflip"] == pytest.approx(4 / 32)
-    assert signflip_floor(6) == pytest.approx(0.03125)
+    # The floor, 2 / 2^S: all six positive, or all six negative.
+    assert seed_test([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])["p_signflip"] == pytest.approx(0.03125)
     one = seed_test([2.0])
     assert math.isnan(one["p_value"]) and one["p_signflip"] == 1.0
     same = seed_test([1.0, 1.0, 1.0])
@@ -170,18 +164,16 @@ def test_the_image_interval_is_a_95_percent_percentile_bootstrap_of_the_test_ima
     assert abs(result.image_low - ninety[0]) > 0.15 and abs(result.image_high - ninety[1]) > 0.15
 
 
-def test_bootstrap_is_reproducible_and_unbiased_for_both_resampling_paths():
+def test_bootstrap_is_reproducible_and_unbiased_for_0_1_and_continuous_metrics():
     rng = np.random.default_rng(1)
-    binary = rng.integers(-1, 2, size=(3, 4000)).astype(float)  # few patterns: counts
-    continuous = rng.normal(0.5, 1.0, size=(3, 4000))  # many patterns: indices
+    binary = rng.integers(-1, 2, size=(3, 4000)).astype(float)  # few patterns
+    continuous = rng.normal(0.5, 1.0, size=(3, 4000))  # as many patterns as images
     for differences in (binary, continuous):
-        for two_level in (True, False):
-            first = bootstrap_deltas(differences, 400, seed=7, resample_seeds=two_level)
-            again = bootstrap_deltas(differences, 400, seed=7, resample_seeds=two_level)
-            assert np.array_equal(first, again)
-            assert first.mean() == pytest.approx(differences.mean(), abs=3 * first.std() / 20)
-    # images only: the spread of the mean of 3 x 4000 values, 1 / sqrt(12000)
-    fixed = bootstrap_deltas(continuous, 400, resample_seeds=False)
+        first = bootstrap_deltas(differences, 400, seed=7)
+        assert np.array_equal(first, bootstrap_deltas(differences, 400, seed=7))
+        assert first.mean() == pytest.approx(differences.mean(), abs=3 * first.std() / 20)
+    # the spread of the mean of 3 x 4000 values, 1 / sqrt(12000)
+    fixed = bootstrap_deltas(continuous, 400)
     assert fixed.std() == pytest.approx(1 / math.sqrt(12000), rel=0.2)
 
 

@@ -19,12 +19,13 @@ from regionmix_utils.evaluation.robustness import (
     ATTACKS,
     AttackConfig,
     accuracy,
-    adversarial_accuracy,
     adversarial_predictions,
     reference_autoattack,
 )
 from regionmix_utils.models import PreActResNet18, evaluating, full_float32, tf32_switches
 from regionmix_utils.train import evaluate
+
+from .test_attacks import adversarial_accuracy
 
 # The registry's "autoattack" runs the reference's fixed budgets (100 iterations, 5,000
 # queries): too slow here. Its cascade is tested at small budgets (``reference_autoattack``).

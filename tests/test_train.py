@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from regionmix_utils.cli import build_parser, main, sweep_configs
 from regionmix_utils.config import TrainConfig, identity, quick_config, run_name
 from regionmix_utils.data import ImageSet, Splits
-from regionmix_utils.methods import Method, get_method, registered
+from regionmix_utils.methods import SETTINGS, Method, get_method, registered
 from regionmix_utils.models import build_model, tf32_switches
 from regionmix_utils.runs import Run, run_dir
 from regionmix_utils.train import (
@@ -94,8 +94,25 @@ def test_the_papers_recipe_is_the_default():
         TrainConfig(method="puzzlemix")
     with pytest.raises(ValueError, match="alpha must be"):
         TrainConfig(alpha=0)
-    with pytest.raises(ValueError, match="stem_stride must be 1 or 2"):
+    with pytest.raises(ValueError, match=r"stem_stride must be one of \(1, 2\)"):
         TrainConfig(stem_stride=3)
+
+
+def test_every_field_is_declared_with_its_help_and_its_bounds_are_checked():
+    """The command line's help and the checks come from the fields' metadata: a value
+    just outside a declared bound, or outside the choices, is refused naming the field."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in SETTINGS:  # declared, and checked, by the method registry
+            continue
+        assert isinstance(f.metadata["help"], str) and f.metadata["help"], f.name
+        meta = f.metadata
+        bad = [meta["low"] - 1] if "low" in meta else []
+        bad += [meta["high"] + 1] if "high" in meta else []
+        bad += [meta["below"]] if "below" in meta else []
+        bad += ["nothing of the kind"] if "choices" in meta else []
+        for value in bad:
+            with pytest.raises(ValueError, match=f"^{f.name} must be .*, got "):
+                TrainConfig(**{f.name: value})
 
 
 def test_a_runs_identity_is_what_its_method_reads():
@@ -489,7 +506,7 @@ def test_the_checkpoint_interval_is_an_execution_setting():
     assert checkpoint_interval(config, torch.device("cpu")) == 1
     assert checkpoint_interval(config, torch.device("cuda")) == GPU_CHECKPOINT_EVERY > 1
     assert checkpoint_interval(changed, torch.device("cuda")) == 7
-    with pytest.raises(ValueError, match="checkpoint_every must be None or >= 1"):
+    with pytest.raises(ValueError, match="checkpoint_every must be None or an integer >= 1"):
         TrainConfig(checkpoint_every=0)
 
 

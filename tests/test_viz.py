@@ -38,7 +38,8 @@ from regionmix_utils.viz import (
     tile_table,
     training_curves,
 )
-from regionmix_utils.viz.mixing import _self_paired, figure_png, split_by_partners
+from regionmix_utils.viz.base import figure_png, split_labels
+from regionmix_utils.viz.mixing import split_by_partners
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,10 @@ def close_figures():
     plt.close("all")
 
 
+def self_paired(mixed, sample: int) -> bool:
+    return bool((mixed.partners[..., sample] == sample).all())
+
+
 def grid_lines(ax) -> int:
     return sum(
         1
@@ -64,7 +69,7 @@ def grid_lines(ax) -> int:
 def test_explorer_k_slider_changes_the_grid_and_the_lambdas(batch):
     explorer = MixingExplorer(*batch, k=2)
     assert explorer.mixed.lam.shape == (2, 2) and grid_lines(explorer.ax_image) == 2
-    explorer.set_k(4)
+    explorer.update(k=4)
     assert explorer.mixed.lam.shape == (4, 4) and grid_lines(explorer.ax_image) == 6
     assert explorer.ax_image.get_title().startswith("k = 4")
     # The histogram holds one count per tile.
@@ -74,11 +79,11 @@ def test_explorer_k_slider_changes_the_grid_and_the_lambdas(batch):
 def test_explorer_alpha_slider_changes_the_lambda_distribution(batch):
     explorer = MixingExplorer(*batch, k=8, alpha=0.05)
     extreme = ((explorer.mixed.lam < 0.05) | (explorer.mixed.lam > 0.95)).float().mean()
-    explorer.set_alpha(20.0)
+    explorer.update(alpha=20.0)
     middle = ((explorer.mixed.lam > 0.3) & (explorer.mixed.lam < 0.7)).float().mean()
     assert extreme > 0.7 and middle > 0.7
     assert "α = 20" in explorer.ax_image.get_title()
-    explorer.set_alpha(0.39810717)  # what a log slider step gives: titled as it reads
+    explorer.update(alpha=0.39810717)  # what a log slider step gives: titled as it reads
     assert explorer.ax_image.get_title().endswith("α = 0.398")
 
 
@@ -102,11 +107,11 @@ def test_explorer_tile_map_keeps_the_image_readable(batch):
 
 def test_explorer_toggles_stochastic_regions(batch):
     explorer = MixingExplorer(*batch, k=2, seed=1)
-    explorer.set_random_grid(True)
+    explorer.update(random_grid=True)
     gh, gw = explorer.mixed.lam.shape
     assert gh in (1, 2, 4) and gw in (1, 2, 4) and explorer.mixed.edges is not None
     assert explorer.ax_image.get_title().startswith(f"random {gh} x {gw} grid")
-    explorer.set_random_grid(False)
+    explorer.update(random_grid=False)
     assert explorer.mixed.lam.shape == (2, 2)
 
 
@@ -119,12 +124,12 @@ def test_explorer_min_side_keeps_strips_out_of_random_grids(batch):
     side control keeps every tile at least that thick, and the k x k grid ignores it."""
     explorer = MixingExplorer(*batch, seed=0, random_grid=True)
     assert explorer.min_side == 1 and min(tile_sizes(explorer.mixed.edges)) == 1
-    explorer.set_min_side(4)
+    explorer.update(min_side=4)
     assert min(tile_sizes(explorer.mixed.edges)) >= 4 and explorer.mixed.lam.shape == (4, 4)
     assert len(explorer.ax_tiles.texts) == 16  # every tile is wide enough for its partner
-    explorer.set_random_grid(False)
+    explorer.update(random_grid=False)
     assert explorer.mixed.lam.shape == (2, 2) and explorer.mixed.edges == ((0, 16, 32),) * 2
-    explorer.set_random_grid(True)
+    explorer.update(random_grid=True)
     started = MixingExplorer(*batch, seed=0, random_grid=True, min_side=4)  # from the start
     assert started.mixed.edges == explorer.mixed.edges
 
@@ -132,7 +137,7 @@ def test_explorer_min_side_keeps_strips_out_of_random_grids(batch):
 def test_explorer_colour_bar_says_lambda_is_the_weight_of_the_image_itself(batch):
     explorer = MixingExplorer(*batch, k=2, sample=3)
     assert explorer._colorbar.ax.get_ylabel() == "λ = weight of #3 itself"
-    explorer.set_k(4)  # redrawn, still labelled once
+    explorer.update(k=4)  # redrawn, still labelled once
     assert explorer._colorbar.ax.get_ylabel() == "λ = weight of #3 itself"
 
 
@@ -398,7 +403,7 @@ def test_mixing_figure_outlines_masks_and_boxes_of_the_new_methods(batch):
     fig = mixing_figure(images, results, classes, n_show=2)
     grid_ax, fmix_ax, resize_ax, sample_ax = fig.axes[2], fig.axes[4], fig.axes[6], fig.axes[8]
     for ax, mixed in ((grid_ax, results["GridMix"]), (fmix_ax, results["FMix"])):
-        mixed_somewhere = 0 < float(mixed.mask.mean()) < 1 and not _self_paired(mixed, 0)
+        mixed_somewhere = 0 < float(mixed.mask.mean()) < 1 and not self_paired(mixed, 0)
         assert (len(ax.collections) > 0) == mixed_somewhere  # the mask's outline
     assert len(resize_ax.patches) == 1  # pasted even into itself (a shrunk copy)
     lam = results["Region, λ per sample"].lam
@@ -417,8 +422,6 @@ def test_every_mix_shows_each_image_method_and_leaves_out_in_model_ones(batch):
 
 
 def test_split_labels_takes_out_the_words_every_label_shares():
-    from regionmix_utils.viz.mixing import split_labels
-
     labels = ["Mixup (k=1, epochs=20, milestones=(3, 5))", "CutMix (epochs=20, milestones=(3, 5))",
               "Region Mixup (k=2, epochs=20, milestones=(3, 5), w/o clean CE)"]  # fmt: skip
     short = ["Mixup (k=1)", "CutMix", "Region Mixup (k=2, w/o clean CE)"]
@@ -565,7 +568,7 @@ def test_explorer_min_side_moves_the_edges_and_keeps_the_draw(batch):
     explorer = MixingExplorer(*batch, seed=0, random_grid=True)
     lam, partners = explorer.mixed.lam.clone(), explorer.mixed.partners.clone()
     edges = explorer.mixed.edges
-    explorer.set_min_side(4)
+    explorer.update(min_side=4)
     assert explorer.mixed.edges != edges
     assert torch.equal(explorer.mixed.lam, lam) and torch.equal(explorer.mixed.partners, partners)
 
@@ -574,7 +577,7 @@ def test_resizemix_paired_with_itself_is_outlined_dashed(batch):
     images, labels, classes = batch
     for seed in range(50):
         mixed = resizemix(images, labels, 10, torch.Generator().manual_seed(seed))
-        if _self_paired(mixed, 0):
+        if self_paired(mixed, 0):
             break
     else:
         pytest.fail("no seed under 50 pairs sample 0 with itself")

@@ -1,95 +1,58 @@
-"""Calibration beyond the paper: ECE, NLL and Brier score, before and after temperature
-scaling, and the numbers behind reliability diagrams.
-
-Mixup is known to look well calibrated before temperature scaling and worse after it
-(Wang et al., "On the pitfall of mixup for uncertainty calibration", CVPR 2023); these
-measures ask the same of Region Mixup. ECE is torchmetrics' calibration error with 15
-equal-width bins (L1), fed the top-label confidence and whether the top label is right
-(``binary_calibration_error``), with every confidence capped at the largest float32
-below 1: torchmetrics bins in float32, where a confidence within 6e-8 of 1 (a logit
-margin above about 17) rounds to 1.0 and would land in a 16th bin of its own; capped, it
-lands in the last of the 15, so ECE is exactly what the reliability diagram's bins show
-(``reliability`` bins the same capped float32 confidences the same way). The
-temperature is fitted on training images held out of training (``TrainConfig.holdout``),
-never on the test split; runs trained on the whole training set (the paper's recipe) get
-no scaled numbers.
-"""
+"""Calibration beyond the paper: ECE (15 bins, top label), NLL and Brier score, before and
+after temperature scaling fitted on held-out training images (Guo et al., 2017), and
+reliability diagrams' numbers (docs/reproducing.md)."""
 
 from __future__ import annotations
 
-import time
+import functools
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchmetrics.functional.classification import binary_calibration_error
 
-from regionmix_utils.runs import Predictions
-
-__all__ = [
-    "N_BINS",
-    "calibration_metrics",
-    "evaluate_calibration",
-    "fit_temperature",
-    "predict_logits",
-    "reliability",
-    "stored_calibration",
-    "top_label",
-]
+from regionmix_utils.data import holdout_split, load_dataset
+from regionmix_utils.evaluation.registry import (
+    CLEAN,
+    Evaluation,
+    Outcome,
+    evaluated,
+    predictions,
+    register_evaluation,
+    test_images,
+)
+from regionmix_utils.runs import Run
 
 N_BINS = 15
 _BELOW_ONE = float(torch.nextafter(torch.tensor(1.0), torch.tensor(0.0)))  # 1 - 2**-24
+SCALED = ("temperature", "ece_scaled", "nll_scaled", "brier_scaled")
 
 
 def _class_indices(labels: Tensor) -> Tensor:
-    """``labels`` [N] of any integer dtype (CIFAR-10-C's are uint8) as int64, the dtype
-    ``F.one_hot`` and ``F.cross_entropy`` take.
-
-    Raises:
-        TypeError: ``labels`` is not a tensor of integers (float, bool and complex are
-            refused: they are no class indices).
-    """
-    if not isinstance(labels, Tensor):
-        raise TypeError(f"labels must be a torch.Tensor of class indices, got "
-                        f"{type(labels).__name__}")  # fmt: skip
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be integer class indices (any integer dtype), got "
-                        f"{labels.dtype}")  # fmt: skip
+    """Labels [N] of any integer dtype as int64; TypeError otherwise."""
+    dtype = getattr(labels, "dtype", type(labels).__name__)
+    if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.is_complex() \
+            or dtype == torch.bool:  # fmt: skip
+        raise TypeError(f"labels must be integer class indices (any integer dtype) in a "
+                        f"torch.Tensor, got {dtype}")  # fmt: skip
     return labels.long()
 
 
 def top_label(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
-    """The top-label confidence of ``logits / T`` as float32, capped below 1 (see the
-    module docstring), and whether the top label is right, both [N].
-
-    Args:
-        logits: [N, K]; labels: [N] class indices of any integer dtype.
-    Raises:
-        TypeError: labels that are not integers.
-    """
+    """Top-label confidence [N] of ``logits / T`` [N, K], float32 capped below 1 (else
+    torchmetrics bins a confidence within 6e-8 of 1 apart), and whether it is right [N]."""
     labels = _class_indices(labels)
     confidence, predicted = (logits.double() / temperature).softmax(1).max(1)
     return confidence.float().clamp(max=_BELOW_ONE), predicted == labels
 
 
-@torch.no_grad()
 def predict_logits(model: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
-    """[N, K] float32 logits of images [N, 3, H, W] in [0, 1] (eval mode, float32), in
-    batches (``robustness.predictions``)."""
-    from regionmix_utils.evaluation.robustness import predictions
-
+    """[N, K] float32 logits of images [N, 3, H, W] in [0, 1], in eval mode."""
     return predictions(model, images, batch_size)[1]
 
 
 def calibration_metrics(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> dict:
-    """ECE (15 bins, top label, %), NLL, Brier score and accuracy (%) of ``logits / T``.
-
-    Args:
-        logits: [N, K]; labels: [N] class indices of any integer dtype.
-    Raises:
-        TypeError: labels that are not integers.
-    """
-    from torchmetrics.functional.classification import binary_calibration_error
-
+    """ECE (%), NLL, Brier score and accuracy (%) of ``logits / T`` [N, K], labels [N]."""
     labels = _class_indices(labels)
     confidence, correct = top_label(logits, labels, temperature)
     ece = binary_calibration_error(confidence, correct.long(), n_bins=N_BINS, norm="l1")
@@ -105,14 +68,7 @@ def calibration_metrics(logits: Tensor, labels: Tensor, temperature: float = 1.0
 
 
 def fit_temperature(logits: Tensor, labels: Tensor) -> float:
-    """The temperature T > 0 that minimises the NLL of ``logits / T`` (Guo et al., 2017),
-    by LBFGS on log T.
-
-    Args:
-        logits: [N, K]; labels: [N] class indices of any integer dtype.
-    Raises:
-        TypeError: labels that are not integers.
-    """
+    """The T > 0 minimising the NLL of ``logits / T`` [N, K] (LBFGS on log T)."""
     labels = _class_indices(labels)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     logits = logits.double()
@@ -124,15 +80,14 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
         loss.backward()
         return loss
 
-    optimiser.step(closure)
+    with torch.enable_grad():  # also under an evaluation's no_grad
+        optimiser.step(closure)
     return float(log_t.detach().exp())
 
 
 def reliability(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> dict:
-    """Per bin (15 equal-width bins [i/15, (i+1)/15) of top-label confidence, binned as
-    ``calibration_metrics`` bins them for ECE): lower edge, mean confidence, accuracy
-    (NaN where empty) and count; for reliability diagrams. ``labels``: [N] class
-    indices of any integer dtype."""
+    """Per ECE bin, each [15]: ``lower`` edge, mean ``confidence``, ``accuracy`` (NaN where
+    empty) and ``count``."""
     confidence, right = top_label(logits, labels, temperature)
     edges = torch.linspace(0, 1, N_BINS + 1)  # float32, as torchmetrics makes them
     index = torch.bucketize(confidence, edges, right=True) - 1
@@ -148,61 +103,49 @@ def reliability(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> dic
     }
 
 
-def evaluate_calibration(run, n_images: int | None = None, data_dir=None, device="cpu") -> dict:
-    """Calibration of a finished run on its test split (whole, or a class-stratified
-    sample of ``n_images``), stored as a record in its ``eval.json`` and reused:
-    {"kind": "calibration", "n_images", "holdout", "ece", "nll", "brier", "accuracy",
-    "temperature", "ece_scaled", "nll_scaled", "brier_scaled", "seconds"}. The scaled
-    values and the temperature are None for runs trained without a holdout.
-
-    Each image's prediction and float16 logits are stored with the record
-    (``Run.add_evaluation``), and the same predictions as the clean-accuracy record
-    {"kind": "clean", "n_images"} when that has none yet, for paired comparisons
-    (``evaluation.statistics``). A record stored before predictions were kept is
-    evaluated again, to add them."""
-    from regionmix_utils.data import holdout_split, load_dataset
-    from regionmix_utils.evaluation.robustness import test_images
-
-    images, labels = test_images(run, n_images, data_dir, device)
-    config = run.config
-    key = {"kind": "calibration", "n_images": len(labels), "holdout": config.holdout}
-    found = run.find_evaluation(key)
-    if found is not None and run.predictions(key) is not None:
-        return found
-    started = time.perf_counter()
-    model = run.load_model(device)
+def _calibration(model, images, labels, *, holdout: int, run: Run, data_dir) -> Outcome:
     logits = predict_logits(model, images).cpu()
-    record = {**key, **calibration_metrics(logits, labels.cpu())}
-    scaled = {"temperature": None, "ece_scaled": None, "nll_scaled": None, "brier_scaled": None}
-    if config.holdout:
-        held = holdout_split(load_dataset(config.dataset, data_dir).train, config.holdout)[1]
-        held_logits = predict_logits(model, held.images.to(device).float() / 255).cpu()
+    measures = calibration_metrics(logits, labels.cpu())
+    del measures["accuracy"]  # the record's, from the predicted classes
+    scaled = dict.fromkeys(SCALED)
+    if holdout:
+        held = holdout_split(load_dataset(run.config.dataset, data_dir).train, holdout)[1]
+        held_logits = predict_logits(model, held.images.to(images.device).float() / 255).cpu()
         temperature = fit_temperature(held_logits, held.labels)
         after = calibration_metrics(logits, labels.cpu(), temperature)
-        scaled = {"temperature": temperature, "ece_scaled": after["ece"],
-                  "nll_scaled": after["nll"], "brier_scaled": after["brier"]}  # fmt: skip
-    seconds = round(time.perf_counter() - started, 3)
-    record |= scaled | {"seconds": seconds}
-    predicted = logits.argmax(1)
-    run.add_evaluation(record, Predictions.from_outputs(predicted, labels.cpu(), logits))
+        scaled = dict(zip(SCALED, (temperature, after["ece"], after["nll"], after["brier"]),
+                          strict=True))  # fmt: skip
+    return Outcome(logits.argmax(1), measures | scaled, logits)
+
+
+CALIBRATION = register_evaluation(Evaluation(
+    "calibration", "Calibration", "ECE, NLL and Brier score before and after temperature "
+    "scaling", keys=("holdout",), measures=("accuracy", "ece", "nll", "brier", *SCALED),
+    rerun="regionmix calibration", table=5, context=True,
+))  # fmt: skip
+
+
+def evaluate_calibration(run: Run, n_images: int | None = None, data_dir=None,
+                         device="cpu") -> dict:  # fmt: skip
+    """The calibration record of a finished run on its test split (whole, or a stratified
+    ``n_images``), stored with logits (``registry.evaluated``); scaled values None without
+    a holdout. The clean record of those images is stored from the same predictions."""
+    images, labels = test_images(run, n_images, data_dir, device)
+    model = functools.cache(functools.partial(run.load_model, device))
+    key = CALIBRATION.settings(len(labels), holdout=run.config.holdout)
+    record, stored = evaluated(run, CALIBRATION, key, images, labels, data_dir=data_dir,
+                               compute=_calibration, model=model)  # fmt: skip
     clean = {"kind": "clean", "n_images": len(labels)}
     if run.predictions(clean) is None:
-        run.add_evaluation({**clean, "accuracy": record["accuracy"], "seconds": seconds},
-                           Predictions.from_outputs(predicted, labels.cpu()))  # fmt: skip
+        predicted = torch.from_numpy(stored.predicted).long()
+        evaluated(run, CLEAN, clean, images, labels, model=model,
+                  compute=lambda *args, **kwargs: predicted)  # fmt: skip
     return record
 
 
-def stored_calibration(run) -> tuple[dict, Tensor, Tensor]:
-    """A run's stored calibration record (on the most test images evaluated) with the
-    float16 logits stored beside it, without the model or the images (a results
-    bundle's runs keep no weights but these).
-
-    Returns:
-        (record, logits [N, K] float32, labels [N] int64).
-    Raises:
-        LookupError: the run has no calibration record with logits; run
-            ``evaluate_calibration`` (``regionmix calibration``) first.
-    """
+def stored_calibration(run: Run) -> tuple[dict, Tensor, Tensor]:
+    """(record, logits [N, K] float32, labels [N] int64) of a run's stored calibration on
+    the most images, without the model; LookupError if there is none with logits."""
     records = [r for r in run.evaluations() if r.get("kind") == "calibration"]
     for record in sorted(records, key=lambda r: -r["n_images"]):
         key = {k: record[k] for k in ("kind", "n_images", "holdout")}

@@ -1,24 +1,6 @@
-"""A gradient-masking check of one run, from its attack records alone.
-
-A network that was not adversarially trained is not robust: a strong multi-step attack
-at ε = 8/255 takes its accuracy to (nearly) zero (RobustBench's standard WRN-28-10:
-94.78% clean, 0.0% under AutoAttack). When a one-step attack leaves tens of percent, the
-gradient may be masked (obfuscated) rather than the model robust. The four flags follow
-the warning signs of Athalye, Carlini & Wagner (ICML 2018, Section 3.1) and Carlini et
-al., "On Evaluating Adversarial Robustness" (2019, Section 7):
-
-1. single-step beats multi-step: FGSM accuracy < PGD-10 accuracy - 2 points at the same ε
-   (the one step does better, as an attack, than ten steps of the same loss);
-2. black-box beats white-box: Square-100 (or Square-1000) accuracy < the lowest PGD
-   accuracy at the same ε;
-3. unbounded attack does not reach zero: PGD accuracy at ε >= 64/255 above 5%;
-4. more budget does not hurt: PGD accuracy rises somewhere as ε grows (same steps).
-
-Records are compared only on the same test images (the same ``n_images``). A flag is
-True (fired), False (checked, did not fire) or None (the records it needs are missing).
-A flag is a reason to distrust the FGSM number and to run stronger attacks; no flag is
-not a proof of robustness (the check only sees the attacks that were run).
-"""
+"""A gradient-masking check of one run from its attack records: the warning signs (``FLAGS``)
+of Athalye, Carlini & Wagner (ICML 2018, 3.1) and Carlini et al. (2019, 7), compared on the
+same ``n_images``. A flag is True (fired), False, or None (records missing)."""
 
 from __future__ import annotations
 
@@ -27,8 +9,6 @@ from collections import defaultdict
 from typing import Any
 
 from regionmix_utils.runs import eps_text
-
-__all__ = ["FLAGS", "UNBOUNDED_EPS", "flags_text", "masking_check"]
 
 UNBOUNDED_EPS = 64 / 255
 FGSM_MARGIN = 2.0  # points: flag 1
@@ -51,21 +31,12 @@ def _by_eps(records: list[dict], keep) -> dict[tuple[float, Any], list[dict]]:
 
 
 def masking_check(records: list[dict]) -> dict[str, Any]:
-    """The four gradient-masking flags of one run (see the module docstring).
-
-    Args:
-        records: the run's evaluation records (``Run.evaluations()``); records of other
-            kinds are ignored.
-    Returns:
-        A record ``{"kind": "masking", "flags": {1: True | False | None, ...},
-        "evidence": {n: text}}``: each fired flag's evidence says where (ε, image count,
-        the accuracies compared).
-    """
+    """``{"kind": "masking", "flags": {1: True | False | None, ...}, "evidence": {n: text}}``
+    of one run's records, each fired flag's evidence giving ε and the accuracies."""
     pgd = [r for r in records if r.get("kind") == "pgd"]
     fgsm = _by_eps(records, lambda r: r.get("kind") == "fgsm")
-    square = _by_eps(
-        records, lambda r: r.get("kind") == "square" and r.get("queries") in SQUARE_BUDGETS
-    )
+    square = _by_eps(records, lambda r: r.get("kind") == "square"
+                     and r.get("queries") in SQUARE_BUDGETS)  # fmt: skip
     pgd10 = _by_eps(pgd, lambda r: r.get("steps") == 10)
     any_pgd = _by_eps(pgd, lambda r: True)
     flags: dict[int, bool | None] = {}
@@ -86,10 +57,7 @@ def masking_check(records: list[dict]) -> dict[str, Any]:
 
     hits = []
     for key in sorted(set(square) & set(any_pgd), key=str):
-        black, white = (
-            min(r["accuracy"] for r in square[key]),
-            min(r["accuracy"] for r in any_pgd[key]),
-        )
+        black, white = (min(r["accuracy"] for r in found[key]) for found in (square, any_pgd))
         if black < white:
             hits.append(f"ε={eps_text(key[0])}: Square {black:.2f}% < PGD {white:.2f}%")
     note(2, hits, bool(set(square) & set(any_pgd)))
@@ -116,8 +84,7 @@ def masking_check(records: list[dict]) -> dict[str, Any]:
 
 
 def flags_text(flags: dict[int, bool | None]) -> str:
-    """A table cell: the fired flags ("1, 3"), "none" when every flag was checked and
-    none fired, and the unchecked ones in brackets ("none (3 unchecked)")."""
+    """ "1, 3", "none" or "none (3 unchecked)": a table cell."""
     fired = [str(n) for n, v in flags.items() if v]
     unchecked = [str(n) for n, v in flags.items() if v is None]
     text = ", ".join(fired) or "none"

@@ -1,41 +1,6 @@
-"""Out-of-distribution detection and selective classification, beyond the paper.
-
-Mixup-style training changes a network's confidence: calibration can improve while the
-maximum softmax probability separates in- from out-of-distribution images worse. One
-record per run and out-set (kind "ood") asks both questions, for three scores (higher:
-more in-distribution), computed in float64 from the logits: the maximum softmax
-probability (``msp``, Hendrycks & Gimpel, ICLR 2017), the maximum logit (``maxlogit``,
-Hendrycks et al., ICML 2022) and the negative energy, logsumexp of the logits
-(``energy``, Liu et al., NeurIPS 2020).
-
-- Detection, the run's test images (positives) against the out-set's: AUROC, AUPR with
-  the in-images as positives (``aupr_in``) and with the out-images as positives
-  (``aupr_out``), and the share of out-images accepted at the threshold that accepts 95%
-  of the in-images (``fpr95``), all in %, from torchmetrics.
-- Selective classification on the test images (Geifman & El-Yaniv, NeurIPS 2017): the
-  images whose score reaches a threshold are accepted; the risk-coverage curve gives the
-  error among them against their share, its area (``aurc``) and the error at 80% and 90%
-  coverage (``risk80``, ``risk90``), in %. Tied scores are accepted together.
-
-Out-sets (``OUTSETS``): CIFAR-100's test split and Tiny ImageNet's validation images
-(near), SVHN's test split (far), uniform and Gaussian noise (a floor any detector should
-pass). Each is resized to the in-set's image size (bilinear, antialiased) and sampled
-class-stratified to ``n_out`` images, fixed by ``out_seed`` (which also draws the noise).
-
-Overlap: an out-set declares, for each in-set it was checked against, which of its
-classes show one of the in-set's (``OutSet.overlaps``); their images are dropped and
-counted in the record (``overlap_dropped``). An in-set it was not checked against is
-refused (a CIFAR-100 run against CIFAR-100 itself, or against Tiny ImageNet, whose lion,
-tractor and school bus are CIFAR-100 classes).
-
-Beside each record (``runs.Predictions``): the test images' predictions and logits, every
-score of every in- and out-image (``in.msp``, ..., ``out.energy``; float64), the
-out-images' logits (float16) and their indices in the out-set (``out.index``), so that two
-runs pair image by image.
-
-The evaluation registers itself as this module loads, as a plugin's does (the registry
-loads it with the built-in ones): ``evaluate_ood`` in Python, or ``regionmix evaluate --kind
-ood --setting outset=svhn n_out=2000 out_seed=0`` on every finished run.
+"""Out-of-distribution detection and selective classification (kind "ood"), by three
+scores of the logits: MSP, max logit, energy; out-sets CIFAR-100, Tiny ImageNet, SVHN and
+noise (docs/reproducing.md). ``regionmix evaluate --kind ood --setting outset=svhn``.
 """
 
 from __future__ import annotations
@@ -49,6 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchmetrics.functional.classification import (
+    binary_auroc,
+    binary_average_precision,
+    binary_roc,
+)
+from torchvision.datasets import SVHN
 
 from regionmix_utils.data import (
     DatasetMissingError,
@@ -64,37 +35,15 @@ from regionmix_utils.data import (
 from regionmix_utils.evaluation.registry import (
     Evaluation,
     Outcome,
-    evaluate,
     measure,
+    predictions,
     register_evaluation,
 )
-from regionmix_utils.runs import EXPORTED, Predictions, Run, evaluation_settings
+from regionmix_utils.methods import get_method
+from regionmix_utils.runs import EXPORTED, Predictions, Run
 
 if TYPE_CHECKING:
     import pandas as pd
-
-__all__ = [
-    "KIND",
-    "OOD",
-    "OUTSETS",
-    "SCORES",
-    "TINYIMAGENET_CIFAR10",
-    "OutSet",
-    "available_outsets",
-    "detection",
-    "evaluate_ood",
-    "evaluate_runs",
-    "load_outset",
-    "ood_outcome",
-    "ood_summary",
-    "ood_table",
-    "out_images",
-    "risk_coverage",
-    "roc_curve",
-    "scores",
-    "selective",
-    "stored_scores",
-]
 
 KIND = "ood"
 SCORES = ("msp", "maxlogit", "energy")
@@ -118,9 +67,6 @@ TINYIMAGENET_CIFAR10 = {
 _CIFAR10_LIKE = ("cifar10", "cifar10-subset")
 
 
-# ------------------------------------------------------------------------- measures
-
-
 def scores(logits: Tensor) -> dict[str, Tensor]:
     """Each score of ``SCORES`` of logits [N, K]: [N] float64, higher = more in-set."""
     logits = logits.double()
@@ -129,9 +75,8 @@ def scores(logits: Tensor) -> dict[str, Tensor]:
 
 
 def _ranked(in_scores: Tensor, out_scores: Tensor) -> tuple[Tensor, Tensor]:
-    """Both score sets as one [N + M] of dense ranks in [0, 1] (float64, ties kept) and
-    whether each is an in-image. torchmetrics reads scores outside [0, 1] as logits and
-    squashes them with a float32 sigmoid, which would tie every score above about 17."""
+    """Dense ranks [N + M] in [0, 1] and is-in [N + M]: torchmetrics squashes scores outside
+    [0, 1] with a float32 sigmoid, which would tie every score above about 17."""
     if len(in_scores) == 0 or len(out_scores) == 0:
         raise ValueError(f"in_scores and out_scores must both hold scores, got "
                          f"{len(in_scores)} and {len(out_scores)}")  # fmt: skip
@@ -141,28 +86,15 @@ def _ranked(in_scores: Tensor, out_scores: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def roc_curve(in_scores: Tensor, out_scores: Tensor) -> tuple[Tensor, Tensor]:
-    """The ROC curve of telling in-images [N] from out-images [M] by score (in-images
-    positive): FPR and TPR at each threshold, both [T] in [0, 1]."""
-    from torchmetrics.functional.classification import binary_roc
-
+    """FPR and TPR [T] of telling in-scores [N] (positive) from out-scores [M]."""
     rank, is_in = _ranked(in_scores, out_scores)
     fpr, tpr, _ = binary_roc(rank, is_in)
     return fpr, tpr
 
 
 def detection(in_scores: Tensor, out_scores: Tensor) -> dict[str, float]:
-    """AUROC, AUPR-In, AUPR-Out and FPR at 95% TPR (all %) of scores [N] of in-images
-    and [M] of out-images (higher: more in-distribution).
-
-    Raises:
-        ValueError: either set is empty.
-    """
-    from torchmetrics.functional.classification import (
-        binary_auroc,
-        binary_average_precision,
-        binary_roc,
-    )
-
+    """AUROC, AUPR-In, AUPR-Out, FPR at 95% TPR (%) of in-scores [N] against out-scores
+    [M] (higher: more in-distribution); ValueError if either is empty."""
     rank, is_in = _ranked(in_scores, out_scores)
     fpr, tpr, _ = binary_roc(rank, is_in)
     return {
@@ -174,9 +106,8 @@ def detection(in_scores: Tensor, out_scores: Tensor) -> dict[str, float]:
 
 
 def risk_coverage(confidence: Tensor, correct: Tensor) -> tuple[Tensor, Tensor]:
-    """The risk-coverage curve of accepting the images whose confidence [N] reaches each
-    distinct value, highest first: coverage (share accepted) and risk (share of those
-    accepted that ``correct`` [N] bool marks wrong), both [T] float64 in [0, 1]."""
+    """Coverage and risk [T] (float64) of accepting images down to each distinct confidence
+    [N] (ties together); risk: the share accepted that ``correct`` [N] marks wrong."""
     if len(confidence) == 0 or confidence.shape != correct.shape:
         raise ValueError(f"confidence and correct must be [N] with N >= 1, got shapes "
                          f"{tuple(confidence.shape)} and {tuple(correct.shape)}")  # fmt: skip
@@ -190,8 +121,7 @@ def risk_coverage(confidence: Tensor, correct: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def selective(confidence: Tensor, correct: Tensor) -> dict[str, float]:
-    """AURC (the risk averaged over coverage) and the risk at 80% and 90% coverage (the
-    first threshold that accepts that share), all %, of confidence [N] and correct [N]."""
+    """AURC and the risk at 80% and 90% coverage (%), of confidence [N] and correct [N]."""
     coverage, risk = risk_coverage(confidence, correct)
     steps = torch.diff(coverage, prepend=coverage.new_zeros(1))
     out = {"aurc": 100.0 * float((steps * risk).sum())}
@@ -200,23 +130,10 @@ def selective(confidence: Tensor, correct: Tensor) -> dict[str, float]:
     return out
 
 
-# ------------------------------------------------------------------------- out-sets
-
-
 @dataclass(frozen=True)
 class OutSet:
-    """One out-of-distribution set.
-
-    Attributes:
-        name: the record's ``outset`` ("svhn").
-        title: its name in tables ("SVHN").
-        distance: "near", "far" or "noise".
-        load: ``load(root, download) -> ImageSet`` of its images (uint8, at their own
-            size; ``classes`` named as ``overlaps`` names them); None for noise.
-        on_disk: ``on_disk(root) -> bool``.
-        overlaps: in-set dataset name -> {out-set class: the in-set class it shows}, for
-            each in-set checked; None: no classes (noise).
-    """
+    """An out-set: ``load(root, download)`` (None: noise), and ``overlaps``: per in-set
+    checked, {out-set class: the in-set class it shows}."""
 
     name: str
     title: str
@@ -227,10 +144,7 @@ class OutSet:
 
 
 def _svhn(root: Path, download: bool) -> ImageSet:
-    """SVHN's test split through torchvision (``root/svhn/test_32x32.mat``; it checks the
-    file's MD5 whenever it opens it); digit 0, stored as label 10, is label 0."""
-    from torchvision.datasets import SVHN
-
+    """SVHN's test split (torchvision checks its MD5); digit 0 is label 0."""
     try:
         data = SVHN(str(root / "svhn"), split="test", download=download)
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted."
@@ -244,44 +158,26 @@ def _svhn(root: Path, download: bool) -> ImageSet:
     return ImageSet(images, labels, tuple("0123456789"))
 
 
-def _cifar100(root: Path, download: bool) -> ImageSet:
-    return load_dataset("cifar100", root, download=download).test
-
-
 def _tinyimagenet(root: Path, download: bool) -> ImageSet:
-    """Tiny ImageNet's validation images (``val/images``, ``val/val_annotations.txt``),
-    classes named by wnid. Only they are decoded (not the 100,000 training images the
-    dataset's loader caches), and nothing is written beside them: the folder may be
-    read-only."""
+    """Tiny ImageNet's validation images, classes named by wnid; writes nothing."""
     if download:
         download_tinyimagenet(root)
     wnids = tinyimagenet_classes(root)[0]
     notes = root / "tiny-imagenet-200" / "val" / "val_annotations.txt"
     if not notes.is_file():
-        raise DatasetMissingError(
-            f"{notes} is missing: Tiny ImageNet is incomplete. Fix: `regionmix download "
-            f"tinyimagenet --data-dir {root}`."
-        )
+        raise DatasetMissingError(f"{notes} is missing: Tiny ImageNet is incomplete. Fix: "
+                                  f"`regionmix download tinyimagenet --data-dir {root}`."
+                                  )  # fmt: skip
     rows = [line.split("\t")[:2] for line in notes.read_text().splitlines() if line.strip()]
     images = read_jpegs([notes.parent / "images" / name for name, _ in rows], progress=False)
     index = {wnid: i for i, wnid in enumerate(wnids)}
     return ImageSet(images, torch.tensor([index[w] for _, w in rows]), tuple(wnids))
 
 
-def _uniform(n: int, size: tuple[int, int], generator: torch.Generator) -> Tensor:
-    return torch.randint(0, 256, (n, 3, *size), dtype=torch.uint8, generator=generator)
-
-
-def _gaussian(n: int, size: tuple[int, int], generator: torch.Generator) -> Tensor:
-    """N(0.5, 1) per pixel, clipped to [0, 1], as ODIN draws it (Liang et al., 2018)."""
-    noise = 0.5 + torch.randn((n, 3, *size), generator=generator)
-    return (noise.clamp(0, 1) * 255).round().to(torch.uint8)
-
-
-_NOISE = {"uniform": _uniform, "gaussian": _gaussian}
 _NONE = {name: {} for name in (*_CIFAR10_LIKE, "shapes")}  # checked: no class in common
 OUTSETS = {
-    "cifar100": OutSet("cifar100", "CIFAR-100", "near", _cifar100,
+    "cifar100": OutSet("cifar100", "CIFAR-100", "near",
+                       lambda root, dl: load_dataset("cifar100", root, download=dl).test,
                        lambda root: is_on_disk("cifar100", root), _NONE),
     "tinyimagenet": OutSet(
         "tinyimagenet", "Tiny ImageNet", "near", _tinyimagenet,
@@ -303,18 +199,13 @@ def _outset(name: str) -> OutSet:
 
 
 def available_outsets(root=None) -> tuple[str, ...]:
-    """The out-sets on disk under the data folder ``root`` (noise always)."""
+    """The out-sets on disk under ``root`` (noise always)."""
     return tuple(n for n, s in OUTSETS.items() if s.on_disk(data_root(root)))
 
 
 def load_outset(name: str, root=None, download: bool = False) -> ImageSet:
-    """A real out-set's images as they are stored (uint8 [N, 3, H, W]), labels and class
-    names; ``download`` fetches a missing one (torchvision's MD5-checked downloaders;
-    Tiny ImageNet's zip).
-
-    Raises:
-        ValueError: an unknown or a noise out-set. DatasetMissingError: not on disk.
-    """
+    """A real out-set as stored (uint8 [N, 3, H, W]). ValueError: unknown or noise;
+    DatasetMissingError: not on disk (and not ``download``)."""
     spec = _outset(name)
     if spec.load is None:
         raise ValueError(f"outset {name!r} is noise, made by out_images, not loaded")
@@ -323,8 +214,7 @@ def load_outset(name: str, root=None, download: bool = False) -> ImageSet:
 
 @dataclass(frozen=True)
 class OutImages:
-    """The out-images of one record: uint8 [M, 3, H, W], their indices [M] in the
-    out-set, and how many of its images were dropped as showing an in-set class."""
+    """Out-images [M, 3, H, W], indices [M] in the out-set, images dropped as overlap."""
 
     images: Tensor
     index: Tensor
@@ -333,27 +223,28 @@ class OutImages:
 
 def out_images(name: str, dataset: str, size: tuple[int, int], n_out: int, out_seed: int = 0,
                root=None) -> OutImages:  # fmt: skip
-    """``n_out`` images of out-set ``name`` (all where fewer are left) for a run on
-    ``dataset``, at ``size`` (H, W): a class-stratified sample fixed by ``out_seed`` of
-    its images that show no class of ``dataset`` (resized, bilinear and antialiased), or
-    noise drawn from ``out_seed``.
+    """``n_out`` images (uint8 [M, 3, H, W] at ``size``) of out-set ``name`` showing no
+    class of ``dataset``: stratified by ``out_seed``, resized antialiased; or noise.
 
     Raises:
-        ValueError: an unknown out-set, n_out < 1, or an out-set not checked for class
-            overlap with ``dataset``. DatasetMissingError: a real out-set not on disk.
+        ValueError: an unknown out-set, n_out < 1, or one not checked against ``dataset``.
+        DatasetMissingError: a real out-set not on disk.
     """
     spec = _outset(name)
     if not isinstance(n_out, int) or n_out < 1:
         raise ValueError(f"n_out must be an integer >= 1, got {n_out!r}")
     if spec.load is None:
         generator = torch.Generator().manual_seed(out_seed)
-        return OutImages(_NOISE[name](n_out, tuple(size), generator), torch.arange(n_out), 0)
+        shape = (n_out, 3, *size)
+        if name == "uniform":
+            noise = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+        else:  # N(0.5, 1) per pixel, clipped to [0, 1], as ODIN draws it (Liang et al., 2018)
+            noise = ((0.5 + torch.randn(shape, generator=generator)).clamp(0, 1) * 255).round()
+        return OutImages(noise.to(torch.uint8), torch.arange(n_out), 0)
     if dataset not in spec.overlaps:
-        raise ValueError(
-            f"outset {name!r} was not checked for classes in common with the run's dataset "
-            f"{dataset!r} (checked: {sorted(spec.overlaps)}); an out-set that may show the "
-            "in-set's classes is refused: declare its overlap in OutSet.overlaps"
-        )
+        raise ValueError(f"outset {name!r} was not checked for classes in common with the "
+                         f"run's dataset {dataset!r} (checked: {sorted(spec.overlaps)}): "
+                         "declare its overlap in OutSet.overlaps")  # fmt: skip
     data = load_outset(name, root)
     shown = [i for i, c in enumerate(data.classes) if c in spec.overlaps[dataset]]
     kept = (~torch.isin(data.labels, torch.tensor(shown, dtype=torch.long))).nonzero()[:, 0]
@@ -365,20 +256,14 @@ def out_images(name: str, dataset: str, size: tuple[int, int], n_out: int, out_s
     return OutImages(images, index, len(data) - len(kept))
 
 
-# ------------------------------------------------------------------------- evaluating
-
-
 def ood_outcome(model: nn.Module, images: Tensor, labels: Tensor, *, outset: str, n_out: int,
                 out_seed: int, run: Run, data_dir=None) -> Outcome:  # fmt: skip
-    """The evaluation's ``compute``: the model (eval mode) on the test images [N, 3, H, W]
-    in [0, 1] with labels [N] and on ``out_images(outset, ...)``; every measure and the
-    per-image values the module docstring lists."""
-    from regionmix_utils.evaluation.calibration import predict_logits
-
+    """The model on the test images [N, 3, H, W] and ``out_images``: ``MEASURES``, logits,
+    every score of every image (``in.msp``, ``out.energy``), ``out.index``, ``out.logits``."""
     out = out_images(outset, run.config.dataset, tuple(images.shape[-2:]), n_out, out_seed,
                      data_dir)  # fmt: skip
-    in_logits = predict_logits(model, images).cpu()
-    out_logits = predict_logits(model, out.images.to(images.device).float() / 255).cpu()
+    in_logits = predictions(model, images)[1].cpu()
+    out_logits = predictions(model, out.images.to(images.device).float() / 255)[1].cpu()
     predicted = in_logits.argmax(1)
     correct = predicted == labels.cpu()
     inside, outside = scores(in_logits), scores(out_logits)
@@ -400,39 +285,24 @@ OOD = Evaluation(
     rerun="regionmix evaluate --kind ood --setting outset=svhn n_out=2000 out_seed=0",
     compute=ood_outcome, context=True,
 )  # fmt: skip
-# Not yet among the registry's built-in evaluations: ``regionmix table`` fails on a
-# registered kind with settings of its own (keys) while no run holds a record of it.
 register_evaluation(OOD)
 
 
 def evaluate_ood(run: Run, outset: str, n_out: int = 2000, out_seed: int = 0,
                  n_images: int | None = None, data_dir=None,
                  device: str | torch.device = "cpu") -> tuple[dict, Predictions]:  # fmt: skip
-    """A finished run against ``outset``: the record and its per-image values, stored in
-    the run (``registry.evaluate``, which reuses a stored one) or, for a results bundle's
-    read-only copy of a run, measured in memory the same way and not stored."""
-    settings = {"outset": outset, "n_out": n_out, "out_seed": out_seed}
-    if (run.path / EXPORTED).exists():
-        return measure(run, KIND, n_images, data_dir, device, **settings)
-    record = evaluate(run, KIND, n_images, data_dir, device, **settings)
-    return record, run.predictions(evaluation_settings(record))
+    """A run against ``outset``: record and per-image values, stored (not for a bundle's)."""
+    return measure(run, KIND, n_images, data_dir, device, not (run.path / EXPORTED).exists(),
+                   outset=outset, n_out=n_out, out_seed=out_seed)  # fmt: skip
 
 
 def evaluate_runs(runs: list[Run], outsets: tuple[str, ...], n_out: int = 2000,
                   out_seed: int = 0, n_images: int | None = None, data_dir=None,
                   device: str | torch.device = "cpu") -> dict[str, list[tuple]]:  # fmt: skip
-    """Each run against each out-set (``evaluate_ood``), keyed by the run's method as
-    tables head it ("Region Mixup (k=2)"; with its seed where two runs share a method).
-
-    Returns:
-        label -> the run's ``(record, predictions)``, one per out-set in ``outsets`` order.
-    """
-    from regionmix_utils.methods import get_method
-
-    labels = [
-        get_method(r.config.method).table_label(r.config.settings(), r.config.settings())
-        for r in runs
-    ]  # only the settings its tables always show
+    """Method label ("Region Mixup (k=2)", with the seed where two share one) -> a
+    ``(record, predictions)`` per out-set (``evaluate_ood``)."""
+    labels = [get_method(r.config.method).table_label(r.config.settings(), r.config.settings())
+              for r in runs]  # fmt: skip
     labels = [f"{label}, seed {r.config.seed}" if labels.count(label) > 1 else label
               for label, r in zip(labels, runs, strict=True)]  # fmt: skip
     return {label: [evaluate_ood(run, o, n_out, out_seed, n_images, data_dir, device)
@@ -440,10 +310,9 @@ def evaluate_runs(runs: list[Run], outsets: tuple[str, ...], n_out: int = 2000,
 
 
 def ood_table(records: dict[str, list[dict]]) -> pd.DataFrame:
-    """Label (a method) -> its "ood" records, one per out-set, as one table: a row per
-    method and score; per out-set its AUROC and FPR at 95% TPR, then the test set's AURC
-    and error at 90% coverage (%, one decimal)."""
-    import pandas as pd
+    """Method label -> its "ood" records as a table, a row per method and score: AUROC and
+    FPR95 per out-set, AURC and error at 90% coverage (%)."""
+    import pandas as pd  # heavy: only the table needs it
 
     rows = []
     for label, found in records.items():
@@ -459,9 +328,8 @@ def ood_table(records: dict[str, list[dict]]) -> pd.DataFrame:
 
 
 def ood_summary(table: pd.DataFrame) -> str:
-    """One sentence that reads ``ood_table``'s table: by MSP, which method separates each
-    out-set best and worst (AUROC below 50%: more confident on it than on the test
-    images), and which has the lowest and highest AURC."""
+    """One sentence on ``ood_table``: by MSP, the best and worst method per out-set, and
+    the lowest and highest AURC."""
     msp = table.xs("msp", level="score")
     parts = []
     for column in [c for c in msp.columns if c.endswith(" AUROC")]:
@@ -475,8 +343,7 @@ def ood_summary(table: pd.DataFrame) -> str:
 
 
 def stored_scores(predictions: Predictions, score: str = "msp") -> dict[str, np.ndarray]:
-    """From a record's per-image values: the in- and out-images' ``score`` ("in", "out")
-    and whether each test image is classified right ("correct")."""
+    """A record's in- and out-images' ``score`` ("in", "out") and "correct" per image."""
     arrays = predictions.arrays
     return {"in": arrays[f"in.{score}"], "out": arrays[f"out.{score}"],
             "correct": predictions.correct()}  # fmt: skip

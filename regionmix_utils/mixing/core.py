@@ -1,11 +1,5 @@
-"""Shared machinery of the mixing methods: results and parameters, argument checks,
-tiles, the partner gather, Beta and permutation sampling, and soft-target mixing.
-
-Tile row i spans image rows ``(i * H) // gh`` to ``((i + 1) * H) // gh``; columns
-likewise. The application is vectorised: one gather of partner pixels through a
-per-pixel partner map and one lerp with a per-pixel lambda map, so the number of
-kernels does not grow with the number of tiles.
-"""
+"""Equation 1 and the mixup family on batches: settings, checks, parameters, and the three
+kernels (``apply_*``: one region gather-and-blend, one mask blend, one resized paste)."""
 
 from __future__ import annotations
 
@@ -13,7 +7,7 @@ import functools
 import itertools
 import math
 import numbers
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,29 +15,209 @@ import numpy as np
 import torch
 from torch import Tensor
 
+LAM_MODES = ("batch", "sample")
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
+# torch's narrow floats that numpy has too: read as numpy scalars of the same precision.
+_NUMPY_OF_TORCH = {torch.float32: np.float32, torch.float16: np.float16}
+
+
+def plain_number(value: Any) -> Any:
+    """A numpy scalar, 0-d array or 0-d tensor as its Python number; else unchanged. A
+    narrow float becomes its shortest decimal (np.float32(0.4) -> 0.4), as folders print."""
+    if isinstance(value, torch.Tensor) and value.ndim == 0:
+        narrow = _NUMPY_OF_TORCH.get(value.dtype)
+        value = value.item() if narrow is None else narrow(value.item())
+    elif isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
+        return float(np.format_float_positional(value))
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _as_real(value: Any) -> float | None:
+    """``value`` as a Python float if it is a real number (numpy's too) and not a bool."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    return float(plain_number(value))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A parameter a method reads, declared once: its option, folder ``tag`` ("k" gives
+    ``k2``), table ``symbol`` and ``check``, the one validation. ``several``: a tuple;
+    ``unnamed``: left out of folder names; low/high inclusive, ``above`` exclusive bounds."""
+
+    help: str = ""
+    tag: str = ""
+    symbol: str = ""
+    type: Callable[[str], Any] = float
+    several: bool = False
+    unnamed: Any = None
+    default: Any = None
+    low: float | None = None
+    high: float | None = None
+    above: float | None = None
+    choices: tuple | None = None
+
+    def format(self, value: Any, sep: str = ".") -> str:
+        """``1`` for 1.0, ``0.4``; a tuple joined by ``sep`` (``1.2.4``)."""
+        if isinstance(value, (tuple, list)):
+            return sep.join(self.format(v) for v in value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    def allowed(self) -> str:
+        """In words: "an integer >= 1", "one of ('batch', 'sample')"."""
+        if self.choices is not None:
+            return f"one of {self.choices}"
+        noun = "integer" if self.type is int else "number"
+        if self.above == 0 and self.low is None and self.high is None:
+            return f"a positive finite {noun}" + ("s" if self.several else "")
+        bounds = f" > {self.above:g}" if self.above is not None else ""
+        if self.low is not None and self.high is not None:
+            bounds += f" in [{self.low:g}, {self.high:g}]"
+        elif self.low is not None or self.high is not None:
+            bounds += f" >= {self.low:g}" if self.high is None else f" <= {self.high:g}"
+        if self.several:
+            return f"a non-empty tuple of {noun}s{bounds}"
+        return f"{'an' if noun == 'integer' else 'a'} {noun}{bounds}"
+
+    def check(self, name: str, value: Any, strict: bool = False) -> Any:
+        """``value`` as this setting's type; ValueError naming ``name`` and what is allowed.
+        ``strict`` (the mixing functions): a bool, text or a float for an int is a TypeError;
+        otherwise (configs, command line) text is parsed and a whole float is an int."""
+        error = f"{name} must be {self.allowed()}, got {{!r}}"
+        try:
+            if self.several:
+                if isinstance(value, np.ndarray) and value.ndim == 1:
+                    value = tuple(value)
+                if not isinstance(value, (tuple, list)) or not value:
+                    raise TypeError
+                value = tuple(self._one(v, strict) for v in value)
+            else:
+                value = self._one(value, strict)
+        except (TypeError, ValueError):
+            raise (TypeError if strict else ValueError)(error.format(value)) from None
+        for v in value if self.several else (value,):
+            if not (
+                (self.choices is None or v in self.choices)
+                and (self.low is None or v >= self.low)
+                and (self.above is None or v > self.above)
+                and (self.high is None or v <= self.high)
+                and not (isinstance(v, float) and not math.isfinite(v))
+            ):
+                raise ValueError(error.format(value))
+        return value
+
+    def _one(self, value: Any, strict: bool) -> Any:
+        if self.type not in (int, float):
+            return value if strict else self.type(value)
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError
+        value = plain_number(value)
+        if strict and not isinstance(value, numbers.Integral if self.type is int else numbers.Real):
+            raise TypeError
+        if self.type is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError  # int(2.5) would quietly be 2
+        return self.type(value)
+
+
+# The settings several methods share, with the defaults ``TrainConfig`` takes: the paper's
+# k = 2; α = 1, what the mixup and CutMix papers use on CIFAR (the paper states none);
+# random grids of sides 1, 2, 4; one λ per tile (Algorithm 1).
+SETTINGS: dict[str, Setting] = {
+    "k": Setting("tiles per side of the grid", "k", "k", int, default=2, low=1),
+    "alpha": Setting("Beta(α, α) concentration of λ", "a", "α", float, default=1.0, above=0),
+    "sides": Setting("grid sides drawn per batch, for rows and columns", "s", "sides", int,
+                     several=True, default=(1, 2, 4), low=1),
+    "lam_mode": Setting("λ per tile ('batch', Algorithm 1) or per tile and sample ('sample')",
+                        "lam", "λ per", str, unnamed="batch", default="batch",
+                        choices=LAM_MODES),
+}  # fmt: skip
+_COUNT = Setting(type=int, low=1)
+
+
+def check_count(value: Any, name: str) -> int:
+    """``value`` as a Python int >= 1 (numpy's too, not a bool); TypeError, ValueError."""
+    return _COUNT.check(name, value, strict=True)
+
+
+def check_fraction(value: Any, name: str, high: float = 1.0) -> float:
+    """``value`` as a Python float in [0, high]; TypeError, ValueError."""
+    return Setting(type=float, low=0.0, high=high).check(name, value, strict=True)
+
+
+def check_setting(name: str, value: Any) -> Any:
+    """A shared setting (``SETTINGS``), strictly checked."""
+    return SETTINGS[name].check(name, value, strict=True)
+
+
+def check_images(images: Tensor) -> None:
+    """[B, C, H, W] floating point, B >= 1; TypeError or ValueError otherwise."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor [B, C, H, W], got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"images must be 4-D [B, C, H, W], got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be floating point (float32, float16, bfloat16 or "
+                        f"float64), got {images.dtype}; convert uint8 images by "
+                        "images.float() / 255")  # fmt: skip
+    if images.shape[0] < 1:
+        raise ValueError("images must hold at least one sample, got batch size 0")
+
+
+def check_generator(generator: torch.Generator | None, device: torch.device | None = None) -> None:
+    """None, or a torch.Generator on the CPU or on ``device``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
+    if generator is not None and device is not None and generator.device.type not in (
+        "cpu", device.type):  # fmt: skip
+        raise ValueError(f"generator must live on the CPU or on the images' device ({device}), "
+                         f"got a generator on {generator.device}")  # fmt: skip
+
+
+def _labels(labels: Tensor, batch_size: int, num_classes: int | None, validate: bool) -> Tensor:
+    """int64 indices [B] or float soft targets [B, K], checked if ``validate``."""
+    if not validate:
+        return labels.long() if labels.ndim == 1 else labels
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.shape[:1] != (batch_size,):
+        raise ValueError(f"labels must have one entry per image (batch size {batch_size}), "
+                         f"got labels of shape {tuple(labels.shape)}")  # fmt: skip
+    if labels.ndim == 1:
+        if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
+            raise TypeError(f"labels of shape [B] must be integer class indices, got "
+                            f"{labels.dtype}; pass soft targets as floats "
+                            "[B, num_classes]")  # fmt: skip
+        if num_classes is None:
+            raise ValueError("num_classes is required when labels are class indices [B]")
+        check_count(num_classes, "num_classes")
+        low, high = torch.aminmax(labels)
+        if int(low) < 0 or int(high) >= num_classes:
+            raise ValueError(f"labels must lie in [0, num_classes - 1] = [0, {num_classes - 1}], "
+                             f"got values from {int(low)} to {int(high)}")  # fmt: skip
+        return labels.long()
+    if labels.ndim != 2:
+        raise ValueError("labels must be class indices [B] or soft targets [B, num_classes], "
+                         f"got shape {tuple(labels.shape)}")  # fmt: skip
+    if not labels.is_floating_point():
+        raise TypeError(f"labels of shape [B, num_classes] must be float soft targets, "
+                        f"got {labels.dtype}")  # fmt: skip
+    if num_classes is not None and labels.shape[1] != num_classes:
+        raise ValueError(f"labels have {labels.shape[1]} columns but num_classes={num_classes}; "
+                         "they must agree")  # fmt: skip
+    return labels
+
+
+# ------------------------------------------------------------------- results, parameters
 
 
 @dataclass(frozen=True)
 class MixedBatch:
-    """The result of a mixing call.
-
-    Attributes:
-        images: [B, C, H, W] mixed images; same dtype, device and memory format as the input.
-        targets: [B, num_classes] soft labels (float32, or float64 for float64 labels);
-            each row sums to 1 when the input labels do.
-        lam: [gh, gw] float32, the weight of x_A in each tile (CutMix: [1, 1], the share
-            of the image left unpasted); [gh, gw, B] when lambda is drawn per (tile,
-            sample) (``lam_mode="sample"``).
-        partners: [gh, gw, B] int64, the batch index of the partner of each sample in
-            each tile (CutMix: [1, 1, B]).
-        box: CutMix only: the pasted box as (top, left, bottom, right), bottom/right
-            exclusive; None for Region Mixup and Mixup.
-        edges: Region Mixup only: (row edges, column edges) of the tiles, gh + 1 and
-            gw + 1 pixel positions from 0 to H and W; tile (i, j) spans rows
-            [rows[i], rows[i + 1]) and columns [cols[j], cols[j + 1]).
-        mask: GridMix and FMix only: [H, W] float32, the weight of x_A at each pixel.
-    """
+    """images [B, C, H, W] (input's dtype, device, layout); targets [B, K] float32 (float64
+    for float64 labels); lam [gh, gw] float32 x_A weight per tile ([gh, gw, B] per sample;
+    [1, 1] true share for one-partner methods); partners [gh, gw, B] int64; box (top, left,
+    bottom, right), exclusive ends; tile edges (rows, columns); mask [H, W] float32."""
 
     images: Tensor
     targets: Tensor
@@ -56,15 +230,8 @@ class MixedBatch:
 
 @dataclass(frozen=True)
 class RegionParams:
-    """Random parameters of one Region Mixup call.
-
-    Attributes:
-        lam: [gh, gw] float32, lambda_j ~ Beta(alpha, alpha) for each tile; or
-            [gh, gw, B], one lambda per (tile, sample) (``lam_mode="sample"``).
-        partners: [gh, gw, B] int64; ``partners[i, j]`` is a permutation of the batch.
-        row_edges, col_edges: the tiles' edges (gh + 1 and gw + 1 increasing pixel
-            positions from 0 to H and W); None for the even grid of ``tile_bounds``.
-    """
+    """lam [gh, gw] (or [gh, gw, B]) float32, partners [gh, gw, B] int64 permutations, the
+    tile edges (None: even grid)."""
 
     lam: Tensor
     partners: Tensor
@@ -77,252 +244,56 @@ class RegionParams:
 
     def edges(self, height: int, width: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(row edges, column edges) for H x W images."""
-        gh, gw = self.grid
-        rows = self.row_edges if self.row_edges is not None else tile_bounds(height, gh)
-        cols = self.col_edges if self.col_edges is not None else tile_bounds(width, gw)
+        rows = self.row_edges if self.row_edges is not None else tile_bounds(height, self.grid[0])
+        cols = self.col_edges if self.col_edges is not None else tile_bounds(width, self.grid[1])
         return tuple(rows), tuple(cols)
 
 
 @dataclass(frozen=True)
 class CutMixParams:
-    """Random parameters of one CutMix call.
-
-    Attributes:
-        box: (top, left, bottom, right) of the pasted region, bottom/right exclusive.
-        partners: [B] int64 permutation of the batch: the image each sample's box comes from.
-        lam_drawn: the lambda drawn from Beta(alpha, alpha) before the box was clipped
-            to the image; the label weight uses the box's true area instead.
-    """
+    """The box (top, left, bottom, right), partners [B], the λ drawn before clipping."""
 
     box: tuple[int, int, int, int]
     partners: Tensor
     lam_drawn: float
 
 
-# ----------------------------------------------------------------------------- checks
+@dataclass(frozen=True)
+class MaskParams:
+    """mask [H, W] float32 weight of x_A per pixel (label weight: its mean), partners [B]."""
+
+    mask: Tensor
+    partners: Tensor
+    lam_drawn: float
 
 
-# torch's narrow float dtypes that numpy has too: their 0-d tensors are read as numpy
-# scalars of the same precision, so that ``plain_number`` rounds them as it rounds numpy's.
-_NUMPY_OF_TORCH = {torch.float32: np.float32, torch.float16: np.float16}
+@dataclass(frozen=True)
+class ResizeParams:
+    """The box, partners [B], the drawn side ratio tau."""
+
+    box: tuple[int, int, int, int]
+    partners: Tensor
+    scale: float
 
 
-def plain_number(value: Any) -> Any:
-    """A numpy scalar, 0-d array or 0-d tensor as the Python number it holds
-    (np.int64(3) -> 3, np.bool_(True) -> True); anything else unchanged.
-
-    A float narrower than float64 (float32, float16) becomes the shortest decimal that
-    reads back as the same value at its own precision: np.float32(0.4) -> 0.4, not
-    0.4000000059604645. A float32 is the nearest float32 to the decimal that was meant,
-    and that decimal is what a run's folder name and a table label print; widening it
-    bit for bit would give a setting equal to neither 0.4 nor anything a user wrote.
-    """
-    if isinstance(value, torch.Tensor) and value.ndim == 0:
-        narrow = _NUMPY_OF_TORCH.get(value.dtype)
-        value = value.item() if narrow is None else narrow(value.item())
-    elif isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value[()]
-    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
-        return float(np.format_float_positional(value))
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _as_real(value: Any) -> float | None:
-    """``value`` as a Python float (``plain_number``) if it is a real number, numpy's
-    too, and not a bool; else None."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    return float(plain_number(value))
-
-
-def _check_real(value: Any, name: str, allowed: str) -> float:
-    """``value`` as a Python float (``_as_real``). Raises TypeError naming ``name`` and
-    what is ``allowed``."""
-    number = _as_real(value)
-    if number is None:
-        raise TypeError(f"{name} must be {allowed}, got {value!r}")
-    return number
-
-
-def _check_alpha(alpha: float) -> float:
-    alpha = _check_real(alpha, "alpha", "a positive finite number")
-    if not math.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"alpha must be a positive finite number (alpha > 0), got {alpha}")
-    return alpha
-
-
-def _check_positive_int(value: int, name: str) -> int:
-    """``value`` as a Python int: any integer, numpy's too, but not a bool; >= 1."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= 1, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value}")
-    return int(value)
-
-
-def _resolve_grid(k: int, grid: tuple[int, int] | None) -> tuple[int, int]:
-    """(gh, gw) from k or an explicit grid; the grid, when given, replaces k."""
-    if grid is None:
-        k = _check_positive_int(k, "k")
-        return (k, k)
-    if not isinstance(grid, (tuple, list)) or len(grid) != 2:
-        raise TypeError(f"grid must be a pair (gh, gw) of integers >= 1, got {grid!r}")
-    return (_check_positive_int(grid[0], "grid[0]"), _check_positive_int(grid[1], "grid[1]"))
-
-
-def _check_grid_fits(grid: tuple[int, int], height: int, width: int, k_given: bool) -> None:
-    gh, gw = grid
-    if gh > height or gw > width:
-        if k_given:
-            raise ValueError(
-                f"k must be between 1 and min(H, W) = {min(height, width)} for "
-                f"{height}x{width} images, got k={gh}"
-            )
-        raise ValueError(
-            f"grid must fit the {height}x{width} images (1 <= gh <= {height}, "
-            f"1 <= gw <= {width}), got grid={grid}"
-        )
-
-
-def _check_edges(edges: tuple, grid: tuple[int, int], height: int, width: int) -> None:
-    for name, axis, parts, size in (("row_edges", edges[0], grid[0], height),
-                                    ("col_edges", edges[1], grid[1], width)):  # fmt: skip
-        if (
-            len(axis) != parts + 1 or axis[0] != 0 or axis[-1] != size
-            or any(b <= a for a, b in itertools.pairwise(axis))
-        ):  # fmt: skip
-            raise ValueError(
-                f"params.{name} must be {parts + 1} increasing pixel positions from 0 to "
-                f"{size} (every tile at least one pixel), got {tuple(axis)}"
-            )
-
-
-LAM_MODES = ("batch", "sample")
-
-
-def _check_box(box: tuple[int, int, int, int], height: int, width: int) -> None:
-    """A pasted box (top, left, bottom, right), bottom/right exclusive, inside the image."""
-    top, left, bottom, right = box
-    if not (0 <= top <= bottom <= height and 0 <= left <= right <= width):
-        raise ValueError(
-            f"params.box must lie inside the {height}x{width} image with top <= bottom "
-            f"and left <= right, got {box}"
-        )
-
-
-def _check_one_partner(partners: Tensor, batch_size: int) -> None:
-    """The [B] partners of a method with one partner per sample."""
-    if partners.shape != (batch_size,):
-        raise ValueError(
-            f"params.partners must have shape (B,) = ({batch_size},), got {tuple(partners.shape)}"
-        )
-
-
-def _check_lam_mode(lam_mode: str) -> str:
-    if lam_mode not in LAM_MODES:
-        raise ValueError(f"lam_mode must be one of {LAM_MODES}, got {lam_mode!r}")
-    return lam_mode
-
-
-def _check_images(images: Tensor) -> None:
-    if not isinstance(images, Tensor):
-        raise TypeError(f"images must be a torch.Tensor [B, C, H, W], got {type(images).__name__}")
-    if images.ndim != 4:
-        raise ValueError(f"images must be 4-D [B, C, H, W], got shape {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise TypeError(
-            f"images must be floating point (float32, float16, bfloat16 or float64), "
-            f"got {images.dtype}; convert uint8 images with images.float() / 255 first"
-        )
-    if images.shape[0] < 1:
-        raise ValueError("images must hold at least one sample, got batch size 0")
-
-
-def _check_generator(generator: torch.Generator | None, device: torch.device) -> None:
-    if generator is None:
-        return
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
-    if generator.device.type not in ("cpu", device.type):
-        raise ValueError(
-            f"generator must live on the CPU or on the images' device ({device}), "
-            f"got a generator on {generator.device}"
-        )
-
-
-def _labels_to_targets(
-    labels: Tensor, batch_size: int, num_classes: int | None, validate: bool = True
-) -> Tensor:
-    """Checked labels: int64 indices [B] or float soft targets [B, num_classes].
-
-    ``validate=False`` skips every check, the label range among them, which reads the
-    labels back from the device (a host-device sync on a GPU).
-    """
-    if not validate:
-        return labels.long() if labels.ndim == 1 else labels
-    if not isinstance(labels, Tensor):
-        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
-    if labels.shape[:1] != (batch_size,):
-        raise ValueError(
-            f"labels must have one entry per image (batch size {batch_size}), "
-            f"got labels of shape {tuple(labels.shape)}"
-        )
-    if labels.ndim == 1:
-        if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
-            raise TypeError(
-                f"labels of shape [B] must be integer class indices, got {labels.dtype}; "
-                "pass soft targets as a float tensor [B, num_classes]"
-            )
-        if num_classes is None:
-            raise ValueError("num_classes is required when labels are class indices [B]")
-        _check_positive_int(num_classes, "num_classes")
-        low, high = torch.aminmax(labels)
-        if int(low) < 0 or int(high) >= num_classes:
-            raise ValueError(
-                f"labels must lie in [0, num_classes - 1] = [0, {num_classes - 1}], "
-                f"got values from {int(low)} to {int(high)}"
-            )
-        return labels.long()
-    if labels.ndim == 2:
-        if not labels.is_floating_point():
-            raise TypeError(
-                f"labels of shape [B, num_classes] must be float soft targets, got {labels.dtype}"
-            )
-        if num_classes is not None and labels.shape[1] != num_classes:
-            raise ValueError(
-                f"labels have {labels.shape[1]} columns but num_classes={num_classes}; "
-                "they must agree"
-            )
-        return labels
-    raise ValueError(
-        f"labels must be class indices [B] or soft targets [B, num_classes], "
-        f"got shape {tuple(labels.shape)}"
-    )
-
-
-# ------------------------------------------------------------------------------ tiles
+# ------------------------------------------------------------------------------- tiles
 
 
 def tile_bounds(size: int, parts: int) -> list[int]:
-    """Edges of ``parts`` tiles along an axis of ``size`` pixels: tile i is [e[i], e[i+1])."""
+    """Edges of ``parts`` tiles along ``size`` pixels: tile i is [e[i], e[i + 1])."""
     return [(i * size) // parts for i in range(parts + 1)]
 
 
-def tile_areas(
-    height: int, width: int, grid: tuple[int, int], edges: tuple | None = None
-) -> Tensor:
-    """[gh, gw] float64 area fraction a_j of each tile (sums to 1): of the even grid, or
-    of the tiles between ``edges`` = (row edges, column edges)."""
+def tile_areas(height: int, width: int, grid: tuple[int, int],
+               edges: tuple | None = None) -> Tensor:  # fmt: skip
+    """[gh, gw] float64 area fraction of each tile (even grid, or between ``edges``)."""
     rows, cols = edges or (tile_bounds(height, grid[0]), tile_bounds(width, grid[1]))
     sizes_h = torch.tensor(rows, dtype=torch.float64).diff()
-    sizes_w = torch.tensor(cols, dtype=torch.float64).diff()
-    return torch.outer(sizes_h, sizes_w) / (height * width)
+    return torch.outer(sizes_h, torch.tensor(cols, dtype=torch.float64).diff()) / (height * width)
 
 
 def tile_index(edges: tuple[int, ...], device: torch.device | None = None) -> Tensor:
-    """[size] int64: the tile each pixel row (or column) belongs to, for tile edges
-    0 = e_0 < ... < e_n = size. Built on the CPU; on another ``device`` it is sent
-    without blocking."""
+    """[size] int64: the tile of each pixel row (or column)."""
     sizes = torch.tensor([b - a for a, b in itertools.pairwise(edges)])
     index = torch.repeat_interleave(torch.arange(len(sizes)), sizes)
     return index if device is None else _to_device(index, torch.device(device))
@@ -330,74 +301,37 @@ def tile_index(edges: tuple[int, ...], device: torch.device | None = None) -> Te
 
 @dataclass(frozen=True)
 class _TilePlan:
-    """Index tensors for one (image shape, tile edges, layout, device); built once, cached.
-
-    The partner image is copied in runs of ``run`` contiguous pixels along each image
-    row: ``run`` is the gcd of the column-tile edges, so every run lies inside one tile
-    column (run = W // gw when gw divides W, 1 in the worst case).
-    """
+    """Index tensors of one (shape, edges, layout, device). Partners are copied in runs of
+    ``run`` = gcd(column edges) pixels, so each run lies in one tile column."""
 
     row_tile: Tensor  # [H] tile row of each pixel row
     run_tile: Tensor  # [W // run] tile column of each run
-    pixel_tile: Tensor  # [H, W] flat tile id (i * gw + j) of each pixel
-    run_offset: Tensor  # [C, H, R] (NCHW) or [H, R] (NHWC): row of each run within one image
+    pixel_tile: Tensor  # [H, W] flat tile id (i * gw + j)
+    run_offset: Tensor  # [C, H, R] (NCHW) or [H, R] (NHWC) int32: each run's row in an image
     area: Tensor  # [gh * gw] float64 area fractions
     run: int
 
 
-# Plans kept per process. An even grid needs one plan per image shape and layout; a
-# random grid (``random_region_mixup``) one per distinct draw of its tile edges. 512
-# plans of 64x64 images hold about 17 MB of index tensors on the device. A random grid
-# drawn again after its plan left the cache is planned again: a few microseconds on the
-# CPU and one copy that does not block.
-_PLAN_CACHE_SIZE = 512
-
-
-@functools.lru_cache(maxsize=_PLAN_CACHE_SIZE)
-def _tile_plan(
-    channels: int,
-    height: int,
-    width: int,
-    edges: tuple[tuple[int, ...], tuple[int, ...]],
-    channels_last: bool,
-    device: torch.device,
-) -> _TilePlan:
-    """The ``_TilePlan`` of one grid, built on the CPU and sent to ``device`` as one
-    packed buffer without blocking: a miss costs no host-device sync (a blocking copy
-    would wait for the GPU's queue). Cached per distinct (shape, edges, layout, device).
-    """
+# One plan per grid and layout: 512 plans of 64x64 images hold about 17 MB.
+@functools.lru_cache(maxsize=512)
+def _tile_plan(channels: int, height: int, width: int, edges: tuple, channels_last: bool,
+               device: torch.device) -> _TilePlan:  # fmt: skip
+    """Built on the CPU, sent as one packed non-blocking buffer: no sync."""
     row_edges, col_edges = edges
-    gh, gw = len(row_edges) - 1, len(col_edges) - 1
-    run = math.gcd(*col_edges)
+    gw, run = len(col_edges) - 1, math.gcd(*col_edges)
     row_tile, col_tile = tile_index(row_edges), tile_index(col_edges)
-    area = tile_areas(height, width, (gh, gw), edges).flatten()
+    area = tile_areas(height, width, (len(row_edges) - 1, gw), edges).flatten()
     parts = (row_tile, col_tile[::run], (row_tile[:, None] * gw + col_tile[None, :]).flatten())
     # float64 areas travel as their bit patterns in the same int64 buffer: one copy.
     packed = _to_device(torch.cat([*parts, area.view(torch.int64)]), device)
     pieces = packed.split([p.numel() for p in parts] + [area.numel()])
-    return _TilePlan(
-        row_tile=pieces[0],
-        run_tile=pieces[1],
-        pixel_tile=pieces[2].view(height, width),
-        run_offset=_run_offsets(channels, height, width // run, channels_last, device),
-        area=pieces[3].view(torch.float64),
-        run=run,
-    )
-
-
-@functools.lru_cache(maxsize=16)
-def _run_offsets(
-    channels: int, height: int, runs_per_row: int, channels_last: bool, device: torch.device
-) -> Tensor:
-    """[C, H, R] (NCHW) or [H, R] (NHWC) int32: each run's row within one image. Cached
-    apart from the tiles: random grids share it whenever their runs have the same length."""
-    shape = (height, runs_per_row) if channels_last else (channels, height, runs_per_row)
-    return torch.arange(math.prod(shape), device=device, dtype=torch.int32).view(shape)
+    shape = (height, width // run) if channels_last else (channels, height, width // run)
+    offsets = torch.arange(math.prod(shape), device=device, dtype=torch.int32).view(shape)
+    return _TilePlan(pieces[0], pieces[1], pieces[2].view(height, width), offsets,
+                     pieces[3].view(torch.float64), run)  # fmt: skip
 
 
 def _to_device(tensor: Tensor, device: torch.device) -> Tensor:
-    """``tensor`` on ``device``. Parameters drawn on the CPU go to a GPU without blocking:
-    a blocking copy would wait for the GPU's queue (a sync in every training step)."""
     return tensor.to(device, non_blocking=tensor.device.type == "cpu")
 
 
@@ -406,169 +340,173 @@ def _is_channels_last(images: Tensor) -> bool:
 
 
 def _gather_partners(images: Tensor, partners: Tensor, plan: _TilePlan) -> Tensor:
-    """[B, C, H, W] partner image: each tile's pixels taken from that tile's partner.
-
-    Args:
-        images: [B, C, H, W], contiguous or channels_last.
-        partners: [gh, gw, B] int64 on the images' device.
-    Returns:
-        out[b, :, h, w] = images[partners[i(h), j(w), b], :, h, w], in the input's layout.
-    """
-    # [B, H, R]: partner of every run of every image row, by two gathers of contiguous
-    # rows (far cheaper than one 3-D gather, or a transposed result).
+    """[B, C, H, W]: out[b, :, h, w] = images[partners[i(h), j(w), b], :, h, w]."""
     batch = partners.shape[-1]
-    run_partner = (
-        partners.to(torch.int32).permute(2, 0, 1).contiguous()
-        .index_select(2, plan.run_tile).index_select(1, plan.row_tile)
-    )  # fmt: skip
+    # [B, H, R] partner of every run: two gathers of contiguous rows.
+    run_partner = (partners.to(torch.int32).permute(2, 0, 1).contiguous()
+                   .index_select(2, plan.run_tile).index_select(1, plan.row_tile))  # fmt: skip
     per_image = plan.run_offset.numel()
-    # int32 indices halve the index arithmetic's memory traffic; int64 for huge batches.
-    index_dtype = torch.int32 if batch * per_image < 2**31 else torch.int64
+    dtype = torch.int32 if batch * per_image < 2**31 else torch.int64  # int32: half the traffic
+    offsets = plan.run_offset.to(dtype)
     if _is_channels_last(images):
-        nhwc = images.permute(0, 2, 3, 1)  # contiguous view
-        rows = torch.add(plan.run_offset.to(index_dtype), run_partner.to(index_dtype),
-                         alpha=per_image).view(-1)  # fmt: skip
+        nhwc = images.permute(0, 2, 3, 1)
+        rows = torch.add(offsets, run_partner.to(dtype), alpha=per_image).view(-1)
         runs = nhwc.reshape(-1, plan.run * images.shape[1]).index_select(0, rows)
         return runs.view(nhwc.shape).permute(0, 3, 1, 2)
-    offsets = plan.run_offset.to(index_dtype).view(images.shape[1], -1)  # [C, H * R]
-    run_partner = run_partner.to(index_dtype).view(batch, 1, -1)
-    rows = torch.add(offsets, run_partner, alpha=per_image).view(-1)
-    # Runs of one pixel (uneven column tiles) go through the 1-D kernel: several times
-    # faster than index_select over rows of length 1.
+    rows = torch.add(offsets.view(images.shape[1], -1), run_partner.to(dtype).view(batch, 1, -1),
+                     alpha=per_image).view(-1)  # fmt: skip
+    # Runs of one pixel use the 1-D kernel: much faster than rows of length 1.
     source = images.view(-1) if plan.run == 1 else images.view(-1, plan.run)
     return source.index_select(0, rows).view(images.shape)
 
 
-# --------------------------------------------------------------------------- sampling
+# ----------------------------------------------------------------------------- kernels
 
 
-def sample_beta(
-    alpha: float, n: int, generator: torch.Generator | None = None, device=None
-) -> Tensor:
-    """[n] float32 samples of Beta(alpha, alpha), drawn from ``generator``.
-
-    Uses Beta(a, a) = G1 / (G1 + G2) with G1, G2 ~ Gamma(a), because
-    ``torch.distributions.Beta`` cannot take a generator. For alpha >= 1 the gamma draws
-    are used as they are. For alpha < 1 both draws underflow to 0 for a large share of
-    samples at small alpha (24% at alpha = 0.001), which would give lambda = 1/2 there;
-    so the draws are made in log space with the boost Gamma(a) = Gamma(a + 1) U^(1/a)
-    (Marsaglia & Tsang, "A simple method for generating gamma variables", 2000; numpy's
-    ``Generator.beta`` likewise works in log space, by Johnk's method, when both
-    parameters are below 1):
-
-        log G = log Gamma(a + 1) + log(U) / a,   lambda = sigmoid(log G1 - log G2),
-
-    which never underflows, and is exactly symmetric about 1/2.
-
-    Args:
-        alpha: concentration, > 0 (0.001 and below are exact).
-        n: number of samples.
-        generator: the source of randomness; samples are drawn on its device.
-        device: where to draw when no generator is given (default CPU).
-    Raises:
-        TypeError, ValueError: alpha is not a positive finite number.
-    """
-    alpha = _check_alpha(alpha)
-    device = generator.device if generator is not None else torch.device(device or "cpu")
-    concentration = torch.full((2, n), alpha, dtype=torch.float64, device=device)
-    if alpha >= 1:
-        gammas = torch._standard_gamma(concentration, generator=generator)
-        # Both draws are >= 0 and their sum is 0 with negligible probability for a >= 1.
-        total = gammas.sum(0).clamp_min_(torch.finfo(torch.float64).tiny)
-        return (gammas[0] / total).float()
-    boosted = torch._standard_gamma(concentration + 1, generator=generator)
-    # 1 - U lies in (0, 1]: its log is finite.
-    uniform = 1 - torch.rand(2, n, generator=generator, dtype=torch.float64, device=device)
-    log_gammas = boosted.log() + uniform.log() / alpha
-    return torch.sigmoid(log_gammas[0] - log_gammas[1]).float()
-
-
-_SHUFFLERS = threading.local()  # one numpy generator per thread, reseeded on every call
-
-
-def _shuffler(seed: int) -> np.random.Generator:
-    """A PCG64 numpy generator whose state is set from ``seed`` directly: a fresh
-    ``default_rng(seed)`` hashes the seed through a SeedSequence, which costs more than
-    the shuffle itself. The torch generator's draw already is a uniform 62-bit number."""
-    if not hasattr(_SHUFFLERS, "bits"):
-        _SHUFFLERS.bits = np.random.PCG64(0)
-        _SHUFFLERS.generator = np.random.Generator(_SHUFFLERS.bits)
-        _SHUFFLERS.state = _SHUFFLERS.bits.state
-    state = _SHUFFLERS.state
-    state["state"] = {"state": seed, "inc": _PCG_INCREMENT}
-    state["has_uint32"], state["uinteger"] = 0, 0
-    _SHUFFLERS.bits.state = state
-    return _SHUFFLERS.generator
-
-
-_PCG_INCREMENT = 0xDA3E39CB94B95BDB  # any odd increment; fixed, so the stream is the seed's
-
-
-def _permutations_by_shuffle(n: int, batch_size: int, generator: torch.Generator | None) -> Tensor:
-    """[n, batch_size] int64 CPU permutations: numpy's vectorised Fisher-Yates.
-
-    Seeded from the torch generator, so the result is a function of its state alone;
-    3-4x faster than sorting on the CPU.
-    """
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    rows = np.broadcast_to(np.arange(batch_size), (n, batch_size))
-    return torch.from_numpy(_shuffler(seed).permuted(rows, axis=1))
-
-
-def _permutations_by_sort(
-    n: int, batch_size: int, generator: torch.Generator | None, device
-) -> Tensor:
-    """[n, batch_size] int64 permutations as the argsort of float64 uniforms: one kernel
-    on a GPU (ties have probability ~2^-53)."""
-    keys = torch.rand(n, batch_size, generator=generator, device=device, dtype=torch.float64)
-    return keys.argsort(dim=1)
-
-
-def _random_permutations(
-    n: int, batch_size: int, generator: torch.Generator | None, device
-) -> Tensor:
-    """[n, batch_size] int64: n independent uniform permutations, with no loop over rows."""
-    device = torch.device(device or "cpu")
-    if device.type == "cpu":
-        return _permutations_by_shuffle(n, batch_size, generator)
-    return _permutations_by_sort(n, batch_size, generator, device)
-
-
-# --------------------------------------------------------------------------- applying
+def _blend(images: Tensor, partner_images: Tensor, weight: Tensor) -> Tensor:
+    """weight x_A + (1 - weight) x_B into ``partner_images``; half types in float32."""
+    if images.dtype in _HALF_DTYPES:
+        return partner_images.float().lerp_(images.float(), weight).to(images.dtype)
+    return partner_images.lerp_(images, weight.to(images.dtype))
 
 
 def _mix_targets(labels: Tensor, num_classes: int, weights: Tensor, partners: Tensor) -> Tensor:
-    """Soft targets y~[b] = weights[0] y[b] + sum_t weights[t + 1] y[partners[t, b]].
-
-    Args:
-        labels: int64 class indices [B] or float targets [B, K].
-        weights: [T + 1] label weights: x_A's total, then each tile's partner; or
-            [T + 1, B], one set per sample (lambda drawn per sample).
-        partners: [T, B] int64.
-    Returns:
-        [B, K] float32 (float64 if the labels are float64).
-    """
+    """y~[b] = weights[0] y[b] + sum_t weights[t + 1] y[partners[t, b]] in float64: labels
+    [B] or [B, K], weights [T + 1] or [T + 1, B], partners [T, B] -> [B, K] float32."""
     out_dtype = torch.float64 if labels.dtype == torch.float64 else torch.float32
-    # Summed in float64 and rounded once: with many tiles float32 sums drift from 1.
     weights = _to_device(weights, labels.device).double()
     batch = labels.shape[0]
     per_sample = weights.T if weights.ndim == 2 else weights.expand(batch, -1)  # [B, T + 1]
     sources = torch.cat([labels[None], labels[partners]])  # [T + 1, B] or [T + 1, B, K]
-    if labels.ndim == 1:
-        targets = torch.zeros(batch, num_classes, dtype=torch.float64, device=labels.device)
-        targets.scatter_add_(1, sources.T, per_sample)
-    else:
-        targets = torch.einsum("bt,tbk->bk", per_sample, sources.double())
-    return targets.to(out_dtype)
+    if labels.ndim == 2:
+        return torch.einsum("bt,tbk->bk", per_sample, sources.double()).to(out_dtype)
+    targets = torch.zeros(batch, num_classes, dtype=torch.float64, device=labels.device)
+    return targets.scatter_add_(1, sources.T, per_sample).to(out_dtype)
 
 
-def _one_partner_targets(
-    labels: Tensor, num_classes: int, lam: float | Tensor, partners: Tensor, device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """Targets [B, K] = lam y + (1 - lam) y[partners] and lam as [1, 1] float32 on
-    ``device``, for the methods with one partner per sample (CutMix, GridMix, FMix,
-    ResizeMix); ``lam`` is x_A's true share of the image."""
+def _prepare(images, labels, num_classes, validate) -> tuple[Tensor, int | None]:
+    if validate:
+        check_images(images)
+    labels = _labels(labels, images.shape[0], num_classes, validate)
+    return labels, (num_classes if labels.ndim == 1 else labels.shape[1])
+
+
+def _check_partners(partners: Tensor, batch_size: int) -> None:
+    if partners.shape != (batch_size,):
+        raise ValueError(f"params.partners must have shape (B,) = ({batch_size},), "
+                         f"got {tuple(partners.shape)}")  # fmt: skip
+
+
+def _check_box(box: tuple[int, int, int, int], height: int, width: int) -> None:
+    top, left, bottom, right = box
+    if not (0 <= top <= bottom <= height and 0 <= left <= right <= width):
+        raise ValueError(f"params.box must lie inside the {height}x{width} image with "
+                         f"top <= bottom and left <= right, got {box}")  # fmt: skip
+
+
+def _one_partner(mixed, labels, num_classes, lam, partners, **extra) -> MixedBatch:
     lam64 = torch.as_tensor(lam, dtype=torch.float64).cpu()
-    weights = torch.stack([lam64, 1.0 - lam64])
-    targets = _mix_targets(labels, num_classes, weights, partners[None])
-    return targets, _to_device(lam64.float().view(1, 1), device)
+    targets = _mix_targets(labels, num_classes, torch.stack([lam64, 1.0 - lam64]), partners[None])
+    lam = _to_device(lam64.float().view(1, 1), mixed.device)
+    return MixedBatch(mixed, targets, lam, partners.view(1, 1, -1), **extra)
+
+
+def apply_region_mixup(images: Tensor, labels: Tensor, params: RegionParams,
+                       num_classes: int | None = None, *,
+                       validate: bool = True) -> MixedBatch:  # fmt: skip
+    """Equation 1 with given ``params``: images [B, C, H, W] (not modified), labels [B]
+    (needs num_classes) or [B, K]; tile label weights are true areas. ``validate=False``
+    skips the checks (the label range check reads the device)."""
+    labels, num_classes = _prepare(images, labels, num_classes, validate)
+    batch, channels, height, width = images.shape
+    (gh, gw), edges = params.grid, params.edges(height, width)
+    if validate:
+        if params.partners.shape != (gh, gw, batch):
+            raise ValueError(f"params.partners must have shape (gh, gw, B) = {(gh, gw, batch)}, "
+                             f"got {tuple(params.partners.shape)}")  # fmt: skip
+        if params.lam.shape not in ((gh, gw), (gh, gw, batch)):
+            raise ValueError(f"params.lam must have shape (gh, gw) = {(gh, gw)} or (gh, gw, B) "
+                             f"= {(gh, gw, batch)}, got {tuple(params.lam.shape)}")  # fmt: skip
+        for name, axis, size in (("row_edges", edges[0], height), ("col_edges", edges[1], width)):
+            if axis[0] != 0 or axis[-1] != size or any(b <= a for a, b in itertools.pairwise(axis)):
+                raise ValueError(f"params.{name} must be {len(axis)} increasing pixel "
+                                 f"positions from 0 to {size} (tiles of a pixel or more), "
+                                 f"got {axis}")  # fmt: skip
+    lam = _to_device(params.lam, images.device).float()
+    partners = _to_device(params.partners, images.device)
+    channels_last = _is_channels_last(images)
+    source = images if channels_last else images.contiguous()
+    plan = _tile_plan(channels, height, width, edges, channels_last, images.device)
+    tiles = lam.view(gh * gw, -1)  # [T, 1] or [T, B]
+    if lam.ndim == 3:  # one λ per (tile, sample): [B, 1, H, W]
+        pixel_lam = tiles[plan.pixel_tile].permute(2, 0, 1)[:, None]
+    else:
+        pixel_lam = tiles.view(-1)[plan.pixel_tile]
+    mixed = _blend(source, _gather_partners(source, partners, plan), pixel_lam)
+    if lam.ndim == 3:  # [T + 1, B]: one set of label weights per sample
+        area, lam64 = plan.area[:, None], tiles.double()
+        weights = torch.cat([(area * lam64).sum(0, keepdim=True), area * (1 - lam64)])
+    else:
+        lam64 = tiles.view(-1).double()
+        weights = torch.cat([(plan.area * lam64).sum().view(1), plan.area * (1 - lam64)])
+    targets = _mix_targets(labels, num_classes, weights, partners.view(gh * gw, -1))
+    return MixedBatch(mixed, targets, lam, partners, edges=edges)
+
+
+def apply_mask_mix(images: Tensor, labels: Tensor, params: MaskParams,
+                   num_classes: int | None = None, *,
+                   validate: bool = True) -> MixedBatch:  # fmt: skip
+    """x~ = M x_A + (1 - M) x_B, M = ``params.mask`` [H, W]; x_A's label weight mean(M)."""
+    if validate and isinstance(images, Tensor) and params.mask.shape != images.shape[2:]:
+        raise ValueError(f"params.mask must have the images' shape (H, W) = "
+                         f"{tuple(images.shape[2:])}, got {tuple(params.mask.shape)}")  # fmt: skip
+    return _mask_blend(images, labels, num_classes, validate, params.mask, params.partners,
+                       params.mask.double().mean())  # fmt: skip
+
+
+def apply_cutmix(images: Tensor, labels: Tensor, params: CutMixParams,
+                 num_classes: int | None = None, *,
+                 validate: bool = True) -> MixedBatch:  # fmt: skip
+    """Paste ``params.box`` of each partner (a mask blend); label weight: the true area."""
+    if validate:
+        check_images(images)
+        _check_box(params.box, *images.shape[2:])
+    height, width = images.shape[2:]
+    top, left, bottom, right = params.box
+    mask = torch.ones(height, width)
+    mask[top:bottom, left:right] = 0
+    lam = 1.0 - (bottom - top) * (right - left) / (height * width)
+    return _mask_blend(images, labels, num_classes, validate, mask, params.partners, lam,
+                       box=params.box)  # fmt: skip
+
+
+def _mask_blend(images, labels, num_classes, validate, mask, partners, lam, **extra):
+    labels, num_classes = _prepare(images, labels, num_classes, validate)
+    if validate:
+        _check_partners(partners, images.shape[0])
+    partners = _to_device(partners, images.device)
+    mask = _to_device(mask, images.device).float()
+    layout = torch.channels_last if _is_channels_last(images) else torch.contiguous_format
+    mixed = _blend(images, images[partners], mask).contiguous(memory_format=layout)
+    extra.setdefault("mask", None if "box" in extra else mask)
+    return _one_partner(mixed, labels, num_classes, lam, partners, **extra)
+
+
+def apply_resizemix(images: Tensor, labels: Tensor, params: ResizeParams,
+                    num_classes: int | None = None, *,
+                    validate: bool = True) -> MixedBatch:  # fmt: skip
+    """Paste each partner, resized (nearest, index floor(i * H / h)), into ``params.box``."""
+    labels, num_classes = _prepare(images, labels, num_classes, validate)
+    height, width = images.shape[2:]
+    if validate:
+        _check_box(params.box, height, width)
+        _check_partners(params.partners, images.shape[0])
+    top, left, bottom, right = params.box
+    partners = _to_device(params.partners, images.device)
+    mixed = images.clone()  # keeps the memory format
+    if bottom > top and right > left:
+        rows = torch.arange(bottom - top, device=images.device) * height // (bottom - top)
+        cols = torch.arange(right - left, device=images.device) * width // (right - left)
+        mixed[:, :, top:bottom, left:right] = images[partners][:, :, rows][:, :, :, cols]
+    lam = 1.0 - (bottom - top) * (right - left) / (height * width)
+    return _one_partner(mixed, labels, num_classes, lam, partners, box=params.box)

@@ -1,5 +1,4 @@
-"""Figures of the paper's claims: a forest plot of the paired differences with their
-intervals, and the seed planner's curve (notebook 08)."""
+"""Figures of the paper's claims (notebook 08): paired differences and the seeds they need."""
 
 from __future__ import annotations
 
@@ -12,43 +11,34 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-VERDICT_COLOURS = {"supported": "tab:green", "contradicted": "tab:red"}
+from regionmix_utils.data import get_dataset
+from regionmix_utils.evaluation.statistics import plan_seeds, seeds_needed
+from regionmix_utils.viz.base import split_labels
+
+VERDICT_COLOURS = {"supported": "tab:green", "contradicted": "tab:red", "not resolved": "grey"}
 
 
 def claims_forest(cells: pd.DataFrame, title: str | None = None) -> Figure:
-    """One row per comparison (``results.compare(...).cells``): our Δ = A − B with its
-    95% t-interval over seeds (coloured by verdict: green supported, red contradicted, grey not
-    resolved), the paper's Δ as an open diamond where a row has one, and zero as a
-    dashed line. Rows without paired numbers (not evaluated, no predictions) are left
-    out. Row labels name only what differs between the rows: the dataset and the recipe
-    words every configuration shares (``viz.mixing.split_labels``) go into the title once.
-
-    Raises:
-        ValueError: no row has paired numbers.
-    """
-    from regionmix_utils.viz.mixing import split_labels
-
+    """A row per comparison of ``results.compare(...).cells``: our Δ = A − B with its 95%
+    t-interval, coloured by verdict, the paper's Δ (◇). ValueError: no paired numbers."""
     rows = cells.dropna(subset=["delta"]).reset_index(drop=True)
     if rows.empty:
         raise ValueError("no comparison has paired numbers to plot (see the table's verdicts)")
     sides, shared = split_labels([*rows["a"], *rows["b"]])
-    datasets = list(dict.fromkeys(rows["dataset"]))
+    datasets = [get_dataset(d).title for d in dict.fromkeys(rows["dataset"])]
     labels = []
     for i, r in enumerate(rows.itertuples()):
-        where = ", ".join(
-            [*([f"Table {int(r.table)}"] if not pd.isna(r.table) else []),
-             *([r.dataset] if len(datasets) > 1 else []), r.metric]
-        )  # fmt: skip
+        table = [] if pd.isna(r.table) else [f"Table {int(r.table)}"]
+        where = [*table, *([get_dataset(r.dataset).title] if len(datasets) > 1 else []), r.metric]
         versus = textwrap.fill(f"{sides[i]} vs {sides[len(rows) + i]}", 48)
-        labels.append(f"{where}\n{versus}")
-    # Each row as tall as its label (inches): no label overlaps the next.
+        labels.append(f"{', '.join(where)}\n{versus}")
+    # each row as tall as its label (inches), so that no label overlaps the next
     heights = np.array([0.16 * (label.count("\n") + 1) + 0.3 for label in labels])
     centres = np.cumsum(heights) - heights / 2
     y = centres[-1] - centres + heights[-1] / 2  # the first row on top
-    fig, ax = plt.subplots(figsize=(10, heights.sum() + 1.5))
-    has_paper = rows["paper_delta"].notna().any()
+    fig, ax = plt.subplots(figsize=(10, heights.sum() + 1.5), layout="tight")
     for row, height in zip(rows.itertuples(), y, strict=True):
-        colour = next((c for v, c in VERDICT_COLOURS.items() if row.verdict == v), "grey")
+        colour = VERDICT_COLOURS.get(row.verdict, "grey")
         ax.plot([row.low, row.high], [height, height], color=colour, lw=2)
         ax.plot(row.delta, height, "o", color=colour)
         if not math.isnan(row.paper_delta):
@@ -57,46 +47,29 @@ def claims_forest(cells: pd.DataFrame, title: str | None = None) -> Figure:
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_ylim(0, heights.sum())
     ax.set_xlabel("Δ = A − B (points); ● ours with its 95% interval over seeds"
-                  + (", ◇ the paper's Δ" if has_paper else ""))  # fmt: skip
+                  + (", ◇ the paper's Δ" if rows["paper_delta"].notna().any() else ""))  # fmt: skip
     handles = [plt.Line2D([], [], color=c, marker="o", label=v)
-               for v, c in [*VERDICT_COLOURS.items(), ("not resolved", "grey")]
-               if (rows["verdict"] == v).any()]  # fmt: skip
+               for v, c in VERDICT_COLOURS.items() if (rows["verdict"] == v).any()]  # fmt: skip
     if handles:
         ax.legend(handles=handles, fontsize=8, loc="best", title="verdict", title_fontsize=8)
-    said = [*([datasets[0]] if len(datasets) == 1 else []), *([shared] if shared else [])]
+    said = [*(datasets if len(datasets) == 1 else []), *([shared] if shared else [])]
     heading = title or "Declared claims: paired differences over seeds"
     if said:
         heading += "\n" + textwrap.fill("Every configuration: " + ", ".join(said), 110)
     ax.set_title(heading, fontsize=9)
-    fig.tight_layout()
     return fig
 
 
-def seed_planner_figure(
-    seed_sd: float | dict[str, float],
-    deltas: Sequence[float] = (0.1, 0.2, 0.3, 0.5, 1.0),
-    level: float = 0.05,
-    power: float = 0.8,
-    marks: dict[str, float] | None = None,
-    n_seeds: int | None = None,
-) -> Figure:
-    """Seeds needed (log scale) against the difference to resolve, one curve per
-    between-seed standard deviation of the paired Δ (``statistics.seeds_needed``, exact
-    t-test power); ``marks`` puts a labelled vertical line at given differences (e.g.
-    the paper's 0.30 points).
-
-    Args:
-        seed_sd: one standard deviation (points), or label -> standard deviation.
-        deltas: the differences (points) on the x axis.
-        n_seeds: the seeds each standard deviation was measured over: a band around each
-            curve spans the seeds needed at both ends of σ's 95% interval
-            (``statistics.plan_seeds``), the range a spread from few seeds allows.
-    """
-    from regionmix_utils.evaluation.statistics import plan_seeds, seeds_needed
-
+def seed_planner_figure(seed_sd: float | dict[str, float],
+                        deltas: Sequence[float] = (0.1, 0.2, 0.3, 0.5, 1.0), level: float = 0.05,
+                        power: float = 0.8, marks: dict[str, float] | None = None,
+                        n_seeds: int | None = None) -> Figure:  # fmt: skip
+    """Seeds needed (``statistics.seeds_needed``) against Δ, a curve per std of the paired Δ
+    (``seed_sd``: one, or label -> std), ``marks`` (name -> Δ), and with ``n_seeds`` a band
+    over the std's 95% interval (``statistics.plan_seeds``)."""
     spreads = seed_sd if isinstance(seed_sd, dict) else {f"σ = {seed_sd:.2f}": seed_sd}
     grid = np.linspace(min(deltas), max(deltas), 60)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4), layout="tight")
     for label, sd in spreads.items():
         line = ax.plot(grid, [seeds_needed(d, sd, level, power) for d in grid], label=label)[0]
         plans = [plan_seeds(d, sd, n_seeds, level, power) for d in grid] if n_seeds else []
@@ -107,10 +80,7 @@ def seed_planner_figure(
     for name, value in (marks or {}).items():
         ax.axvline(value, color="grey", ls=":", lw=1)
         ax.text(value, ax.get_ylim()[1], f" {name}", rotation=90, va="top", fontsize=8)
-    ax.set_yscale("log")
-    ax.set_xlabel("difference to resolve, Δ (points)")
-    ax.set_ylabel("seeds needed")
+    ax.set(yscale="log", xlabel="difference to resolve, Δ (points)", ylabel="seeds needed")
     ax.set_title(f"Seeds for a two-sided test at {level:g} with {power:.0%} power", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig

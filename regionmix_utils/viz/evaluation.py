@@ -1,5 +1,4 @@
-"""Figures of evaluations: CAMs, adversarial examples, reliability diagrams, corruptions,
-and the paper's tables beside ours."""
+"""Figures of evaluations (notebooks 04, 05, 07, the report) and the paper's tables."""
 
 from __future__ import annotations
 
@@ -8,70 +7,47 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
-from regionmix_utils.viz.mixing import _show
+from regionmix_utils.evaluation.corruptions import FAMILIES, SEVERITIES
+from regionmix_utils.evaluation.ood import OUTSETS, risk_coverage, roc_curve, stored_scores
+from regionmix_utils.evaluation.robustness import attack_label
+from regionmix_utils.runs import eps_text
+from regionmix_utils.viz.base import box, panels, say_shared, show, split_labels
+
+PANELS_PER_ROW = 5  # reliability diagrams past this wrap onto further rows
 
 
-def cam_figure(
-    images: Tensor,
-    maps: dict[str, Tensor],
-    boxes: Tensor | None = None,
-    alpha: float = 0.5,
-) -> Figure:
-    """Images in the first column, then each method's CAM over them (like Figure 2).
-
-    Args:
-        images: [B, 3, H, W] in [0, 1].
-        maps: method -> [B, H, W] maps in [0, 1] for the same images.
-        boxes: optional [B, 4] object boxes (x0, y0, x1, y1) drawn on every panel.
-        alpha: opacity of the heat map.
-    """
-    n = images.shape[0]
-    fig, axes = plt.subplots(n, 1 + len(maps), figsize=(2 * (1 + len(maps)), 2 * n), squeeze=False)
-    for row in range(n):
-        panels = [("image", None), *maps.items()]
-        for col, (title, method_maps) in enumerate(panels):
-            ax = axes[row, col]
-            _show(ax, images[row])
-            if method_maps is not None:
-                ax.imshow(method_maps[row].cpu().numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=1)
-            if boxes is not None:
-                x0, y0, x1, y1 = boxes[row].tolist()
-                ax.add_patch(
-                    plt.Rectangle(
-                        (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="white", lw=1
-                    )
-                )
-            if row == 0:
-                ax.set_title(title, fontsize=9)
-    fig.tight_layout()
+def cam_figure(images: Tensor, maps: dict[str, Tensor], boxes: Tensor | None = None,
+               alpha: float = 0.5) -> Figure:  # fmt: skip
+    """Images [B, 3, H, W], then each method's CAM over them (method -> [B, H, W] in [0, 1]),
+    as the paper's Figure 2; ``boxes`` [B, 4] (x0, y0, x1, y1) on every panel."""
+    columns = [("image", None), *maps.items()]
+    fig, axes = panels(images.shape[0], len(columns), 2, 2)
+    for (row, col), ax in np.ndenumerate(axes):
+        title, method_maps = columns[col]
+        show(ax, images[row])
+        if method_maps is not None:
+            ax.imshow(method_maps[row].cpu().numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=1)
+        if boxes is not None:
+            box(ax, *boxes[row][[1, 0, 3, 2]].tolist(), lw=1)  # (x0, y0, x1, y1) as rows, cols
+        ax.set_title(title if row == 0 else "", fontsize=9)
     return fig
 
 
-PANELS_PER_ROW = 5  # more diagrams wrap onto further rows
-
-
 def reliability_figure(curves: dict) -> Figure:
-    """Reliability diagrams, one column per method, ``PANELS_PER_ROW`` to a row (label ->
-    the dict of ``calibration.reliability``): accuracy per confidence bin against the diagonal of
-    perfect calibration (the gap to the bin's mean confidence hatched red, above the bar
-    where over-confident, inside it where under-confident), and below it how many test
-    images fall in each bin. Panel titles keep only what differs between the labels; what
-    they share (``results.column_label``'s recipe words) is said once above them."""
-    from regionmix_utils.viz.mixing import split_labels
-
+    """Reliability diagrams (label -> ``calibration.reliability``): accuracy per confidence
+    bin, the gap to its confidence hatched red, and the test images per bin below."""
     titles, shared = split_labels(list(curves))
     columns = min(max(len(curves), 1), PANELS_PER_ROW)
-    rows = -(-max(len(curves), 1) // columns)  # a row of diagrams, then their counts, per row
-    fig, axes = plt.subplots(2 * rows, columns, figsize=(3.4 * columns, 5.2 * rows),
-                             squeeze=False, height_ratios=[2.2, 1] * rows)  # fmt: skip
-    for i in range(len(curves), rows * columns):  # the last row's empty places
-        row, col = divmod(i, columns)
-        axes[2 * row, col].set_visible(False)
-        axes[2 * row + 1, col].set_visible(False)
+    rows = -(-max(len(curves), 1) // columns)  # each a row of diagrams and one of counts
+    fig, axes = panels(2 * rows, columns, 3.4, 2.6, height_ratios=[2.2, 1] * rows)
+    for ax in axes[-2:, len(curves) - (rows - 1) * columns :].flat:  # the last row's gaps
+        ax.set_visible(False)
     for i, (title, curve) in enumerate(zip(titles, curves.values(), strict=True)):
         row, col = divmod(i, columns)
         top, bottom = axes[2 * row, col], axes[2 * row + 1, col]
@@ -94,81 +70,43 @@ def reliability_figure(curves: dict) -> Figure:
             top.set_ylabel("accuracy")
             bottom.set_ylabel("test images")
     axes[0, 0].legend(fontsize=8, loc="upper left")
-    if shared:
-        fig.suptitle(textwrap.fill(f"All runs: {shared}", 40 * columns), fontsize=9)
-    fig.tight_layout()
+    say_shared(fig, shared, "All runs", 40 * columns, fontsize=9)
     return fig
 
 
-def corruption_figure(records: list[dict], labels: list[str]) -> Figure:
-    """Accuracy against corruption severity, one line per method: for each severity the
-    mean over the corruptions evaluated (``records[i]`` are the corruption records of
-    the run labelled ``labels[i]``); one panel per corruption family found."""
-    from regionmix_utils.evaluation.corruptions import FAMILIES, SEVERITIES
-
+def corruption_figure(records: list[list[dict]], labels: list[str]) -> Figure:
+    """Accuracy against severity, a panel per corruption family found, a line per run: the
+    mean over the family's corruptions (``records[i]``: those of the run ``labels[i]``)."""
     families = [f for f, members in FAMILIES.items()
                 if any(r["corruption"] in members for rs in records for r in rs)]  # fmt: skip
-    fig, axes = plt.subplots(1, max(len(families), 1), figsize=(4 * max(len(families), 1), 3.4),
-                             squeeze=False)  # fmt: skip
+    fig, axes = panels(1, max(len(families), 1), 4, 3.4)
     for ax, family in zip(axes[0], families, strict=False):
         for label, rs in zip(labels, records, strict=True):
-            means = [
-                np.mean([r["accuracy"] for r in rs
-                         if r["severity"] == s and r["corruption"] in FAMILIES[family]] or [np.nan])
-                for s in SEVERITIES
-            ]  # fmt: skip
+            means = [np.mean([r["accuracy"] for r in rs if r["severity"] == s
+                              and r["corruption"] in FAMILIES[family]] or [np.nan])
+                     for s in SEVERITIES]  # fmt: skip
             ax.plot(SEVERITIES, means, marker="o", label=label)
         ax.set(xlabel="severity", ylabel="accuracy (%)", title=family, xticks=SEVERITIES)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def adversarial_examples(
-    images: Tensor, adversarial: Tensor, predictions: tuple[Tensor, Tensor], classes: Sequence[str]
-) -> Figure:
-    """Clean images, their adversarial versions and the (amplified) perturbation.
-
-    Args:
-        images, adversarial: [B, 3, H, W] in [0, 1].
-        predictions: (clean predictions [B], adversarial predictions [B]).
-    """
-    n = images.shape[0]
-    fig, axes = plt.subplots(3, n, figsize=(2 * n, 6.3), squeeze=False)
-    delta = adversarial - images
-    scale = float(delta.abs().max()) or 1.0
-    for col in range(n):
-        _show(axes[0, col], images[col])
-        axes[0, col].set_title(classes[int(predictions[0][col])], fontsize=8)
-        _show(axes[1, col], adversarial[col])
-        axes[1, col].set_title(classes[int(predictions[1][col])], fontsize=8)
-        _show(axes[2, col], delta[col] / (2 * scale) + 0.5)
-    for row, name in enumerate(["clean", "adversarial", "perturbation (scaled)"]):
-        axes[row, 0].set_ylabel(name, fontsize=8)
-    fig.tight_layout()
     return fig
 
 
 def comparison_figure(tables: Sequence) -> Figure:
-    """Ours against the paper: one row of panels a table (``results.Table``), one panel
-    a dataset (Table 2: a dataset and loss), methods along x, each panel on its own
-    scale. Our mean ± std over seeds is filled, the paper's hollow.
-    """
-    import textwrap
-
+    """Ours (filled, mean ± std over seeds) against the paper (hollow): a row per
+    ``results.Table``, a panel per dataset (Table 2: and loss), methods along x."""
     layouts = []
     for table in tables:
         keys = ["dataset", "ce_row"] if table.number == 2 else ["dataset"]
-        rows = list(dict.fromkeys(map(tuple, table.cells[keys].to_numpy())))
-        layouts.append((table, keys, rows))
+        layouts.append((table, keys, list(dict.fromkeys(map(tuple, table.cells[keys].to_numpy())))))
     width = max(len(rows) for _, _, rows in layouts)
     fig = plt.figure(figsize=(4.2 * width, 3.6 * len(layouts)), layout="constrained")
-    subfigs = np.atleast_1d(fig.subfigures(len(layouts), 1))
-    for subfig, (table, keys, rows) in zip(subfigs, layouts, strict=True):
+    for subfig, (table, keys, rows) in zip(np.atleast_1d(fig.subfigures(len(layouts), 1)),
+                                           layouts, strict=True):  # fmt: skip
         subfig.suptitle("\n".join(textwrap.wrap(table.caption.split(". ")[0], 110)), fontsize=9)
-        axes = np.atleast_1d(subfig.subplots(1, width, squeeze=False)[0])
+        axes = subfig.subplots(1, width, squeeze=False)[0]
         labels = list(dict.fromkeys(table.frame.columns.get_level_values(0)))
+        crowded = len(labels) > 3
         for ax, row in zip(axes, rows, strict=False):
             cells = table.cells[(table.cells[keys].apply(tuple, axis=1) == row)]
             for x, label in enumerate(labels):
@@ -179,21 +117,111 @@ def comparison_figure(tables: Sequence) -> Figure:
                     if not np.isnan(r.paper_mean):
                         ax.errorbar(x + 0.12, r.paper_mean, yerr=r.paper_std, fmt="s",
                                     mfc="white", color="C1", capsize=3)  # fmt: skip
-            crowded = len(labels) > 3
-            ax.set_xticks(
-                range(len(labels)),
-                [lb if crowded else "\n".join(textwrap.wrap(lb, 14)) for lb in labels],
-                fontsize=7, rotation=30 if crowded else 0, ha="right" if crowded else "center",
-            )  # fmt: skip
+            ax.set_xticks(range(len(labels)),
+                          [lb if crowded else "\n".join(textwrap.wrap(lb, 14)) for lb in labels],
+                          fontsize=7, rotation=30 if crowded else 0,
+                          ha="right" if crowded else "center")  # fmt: skip
             ax.set_xlim(-0.5, len(labels) - 0.5)
             ax.set_title(" · ".join(row), fontsize=9)
             ax.grid(axis="y", alpha=0.3)
         axes[0].set_ylabel("accuracy (%)")
         for ax in axes[len(rows) :]:
             ax.set_visible(False)
-    handles = [
-        plt.Line2D([], [], marker="o", ls="", color="C0", label="ours (mean ± std over seeds)"),
-        plt.Line2D([], [], marker="s", ls="", mfc="white", color="C1", label="paper (3 runs)"),
-    ]
+    handles = [plt.Line2D([], [], marker="o", ls="", color="C0",
+                          label="ours (mean ± std over seeds)"),
+               plt.Line2D([], [], marker="s", ls="", mfc="white", color="C1",
+                          label="paper (3 runs)")]  # fmt: skip
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
+    return fig
+
+
+def eps_curves(evaluations: pd.DataFrame, kinds: tuple[str, ...] = ("fgsm", "pgd")) -> Figure:
+    """Accuracy against ε (/255, symlog) of ``results.collect_evaluations`` rows: a panel per
+    configuration, a line per attack setting, mean ± std over seeds; a run's largest image
+    set; image sets that differ a series each. ValueError: no ``kinds`` record."""
+    rows = evaluations[evaluations["kind"].isin(kinds)] if len(evaluations) else evaluations
+    if rows.empty:
+        raise ValueError(f"evaluations has no records of the attacks {kinds}; run them first")
+    rows = rows.assign(attack=[attack_label(r) for r in rows.to_dict("records")],
+                       eps255=rows["eps"] * 255)  # fmt: skip
+    rows = rows.sort_values("n_images").drop_duplicates(["path", "attack", "eps"], keep="last")
+    counts = rows.groupby("attack")["n_images"].transform("nunique")
+    named = zip(rows["attack"], counts, rows["n_images"], strict=True)
+    rows = rows.assign(series=[a if c == 1 else f"{a}, {n:,} images" for a, c, n in named])
+    key = "label_ce" if "label_ce" in rows else "label"
+    labels = list(dict.fromkeys(rows[key]))
+    titles, shared = split_labels(labels)
+    ticks = sorted(set(rows["eps255"].round(6)))
+    colours = {s: f"C{i}" for i, s in enumerate(sorted(set(rows["series"])))}
+    panel = min(4.0, 13.0 / len(labels))  # the whole figure fits a 1400-px window
+    fig, axes = panels(1, len(labels), panel, 3.6, sharey=True, layout="constrained")
+    for ax, label, title in zip(axes[0], labels, titles, strict=True):
+        for series, part in rows[rows[key] == label].groupby("series", sort=True):
+            stats = part.groupby("eps255")["accuracy"].agg(["mean", "std", "count"])
+            ax.plot(stats.index, stats["mean"], marker="o", label=series, color=colours[series])
+            spread = np.nan_to_num(stats["std"].to_numpy())
+            if (stats["count"] > 1).any():
+                ax.fill_between(stats.index, stats["mean"] - spread, stats["mean"] + spread,
+                                color=colours[series], alpha=0.2)  # fmt: skip
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=8)
+        ax.xaxis.set_minor_locator(plt.NullLocator())
+        ax.set(xlabel="ε (/255)", ylim=(-2, 102))
+        ax.set_title(textwrap.fill(title, 28), fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("accuracy (%)")
+    handles = [plt.Line2D([], [], color=c, marker="o", label=s) for s, c in colours.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
+    say_shared(fig, shared, "Every run", 160)
+    return fig
+
+
+def attack_examples(images: Tensor, adversarial: Tensor, labels: Tensor,
+                    predictions: tuple[Tensor, Tensor], classes: Sequence[str],
+                    eps: float | None = None) -> Figure:  # fmt: skip
+    """A column per image [B, 3, H, W]: clean, adversarial and the perturbation, under each its
+    prediction (``predictions``: clean [B], adversarial [B]) green when right, else red."""
+    n = images.shape[0]
+    fig, axes = panels(3, n, min(2.0, 13.0 / n), 2.2)
+    delta = (adversarial - images).detach().cpu()
+    scale = float(delta.abs().max()) or 1.0
+    for col in range(n):
+        truth = int(labels[col])
+        show(axes[2, col], delta[col] / (2 * scale) + 0.5)
+        for ax, shown, said in zip(axes[:2, col], (images, adversarial), predictions, strict=True):
+            show(ax, shown[col])
+            ax.set_xlabel(f"predicted: {classes[int(said[col])]}", fontsize=8,
+                          color="tab:green" if int(said[col]) == truth else "tab:red")  # fmt: skip
+        axes[0, col].set_title(f"true: {classes[truth]}", fontsize=9)
+    attacked = f"adversarial (ε = {eps_text(eps)})" if eps is not None else "adversarial"
+    for row, name in enumerate(["clean", attacked, "perturbation\n(scaled)"]):
+        axes[row, 0].set_ylabel(name, fontsize=9)
+    return fig
+
+
+def ood_figure(results: dict[str, list[tuple]], score: str = "msp") -> Figure:
+    """Each method's ROC curve by ``score`` per out-set, then risk-coverage curves; ``results``:
+    label -> ``(record, predictions)`` per out-set (``evaluation.ood.evaluate_ood``)."""
+    outsets = [record["outset"] for record, _ in next(iter(results.values()))]
+    fig, (axes,) = panels(1, len(outsets) + 1, 3.6, 3.8)
+    for label, found in results.items():
+        for ax, (record, predictions) in zip(axes, found, strict=False):
+            values = stored_scores(predictions, score)
+            fpr, tpr = roc_curve(torch.from_numpy(values["in"]), torch.from_numpy(values["out"]))
+            ax.plot(fpr, tpr, lw=1.2, label=f"{label}: {record[f'auroc_{score}']:.1f}")
+        values = stored_scores(found[0][1], score)
+        coverage, risk = risk_coverage(torch.from_numpy(values["in"]),
+                                       torch.from_numpy(values["correct"]))  # fmt: skip
+        axes[-1].plot(coverage, 100 * risk, lw=1.2, label=label)
+    for ax, name in zip(axes, outsets, strict=False):
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.axhline(0.95, color="grey", lw=0.6, ls="--")
+        ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="out-images accepted (FPR)",
+               title=f"vs {OUTSETS[name].title}")  # fmt: skip
+        ax.legend(fontsize=7, loc="lower right", title="AUROC %", title_fontsize=7)
+    axes[0].set_ylabel("test images accepted (TPR)")
+    axes[-1].set(xlim=(0, 1), xlabel="coverage", ylabel="error among accepted (%)",
+                 title="risk-coverage, test images")  # fmt: skip
+    axes[-1].legend(fontsize=7)
+    fig.suptitle(f"Score: {score}", fontsize=9)
     return fig

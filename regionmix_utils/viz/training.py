@@ -1,63 +1,47 @@
-"""Training curves, static and live (notebook 02, the demo)."""
+"""Training curves, static and live (notebook 02, the demo, the report)."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from IPython import get_ipython
+from IPython.display import display
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+TERMS = {"train_clean_loss": "on clean images", "train_mixed_loss": "on mixed ones"}
+
 
 def training_curves(metrics: dict[str, list[dict]], epochs: int | None = None) -> Figure:
-    """Training curves that compare like with like, one line per run (label -> metrics
-    rows): the cross entropy on clean images, the cross entropy on mixed images (the
-    total loss of a mixing run adds the two, so totals are not comparable across
-    methods), and test accuracy. Every epoch is a marker, so a first epoch shows as a
-    point; ``epochs`` (the run's length) fixes the x axis from 1 to it, so that the axes
-    do not jump while a run trains."""
-    fig, (ax_clean, ax_mixed, ax_acc) = plt.subplots(1, 3, figsize=(13, 3.5))
-    style = {"marker": "o", "ms": 3}
-    # One colour per run in every panel: a run without a term is missing from its panel,
-    # and each axes' own colour cycle would shift the colours of the runs after it.
+    """A line per run (label -> metrics rows): CE on clean images, CE on mixed images (their sum
+    is not comparable across methods), test accuracy; ``epochs`` fixes the x axes."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5), layout="tight")
+    # one colour per run in every panel: a run missing from a panel must not shift the rest
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, (label, rows) in enumerate(metrics.items()):
-        color = cycle[index % len(cycle)]
+        style = {"marker": "o", "ms": 3, "color": cycle[index % len(cycle)]}
         xs = [r["epoch"] for r in rows]
-        if "train_clean_loss" in rows[0]:
-            ax_clean.plot(xs, [r["train_clean_loss"] for r in rows], label=label, color=color,
-                          **style)  # fmt: skip
-        if "train_mixed_loss" in rows[0]:
-            ax_mixed.plot(xs, [r["train_mixed_loss"] for r in rows], label=label, color=color,
-                          **style)  # fmt: skip
-        if "train_clean_loss" not in rows[0] and "train_mixed_loss" not in rows[0]:
-            # metrics written before the terms were recorded: the total alone, marked
-            ax_clean.plot(xs, [r["train_loss"] for r in rows], ls="--", color=color,
-                          label=f"{label} (total)", **style)  # fmt: skip
+        for ax, key in zip(axes, TERMS, strict=False):
+            if key in rows[0]:
+                ax.plot(xs, [r[key] for r in rows], label=label, **style)
+        if not TERMS.keys() & rows[0].keys():  # written before the terms were recorded
+            axes[0].plot(xs, [r["train_loss"] for r in rows], ls="--", label=f"{label} (total)",
+                         **style)  # fmt: skip
         evaluated = [r for r in rows if "test_acc" in r]
-        ax_acc.plot([r["epoch"] for r in evaluated], [r["test_acc"] for r in evaluated],
-                    marker="o", label=label, color=color)  # fmt: skip
-    ax_clean.set(xlabel="epoch", ylabel="loss", title="train CE on clean images")
-    ax_mixed.set(xlabel="epoch", ylabel="loss", title="train CE on mixed images")
-    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
+        axes[2].plot([r["epoch"] for r in evaluated], [r["test_acc"] for r in evaluated],
+                     marker="o", label=label, color=style["color"])  # fmt: skip
+    titles = ("train CE on clean images", "train CE on mixed images", "test accuracy")
     last = epochs or max((r["epoch"] for rows in metrics.values() for r in rows), default=1)
-    for ax in (ax_clean, ax_mixed, ax_acc):
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set(xlabel="epoch", ylabel="loss", title=title, xlim=(0.5, last + 0.5))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlim(0.5, last + 0.5)
-    ax_acc.legend(fontsize=8)
-    fig.tight_layout()
+    axes[2].set_ylabel("test accuracy (%)")
+    axes[2].legend(fontsize=8)
     return fig
 
 
 class LiveCurves:
-    """An ``on_epoch`` callback for ``train`` that redraws the training curves each epoch.
-
-    In a notebook the figure is shown once and updated in place; elsewhere it is only
-    kept up to date (``figure``). Its title reads the last epoch as the progress bar
-    does: the loss it prints is the total, the two panels' terms added.
-
-    Args:
-        label: the run's name in the legend.
-        epochs: the run's length: the x axes span it from the first epoch on.
-    """
+    """An ``on_epoch`` callback for ``train``: run ``label``'s curves, redrawn in place each
+    epoch, titled as the progress bar ("epoch 3 of 4: loss 3.007 = 1.204 on clean ...")."""
 
     def __init__(self, label: str, epochs: int | None = None) -> None:
         self.label, self.epochs = label, epochs
@@ -68,32 +52,17 @@ class LiveCurves:
         if self.figure is not None:
             plt.close(self.figure)
         self.figure = training_curves({self.label: self.rows}, self.epochs)
-        self.figure.suptitle(epoch_title(record, self.epochs), fontsize=10)
-        self.figure.tight_layout()
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-
-            if get_ipython() is not None:
-                if self._handle is None:
-                    self._handle = display(self.figure, display_id=True)
-                else:
-                    self._handle.update(self.figure)
-        except ImportError:
-            pass
+        title = f"epoch {record['epoch']}" + (f" of {self.epochs}" if self.epochs else "")
+        title += f": loss {record['train_loss']:.3f}"
+        terms = [f"{record[key]:.3f} {where}" for key, where in TERMS.items() if key in record]
+        if len(terms) > 1:
+            title += " = " + " + ".join(terms)
+        if "test_acc" in record:
+            title += f", test accuracy {record['test_acc']:.2f}%"
+        self.figure.suptitle(title, fontsize=10)
+        if get_ipython() is not None:
+            if self._handle is None:
+                self._handle = display(self.figure, display_id=True)
+            else:
+                self._handle.update(self.figure)
         plt.close(self.figure)
-
-
-def epoch_title(record: dict, epochs: int | None = None) -> str:
-    """ "epoch 3 of 4: loss 3.007 = 1.204 on clean images + 1.803 on mixed ones, test
-    accuracy 41.20%": one epoch's metrics row as the progress bar's loss (the total)
-    and the terms the panels show."""
-    of = f" of {epochs}" if epochs else ""
-    terms = [f"{record[k]:.3f} {where}" for k, where in (("train_clean_loss", "on clean images"),
-             ("train_mixed_loss", "on mixed ones")) if k in record]  # fmt: skip
-    text = f"epoch {record['epoch']}{of}: loss {record['train_loss']:.3f}"
-    if len(terms) > 1:
-        text += " = " + " + ".join(terms)
-    if "test_acc" in record:
-        text += f", test accuracy {record['test_acc']:.2f}%"
-    return text
