@@ -1,5 +1,4 @@
-"""Ablations beyond the paper (notebook 06): k x α grids, the clean CE term against k, random
-regions, λ per (tile, sample)."""
+"""Ablations beyond the paper (notebook 06): k x α, clean CE x k, random regions, λ modes."""
 
 from __future__ import annotations
 
@@ -10,8 +9,6 @@ import pandas as pd
 from regionmix_utils.config import TrainConfig
 from regionmix_utils.evaluation.robustness import DEFAULT_EPS
 from regionmix_utils.runs import Run
-
-__all__ = ["AGGREGATIONS", "METRICS", "ablation_configs", "ablation_frame", "aggregate", "k_order"]
 
 METRICS = {"test_acc": "test accuracy (%)", "fgsm": "FGSM accuracy (%)"}
 AGGREGATIONS = ("mean", "median", "min", "max")
@@ -43,8 +40,8 @@ def k_order(values) -> list[str]:
 
 
 def ablation_frame(runs: list[Run], fgsm_eps: float = DEFAULT_EPS) -> pd.DataFrame:
-    """One row per run: dataset, method, k ("1", ..., "random"), alpha, clean_ce, lam_mode,
-    the method's parameters, seed, test_acc (%) and fgsm (% at ``fgsm_eps``, most images)."""
+    """One row per run: its settings, k ("1", ..., "random"), test_acc and fgsm (% at
+    ``fgsm_eps``, most images)."""
     rows = []
     for run in runs:
         config = run.config

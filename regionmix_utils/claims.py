@@ -10,8 +10,6 @@ from regionmix_utils import paper
 from regionmix_utils.evaluation.robustness import DEFAULT_EPS
 from regionmix_utils.runs import snap_eps
 
-__all__ = ["MATCHED", "NO_CE", "Claim", "claims_between", "paper_claims", "side"]
-
 NO_CE = "/no-ce"  # a side of a claim: the configuration without the clean CE term
 MATCHED = "/no-ce-2mix"  # ... with a second mixed pass in its place (matched_compute)
 # The paper states no ε: DEFAULT_EPS, the usual choice on CIFAR.
@@ -21,11 +19,10 @@ _PAPER_SETTINGS = {"clean": (), "fgsm": (("eps", DEFAULT_EPS),),
 
 @dataclass(frozen=True)
 class Claim:
-    """``a`` vs ``b`` (a method, with ``NO_CE`` or ``MATCHED`` appended, or a column label) on
-    ``dataset`` for records of ``kind`` with ``settings`` ((key, value) pairs); ``direction``
-    +1: A > B, -1: A < B. ``paper_delta`` (points) and ``paper_std_a``/``_b`` from the
-    paper's ``table``; ``effect``: the |Δ| (points) the seed planner plans for (None: the
-    paper's Δ in the paper's setting); ``source``: "paper" or the declaring study."""
+    """``a`` vs ``b`` (a method [+ NO_CE or MATCHED], or a column label) on ``dataset``: records
+    of ``kind`` with ``settings`` ((key, value) pairs); ``direction`` +1: A > B, -1: A < B;
+    ``paper_delta``, ``paper_std_a``/``_b`` (points) from the paper's ``table``; ``effect``: the
+    |Δ| the seed planner plans for (None: the paper's); ``source``: "paper" or the study's name."""
 
     dataset: str
     a: str
@@ -79,8 +76,8 @@ def side(spec: str) -> tuple[str, bool, bool]:
 
 
 def paper_claims() -> list[Claim]:
-    """The paper's claims, directed by its Δ: Tables 1, 3, 4 Region Mixup against each other
-    method (attacks at ``DEFAULT_EPS``, Square-100); Table 2, with the clean CE against without."""
+    """The paper's claims, directed by its Δ: Tables 1, 3, 4 region against each method;
+    Table 2, with the clean CE against without (attacks at ``DEFAULT_EPS``, Square-100)."""
     claims = []
     for cell in paper.CELLS:  # each cell is B's; A's is found with the clean CE term
         if cell.table in (1, 3, 4) and cell.method != "region":

@@ -157,11 +157,8 @@ def _cmd_train(args) -> int:
 
 def _worker_argv(argv: list[str]) -> list[str]:
     """The sweep command line for one local worker: ``--workers 1``, no bars."""
-    kept, skip = [], False
-    for word in argv:
-        if not skip and word != "--workers" and not word.startswith("--workers="):
-            kept.append(word)
-        skip = word == "--workers"
+    value = {i + 1 for i, word in enumerate(argv) if word == "--workers"}
+    kept = [w for i, w in enumerate(argv) if i not in value and w.partition("=")[0] != "--workers"]
     return [*kept, "--workers", "1", "--no-progress"]
 
 
@@ -208,8 +205,7 @@ def _cmd_study(args) -> int:
         return 0
     print(f"study {study.name}: {len(configs)} runs ({study.describe()}) under {runs_dir}, "
           f"{args.workers} worker(s)")  # fmt: skip
-    # The study's time is the sum of its invocations, each written as it runs, so that a
-    # killed invocation loses at most a minute of it.
+    # the study's time sums its invocations, each written as it runs: a kill loses a minute
     timing = (contextlib.nullcontext(time.time()) if args.as_worker
               else studies.timed(runs_dir, args.workers))  # fmt: skip
     with timing as started:
@@ -290,21 +286,19 @@ def _cmd_calibration(args) -> int:
     return 0
 
 
-def _setting_value(text: str) -> int | float | str:
-    """An int, else a float ("1e-3" and "8/255" too: one record), else the text."""
+def _setting(word: str) -> tuple[str, int | float | str]:
+    """``KEY=VALUE``: an int, else a float ("1e-3" and "8/255" too: one record), else text."""
+    key, sep, text = word.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--setting takes KEY=VALUE, got {word!r}")
     for read in (int, _fraction):
         with contextlib.suppress(ValueError, argparse.ArgumentTypeError):
-            return read(text)
-    return text
+            return key, read(text)
+    return key, text
 
 
 def _cmd_evaluate(args) -> int:
-    device, settings = resolve_device(args.device), {}
-    for word in args.setting:
-        key, sep, value = word.partition("=")
-        if not sep:
-            raise ValueError(f"--setting takes KEY=VALUE, got {word!r}")
-        settings[key] = _setting_value(value)
+    device, settings = resolve_device(args.device), dict(args.setting)
     measures = get_evaluation(args.kind).measures
     for run in progress(_finished_runs(args), desc=args.kind, disable=args.no_progress):
         r = evaluate(run, args.kind, args.n_images, args.data_dir, device, **settings)
@@ -320,8 +314,8 @@ def _cmd_corruptions(args) -> int:
     runs = [run for run in _finished_runs(args) if run.config.dataset in corrupted]
     if not runs:
         raise FileNotFoundError(
-            f"no finished runs on {sorted(corrupted)} under {args.runs_dir}: the corrupted "
-            "test sets exist for those datasets only"
+            f"no finished runs on {sorted(corrupted)} under {args.runs_dir}: "
+            "the corrupted test sets exist for those datasets only"
         )
     for run in runs:
         records = corruptions.evaluate_corruptions(
@@ -360,11 +354,10 @@ def _cmd_cam(args) -> int:
             if run.config.seed == args.seed and run.config.clean_ce
             and run.config.quick == args.quick]  # fmt: skip
     if not runs:
-        raise FileNotFoundError(
-            f"no finished {'quick ' * args.quick}{args.dataset} runs with seed {args.seed} and "
-            f"the clean CE term under {args.runs_dir}" + ("" if args.quick else
-                                                          " (quick runs need --quick)")
-        )  # fmt: skip
+        hint = "" if args.quick else " (quick runs need --quick)"
+        raise FileNotFoundError(f"no finished {'quick ' * args.quick}{args.dataset} runs with "
+                                f"seed {args.seed} and the clean CE term under {args.runs_dir}"
+                                f"{hint}")  # fmt: skip
     test = load_dataset(args.dataset, args.data_dir, n_train=1, n_test=args.n_images).test
     images, labels = test.images.float() / 255, test.labels
     device = resolve_device(args.device)  # grad-cam moves each batch to the model's device
@@ -536,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", required=True, choices=[e.kind for e in kinds],
                    help="; ".join(f"{e.kind}: {e.title}" + (f" (settings {', '.join(e.keys)})"
                                   if e.keys else "") for e in kinds))  # fmt: skip
-    p.add_argument("--setting", nargs="*", default=[], metavar="KEY=VALUE",
+    p.add_argument("--setting", nargs="*", default=[], metavar="KEY=VALUE", type=_setting,
                    help="the evaluation's settings (its keys)")  # fmt: skip
     n_images(p)
 

@@ -1,5 +1,4 @@
-"""Paired comparisons of two configurations over the seeds both have, from stored per-image
-predictions (``compare``); Holm-corrected verdicts on declared claims (``judge``)."""
+"""Paired comparisons from per-image predictions (``compare``), verdicts on claims (``judge``)."""
 
 from __future__ import annotations
 
@@ -15,12 +14,10 @@ from regionmix_utils import records
 from regionmix_utils.claims import MATCHED, NO_CE, Claim, claims_between, paper_claims, side
 from regionmix_utils.config import recipe_differences
 from regionmix_utils.evaluation import statistics
-from regionmix_utils.evaluation.registry import evaluation_kinds, get_evaluation
+from regionmix_utils.evaluation.registry import RECORD_KINDS, evaluation_kinds, get_evaluation
 from regionmix_utils.evaluation.robustness import ATTACKS, DEFAULT_EPS, attack_label
 from regionmix_utils.runs import Run, eps_text, evaluation_settings
 from regionmix_utils.tables import _signed, caption
-
-__all__ = ["COMPARE_RESAMPLES", "LEVEL", "PAPER_DATASET", "POWER", "Comparison", "compare", "judge"]
 
 COMPARE_RESAMPLES = 2000
 LEVEL = 0.05  # the family-wise level of a judged family of claims (Holm)
@@ -33,8 +30,7 @@ _NUMBERS = ("delta", "low", "high", "p", "p_holm", "p_signflip", "image_low", "i
 
 
 def _pairs(runs: pd.DataFrame, a: str, b: str) -> list[tuple[str, dict, dict]]:
-    """(dataset, seed -> Run of A, seed -> Run of B) per dataset and pair of configurations
-    of the sides (as ``Claim`` takes them) trained with the same recipe."""
+    """(dataset, seed -> Run of A, seed -> Run of B) per pair with the same recipe."""
 
     def matching(spec: str) -> pd.DataFrame:
         method, clean_ce, matched = side(spec)
@@ -71,9 +67,8 @@ def _settings(runs: pd.DataFrame) -> dict[str, list[dict]]:
 
 
 def _metric_groups(runs: list[Run], kind: str | None, settings: dict) -> list[list[dict]]:
-    """The evaluations every run has (of ``kind``), one group of settings per metric: the
-    clean one on the most images, each other record, the corruptions of one source and
-    image count together. ``settings``: ``_settings``."""
+    """Settings every run has (of ``kind``), grouped per metric: the clean one on the most
+    images, each other record, the corruptions of one source and image count together."""
     found = None
     for run in runs:
         mine = [s for s in settings[str(run.path)] if kind is None or _kind(s) == kind]
@@ -92,12 +87,9 @@ def _rerun_hint(kind: str, runs_dir: str) -> str:
 
 
 def _row(dataset, runs_a, runs_b, group, claim: Claim | None, runs_dir, evaluated=True) -> dict:
-    """A against B on ``group``, paired per seed and image (the share of the group an image
-    gets right), for ``claim``; ``evaluated`` False: the runs lack the claim's metric."""
+    """A against B on ``group``, paired per seed and image; ``evaluated`` False: no records."""
     nan, settings, kind = math.nan, group[0], _kind(group[0])
-    title = _METRICS.get(kind) or (
-        get_evaluation(kind).title if kind in evaluation_kinds() else kind
-    )
+    title = _METRICS.get(kind) or (get_evaluation(kind).title if kind in RECORD_KINDS else kind)
     metric = f"{attack_label(settings)} ε={eps_text(settings['eps'])}" if kind in ATTACKS else title
     paper_regime = all(run.config.dataset in records.PAPER_DATASETS
                        and records._is_paper_recipe(run.config)
@@ -149,9 +141,8 @@ class Comparison:
 
 def judge(runs: pd.DataFrame, claims: list[Claim], runs_dir: str = "runs",
           level: float = LEVEL) -> Comparison:  # fmt: skip
-    """Judge ``claims`` on ``collect_runs`` rows: a row per claim and pair of configurations
-    (``PAPER_DATASET`` maps ours onto the paper's), paired t-test over seeds, Holm over the
-    family at ``level``, a verdict each. ValueError: no claim has runs of both sides."""
+    """``claims`` on ``collect_runs`` rows per pair (``PAPER_DATASET`` maps ours onto the paper's):
+    paired t-test over seeds, Holm at ``level``. ValueError: no claim has runs of both sides."""
     rows, settings = [], _settings(runs)
     for claim in claims:
         for dataset, runs_a, runs_b in _pairs(runs, claim.a, claim.b):
@@ -168,12 +159,10 @@ def judge(runs: pd.DataFrame, claims: list[Claim], runs_dir: str = "runs",
     return _comparison(rows, level, f"any of the {len(claims)} claims")
 
 
-def compare(
-    runs: pd.DataFrame, spec: str, runs_dir: str = "runs", level: float = LEVEL
-) -> Comparison:
-    """Paired comparisons of ``collect_runs`` rows: ``spec`` "all" judges the paper's claims;
-    "A:B" (sides as ``Claim`` takes them) compares A with B on every evaluation both have,
-    judging the paper's claims about them. ValueError: a malformed spec, or no pair of runs."""
+def compare(runs: pd.DataFrame, spec: str, runs_dir: str = "runs",
+            level: float = LEVEL) -> Comparison:  # fmt: skip
+    """``spec`` "all": the paper's claims; "A:B" (sides as ``Claim`` takes them): A against B on
+    every evaluation both have, with the paper's claims. ValueError: a bad spec, no pair of runs."""
     if spec == "all":
         return judge(runs, paper_claims(), runs_dir, level)
     if spec.count(":") != 1 or not all(spec.split(":")):
@@ -206,8 +195,7 @@ def compare(
 
 
 def _comparison(rows: list[dict], level: float, asked: str) -> Comparison:
-    """The rows with Holm's correction over those that judge a declared claim, each claim's
-    verdict, and for the unresolved ones the seeds the family would need."""
+    """Holm over the rows that judge a claim, verdicts, and the seeds an unresolved needs."""
     if not rows:
         raise ValueError(
             f"no runs of both sides of {asked} (sides: a method such as region, with "

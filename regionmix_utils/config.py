@@ -5,6 +5,7 @@ and any of ``low``, ``high`` (inclusive), ``below`` (exclusive), ``choices`` as 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -126,13 +127,12 @@ def _checked(f: dataclasses.Field, value: Any) -> Any:
     if "choices" in meta:
         ok, allowed = value in meta["choices"], f"one of {meta['choices']}"
     else:
-        low, high, below = meta["low"], meta.get("high"), meta.get("below")
+        low, high, below = meta["low"], meta.get("high", math.inf), meta.get("below", math.inf)
         number = isinstance(value, int if integer else (int, float)) and type(value) is not bool
-        ok = number and low <= value
-        ok = ok and (high is None or value <= high) and (below is None or value < below)
+        ok = number and low <= value <= high and value < below
         allowed = ("an integer " if integer else "") + (
-            f"in [{low}, {high}]" if high is not None else
-            f"in [{low}, {below})" if below is not None else f">= {low}")  # fmt: skip
+            f"in [{low}, {high}]" if high < math.inf else
+            f"in [{low}, {below})" if below < math.inf else f">= {low}")  # fmt: skip
     if not ok:
         optional = "None or " if f.default is None else ""
         raise ValueError(f"{f.name} must be {optional}{allowed}, got {value!r}")

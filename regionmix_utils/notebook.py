@@ -46,8 +46,7 @@ COLAB_DRIVE = "/content/drive"  # where Colab mounts Google Drive
 
 def setup(runs_dir: str | os.PathLike | None = None, needs_gpu: bool = True,
           data_dir: str | os.PathLike | None = None) -> str:  # fmt: skip
-    """Print versions, the device and the data folder; return "cuda" or "cpu". On Colab a
-    ``runs_dir`` under /content/drive mounts Google Drive first."""
+    """Print versions, device and data folder; return "cuda" or "cpu" (Colab: mount Drive)."""
     if runs_dir is not None and IN_COLAB and Path(runs_dir).resolve().is_relative_to(COLAB_DRIVE):
         from google.colab import drive  # only on Colab
 
@@ -69,8 +68,8 @@ def setup(runs_dir: str | os.PathLike | None = None, needs_gpu: bool = True,
 def example_batch(
     n: int = 8, data_dir: str | os.PathLike | None = None, download: bool | None = None
 ) -> tuple[Tensor, Tensor, tuple[str, ...], str]:
-    """``n`` test images [n, 3, H, W] in [0, 1] of different classes, labels [n], class names
-    and their source: CIFAR-10 on disk, downloaded (default: on Colab), the subset, else shapes."""
+    """``n`` test images [n, 3, H, W] in [0, 1], labels [n], class names, source (CIFAR-10 on
+    disk, downloaded (default: on Colab), the subset, else shapes)."""
     download = IN_COLAB if download is None else download
     data_dir = files.data_dir(data_dir)
     attempts = [("cifar10", False, "CIFAR-10 test images (torchvision's files on disk)"),
@@ -130,9 +129,8 @@ def sweep_commands(configs: list[TrainConfig], runs_dir: str | os.PathLike) -> l
 def ensure_runs(configs: list[TrainConfig], runs_dir: str | os.PathLike, quick: bool,
                 data_dir: str | os.PathLike | None = None, device: str = "auto",
                 missing: str = "raise") -> list[Run]:  # fmt: skip
-    """The finished runs for ``configs``; quick mode trains the missing ones, otherwise a
-    missing run is a FileNotFoundError naming the commands that make it (``missing="raise"``)
-    or those commands are printed and the finished runs returned (``"report"``)."""
+    """The finished runs for ``configs``; quick mode trains the missing ones, else the commands
+    that make them are a FileNotFoundError (``missing="raise"``) or printed (``"report"``)."""
     if missing not in ("raise", "report"):
         raise ValueError(f"missing must be 'raise' or 'report', got {missing!r}")
     configs = list(dict.fromkeys(quick_config(c) if quick else c for c in configs))
@@ -158,14 +156,12 @@ def ensure_runs(configs: list[TrainConfig], runs_dir: str | os.PathLike, quick: 
 
 
 def reference_label(runs: list[Run]) -> str:
-    """The reference runs in one line: "reference runs: real CIFAR-10, 2,000 training images,
-    ..."."""
+    """ "reference runs: real CIFAR-10, 2,000 training images, ..." """
     configs = [run.config for run in runs]
     commits = sorted({(run.record.get("environment") or {}).get("git_commit")
                       for run in runs} - {None})  # fmt: skip
-    sizes = sorted({c.n_train for c in configs if c.n_train})
-    images = f"{', '.join(f'{n:,}' for n in sizes)} training images" if sizes else "every"
-    images += "" if sizes else " training image"
+    sizes = ", ".join(f"{n:,}" for n in sorted({c.n_train for c in configs if c.n_train}))
+    images = f"{sizes} training images" if sizes else "every training image"
     widths, epochs = (", ".join(str(v) for v in sorted({getattr(c, f) for c in configs}))
                       for f in ("width", "epochs"))  # fmt: skip
     at = f" (commit {', '.join(c[:7] for c in commits)})" if commits else ""
@@ -174,8 +170,7 @@ def reference_label(runs: list[Run]) -> str:
 
 
 def reference_family(study: str = "cpu-gated") -> list:
-    """The claims the committed study judges at its pilot's primary ε (FileNotFoundError
-    without the bundle)."""
+    """The committed study's claims at its primary ε; FileNotFoundError without the bundle."""
     bundle, found = find_bundle(study), get_study(study)
     if bundle is None:
         raise FileNotFoundError(f"the bundle of study {study!r} is not here")
@@ -192,8 +187,8 @@ def reference_eps(study: str = "cpu-gated") -> float:
 def reference_runs(methods: tuple[str, ...] | None = None, clean_ce: bool | None = None,
                    with_weights: bool = False, study: str = "cpu-gated",
                    matched_compute: bool | None = None) -> list[Run] | None:  # fmt: skip
-    """The committed reference runs matching the filters (None: any), said in one line; None
-    without the bundle. ``with_weights``: runs whose weights it keeps. ValueError: no match."""
+    """The committed runs matching the filters (None: any), or None without the bundle.
+    ``with_weights``: runs whose weights it keeps. ValueError: no match."""
     bundle = find_bundle(study)
     if bundle is None or not find_runs(bundle):
         print("The committed reference runs are not here (they come with a clone of the "
@@ -242,8 +237,8 @@ def show_markdown(text: str) -> None:
 def show_tables(
     runs, numbers: tuple[int, ...], accuracy: str = "final", keep: Callable | None = None
 ) -> list:
-    """Show our tables ``numbers`` (those ``keep`` accepts) beside the paper's; where none is in
-    the paper's setting, say so and add the published tables. Returns the tables shown."""
+    """Show and return our tables ``numbers`` (``keep``-filtered), the published ones added
+    where none is in the paper's setting."""
     shown = [t for t in paper_tables(runs, accuracy) if t.number in numbers
              and (keep is None or keep(t))]  # fmt: skip
     in_paper = [n for n in numbers if n <= 4]  # 5 and 6 go beyond the paper
@@ -265,8 +260,7 @@ def show_tables(
 
 
 def label_cam_figure(fig, labels, predictions: dict, classes):
-    """Label a ``viz.cam_figure``: true class per row (``labels`` [B]), each model's prediction
-    (``predictions``: model -> [B]; green right, red wrong), and a colour bar."""
+    """Label a ``viz.cam_figure``: true class [B], predictions (model -> [B]), colour bar."""
     from matplotlib.cm import ScalarMappable  # heavy: only the figure needs it
     from matplotlib.colors import Normalize  # heavy: only the figure needs it
 
@@ -288,24 +282,21 @@ def label_cam_figure(fig, labels, predictions: dict, classes):
 def execute_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike,
                      parameters: dict | None = None, html: bool = True,
                      timeout: int = 1200) -> Path:  # fmt: skip
-    """Run a notebook with papermill (``parameters`` injected, ``timeout`` s a cell, headless)
-    into ``out_dir/NAME.ipynb`` (and ``.html``); return that path."""
+    """Run a notebook headless with papermill into ``out_dir/NAME.ipynb`` (and ``.html``)."""
     import papermill  # heavy: the dev extra
 
     notebook, out_dir = Path(notebook), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / notebook.name
-    before = os.environ.get(HEADLESS)
+    before = dict(os.environ)
     os.environ[HEADLESS] = "1"  # the kernel inherits it
     try:
         papermill.execute_notebook(str(notebook), str(executed), parameters=parameters or {},
                                    cwd=str(notebook.parent), kernel_name="python3",
                                    progress_bar=False, execution_timeout=timeout)  # fmt: skip
     finally:
-        if before is None:
-            os.environ.pop(HEADLESS, None)
-        else:
-            os.environ[HEADLESS] = before
+        os.environ.clear()
+        os.environ.update(before)
     if html:
         from nbconvert import HTMLExporter  # heavy: comes with papermill
 
@@ -349,9 +340,7 @@ def claims_table(claims: list) -> pd.DataFrame:
     return frame[[column for column in frame if not frame[column].eq("").all()]]
 
 
-# ------------------------------------------------------------------------ what the data say
-# The sentences are ``templates/findings.md.j2``; ``comparison`` below is a ``results.judge``
-# or ``compare`` output (``reference_verdicts``); None: no claim was judged.
+# ------------------------------------ what the data say (sentences: templates/findings.md.j2)
 
 
 def _and(words, last: str = "and") -> str:
@@ -400,9 +389,8 @@ def _rows_about(comparison, labels=None):
 
 
 def attacks_ran(evaluations) -> str:
-    """Each attack setting of the records (``results.collect_evaluations`` rows) with the
-    ε it ran at on each image count: "FGSM at ε = 1/255 and 2/255 on 1,017 test images;
-    PGD-10 at ε = 64/255 on 500 test images"; "" without attacks."""
+    """ "FGSM at ε = 1/255 and 2/255 on 1,017 test images; PGD-10 at ..." from
+    ``results.collect_evaluations`` rows; "" without attacks."""
     rows = evaluations[evaluations["kind"].isin(ATTACKS)] if len(evaluations) else evaluations
     done: dict[tuple[str, int], set[float]] = {}
     for record in rows.to_dict("records"):
@@ -434,8 +422,7 @@ def ce_findings(runs, comparison=None) -> str:
 
 
 def robustness_findings(evaluations, eps: float, checks: dict, comparison=None) -> str:
-    """Notebook 04: each attack's accuracy range at ``eps``, PGD against FGSM, the masking
-    flags (``checks``: run path -> ``masking_check``), and the verdicts."""
+    """Notebook 04: attacks at ``eps``, PGD vs FGSM, masking ``checks`` (path -> flags)."""
     rows = evaluations[evaluations["kind"].isin(ATTACKS)]
     rows = rows.assign(attack=[attack_label(r) for r in rows.to_dict("records")],
                        config=split_labels(list(rows["label_ce"]))[0])  # fmt: skip
@@ -461,8 +448,8 @@ def robustness_findings(evaluations, eps: float, checks: dict, comparison=None) 
 
 
 def calibration_findings(stored: dict, ood_sentence: str | None = None) -> str:
-    """Notebook 07: mean ECE before -> after temperature scaling per configuration (``stored``:
-    run -> (record, logits, labels)), then ``ood_sentence``; no verdict."""
+    """Notebook 07: mean ECE before -> after temperature scaling (``stored``: run -> (record,
+    logits, labels)), then ``ood_sentence``."""
     groups: dict[str, list[dict]] = {}
     for run, (record, *_) in stored.items():
         groups.setdefault(column_label(run.config), []).append(record)
@@ -472,14 +459,12 @@ def calibration_findings(stored: dict, ood_sentence: str | None = None) -> str:
                 "raised": sum(r["ece_scaled"] > r["ece"] for r in records)}
                for name, records in zip(names, groups.values(), strict=True)]  # fmt: skip
     n_images = sorted({int(r["n_images"]) for records in groups.values() for r in records})
-    text = _say("calibration", configs=configs, shared=shared,
-                n_images=[f"{n:,}" for n in n_images])  # fmt: skip
+    text = _say("calibration", configs=configs, shared=shared, n_images=[f"{n:}" for n in n_images])
     return f"{text}\n\n{_say('ood', sentence=ood_sentence)}" if ood_sentence and groups else text
 
 
 def cam_findings(maps: dict, labels, predictions: dict, scores: dict | None = None) -> str:
-    """Notebook 05: right predictions and blank maps per method (``maps``: method -> [B, H, W],
-    ``labels`` [B], ``predictions``: method -> [B]) and the pointing game of ``scores``."""
+    """Notebook 05: right predictions, blank maps ([B, H, W] per method), pointing game."""
     return _say("cam", n=len(labels), scores=scores,
                 right=[f"{int((predictions[m] == labels).sum())} ({m})" for m in maps],
                 blank=[f"{int(blank_maps(maps[m]).sum())} ({m})" for m in maps])  # fmt: skip
@@ -493,8 +478,7 @@ def _at_k(rows, column: str = "test_acc") -> list[tuple[str, object]]:
 
 
 def ablation_findings(frame, eps: float, comparison=None, labels=None) -> str:
-    """Notebook 06 (``ablations.ablation_frame`` rows): what the grid cannot answer, metrics
-    against k, and the verdicts between the configurations ``labels`` (None: all)."""
+    """Notebook 06 (``ablation_frame`` rows): the grid's gaps, metrics vs k, verdicts."""
     modes = set(frame["lam_mode"]) if "lam_mode" in frame else {"batch"}
     frame = frame[frame["lam_mode"] == "batch"] if "lam_mode" in frame else frame
     ks, alphas = k_order(frame["k"]), sorted(set(frame["alpha"]))

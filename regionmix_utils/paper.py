@@ -9,8 +9,6 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CELLS", "CITATION", "DATASET_TITLES", "SEEDS", "TABLE_TITLES", "PaperCell", "lookup"]
-
 CITATION = "Saha & Garain, Region Mixup, ICLR 2024 Tiny Papers (arXiv:2409.15028)"
 SEEDS = 3  # "The results are averaged over 3 runs."
 TABLE_TITLES = {

@@ -14,9 +14,6 @@ from regionmix_utils.evaluation.registry import evaluation_kinds, get_evaluation
 from regionmix_utils.methods import SETTINGS, get_method
 from regionmix_utils.runs import Run, find_runs
 
-__all__ = ["EVALUATION_TABLES", "PAPER_DATASETS", "collect_evaluations", "collect_runs",
-           "column_label", "dataset_title"]  # fmt: skip
-
 # Record kind -> its table's number (None: a table of its own), as the registry declares it.
 EVALUATION_TABLES = {kind: get_evaluation(kind).table for kind in evaluation_kinds()}
 PAPER_DATASETS = tuple(dict.fromkeys(cell.dataset for cell in paper.CELLS))  # its row order
@@ -58,13 +55,12 @@ def collect_runs(runs_dir: str | os.PathLike | None = None, accuracy: str = "fin
 
 
 def collect_evaluations(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per record of ``collect_runs`` rows: the run's columns but test_acc, and the
-    record's (``seed`` as ``attack_seed``); ValueError for a kind not registered."""
+    """One row per record of ``collect_runs`` rows (``seed`` as ``attack_seed``)."""
     return _evaluation_records(runs)[0]
 
 
 def _evaluation_records(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
-    """``collect_evaluations(runs)``, and run path -> its records."""
+    """``collect_evaluations(runs)``, run path -> its records; ValueError: a kind unknown."""
     rows, records = [], {}
     for run_row in runs.drop(columns="test_acc").to_dict("records"):
         run = Run(Path(run_row["path"]))

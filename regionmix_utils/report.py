@@ -27,11 +27,6 @@ from regionmix_utils.methods import get_method
 from regionmix_utils.runs import Run, eps_text, find_runs
 from regionmix_utils.study import TEMPLATES, Study, find_bundle, read_plan, study_plan, study_timing
 
-__all__ = ["README_END", "README_START", "Report", "build_report", "common_recipe",
-           "design_text", "fit_table", "masking_table", "noise_table", "pgd_table",
-           "readme_block", "shorten", "study_report", "update_readme", "write_report",
-           "write_study_report"]  # fmt: skip
-
 README_START, README_END = "<!-- reference-study results -->", "<!-- /reference-study results -->"
 _TABLE1_METHODS = ("none", "mixup", "cutmix", "region", "region-random")  # reliability figures
 _ENV = jinja2.Environment(
@@ -85,27 +80,11 @@ def _by_configuration(runs: list[Run], common: str, values: Callable, order=None
     )  # fmt: skip
 
 
-def noise_table(runs: list[Run], common: str = "") -> pd.DataFrame:
-    """Accuracy (%) under Gaussian noise by severity ("clean", "severity 1", ...)."""
-
-    def values(run: Run):
-        for r in run.evaluations():
-            if r["kind"] == "clean" or r.get("corruption") == "gaussian_noise":
-                yield r.get("severity", 0), r["accuracy"]
-
-    return _by_configuration(runs, common, values, int, lambda s: f"severity {s}" if s else "clean")
-
-
-def pgd_table(runs: list[Run], common: str = "") -> pd.DataFrame:
-    """PGD accuracy (%) at every ε and image count it ran: "PGD-10 at 2/255 (1,017 images)"."""
-
-    def values(run: Run):
-        for r in run.evaluations():
-            if r["kind"] == "pgd":
-                yield (attack_label(r), r["eps"], r["n_images"]), r["accuracy"]
-
-    return _by_configuration(runs, common, values, lambda c: (*c[1:], c[0]),
-                             lambda c: f"{c[0]} at {eps_text(c[1])} ({c[2]:,} images)")  # fmt: skip
+def _accuracy_table(runs: list[Run], common: str, keep: Callable, key: Callable, order: Callable,
+                    name: Callable) -> pd.DataFrame:  # fmt: skip
+    """Accuracy (%) of the records ``keep`` selects, a column per ``key(record)``."""
+    return _by_configuration(runs, common, lambda run: [(key(r), r["accuracy"]) for r in
+                             run.evaluations() if keep(r)], order, name)  # fmt: skip
 
 
 def fit_table(runs: list[Run], common: str = "") -> pd.DataFrame:
@@ -122,8 +101,7 @@ def fit_table(runs: list[Run], common: str = "") -> pd.DataFrame:
 
 
 def masking_table(runs: list[Run], common: str = "") -> pd.DataFrame:
-    """The gradient-masking flags (``evaluation.masking``): a row per configuration, a column
-    per seed."""
+    """The gradient-masking flags (``evaluation.masking``): a row per configuration and seed."""
     cells: dict[str, dict[str, str]] = {}
     for run in runs:
         flags = masking_check(run.evaluations())["flags"]
@@ -147,7 +125,7 @@ def _masking(runs: list[Run], common: str) -> dict | None:
 
 
 def _figures(report: Report, folder: Path) -> dict[str, str]:
-    """Draw the report's figures into ``folder``: title -> file name."""
+    """Draw the report's figures into ``folder``: file name -> shows the paper's numbers."""
     import matplotlib  # heavy: only the figures need it
 
     matplotlib.use("Agg")
@@ -156,19 +134,18 @@ def _figures(report: Report, folder: Path) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     runs, common, drawn = report.runs, report.common, {}
 
-    def save(fig, name: str, title: str) -> None:
+    def save(fig, name: str, paper: bool = False) -> None:
         fig.savefig(folder / name, dpi=90, bbox_inches="tight")
         plt.close(fig)
-        drawn[title] = name
+        drawn[name] = bool(paper)
 
     first = [run for run in runs if run.config.seed == min(r.config.seed for r in runs)]
-    save(viz.training_curves({_label(r, common): r.metrics() for r in first}),
-         "training-curves.png", "Training curves (seed 0)")  # fmt: skip
+    curves = viz.training_curves({_label(r, common): r.metrics() for r in first})
+    save(curves, "training-curves.png")
     evaluations = results.collect_evaluations(report.frame)
     attacked = evaluations[evaluations["kind"].isin(["fgsm", "pgd"])]
     if not attacked.empty:
-        save(viz.eps_curves(attacked), "eps-curves.png",
-             "Accuracy against ε, FGSM and PGD-10 (mean ± std over seeds)")  # fmt: skip
+        save(viz.eps_curves(attacked), "eps-curves.png")
     before, after = {}, {}
     for run in first:
         if run.config.method not in _TABLE1_METHODS or not run.config.clean_ce:
@@ -182,61 +159,43 @@ def _figures(report: Report, folder: Path) -> dict[str, str]:
         if record["temperature"] is not None:
             after[f"{label}, T = {record['temperature']:.2f}"] = reliability(
                 logits, labels, record["temperature"])  # fmt: skip
-    for diagrams, name, when in ((before, "reliability.png", "before"),
-                                 (after, "reliability-scaled.png", "after")):  # fmt: skip
+    for diagrams, name in ((before, "reliability.png"), (after, "reliability-scaled.png")):
         if diagrams:
-            save(viz.reliability_figure(diagrams), name,
-                 f"Reliability diagrams (seed 0), {when} temperature scaling")  # fmt: skip
+            save(viz.reliability_figure(diagrams), name)
     noisy: dict[str, list] = {}
     for run in runs:
         records = [e for e in run.evaluations() if e["kind"] == "corruption"]
         if records:
             noisy.setdefault(_label(run, common), []).extend(records)
     if noisy:
-        save(viz.corruption_figure(list(noisy.values()), list(noisy)), "gaussian-noise.png",
-             "Accuracy under Gaussian noise by severity (mean over seeds)")  # fmt: skip
+        save(viz.corruption_figure(list(noisy.values()), list(noisy)), "gaussian-noise.png")
     paper = [t for t in report.tables if t.number in (1, 2, 3, 4)]
     if paper:
-        save(viz.comparison_figure(paper), "ours-vs-paper.png",
-             "Ours at this scale beside the paper's numbers" if any(t.has_paper for t in paper)
-             else "The paper's Tables 1-4 at this scale (ours only: not its setting)")  # fmt: skip
+        save(viz.comparison_figure(paper), "ours-vs-paper.png", any(t.has_paper for t in paper))
     if report.comparison is not None:
         cells = report.comparison.cells
         try:
             figure = viz.claims_forest(cells)
         except ValueError:  # no claim has paired numbers
             return drawn
-        save(figure, "claims.png", "Declared claims: paired Δ, its 95% interval over seeds"
-             + (", the paper's Δ" if cells["paper_delta"].notna().any() else ""))  # fmt: skip
+        save(figure, "claims.png", cells["paper_delta"].notna().any())
     return drawn
 
 
-def _threads_text(runs: list[Run], pilot: str | None) -> str:
-    """ ", one thread per run (the pilot, trained before the others: 2 threads)", or ""."""
-    threads = [((run.record.get("environment") or {}).get("threads"),
-                bool(pilot) and run.path.as_posix().endswith(pilot)) for run in runs]  # fmt: skip
-    others = sorted({n for n, is_pilot in threads if not is_pilot} - {None})
-    if not others:
-        return ""
-    text = f", {' or '.join('one thread' if n == 1 else f'{n} threads' for n in others)} per run"
-    first = [n for n, is_pilot in threads if is_pilot]
-    if first and first[0] is not None and first[0] not in others:
-        text += f" (the pilot, trained before the others: {first[0]} threads)"
-    return text
-
-
 def design_text(study: Study, plan: dict | None = None, runs: list[Run] | None = None) -> str:
-    """The study's design (``templates/design.md.j2``) from its definition, plan and runs.
-    ValueError for a study with a gate and no plan."""
+    """The study's design (``design.md.j2``) from it, its plan and runs; ValueError: no plan."""
     if study.gate_gap is not None and plan is None:
         raise ValueError(f"study {study.name!r} has a gate: pass its plan (read_plan)")
     config = study.configs()[0]
     spec = get_dataset(study.dataset)
-    primary = (plan or {}).get("primary_eps")
+    primary, pilot = (plan or {}).get("primary_eps"), plan and plan["pilot"]["run"]
+    threads = [((r.record.get("environment") or {}).get("threads"),
+                bool(pilot) and r.path.as_posix().endswith(pilot)) for r in runs or []]  # fmt: skip
     return _ENV.get_template("design.md.j2").render(
         study=study, config=config, spec=spec, plan=plan, primary=primary,
         claims=study.family(primary), n_test=config.n_test or spec.split_sizes[1],
-        threads=_threads_text(runs or [], plan and plan["pilot"]["run"]),
+        others=sorted({n for n, is_pilot in threads if not is_pilot} - {None}),
+        pilot_threads=next((n for n, is_pilot in threads if is_pilot), None),
     ).strip()  # fmt: skip
 
 
@@ -255,8 +214,7 @@ class Report:
 
 def build_report(bundle: str | os.PathLike, eps: float = 8 / 255,
                  claims: list | None = None) -> Report:  # fmt: skip
-    """The tables of ``bundle``'s records (attacks at ``eps``) and the verdicts on ``claims``
-    (None: the paper's). FileNotFoundError without runs."""
+    """Tables at ``eps``, verdicts on ``claims`` (None: the paper's); FileNotFoundError: no runs."""
     runs = find_runs(bundle)
     if not runs:
         raise FileNotFoundError(f"no finished runs under {bundle}: export a study there first")
@@ -276,8 +234,7 @@ def build_report(bundle: str | os.PathLike, eps: float = 8 / 255,
 
 
 def study_report(study: Study, bundle: str | os.PathLike | None = None) -> Report:
-    """``build_report`` of a study's bundle with its family, at its primary ε (else 8/255).
-    FileNotFoundError without a bundle, or a gated study's bundle without its plan."""
+    """``build_report`` of its bundle, family and primary ε (else 8/255); FileNotFoundError."""
     bundle = bundle or find_bundle(study)
     if bundle is None:
         raise FileNotFoundError(f"no bundle of study {study.name!r}: pass --bundle DIR "
@@ -302,8 +259,8 @@ def write_report(bundle: str | os.PathLike, out: str | os.PathLike,
                  title: str = "Reference study", preamble: str = "", eps: float = 8 / 255,
                  claims: list | None = None, claims_note: str = "",
                  report: Report | None = None) -> Path:  # fmt: skip
-    """Write the report of ``bundle`` to ``out`` and its figures into ``out``'s stem folder;
-    ``preamble``: Markdown under the title; ``eps``, ``claims``: ``build_report``'s."""
+    """Write ``bundle``'s report to ``out``, figures into its stem folder; ``preamble`` under
+    the title; ``eps``, ``claims``: ``build_report``'s."""
     out = Path(out)
     report = report or build_report(bundle, eps, claims)
     runs, common, comparison = report.runs, report.common, report.comparison
@@ -311,10 +268,16 @@ def write_report(bundle: str | os.PathLike, out: str | os.PathLike,
     text = _ENV.get_template("report.md.j2").render(
         title=title, preamble=preamble.strip(), common=common, timing=report.timing,
         comparison=comparison, claims_note=claims_note, tables=report.tables,
-        fit=fit_table(runs, common),
-        pgd=pgd_table(runs, common), masking=_masking(runs, common),
-        noise=noise_table(runs, common), figures=_figures(report, figures_dir),
-        link=os.path.relpath(figures_dir, out.parent),
+        fit=fit_table(runs, common), masking=_masking(runs, common),
+        figures=_figures(report, figures_dir), link=os.path.relpath(figures_dir, out.parent),
+        pgd=_accuracy_table(runs, common, lambda r: r["kind"] == "pgd",
+                            lambda r: (attack_label(r), r["eps"], r["n_images"]),
+                            lambda c: (*c[1:], c[0]),
+                            lambda c: f"{c[0]} at {eps_text(c[1])} ({c[2]:,} images)"),
+        noise=_accuracy_table(runs, common, lambda r: r["kind"] == "clean"
+                              or r.get("corruption") == "gaussian_noise",
+                              lambda r: r.get("severity", 0), int,
+                              lambda s: f"severity {s}" if s else "clean"),
     )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, shorten(text, common).rstrip() + "\n")

@@ -1,13 +1,11 @@
 """Does a committed run retrain to its committed numbers here? A check for any CPU.
 
-CPU training is bit-for-bit deterministic only for the same kernels (the CPU capability,
-AVX-512 or AVX2) and thread count. ``reproduction.json`` keeps the numerics of a run's
-committed metrics and the losses of its first steps; ``check`` retrains it here: the first
-``N_STEPS`` steps always (bit for bit on the same capability and torch, else to
-``STEP_RTOL``), the first ``N_EPOCHS`` epochs bit for bit where the numerics match.
-Measured on the no-mixing run, AVX2 against unvectorised: step 1 identical, step 2 2e-6
-apart, step 3 7e-4; two steps at 1e-4 still see the seed (another moves step 1 by 9e-3),
-the data order, the augmentation and the learning rate (10% lower: step 2 by 2e-3).
+CPU training is bit for bit only on the same kernels (CPU capability) and thread count.
+``reproduction.json`` keeps a run's metrics' numerics and first steps' losses; ``check``
+retrains: ``N_STEPS`` steps always (bit for bit on the same capability and torch, else to
+``STEP_RTOL``), ``N_EPOCHS`` epochs bit for bit where the numerics match. No mixing, AVX2 vs
+unvectorised: step 1 identical, step 2 2e-6 apart, step 3 7e-4; two steps at 1e-4 still see
+the seed (another: step 1 by 9e-3), data order, augmentation and lr (10% lower: 2e-3).
 """
 
 from __future__ import annotations
@@ -28,9 +26,6 @@ from regionmix_utils.data import Splits
 from regionmix_utils.files import atomic_write_text
 from regionmix_utils.runs import NUMERICS_KEYS, Run
 from regionmix_utils.train import TrainingState, loaders, train, train_step, training_splits
-
-__all__ = ["N_EPOCHS", "N_STEPS", "REFERENCE", "STEP_RTOL", "Reproduction", "check",
-           "first_step_losses", "numerics", "write_reference"]  # fmt: skip
 
 REFERENCE = "reproduction.json"  # in a bundle's root
 N_STEPS = 2
@@ -57,8 +52,8 @@ def _threads(n: int) -> Iterator[None]:
 
 def first_step_losses(config: TrainConfig, n_steps: int | None = None, data_dir=None,
                       splits: Splits | None = None) -> list[float]:  # fmt: skip
-    """The training loss of the run's first ``n_steps`` CPU steps, as ``train`` takes them
-    (None: ``N_STEPS``, at most an epoch). ValueError outside [1, steps of an epoch]."""
+    """The loss of the first ``n_steps`` (None: ``N_STEPS``) CPU steps of ``train``.
+    ValueError outside [1, steps of an epoch]."""
     splits = training_splits(config, data_dir, splits)
     state = TrainingState.build(config, splits, torch.device("cpu"))
     state.check_mixing(splits)
@@ -74,9 +69,8 @@ def first_step_losses(config: TrainConfig, n_steps: int | None = None, data_dir=
 
 def write_reference(bundle: str | os.PathLike, run: Run, metrics_numerics: dict | None = None,
                     data_dir=None, threads: int = 1) -> dict:  # fmt: skip
-    """Write ``bundle / REFERENCE`` for ``run``: its first steps' losses here with ``threads``
-    threads and its metrics' numerics, from its config or else ``metrics_numerics``
-    (``cpu_capability``, ``threads``, ``source``); ValueError when neither has them."""
+    """Write ``bundle / REFERENCE``: ``run``'s first losses here on ``threads`` threads, its
+    metrics' numerics from its config, else ``metrics_numerics``; ValueError if neither."""
     recorded = {k: run.record.get("environment", {}).get(k) for k in NUMERICS_KEYS}
     if None not in recorded.values():
         recorded["source"] = "recorded in the run's config.json"
@@ -112,8 +106,7 @@ def _text(numbers: dict) -> str:
 
 
 def check(bundle: str | os.PathLike, data_dir=None, epochs: bool = True) -> Reproduction:
-    """Retrain the bundle's reference run here and compare (module docstring); ``epochs``
-    False: the first steps only. FileNotFoundError without ``reproduction.json``."""
+    """Retrain the reference run here (``epochs`` False: steps only); FileNotFoundError."""
     reference = json.loads((Path(bundle) / REFERENCE).read_text())
     run = Run(Path(bundle) / reference["run"])
     first, committed = reference["first_steps"], reference["metrics_numerics"]

@@ -1,5 +1,4 @@
-"""Finished runs -> the paper's tables and the paired comparisons that judge its claims: the
-names of ``records``, ``tables``, ``comparisons`` and ``claims`` in one place."""
+"""Finished runs -> tables and judged claims: the names of the modules under it in one place."""
 
 from __future__ import annotations
 

@@ -111,11 +111,8 @@ class Run:
     def of(cls, runs_dir: str | os.PathLike, config: TrainConfig) -> Run:
         return cls(run_dir(runs_dir, config))
 
-    # ------------------------------------------------------------------ reading
-
     @property
     def record(self) -> dict:
-        """The whole ``config.json``."""
         return json.loads((self.path / CONFIG).read_text())
 
     @property
@@ -128,7 +125,7 @@ class Run:
         return (self.path / FINAL).exists() or (self.path / EXPORTED).exists()
 
     def metrics(self) -> list[dict]:
-        """One dict an epoch (empty before the first epoch ends)."""
+        """One dict an epoch."""
         file = self.path / METRICS
         if not file.exists():
             return []
@@ -156,7 +153,7 @@ class Run:
         return data["records"]
 
     def find_evaluation(self, settings: dict) -> dict | None:
-        """The record whose settings are exactly ``settings``, or None."""
+        """The record of exactly ``settings``, or None."""
         return next((r for r in self.evaluations() if evaluation_settings(r) == settings), None)
 
     def predictions(self, settings: dict) -> Predictions | None:
@@ -186,16 +183,10 @@ class Run:
         model.load_state_dict(state)
         return model.to(device).eval()
 
-    # ------------------------------------------------------------------ writing
-
     def add_evaluation(self, record: dict, predictions: Predictions | None = None) -> None:
         """Store ``record`` (replacing one of the same settings) and its ``predictions``,
-        atomically under the run's evaluation lock.
-
-        Raises:
-            ValueError: the record's ``n_images`` differs from the predictions' length.
-            PermissionError: the run is a results bundle's copy, which stays as committed.
-        """
+        atomically under the run's evaluation lock. ValueError: ``n_images`` is not their
+        length; PermissionError: the run is a results bundle's copy, kept as committed."""
         if (self.path / EXPORTED).exists():
             source = (_read_json(self.path / EXPORTED) or {}).get("source")
             raise PermissionError(f"{self.path} is a results bundle's copy of a run: its "
@@ -286,7 +277,6 @@ class Run:
         return _read_json(self.path / HOLDER)
 
     def is_claimed(self) -> bool:
-        """Whether a process trains the run now."""
         if not (self.path / LOCK).exists():
             return False
         lock = filelock.FileLock(self.path / LOCK)
@@ -305,7 +295,6 @@ class Run:
             atomic_write_text(self.path / FAILED, text + "\n")
 
     def failure(self) -> str | None:
-        """The error of the last failed attempt, or None."""
         return (_read_json(self.path / FAILED) or {}).get("error")
 
     def log_start(self, config: TrainConfig, epoch: int, device: str | None = None,
@@ -334,9 +323,6 @@ class Run:
                           "uninterrupted run", stacklevel=2)  # fmt: skip
         history.append(entry)
         atomic_write_text(self.path / CONFIG, json.dumps(record, indent=2) + "\n")
-
-
-# ------------------------------------------------------------ per-image predictions
 
 
 def labels_fingerprint(labels) -> str:
@@ -371,13 +357,13 @@ class Predictions:
     def from_outputs(cls, predicted, labels, logits=None, arrays=None) -> Predictions:
         """From predicted [N], labels [N], logits [N, K], arrays (arrays or CPU tensors);
         ValueError if the lengths differ or a class does not fit in int16."""
-        predicted = np.asarray(predicted)
-        if len(predicted) != len(labels):
-            raise ValueError(f"predicted has {len(predicted)} entries but labels has {len(labels)}")
+        predicted, labels = np.asarray(predicted), np.asarray(labels)
+        if predicted.shape != labels.shape:
+            raise ValueError(f"predicted must be one class per image {labels.shape}, got "
+                             f"{predicted.shape}")  # fmt: skip
         if predicted.size and (predicted.min() < 0 or predicted.max() > np.iinfo(np.int16).max):
             raise ValueError("predicted must hold class indices in [0, 32767]")
         stored = None if logits is None else np.asarray(logits, dtype=np.float16)
-        labels = np.asarray(labels)
         extra = {name: np.asarray(array) for name, array in (arrays or {}).items()}
         return cls(predicted.astype(np.int16), labels_fingerprint(labels), stored,
                    labels.astype(np.int16), extra)  # fmt: skip
@@ -410,8 +396,7 @@ def _labels_name(labels_hash: str) -> str:
     return "labels." + labels_hash.replace(":", "-")
 
 
-def _stored(data, i: int, labels_hash: str) -> Predictions:
-    """Entry ``i`` of an open predictions file."""
+def _stored(data, i: int, labels_hash: str) -> Predictions:  # entry i of an open npz
     prefix = f"{i}.arrays."
     arrays = {name[len(prefix) :]: data[name] for name in data if name.startswith(prefix)}
     return Predictions(data[f"{i}.predicted"], labels_hash, data.get(f"{i}.logits"),
@@ -420,8 +405,7 @@ def _stored(data, i: int, labels_hash: str) -> Predictions:
 
 def find_runs(runs_dir: str | os.PathLike, dataset: str | None = None,
               finished: bool = True) -> list[Run]:  # fmt: skip
-    """Runs under ``runs_dir``, sorted: of ``dataset`` if given; finished ones, or every
-    folder with a config (``finished=False``)."""
+    """Sorted runs under ``runs_dir`` (of ``dataset``): finished, or all with a config."""
     markers = (FINAL, EXPORTED) if finished else (CONFIG,)
     found = {p.parent for marker in markers
              for p in Path(runs_dir).glob(f"{dataset or '*'}/*/seed*/{marker}")}  # fmt: skip

@@ -34,11 +34,6 @@ from regionmix_utils.runs import CONFIG, EVALUATIONS, EXPORTED, METRICS, PREDICT
 from regionmix_utils.sweeps import sweep
 from regionmix_utils.train import resolve_device, train
 
-__all__ = ["CPU_GATED", "PLAN", "PRIMARY_EPS", "SAMPLED_FROM", "STUDIES", "TIMING", "Entry",
-           "Study", "StudyGateError", "export_bundle", "find_bundle",
-           "gate_message", "get_study", "noise_images", "read_plan", "run_pilot", "run_study",
-           "study_plan", "study_timing", "timed"]  # fmt: skip
-
 TIMING = "study-timing.json"  # in the runs folder: each invocation's wall time
 PLAN = "study-plan.json"  # in the runs folder: the pilot's gate and the primary ε
 PRIMARY_EPS = "primary"  # a claim's ε that the pilot chooses (``Study.primary_target``)
@@ -65,12 +60,10 @@ class Entry:
 class Study:
     """A study: the scaled recipe, entries, seeds, evaluations and claims (one Holm family).
 
-    ε in pixel units; ``bundle``: committed results from the repository root; ``effect``
-    (points) where a claim declares none; ``gate_gap``: points the pilot must fit its
-    training images better than the test images (None: no pilot); the primary ε: the
-    ``fgsm_eps`` where the pilot's FGSM accuracy is nearest ``primary_target`` (%);
-    ``evaluations``: (kind, settings) of every run; ``reproduced``: the method retrained.
-    """
+    ε in pixel units; ``bundle``: from the repository root; ``effect`` (points) where a claim
+    declares none; ``gate_gap``: points the pilot's train accuracy must exceed its test one
+    (None: no pilot); the primary ε: the ``fgsm_eps`` where its FGSM accuracy is nearest
+    ``primary_target`` (%); ``evaluations``: (kind, settings) of every run."""
 
     name: str
     title: str
@@ -132,23 +125,18 @@ class Study:
         raise ValueError(f"{config} is not a run of study {self.name!r}")
 
     def attack_configs(self, primary_eps: float | None = None, attacked: bool = True) -> list:
-        """The FGSM sweep, then if ``attacked`` PGD and Square at ``primary_eps`` (None:
-        ``pgd_eps``, ``square_eps``), on every test image."""
+        """The FGSM sweep, then if ``attacked`` PGD and Square at ``primary_eps`` (None: theirs)."""
         configs = robustness.attack_configs(["fgsm"], list(self.fgsm_eps))
         if not attacked:
             return configs
         pgd_eps = list(self.pgd_eps) if primary_eps is None else [primary_eps]
-        square_eps = self.square_eps if primary_eps is None else primary_eps
+        square = [self.square_eps if primary_eps is None else primary_eps]
         attacks = robustness.attack_configs
-        return [
-            *configs,
-            *attacks(["pgd"], pgd_eps, steps=[self.pgd_steps], seed=0),
-            *attacks(["square"], [square_eps], queries=self.square_queries, seed=0),
-        ]
+        return [*configs, *attacks(["pgd"], pgd_eps, steps=[self.pgd_steps], seed=0),
+                *attacks(["square"], square, queries=self.square_queries, seed=0)]  # fmt: skip
 
     def sample_eps(self, primary_eps: float) -> list[float]:
-        """PGD's ε on the sample: the sweep's nearest on each side of ``primary_eps`` (two
-        nearest at an end), and 64/255."""
+        """PGD's ε on the sample: the sweep's nearest each side of ``primary_eps``, and 64/255."""
         others = sorted(e for e in self.fgsm_eps if abs(e - primary_eps) > 1e-9)
         near = [e for e in others if e < primary_eps][-1:]
         near += [e for e in others if e > primary_eps][:1]
@@ -206,7 +194,7 @@ def _gated_claims(name: str) -> tuple[Claim, ...]:
 
 
 _REGION = (("k", 2), ("alpha", 1.0))
-_PROSE = prose("cpu-gated")
+_PROSE, _GATE = prose("cpu-gated"), prose("gate")
 CPU_GATED = Study(
     name="cpu-gated", title="reference runs: real CIFAR-10, 2,000 training images",
     dataset="cifar10-subset", bundle="results/cifar10-cpu-gated",
@@ -229,8 +217,7 @@ get_study = STUDIES.get
 
 
 def find_bundle(study: Study | str = "cpu-gated") -> Path | None:
-    """``$REGIONMIX_REFERENCE``, else the study's bundle in the repository this package is
-    installed from, else None (a plain ``pip install`` carries no results)."""
+    """``$REGIONMIX_REFERENCE``, else the study's bundle in this repository, else None."""
     study = get_study(study) if isinstance(study, str) else study
     if os.environ.get("REGIONMIX_REFERENCE"):
         return Path(os.environ["REGIONMIX_REFERENCE"])
@@ -250,7 +237,7 @@ def read_plan(folder: str | os.PathLike) -> dict | None:
 
 
 def study_plan(study: Study, folder: str | os.PathLike) -> dict | None:
-    """``read_plan``; FileNotFoundError for a study with a gate and no plan there."""
+    """``read_plan``; FileNotFoundError for a gated study without one."""
     plan = read_plan(folder)
     if plan is None and study.gate_gap is not None:
         raise FileNotFoundError(f"{folder} has no {PLAN}: a study with a gate keeps its "
@@ -260,15 +247,8 @@ def study_plan(study: Study, folder: str | os.PathLike) -> dict | None:
 
 def gate_message(plan: dict) -> str:
     """One paragraph: what the gate measured, and what to change when it failed."""
-    pilot = plan["pilot"]
-    said = (f"the no-mixing pilot ({pilot['run']}) fits its training images to "
-            f"{pilot['train_acc']:.2f}% and the test images to {pilot['test_acc']:.2f}%: a gap "
-            f"of {pilot['gap']:+.2f} points (at least {plan['required_gap']:g})")  # fmt: skip
-    if plan["passed"]:
-        return f"gate passed: {said}"
-    return (f"gate failed: {said}, so mixing has nothing to regularise. Train longer "
-            "(more epochs), hold the learning rate longer, or train a wider model, then run "
-            "the study in a new runs folder.")  # fmt: skip
+    said = _GATE["said"].format(**plan["pilot"], required_gap=plan["required_gap"])
+    return _GATE["passed" if plan["passed"] else "failed"].format(said=said)
 
 
 def run_pilot(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: str = "auto",
@@ -316,9 +296,8 @@ def run_pilot(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: 
 def run_study(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: str = "auto",
               dataset: str | None = None, progress: bool = True,
               poll_s: float = 2.0) -> list[Run]:  # fmt: skip
-    """Train and evaluate every run through ``sweeps.sweep`` (processes on one ``runs_dir``
-    share the work) after the pilot's gate; it resumes. StudyGateError when the gate fails;
-    RuntimeError when some run failed (after the others went on)."""
+    """Train and evaluate every run after the gate via ``sweeps.sweep`` (resumes, shares one
+    ``runs_dir``). StudyGateError: the gate failed; RuntimeError: some run failed."""
     dev = resolve_device(device)
     plan = run_pilot(study, runs_dir, data_dir, str(dev), dataset, progress)
     configs = study.configs(dataset)
@@ -354,8 +333,8 @@ def _read_json(file: Path, default):
 
 @contextlib.contextmanager
 def timed(runs_dir: str | os.PathLike, workers: int, every_s: float = 60.0):
-    """Time one invocation of a study into ``TIMING``: at once, every ``every_s`` seconds
-    from a thread and at the end, so a kill loses at most ``every_s``."""
+    """Time one invocation into ``TIMING`` now, every ``every_s`` s (a kill loses at most that)
+    and at the end."""
     started, stop, file = time.time(), threading.Event(), Path(runs_dir) / TIMING
     entry = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
              "seconds": 0.0, "workers": workers, "host": socket.gethostname(),
@@ -392,9 +371,9 @@ def study_timing(folder: str | os.PathLike) -> dict:
 
 def export_bundle(study: Study, runs_dir: str | os.PathLike, out: str | os.PathLike,
                   dataset: str | None = None, data_dir=None) -> Path:  # fmt: skip
-    """Copy the finished study into ``out``, a runs folder without checkpoints (float16 weights
-    of the ``weights`` entries' first seed), with ``reproduction.json`` on a run of
-    ``study.reproduced`` trained with one thread. FileNotFoundError: a run not finished."""
+    """Copy the finished study into ``out`` without checkpoints (float16 weights of ``weights``
+    entries' first seed), ``reproduction.json`` on a one-thread run of ``study.reproduced``.
+    FileNotFoundError: a run not finished."""
     out = Path(out)
     configs = study.configs(dataset)
     for config in configs:

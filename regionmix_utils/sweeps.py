@@ -3,6 +3,7 @@ local worker processes (``run_workers``) or as a SLURM job array (``submit``); `
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -100,10 +101,9 @@ def run_workers(worker_argv: list[str], workers: int, configs: list[TrainConfig]
         for child in children:
             child.send_signal(signal.SIGINT)  # does nothing to a child that has exited
         for child in children:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+            child.kill()  # does nothing to a child that has exited
         raise
     finally:
         bar.n = sum(run.finished for run in runs)
@@ -171,10 +171,9 @@ def status(configs: list[TrainConfig], runs_dir: str | os.PathLike) -> list[dict
         elif run.finished:
             state, detail = "finished", f"test accuracy {run.accuracy():.2f}%"
         elif run.path.is_dir() and run.is_claimed():
-            holder = run.holder() or {}
+            held = {"pid": "?", "host": "?", "since": "?", **(run.holder() or {})}
             state = "training"
-            detail = f"{epochs}, pid {holder.get('pid', '?')} on {holder.get('host', '?')} " \
-                     f"since {holder.get('since', '?')}"  # fmt: skip
+            detail = f"{epochs}, pid {held['pid']} on {held['host']} since {held['since']}"
         elif run.failure():
             state, detail = "failed", run.failure()
         elif (run.path / LAST).exists():

@@ -20,9 +20,6 @@ from regionmix_utils.methods import method_names
 from regionmix_utils.records import PAPER_DATASETS, _evaluation_records, column_label, dataset_title
 from regionmix_utils.runs import eps_text
 
-__all__ = ["ACCURACY_WORDS", "CALIBRATION_MEASURES", "CE_ROWS", "CORRUPTION_MEASURES", "MASK",
-           "Table", "paper_tables", "published_tables", "to_latex", "to_markdown"]  # fmt: skip
-
 MASK = "†"  # marks a cell of Tables 3, 4 and 7 holding a run the masking check flags
 CALIBRATION_MEASURES = ("ece", "ece_scaled", "nll", "brier")  # Table 5's, in its order
 CORRUPTION_MEASURES = ("mean", *corruptions.FAMILIES)
@@ -43,9 +40,8 @@ def caption(name: str, **values) -> str:
 
 @dataclass(frozen=True)
 class Table:
-    """Table ``number`` (1-4 the paper's, 5-7 beyond it, 0 an evaluation's own): ``frame``
-    (text; rows dataset [, CE row or measure], columns (label, ours / paper / Δ)), ``cells``
-    (numbers, long form, ``_cells``), the record ``setting`` shown (None: Tables 1, 2, 6)."""
+    """Table ``number`` (0: an evaluation's own): ``frame`` text, columns (label, ours / paper
+    / Δ); ``cells`` numbers (``_cells``); ``setting`` the records shown (None: Tables 1, 2, 6)."""
 
     number: int
     caption: str
@@ -83,8 +79,7 @@ def _signed(value: float) -> str:
 
 
 def _layout(cells: pd.DataFrame, row_keys: list[str]) -> pd.DataFrame:
-    """Rows ``row_keys``, columns (label, ours / paper / Δ): the paper's columns first, then
-    by method (registration order) and label; paper and Δ only where it has a number."""
+    """Rows ``row_keys``; the paper's columns first, then by method and label."""
     texts = cells.assign(
         ours=[(f"{r.mean:.2f} ± {r.std:.2f} ({r.n})" if r.n > 1 else f"{r.mean:.2f} ({r.n})")
               + (MASK if getattr(r, "flagged", False) else "") if r.n else ""
@@ -127,8 +122,7 @@ def _in_paper_order(cells: pd.DataFrame) -> pd.DataFrame:
 
 def _table(number: int, head: str, rows: pd.DataFrame, value: str, keys: list[str],
            attack=None, flagged: dict | None = None, setting=None) -> Table:  # fmt: skip
-    """``value`` over ``rows``, captioned ``head`` and the recipe the runs share; ``flagged``
-    (run path -> whether the masking check flags it) marks cells with ``MASK``."""
+    """``value`` over ``rows``; ``flagged`` (run path -> bool) marks cells with ``MASK``."""
     cells = _cells(rows, value, keys, attack)
     if flagged is not None:
         marked = rows.assign(flagged=rows["path"].map(flagged).fillna(False).astype(bool))
@@ -150,9 +144,8 @@ def _of(evaluations: pd.DataFrame, *numbers: int) -> pd.DataFrame:
 
 
 def paper_tables(runs: pd.DataFrame, accuracy: str = "final") -> list[Table]:
-    """The tables of ``collect_runs`` rows with runs: 1 (with the clean CE term), 2 (with and
-    without it), 3-4 (one per attack setting), 5-7, then the registered evaluations' own.
-    ValueError: ``runs`` is empty, or a record of a kind not registered."""
+    """Tables 1 (with the clean CE term), 2 (with and without), 3-7, then the evaluations' own,
+    of ``collect_runs`` rows. ValueError: ``runs`` is empty, or a record's kind not registered."""
     if runs.empty:
         raise ValueError("no finished runs to tabulate")
     words, tables = ACCURACY_WORDS[accuracy], []
@@ -212,8 +205,7 @@ def _calibration_tables(evaluations: pd.DataFrame) -> list[Table]:
 
 
 def _corruption_tables(evaluations: pd.DataFrame) -> list[Table]:
-    """Table 6 per source and image count: the mean over all 15 x 5 (where all ran), and
-    each family's over what ran."""
+    """Table 6 per source and image count: the mean over all 15 x 5, each family's mean."""
     found, tables = _of(evaluations, 6), []
     for (source, n_images), part in found.groupby(["source", "n_images"]) if len(found) else ():
         rows = [{**records.iloc[0].to_dict(), "measure": m, "value": v}

@@ -78,26 +78,8 @@ def amp_name(amp: torch.dtype | None) -> str:
 
 def checkpoint_interval(config: TrainConfig, device: torch.device) -> int:
     """``config.checkpoint_every``, or when None: 1 on the CPU, ``GPU_CHECKPOINT_EVERY`` else."""
-    if config.checkpoint_every is not None:
-        return config.checkpoint_every
-    return 1 if device.type == "cpu" else GPU_CHECKPOINT_EVERY
-
-
-def sgd_optimizer(model: nn.Module, config: TrainConfig, fused: bool) -> torch.optim.SGD:
-    """The paper's SGD over ``model``; ``fused`` where the device has the kernel (fp16 asks:
-    ``GradScaler.step`` then passes the overflow flag on the device, torch
-    ``amp/grad_scaler.py``). Fused SGD's momentum buffers come from ``empty_like`` in its
-    first step, which an overflow skips (torch 2.14 ``optim/sgd.py``): they start as zeros."""
-    device = next(model.parameters()).device
-    fused = fused and device.type in _get_fused_kernels_supported_devices()
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum,
-        weight_decay=config.weight_decay, nesterov=config.nesterov,
-        **({"fused": True} if fused else {}),
-    )  # fmt: skip
-    if fused:
-        _zero_momentum(optimizer)
-    return optimizer
+    fallback = 1 if device.type == "cpu" else GPU_CHECKPOINT_EVERY
+    return config.checkpoint_every if config.checkpoint_every is not None else fallback
 
 
 def _zero_momentum(optimizer: torch.optim.Optimizer) -> None:
@@ -111,16 +93,13 @@ def hold_cosine_factor(epoch: int, epochs: int) -> float:
     """The "hold-cosine" lr factor of the 1-based ``epoch``: 1 up to ``epochs // 2``, then
     (1 + cos(pi t)) / 2, t = (epoch - hold) / (epochs - hold + 1) < 1 (the last epoch learns)."""
     hold = epochs // 2
-    if epoch <= hold:
-        return 1.0
-    return 0.5 * (1.0 + math.cos(math.pi * (epoch - hold) / (epochs - hold + 1)))
+    return 0.5 * (1.0 + math.cos(math.pi * max(0, epoch - hold) / (epochs - hold + 1)))
 
 
 def lr_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
-    """The run's schedule, stepped once an epoch."""
+    """The run's schedule, stepped once an epoch (LambdaLR counts the epochs done)."""
     if config.lr_schedule == "step":
         return MultiStepLR(optimizer, list(config.milestones), config.lr_gamma)
-    # LambdaLR counts the epochs done (0 in the first)
     return LambdaLR(optimizer, lambda done: hold_cosine_factor(done + 1, config.epochs))
 
 
@@ -179,9 +158,8 @@ def _loss(config, logits_mixed, targets, logits_clean=None, labels=None) -> Loss
 def evaluate(model: nn.Module, loader: BatchLoader) -> tuple[float, float]:
     """(mean cross entropy, accuracy %) over ``loader`` in eval mode and float32
     (``models.evaluating``); the sums stay on the device and are read back once."""
-    device = loader.device
-    total_loss = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
+    total_loss = torch.zeros((), dtype=torch.float64, device=loader.device)
+    correct = torch.zeros((), dtype=torch.int64, device=loader.device)
     count = 0
     with evaluating(model):
         for images, labels in loader:
@@ -219,14 +197,23 @@ class TrainingState:
             torch.manual_seed(config.seed)
             model = build_model(config.dataset, splits.num_classes, config.width,
                                 config.stem_stride)  # fmt: skip
-        model = model.to(device)
-        if config.channels_last and device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+        channels_last = config.channels_last and device.type == "cuda"
+        model = model.to(device, memory_format=torch.channels_last if channels_last else None)
         if isinstance(amp, str):
             if amp != "auto":
                 raise ValueError(f"amp must be 'auto', a dtype or None, got {amp!r}")
             amp = amp_dtype(device, config.amp)
-        optimizer = sgd_optimizer(model, config, fused=amp == torch.float16)
+        # fused for fp16: GradScaler.step then passes the overflow flag on the device (torch
+        # amp/grad_scaler.py); fused SGD's momentum buffers come from empty_like in its first
+        # step, which an overflow skips (torch 2.14 optim/sgd.py): they start as zeros.
+        fused = amp == torch.float16 and device.type in _get_fused_kernels_supported_devices()
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=config.momentum,
+            weight_decay=config.weight_decay, nesterov=config.nesterov,
+            **({"fused": True} if fused else {}),
+        )  # fmt: skip
+        if fused:
+            _zero_momentum(optimizer)
         return cls(
             config=config, method=get_method(config.method), num_classes=splits.num_classes,
             device=device, model=model,
@@ -301,8 +288,8 @@ class TrainingState:
 
 def loaders(state: TrainingState, splits: Splits) -> tuple[BatchLoader, BatchLoader]:
     """Training batches (shuffled, augmented, drop_last) and test batches."""
-    config, device = state.config, state.device
-    common = {"device": device, "channels_last": config.channels_last and device.type == "cuda"}
+    config, cuda = state.config, state.device.type == "cuda"
+    common = {"device": state.device, "channels_last": config.channels_last and cuda}
     train_loader = BatchLoader(splits.train, config.batch_size, shuffle=True, augment=True,
                                pad=config.pad, drop_last=True, generator=state.data_gen,
                                **common)  # fmt: skip
@@ -339,8 +326,7 @@ def one_epoch(state: TrainingState, train_loader: BatchLoader, test_loader: Batc
               epoch: int, progress: bool = True) -> dict:  # fmt: skip
     """Train epoch ``epoch`` and evaluate if due. Metrics: epoch, lr, train losses (each term
     averaged over the batches that had it), test loss and accuracy, seconds."""
-    started = time.perf_counter()
-    config = state.config
+    started, config = time.perf_counter(), state.config
     state.start_epoch(epoch)
     lr = state.optimizer.param_groups[0]["lr"]
     sums = {name: torch.zeros((), device=state.device) for name in ("total", "clean", "mixed")}
@@ -350,9 +336,8 @@ def one_epoch(state: TrainingState, train_loader: BatchLoader, test_loader: Batc
                                        desc="batches"):  # fmt: skip
         loss = train_step(state, images, labels)
         for name in sums:
-            if getattr(loss, name) is not None:
-                sums[name] += getattr(loss, name).detach()
-                counts[name] += 1
+            if (value := getattr(loss, name)) is not None:
+                sums[name], counts[name] = sums[name] + value.detach(), counts[name] + 1
     state.scheduler.step()
     record = {"epoch": epoch, "lr": lr, "train_loss": float(sums["total"]) / len(train_loader)}
     for name in ("clean", "mixed"):
@@ -370,13 +355,11 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", data_dir: str | Pa
           device: str = "auto", *, splits: Splits | None = None, progress: bool = True,
           on_epoch: Callable[[dict], None] | None = None, stop_after: int | None = None,
           ) -> RunResult:  # fmt: skip
-    """Train (or resume, or skip) one run and return its metrics and model.
-
-    ``splits``: data instead of ``config.dataset``'s (``n_train``, ``holdout`` still apply);
-    ``on_epoch``: called with each epoch's metrics; ``stop_after``: stop after this epoch,
-    leaving a checkpoint to resume from. Raises RunBusyError (another process trains the
-    run) and ValueError (``stop_after`` outside 1..epochs or before the epoch reached).
-    """
+    """Train (or resume, or skip) one run. ``splits``: data instead of ``config.dataset``'s
+    (``n_train``, ``holdout`` still apply); ``on_epoch(metrics)`` after each epoch;
+    ``stop_after``: stop after this epoch, leaving a checkpoint to resume from. Raises
+    RunBusyError (another process trains the run) and ValueError (``stop_after`` outside
+    1..epochs or before the epoch reached)."""
     if stop_after is not None and not 1 <= stop_after <= config.epochs:
         raise ValueError(f"stop_after must be in 1..{config.epochs} (the run's epochs), "
                          f"got {stop_after}")  # fmt: skip

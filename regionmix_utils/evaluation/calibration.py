@@ -86,8 +86,7 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
 
 
 def reliability(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> dict:
-    """Per ECE bin, each [15]: ``lower`` edge, mean ``confidence``, ``accuracy`` (NaN where
-    empty) and ``count``."""
+    """Per ECE bin [15]: ``lower`` edge, mean ``confidence``, ``accuracy`` (NaN: none), count."""
     confidence, right = top_label(logits, labels, temperature)
     edges = torch.linspace(0, 1, N_BINS + 1)  # float32, as torchmetrics makes them
     index = torch.bucketize(confidence, edges, right=True) - 1
@@ -153,7 +152,5 @@ def stored_calibration(run: Run) -> tuple[dict, Tensor, Tensor]:
         if stored is not None and stored.logits is not None and stored.labels is not None:
             logits = torch.from_numpy(stored.logits.astype("float32"))
             return record, logits, torch.from_numpy(stored.labels.astype("int64"))
-    raise LookupError(
-        f"{run.path} has no calibration record with stored logits: run "
-        f"`regionmix calibration --runs-dir {run.path.parents[2]}` first"
-    )
+    raise LookupError(f"{run.path} has no calibration record with stored logits: run `regionmix "
+                      f"calibration --runs-dir {run.path.parents[2]}` first")  # fmt: skip

@@ -10,17 +10,12 @@ from torch import Tensor, nn
 from regionmix_utils.models import autograd_tensor, evaluating, gradients_on
 
 
-def cam_maps(
-    model: nn.Module, images: Tensor, classes: Tensor | None = None, batch_size: int = 64
-) -> Tensor:
+def cam_maps(model: nn.Module, images: Tensor, classes: Tensor | None = None,
+             batch_size: int = 64) -> Tensor:  # fmt: skip
     """Grad-CAM++ maps [B, H, W] in [0, 1] (float32) of ``model.layer4[-1]`` for images
     [B, 3, H, W] in [0, 1], explaining ``classes`` [B] (default: the predictions). Works
     under no_grad; gradients reach the input only; modes and ``.grad`` are left as they were.
-
-    Raises:
-        ValueError: ``classes`` is not [B], or names a class the model does not have
-            (grad-cam's context manager would swallow the ``IndexError``).
-    """
+    ValueError: ``classes`` is not [B], or names a class the model does not have."""
     from pytorch_grad_cam import GradCAMPlusPlus  # heavy: only the maps need it
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # heavy: as above
 
@@ -48,10 +43,8 @@ def cam_maps(
                 try:
                     maps.append(torch.from_numpy(cam(input_tensor=x, targets=targets)))
                 except IndexError as err:  # grad-cam's __exit__ would drop an IndexError
-                    raise ValueError(
-                        f"cannot explain classes[{start}:{start + len(x)}]: a "
-                        f"class the model does not output ({err})"
-                    ) from err
+                    raise ValueError(f"cannot explain classes[{start}:{start + len(x)}]: a class "
+                                     f"the model does not output ({err})") from err  # fmt: skip
     finally:
         for p, (flag, grad) in zip(params, saved, strict=True):
             p.requires_grad_(flag)
@@ -106,8 +99,7 @@ def score_maps(maps: Tensor, boxes: Tensor) -> dict[str, float | int]:
     }
 
 
-def localisation_scores(
-    model: nn.Module, images: Tensor, labels: Tensor, boxes: Tensor
-) -> dict[str, float | int]:
+def localisation_scores(model: nn.Module, images: Tensor, labels: Tensor,
+                        boxes: Tensor) -> dict[str, float | int]:  # fmt: skip
     """``score_maps`` of the maps of images [B, 3, H, W] for their ``labels`` [B]."""
     return score_maps(cam_maps(model, images, labels), boxes)

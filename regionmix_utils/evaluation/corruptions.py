@@ -77,9 +77,9 @@ def _fix(name: str, root: Path) -> str:
 
 def corrupted_images(dataset: str, corruption: str, severity: int, root=None,
                      n_images: int | None = None) -> ImageSet:  # fmt: skip
-    """The test images (uint8 [N, 3, H, W]) and labels [N] of ``dataset`` under one
-    corruption at one severity (1-5), whole or a stratified ``n_images``.
-    DatasetMissingError (naming the file and the fix) if missing, truncated or corrupt."""
+    """Test images (uint8 [N, 3, H, W]) and labels [N] of ``dataset`` under one corruption
+    at one severity (1-5), whole or a stratified ``n_images``; DatasetMissingError (naming
+    the file and the fix) if missing, truncated or corrupt."""
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {SEVERITIES}, got {severity}")
     name, source = source_for(dataset)
@@ -144,8 +144,7 @@ def gaussian_noise(images: Tensor, severity: int, generator: torch.Generator) ->
 
 def download_corruptions(name: str, root=None, url: str | None = None, md5: str | None = None,
                          progress: bool = True) -> Path:  # fmt: skip
-    """Download, check (MD5) and extract a corrupted test set into the data folder (moved
-    into place only when complete); returns its folder, an existing one kept."""
+    """The folder of a corrupted test set, downloaded, MD5-checked and extracted if absent."""
     if name not in SOURCES:
         raise ValueError(f"name must be one of {tuple(SOURCES)}, got {name!r}")
     source = SOURCES[name]
@@ -176,8 +175,7 @@ def download_corruptions(name: str, root=None, url: str | None = None, md5: str 
 
 
 def _extract(archive: Path, into: Path, folder: str) -> Path:
-    """Extract ``archive`` and any archive in it (tarfile's "data" filter) and return the
-    folder holding the corruption files; DatasetMissingError names a bad archive."""
+    """The corruption files' folder of ``archive`` extracted with the archives in it."""
     _untar(archive, into, archive.name)
     for inner in sorted(into.rglob("*.tar")):  # Tiny-ImageNet-C nests one
         _untar(inner, inner.parent, f"{archive.name}, in it {inner.relative_to(into)}")

@@ -31,8 +31,7 @@ def _by_eps(records: list[dict], keep) -> dict[tuple[float, Any], list[dict]]:
 
 
 def masking_check(records: list[dict]) -> dict[str, Any]:
-    """``{"kind": "masking", "flags": {1: True | False | None, ...}, "evidence": {n: text}}``
-    of one run's records, each fired flag's evidence giving ε and the accuracies."""
+    """{"kind": "masking", "flags": {n: True | False | None}, "evidence": {n: text}} of a run."""
     pgd = [r for r in records if r.get("kind") == "pgd"]
     fgsm = _by_eps(records, lambda r: r.get("kind") == "fgsm")
     square = _by_eps(records, lambda r: r.get("kind") == "square"
@@ -47,20 +46,16 @@ def masking_check(records: list[dict]) -> dict[str, Any]:
         if hits:
             evidence[flag] = "; ".join(hits)
 
-    hits = []
-    for key in sorted(set(fgsm) & set(pgd10), key=str):
-        single, multi = fgsm[key][0]["accuracy"], min(r["accuracy"] for r in pgd10[key])
-        if single < multi - FGSM_MARGIN:
-            hits.append(f"ε={eps_text(key[0])}: FGSM {single:.2f}% < PGD-10 {multi:.2f}% - "
-                        f"{FGSM_MARGIN:g}")  # fmt: skip
-    note(1, hits, bool(set(fgsm) & set(pgd10)))
-
-    hits = []
-    for key in sorted(set(square) & set(any_pgd), key=str):
-        black, white = (min(r["accuracy"] for r in found[key]) for found in (square, any_pgd))
-        if black < white:
-            hits.append(f"ε={eps_text(key[0])}: Square {black:.2f}% < PGD {white:.2f}%")
-    note(2, hits, bool(set(square) & set(any_pgd)))
+    for flag, (weak, strong, margin, name, by) in enumerate((  # flags 1 and 2
+        (fgsm, pgd10, FGSM_MARGIN, "FGSM", f"PGD-10 {{:.2f}}% - {FGSM_MARGIN:g}"),
+        (square, any_pgd, 0.0, "Square", "PGD {:.2f}%"),
+    ), start=1):  # fmt: skip
+        hits = []
+        for key in sorted(set(weak) & set(strong), key=str):
+            low, high = (min(r["accuracy"] for r in found[key]) for found in (weak, strong))
+            if low < high - margin:
+                hits.append(f"ε={eps_text(key[0])}: {name} {low:.2f}% < {by.format(high)}")
+        note(flag, hits, bool(set(weak) & set(strong)))
 
     large = [r for r in pgd if r["eps"] >= UNBOUNDED_EPS - 1e-9]
     hits = [f"ε={eps_text(r['eps'])}: PGD-{r['steps']} {r['accuracy']:.2f}% > "

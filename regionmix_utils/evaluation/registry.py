@@ -18,8 +18,7 @@ from regionmix_utils.runs import RECORD_KINDS, TIMED, Predictions, Run
 
 COMMON_KEYS = ("kind", "n_images")  # identify every record
 
-# compute(model, images [N, C, H, W] in [0, 1], labels [N], **settings) -> [N] classes or
-# an Outcome
+# compute(model, images [N, C, H, W] in [0, 1], labels [N], **settings) -> [N] | Outcome
 Compute = Callable[..., "Tensor | Outcome"]
 
 
@@ -83,8 +82,7 @@ evaluation_kinds = RECORD_KINDS.names
 
 @torch.no_grad()
 def predictions(model: nn.Module, images: Tensor, batch_size: int = 500) -> tuple[Tensor, Tensor]:
-    """Predicted classes [N] and float32 logits [N, K] of images [N, 3, H, W] in [0, 1],
-    batched, in eval mode (the one batched inference)."""
+    """Classes [N] and float32 logits [N, K] of images [N, 3, H, W] in [0, 1], batched."""
     with evaluating(model):
         logits = torch.cat([model(x).float() for x in images.split(batch_size)])
     return logits.argmax(1), logits
@@ -95,9 +93,8 @@ def predict(model: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
     return predictions(model, images, batch_size)[0]
 
 
-def test_images(
-    run: Run, n_images: int | None = None, data_dir=None, device: str | torch.device = "cpu"
-) -> tuple[Tensor, Tensor]:
+def test_images(run: Run, n_images: int | None = None, data_dir=None,
+                device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:  # fmt: skip
     """The run's test images in [0, 1] and labels: whole, or a stratified ``n_images``."""
     test = load_dataset(run.config.dataset, data_dir, n_train=1, n_test=n_images).test
     return test.images.to(device).float() / 255, test.labels.to(device)
@@ -108,27 +105,15 @@ def clean_outcome(model: nn.Module, images: Tensor, labels: Tensor, **settings) 
     return Outcome(predicted, logits=logits)
 
 
-def evaluated(
-    run: Run,
-    spec: Evaluation,
-    key: dict,
-    images: Tensor,
-    labels: Tensor,
-    *,
-    data_dir=None,
-    compute: Compute | None = None,
-    model: Callable[[], nn.Module] | None = None,
-    store: bool = True,
-    **options,
-) -> tuple[dict, Predictions]:
+def evaluated(run: Run, spec: Evaluation, key: dict, images: Tensor, labels: Tensor, *,
+              data_dir=None, compute: Compute | None = None,
+              model: Callable[[], nn.Module] | None = None, store: bool = True,
+              **options) -> tuple[dict, Predictions]:  # fmt: skip
     """The record of settings ``key`` and its per-image predictions: the stored ones when
     both are there, else ``compute`` (default ``spec.compute``) of ``model()`` (default the
     run's) on images [N, C, H, W], labels [N], plus ``options``; stored when ``store``.
-
-    Raises:
-        ValueError: ``compute`` returned other than one class per image, or measured a
-            value the evaluation does not declare.
-    """
+    ValueError: ``compute`` returned other than one class per image [N], or measured a
+    value the evaluation does not declare."""
     if store and (found := run.find_evaluation(key)) is not None:
         stored = run.predictions(key)
         if stored is not None:
@@ -141,10 +126,8 @@ def evaluated(
         outcome = (compute or spec.compute)(net, images, labels, **settings, **context, **options)
     outcome = outcome if isinstance(outcome, Outcome) else Outcome(outcome)
     predicted, labels = outcome.predicted.cpu(), labels.cpu()
-    if predicted.shape != labels.shape:
-        raise ValueError(f"evaluation {spec.kind!r}: compute returned shape "
-                         f"{tuple(predicted.shape)}, not one class per image "
-                         f"{tuple(labels.shape)}")  # fmt: skip
+    logits = None if outcome.logits is None else outcome.logits.cpu()
+    stored = Predictions.from_outputs(predicted, labels, logits, outcome.arrays)  # checks [N]
     undeclared = sorted(set(outcome.measures) - set(spec.measures))
     if undeclared:
         raise ValueError(f"evaluation {spec.kind!r}: compute measured {undeclared}, which "
@@ -152,8 +135,6 @@ def evaluated(
     record = {**key, "accuracy": 100.0 * int((predicted == labels).sum()) / len(labels),
               **outcome.measures, "seconds": round(time.perf_counter() - started, 3),
               "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
-    logits = None if outcome.logits is None else outcome.logits.cpu()
-    stored = Predictions.from_outputs(predicted, labels, logits, outcome.arrays)
     if store:
         run.add_evaluation(record, stored)
     return record, stored
@@ -163,13 +144,8 @@ def measure(run: Run, kind: str, n_images: int | None = None, data_dir=None,
             device: str | torch.device = "cpu", store: bool = False, **settings,
             ) -> tuple[dict, Predictions]:  # fmt: skip
     """A registered evaluation with ``compute`` of a finished run on its test images (whole,
-    or a stratified ``n_images``): the record and its ``Predictions``, neither stored nor
-    reused unless ``store`` (``evaluate``).
-
-    Raises:
-        ValueError: an unknown kind, a built-in kind (use its own command), or settings
-            the evaluation does not declare.
-    """
+    or a stratified ``n_images``): record and ``Predictions``, stored and reused if ``store``.
+    ValueError: an unknown kind, one made by its own command, or undeclared settings."""
     spec = get_evaluation(kind)
     if spec.compute is None:
         raise ValueError(f"evaluation {kind!r} is made by its own command: {spec.command}")

@@ -41,10 +41,9 @@ AUTOATTACK_ORDER = ("apgd-ce", "apgd-t", "fab-t", "square")
 
 @dataclass(frozen=True)
 class Attack:
-    """One attack: ``name`` (record kind, ``--attack`` choice), ``table`` (3, 4; 7 beyond
-    the paper), its ``AttackConfig`` ``fields`` besides eps, ``build(model, config,
-    num_classes)``, the most images it runs on (``default_images``), the record key in its
-    label (``budget``: "steps" -> "PGD-10"), settings it always runs with (``fixed``)."""
+    """One attack: ``name`` (record kind), the paper's ``table`` (7: beyond it), the
+    ``AttackConfig`` ``fields`` it reads besides eps, the record key in its ``label``
+    (``budget``: "steps" -> "PGD-10"), settings it always runs with (``fixed``)."""
 
     name: str
     title: str
@@ -67,11 +66,9 @@ class Attack:
 def _torchattacks():
     try:
         import torchattacks  # heavy: only the attacks need it
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "torchattacks is not installed. Install it without its dependencies (its "
-            "requests pin would downgrade JupyterLab): pip install --no-deps torchattacks==3.5.1"
-        ) from err
+    except ImportError as err:  # pragma: no cover; --no-deps: its requests pin breaks Jupyter
+        raise ImportError("torchattacks is missing: "
+                          "pip install --no-deps torchattacks==3.5.1") from err  # fmt: skip
     return torchattacks
 
 
@@ -82,10 +79,9 @@ def _apgd(loss: str):
 
 
 class AutoAttackCascade:
-    """AutoAttack's cascade (the reference's ``run_standard_evaluation``): each attack only
-    on the images all before it left correct. Maps images [N, 3, H, W] in [0, 1], labels
-    [N] to adversarial images (the first success, or the image), summing per attack
-    ``{"attack", "n_attacked", "n_robust_after"}`` into ``stages``."""
+    """AutoAttack's cascade (reference ``run_standard_evaluation``): images [N, 3, H, W], labels
+    [N] -> the first success of attacks run in turn on the images still correct; ``stages``
+    sums per attack {"attack", "n_attacked", "n_robust_after"}."""
 
     def __init__(self, model: nn.Module, names: tuple[str, ...], attacks: list):
         if len(names) != len(attacks):
@@ -124,11 +120,7 @@ def reference_autoattack(model: nn.Module, eps: float, num_classes: int, seed: i
     """AutoAttack with the reference "standard" L∞ settings (Croce & Hein, ICML 2020;
     fra31/auto-attack ``set_version``) from torchattacks' APGD-CE, APGD-T, FAB-T (``targets``
     targets, at most K - 1) and Square (``queries``, ``resc_schedule=False``), seeded.
-
-    Raises:
-        ValueError: ``num_classes`` < 4 (the targeted DLR loss reads four logits), or a
-            budget below 1.
-    """
+    ValueError: ``num_classes`` < 4 (the targeted DLR loss reads four logits), a budget < 1."""
     if num_classes < 4:
         raise ValueError(f"AutoAttack needs a model with >= 4 classes, got {num_classes}")
     if min(steps, targets, queries) < 1:
@@ -269,8 +261,7 @@ class AttackConfig:
         return self.step_size if self.step_size is not None else snap_eps(self.eps / 4)
 
     def settings(self) -> dict[str, Any]:
-        """The record keys that identify this setting (n_images aside): kind, eps, its
-        fields and its fixed settings."""
+        """The record keys identifying it but n_images: kind, eps, fields, fixed settings."""
         values = {"step_size": self.resolved_step_size}
         fields = {f: values.get(f, getattr(self, f)) for f in self.spec.fields}
         return {"kind": self.attack, "eps": self.eps, **fields, **dict(self.spec.fixed)}
@@ -283,9 +274,8 @@ class AttackConfig:
 
 def attack_configs(names: list[str], eps: list[float], steps: list[int] = (10,),
                    **settings) -> list[AttackConfig]:  # fmt: skip
-    """Every attack of ``names`` (attacks or ``PRESETS``) at every ε and, where it takes
-    them, every ``steps``; other ``AttackConfig`` fields from ``settings``; no duplicates.
-    ValueError for an unknown name or a bad setting."""
+    """Every attack of ``names`` (attacks or ``PRESETS``) at every ε and (where it takes
+    them) ``steps``, other fields from ``settings``, no duplicates; ValueError as given."""
     pairs = []
     for name in names:
         pairs += PRESETS[name] if name in PRESETS else [(get_attack(name).name, None)]
@@ -322,9 +312,8 @@ def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int =
 def attack_outcome(model: nn.Module, images: Tensor, labels: Tensor, config: AttackConfig,
                    batch_size: int = 500, progress: bool = True,
                    ) -> tuple[Tensor, list[dict] | None]:  # fmt: skip
-    """Predicted classes [N] of ``config``'s adversarial ``images`` [N, 3, H, W] (labels
-    [N]), and an AutoAttack's ``stages`` (else None); modes and the global RNG left as they
-    were; at eps = 0 the clean predictions. ValueError as ``make_attack``."""
+    """Classes [N] predicted on ``config``'s adversarial ``images`` [N, 3, H, W] (labels [N])
+    and an AutoAttack's ``stages`` (else None); modes and global RNG kept; eps 0: clean."""
     devices = [images.device.index or 0] if images.is_cuda else []
     predicted = []
     batches = zip(images.split(batch_size), labels.split(batch_size), strict=True)
@@ -360,8 +349,7 @@ def _attacked(model, images, labels, *, config: AttackConfig, progress: bool, **
 
 def image_count(config: AttackConfig, n_images: int | None,
                 capped_images: int | None = None) -> int | None:  # fmt: skip
-    """``n_images`` (None: all), capped at a slow attack's ``default_images`` (or
-    ``capped_images``)."""
+    """``n_images`` (None: all) capped at a slow attack's ``default_images``/``capped_images``."""
     cap = config.spec.default_images and (capped_images or config.spec.default_images)
     return n_images if cap is None else cap if n_images is None else min(n_images, cap)
 
@@ -369,11 +357,9 @@ def image_count(config: AttackConfig, n_images: int | None,
 def evaluate_run(run: Run, configs: list[AttackConfig], n_images: int | None = None,
                  data_dir=None, device: str | torch.device = "cpu", progress: bool = True,
                  capped_images: int | None = None) -> list[dict]:  # fmt: skip
-    """Clean and adversarial records of a finished run on its test split (whole, or a
-    stratified ``n_images``; slow attacks ``image_count``), stored with each image's
-    prediction (``registry.evaluated``): the clean record of each image count first, then
-    {"kind", settings..., "n_images", "accuracy" (%), "seconds", "time"} (AutoAttack's
-    with ``stages``)."""
+    """Records of a finished run on its test split (whole, or a stratified ``n_images``,
+    ``image_count``) stored with per-image predictions (``registry.evaluated``): per image
+    count the clean record, then each attack's (AutoAttack's with ``stages``)."""
     model = functools.cache(functools.partial(run.load_model, device))
     counts = dict.fromkeys(image_count(c, n_images, capped_images) for c in configs)
     records = []

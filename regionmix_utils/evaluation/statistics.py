@@ -15,11 +15,6 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = ["MissingPredictions", "PairedComparison", "SeedDifference", "SeedPlan",
-           "bootstrap_deltas", "compare_paired", "holm", "mcnemar_exact",
-           "paired_correct", "plan_seeds", "seed_test", "seeds_needed",
-           "seeds_needed_from_stds", "verdict"]  # fmt: skip
-
 _CHUNK_CELLS = 4_000_000  # numbers drawn per chunk of resamples (~32 MB)
 
 
@@ -29,8 +24,7 @@ def _check_level(name: str, value: float) -> None:
 
 
 def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p of discordant counts ``b`` (right under A only), ``c`` (B
-    only); 1.0 without discordant pairs. ValueError on a negative count."""
+    """Exact two-sided McNemar p of ``b`` (A right only), ``c`` (B only); 1 if none; ValueError."""
     if b < 0 or c < 0:
         raise ValueError(f"discordant counts must be >= 0, got b={b}, c={c}")
     return float(stats.binomtest(int(b), int(b + c), 0.5).pvalue) if b + c else 1.0
@@ -53,8 +47,7 @@ class SeedDifference:
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """Over seeds (``seed_test``): delta (points), low/high, p_value, p_signflip, seed_sd;
-    about these models: per_seed and image_low/high (test-image bootstrap)."""
+    """Over seeds: ``seed_test``'s; about these models: per_seed, image_low/high (bootstrap)."""
 
     per_seed: tuple[SeedDifference, ...]
     delta: float
@@ -74,10 +67,9 @@ class PairedComparison:
 
 
 def bootstrap_deltas(differences: np.ndarray, n_resamples: int = 2000, seed: int = 0) -> np.ndarray:
-    """[n_resamples] means of ``differences`` [S, N] (A - B, seed s, image i) over resampled
-    images, models held fixed. A resample is one multinomial draw of the counts of the
-    images' per-seed patterns (at most 3^S for a 0/1 metric): N draws with replacement.
-    ValueError on an empty or non-2-D array or n_resamples < 1."""
+    """[n_resamples] means of ``differences`` [S, N] (A - B) over resampled images, models
+    fixed: one multinomial draw (N with replacement) of the counts of the images' per-seed
+    patterns (<= 3^S for 0/1). ValueError on an empty or non-2-D array or n_resamples < 1."""
     differences = np.asarray(differences, dtype=np.float64)
     if differences.ndim != 2 or differences.size == 0:
         raise ValueError(f"differences must be a non-empty [S, N] array, got {differences.shape}")
@@ -96,10 +88,9 @@ def bootstrap_deltas(differences: np.ndarray, n_resamples: int = 2000, seed: int
 
 
 def seed_test(deltas: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
-    """Paired t-test, t-interval (S - 1 df) and exact sign-flip p (all 2^S sign patterns) of
-    Δ_s [S]: {"delta", "seed_sd", "low", "high", "p_value", "p_signflip"}. One seed: NaN
-    but sign-flip p 1; all Δ_s equal: p 0 (1 if zero), a zero-width interval. ValueError on
-    no Δ, a non-finite Δ, or confidence outside (0, 1)."""
+    """Paired t-test, t-interval (S - 1 df), exact sign-flip p (all 2^S signs) of Δ_s [S]:
+    {"delta", "seed_sd", "low", "high", "p_value", "p_signflip"}. One seed: NaN, sign-flip 1;
+    equal Δ_s: p 0 (1 if 0). ValueError: no Δ, a non-finite Δ, confidence not in (0, 1)."""
     deltas = np.asarray(deltas, dtype=np.float64)
     if deltas.ndim != 1 or deltas.size == 0 or not np.isfinite(deltas).all():
         raise ValueError(f"deltas must be a non-empty [S] array of finite numbers, got {deltas}")
@@ -129,10 +120,9 @@ def _as_matrix(per_seed: Mapping[int, np.ndarray], name: str) -> np.ndarray:
 def compare_paired(a: Mapping[int, np.ndarray], b: Mapping[int, np.ndarray],
                    n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0,
                    scale: float = 100.0) -> PairedComparison:  # fmt: skip
-    """A vs B over their shared seeds: ``a``, ``b`` map seed -> per-image metric [N] (bool
-    or any number), the same images in order; ``scale`` 100: a 0/1 metric in points;
-    ``n_resamples``, ``seed``: ``bootstrap_deltas``. ValueError: no shared seed,
-    different N, a level outside (0, 1)."""
+    """A vs B over shared seeds: ``a``, ``b`` map seed -> per-image metric [N], same images in
+    order; ``scale`` 100: 0/1 in points. ValueError: no shared seed, different N, a level
+    outside (0, 1)."""
     _check_level("confidence", confidence)
     seeds = sorted(set(a) & set(b))
     if not seeds:
@@ -171,9 +161,8 @@ class MissingPredictions(LookupError):
 
 def paired_correct(runs_a: Mapping[int, Any], runs_b: Mapping[int, Any],
                    settings: dict) -> tuple[dict, dict]:  # fmt: skip
-    """Per shared seed, [N] bool "right" of A's and B's runs (seed -> ``runs.Run``) in the
-    evaluation of ``settings``, from stored predictions. MissingPredictions where a run
-    has none; ValueError naming two runs of a seed tested on different images."""
+    """Per shared seed, [N] bool "right" of A's and B's runs (seed -> ``Run``) for ``settings``.
+    MissingPredictions; ValueError naming two runs of a seed tested on different images."""
     seeds = sorted(set(runs_a) & set(runs_b))
     sides = {"a": runs_a, "b": runs_b}
     found = {(side, s): runs[s].predictions(settings) for side, runs in sides.items()
@@ -191,9 +180,8 @@ def paired_correct(runs_a: Mapping[int, Any], runs_b: Mapping[int, Any],
 
 
 def _least_n(test, effect: float, level: float, power: float, max_seeds: int) -> int:
-    """The least n >= 2 where ``test`` (statsmodels power) reaches ``power``: doubling, then
-    bisection (``solve_power`` fails near n = 2). Where the noncentral t gives NaN, the near
-    tail alone (one-sided at level / 2): a lower bound, it can only ask for more seeds."""
+    """The least n >= 2 where ``test`` (statsmodels) reaches ``power``, by doubling and
+    bisection (``solve_power`` fails near n = 2); a NaN power: the near tail (a lower bound)."""
 
     def enough(n: int) -> bool:
         value = float(test.power(effect, n, level, alternative="two-sided"))
@@ -221,7 +209,9 @@ def _check_plan(delta: float, level: float, power: float) -> None:
     _check_level("power", power)
 
 
-def _seeds(delta: float, spread: float, test: Callable, level, power, max_seeds) -> int:
+def _seeds(delta: float, spread: float, test: Callable, level, power, max_seeds, **stds) -> int:
+    if bad := {k: v for k, v in stds.items() if not v >= 0}:
+        raise ValueError(f"{' and '.join(bad)} must be >= 0, got {bad}")
     _check_plan(delta, level, power)
     return _least_n(test(), abs(delta) / spread, level, power, max_seeds) if spread else 0
 
@@ -233,22 +223,17 @@ def seeds_needed(delta: float, seed_sd: float, level: float = 0.05, power: float
     ValueError on delta 0 or not finite, seed_sd < 0 or NaN, level/power outside (0, 1)."""
     from statsmodels.stats.power import TTestPower  # heavy: only the planner needs it
 
-    if not seed_sd >= 0:
-        raise ValueError(f"seed_sd must be >= 0, got {seed_sd}")
-    return _seeds(delta, seed_sd, TTestPower, level, power, max_seeds)
+    return _seeds(delta, seed_sd, TTestPower, level, power, max_seeds, seed_sd=seed_sd)
 
 
 def seeds_needed_from_stds(delta: float, std_a: float, std_b: float, level: float = 0.05,
                            power: float = 0.8, max_seeds: int = 100_000) -> int:  # fmt: skip
-    """Seeds per side an *unpaired* t-test (``TTestIndPower``, 2n - 2 df) needs, from two
-    stds over seeds (all a paper's mean ± std allows); never a paired Δ's spread.
-    ValueError as ``seeds_needed``, or a std < 0."""
+    """Seeds per side an *unpaired* t-test (2n - 2 df) needs from two stds over seeds (all a
+    paper's mean ± std allows), never a paired Δ's spread. ValueError as ``seeds_needed``."""
     from statsmodels.stats.power import TTestIndPower  # heavy: only the planner needs it
 
-    if not (std_a >= 0 and std_b >= 0):
-        raise ValueError(f"stds must be >= 0, got {std_a} and {std_b}")
     pooled = math.sqrt((std_a**2 + std_b**2) / 2)
-    return _seeds(delta, pooled, TTestIndPower, level, power, max_seeds)
+    return _seeds(delta, pooled, TTestIndPower, level, power, max_seeds, std_a=std_a, std_b=std_b)
 
 
 @dataclass(frozen=True)
@@ -270,9 +255,8 @@ class SeedPlan:
 
 def plan_seeds(delta: float, seed_sd: float, n_seeds: int, level: float = 0.05,
                power: float = 0.8, confidence: float = 0.95) -> SeedPlan:  # fmt: skip
-    """``seeds_needed`` at σ̂ = ``seed_sd`` over ``n_seeds`` seeds and at both ends of σ's
-    interval, (S - 1) σ̂² / σ² ~ χ²(S - 1). Unknown with one seed or a NaN spread.
-    ValueError as ``seeds_needed``, or n_seeds < 1."""
+    """``seeds_needed`` at σ̂ = ``seed_sd`` and at both ends of σ's interval, (S - 1) σ̂² / σ²
+    ~ χ²(S - 1); unknown for one seed or NaN. ValueError as ``seeds_needed``, n_seeds < 1."""
     if n_seeds < 1:
         raise ValueError(f"n_seeds must be >= 1, got {n_seeds}")
     _check_plan(delta, level, power)
@@ -285,8 +269,7 @@ def plan_seeds(delta: float, seed_sd: float, n_seeds: int, level: float = 0.05,
 
 
 def holm(p_values: Sequence[float], level: float = 0.05) -> np.ndarray:
-    """Holm-adjusted p-values (``multipletests``); NaN entries stay out of the family and
-    NaN. ValueError on a level outside (0, 1)."""
+    """Holm-adjusted p-values; NaN stays NaN, out of the family. ValueError: level not in (0, 1)."""
     from statsmodels.stats.multitest import multipletests  # heavy: only verdicts need it
 
     _check_level("level", level)
@@ -299,9 +282,8 @@ def holm(p_values: Sequence[float], level: float = 0.05) -> np.ndarray:
 
 def verdict(comparison: PairedComparison, direction: int, p_adjusted: float | None = None,
             level: float = 0.05) -> str:  # fmt: skip
-    """ "supported" / "contradicted" / "not resolved" / "no verdict (one seed)" on a declared
-    A - B > 0 (``direction`` +1) or < 0 (-1), from the t-test's p (``p_adjusted``: Holm's).
-    ValueError on a direction other than +1 or -1, or a level outside (0, 1)."""
+    """ "supported" / "contradicted" / "not resolved" / "no verdict (one seed)" on A - B > 0
+    (``direction`` +1) or < 0 (-1) from the t-test's p or ``p_adjusted``. ValueError."""
     if direction not in (1, -1):
         raise ValueError(f"direction must be +1 (A > B) or -1 (A < B), got {direction!r}")
     _check_level("level", level)

@@ -16,7 +16,6 @@ import torch
 from torch import Tensor
 
 LAM_MODES = ("batch", "sample")
-_HALF_DTYPES = (torch.float16, torch.bfloat16)
 # torch's narrow floats that numpy has too: read as numpy scalars of the same precision.
 _NUMPY_OF_TORCH = {torch.float32: np.float32, torch.float16: np.float16}
 
@@ -158,9 +157,8 @@ def check_images(images: Tensor) -> None:
     if images.ndim != 4:
         raise ValueError(f"images must be 4-D [B, C, H, W], got shape {tuple(images.shape)}")
     if not images.is_floating_point():
-        raise TypeError(f"images must be floating point (float32, float16, bfloat16 or "
-                        f"float64), got {images.dtype}; convert uint8 images by "
-                        "images.float() / 255")  # fmt: skip
+        raise TypeError(f"images must be floating point (float32, float16, bfloat16 or float64), "
+                        f"got {images.dtype}; uint8 images: images.float() / 255")  # fmt: skip
     if images.shape[0] < 1:
         raise ValueError("images must hold at least one sample, got batch size 0")
 
@@ -187,8 +185,7 @@ def _labels(labels: Tensor, batch_size: int, num_classes: int | None, validate: 
     if labels.ndim == 1:
         if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
             raise TypeError(f"labels of shape [B] must be integer class indices, got "
-                            f"{labels.dtype}; pass soft targets as floats "
-                            "[B, num_classes]")  # fmt: skip
+                            f"{labels.dtype}; soft targets are floats [B, K]")  # fmt: skip
         if num_classes is None:
             raise ValueError("num_classes is required when labels are class indices [B]")
         check_count(num_classes, "num_classes")
@@ -207,9 +204,6 @@ def _labels(labels: Tensor, batch_size: int, num_classes: int | None, validate: 
         raise ValueError(f"labels have {labels.shape[1]} columns but num_classes={num_classes}; "
                          "they must agree")  # fmt: skip
     return labels
-
-
-# ------------------------------------------------------------------- results, parameters
 
 
 @dataclass(frozen=True)
@@ -276,9 +270,6 @@ class ResizeParams:
     scale: float
 
 
-# ------------------------------------------------------------------------------- tiles
-
-
 def tile_bounds(size: int, parts: int) -> list[int]:
     """Edges of ``parts`` tiles along ``size`` pixels: tile i is [e[i], e[i + 1])."""
     return [(i * size) // parts for i in range(parts + 1)]
@@ -292,24 +283,22 @@ def tile_areas(height: int, width: int, grid: tuple[int, int],
     return torch.outer(sizes_h, torch.tensor(cols, dtype=torch.float64).diff()) / (height * width)
 
 
-def tile_index(edges: tuple[int, ...], device: torch.device | None = None) -> Tensor:
+def tile_index(edges: tuple[int, ...]) -> Tensor:
     """[size] int64: the tile of each pixel row (or column)."""
     sizes = torch.tensor([b - a for a, b in itertools.pairwise(edges)])
-    index = torch.repeat_interleave(torch.arange(len(sizes)), sizes)
-    return index if device is None else _to_device(index, torch.device(device))
+    return torch.repeat_interleave(torch.arange(len(sizes)), sizes)
 
 
 @dataclass(frozen=True)
 class _TilePlan:
-    """Index tensors of one (shape, edges, layout, device). Partners are copied in runs of
-    ``run`` = gcd(column edges) pixels, so each run lies in one tile column."""
+    """Index tensors of one (shape, edges, layout, device); partners are copied in runs."""
 
     row_tile: Tensor  # [H] tile row of each pixel row
     run_tile: Tensor  # [W // run] tile column of each run
     pixel_tile: Tensor  # [H, W] flat tile id (i * gw + j)
     run_offset: Tensor  # [C, H, R] (NCHW) or [H, R] (NHWC) int32: each run's row in an image
     area: Tensor  # [gh * gw] float64 area fractions
-    run: int
+    run: int  # pixels a run: gcd(column edges), so each run lies in one tile column
 
 
 # One plan per grid and layout: 512 plans of 64x64 images hold about 17 MB.
@@ -360,54 +349,48 @@ def _gather_partners(images: Tensor, partners: Tensor, plan: _TilePlan) -> Tenso
     return source.index_select(0, rows).view(images.shape)
 
 
-# ----------------------------------------------------------------------------- kernels
-
-
 def _blend(images: Tensor, partner_images: Tensor, weight: Tensor) -> Tensor:
     """weight x_A + (1 - weight) x_B into ``partner_images``; half types in float32."""
-    if images.dtype in _HALF_DTYPES:
+    if images.dtype in (torch.float16, torch.bfloat16):
         return partner_images.float().lerp_(images.float(), weight).to(images.dtype)
     return partner_images.lerp_(images, weight.to(images.dtype))
 
 
 def _mix_targets(labels: Tensor, num_classes: int, weights: Tensor, partners: Tensor) -> Tensor:
     """y~[b] = weights[0] y[b] + sum_t weights[t + 1] y[partners[t, b]] in float64: labels
-    [B] or [B, K], weights [T + 1] or [T + 1, B], partners [T, B] -> [B, K] float32."""
+    [B] or [B, K], weights [T + 1, 1] or [T + 1, B], partners [T, B] -> [B, K] float32."""
     out_dtype = torch.float64 if labels.dtype == torch.float64 else torch.float32
-    weights = _to_device(weights, labels.device).double()
-    batch = labels.shape[0]
-    per_sample = weights.T if weights.ndim == 2 else weights.expand(batch, -1)  # [B, T + 1]
+    per_sample = _to_device(weights, labels.device).double().T.expand(len(labels), -1)  # [B, T + 1]
     sources = torch.cat([labels[None], labels[partners]])  # [T + 1, B] or [T + 1, B, K]
     if labels.ndim == 2:
         return torch.einsum("bt,tbk->bk", per_sample, sources.double()).to(out_dtype)
-    targets = torch.zeros(batch, num_classes, dtype=torch.float64, device=labels.device)
+    targets = torch.zeros(len(labels), num_classes, dtype=torch.float64, device=labels.device)
     return targets.scatter_add_(1, sources.T, per_sample).to(out_dtype)
 
 
-def _prepare(images, labels, num_classes, validate) -> tuple[Tensor, int | None]:
+def _prepare(images, labels, num_classes, validate, partners=None) -> tuple[Tensor, int | None]:
     if validate:
         check_images(images)
+        if partners is not None and partners.shape != images.shape[:1]:
+            raise ValueError(f"params.partners must have shape (B,) = ({images.shape[0]},), "
+                             f"got {tuple(partners.shape)}")  # fmt: skip
     labels = _labels(labels, images.shape[0], num_classes, validate)
     return labels, (num_classes if labels.ndim == 1 else labels.shape[1])
 
 
-def _check_partners(partners: Tensor, batch_size: int) -> None:
-    if partners.shape != (batch_size,):
-        raise ValueError(f"params.partners must have shape (B,) = ({batch_size},), "
-                         f"got {tuple(partners.shape)}")  # fmt: skip
-
-
-def _check_box(box: tuple[int, int, int, int], height: int, width: int) -> None:
+def _box_share(box: tuple[int, int, int, int], height: int, width: int, validate: bool) -> float:
+    """The share of the image outside ``box`` (x_A's label weight)."""
     top, left, bottom, right = box
-    if not (0 <= top <= bottom <= height and 0 <= left <= right <= width):
+    if validate and not (0 <= top <= bottom <= height and 0 <= left <= right <= width):
         raise ValueError(f"params.box must lie inside the {height}x{width} image with "
                          f"top <= bottom and left <= right, got {box}")  # fmt: skip
+    return 1.0 - (bottom - top) * (right - left) / (height * width)
 
 
 def _one_partner(mixed, labels, num_classes, lam, partners, **extra) -> MixedBatch:
-    lam64 = torch.as_tensor(lam, dtype=torch.float64).cpu()
-    targets = _mix_targets(labels, num_classes, torch.stack([lam64, 1.0 - lam64]), partners[None])
-    lam = _to_device(lam64.float().view(1, 1), mixed.device)
+    lam64 = torch.as_tensor(lam, dtype=torch.float64).cpu().view(1, 1)
+    targets = _mix_targets(labels, num_classes, torch.cat([lam64, 1 - lam64]), partners[None])
+    lam = _to_device(lam64.float(), mixed.device)
     return MixedBatch(mixed, targets, lam, partners.view(1, 1, -1), **extra)
 
 
@@ -434,21 +417,13 @@ def apply_region_mixup(images: Tensor, labels: Tensor, params: RegionParams,
                                  f"got {axis}")  # fmt: skip
     lam = _to_device(params.lam, images.device).float()
     partners = _to_device(params.partners, images.device)
-    channels_last = _is_channels_last(images)
-    source = images if channels_last else images.contiguous()
-    plan = _tile_plan(channels, height, width, edges, channels_last, images.device)
-    tiles = lam.view(gh * gw, -1)  # [T, 1] or [T, B]
-    if lam.ndim == 3:  # one λ per (tile, sample): [B, 1, H, W]
-        pixel_lam = tiles[plan.pixel_tile].permute(2, 0, 1)[:, None]
-    else:
-        pixel_lam = tiles.view(-1)[plan.pixel_tile]
+    source = images if _is_channels_last(images) else images.contiguous()
+    plan = _tile_plan(channels, height, width, edges, _is_channels_last(images), images.device)
+    tiles = lam.view(gh * gw, -1)  # [T, 1] or [T, B]: λ per tile (and sample)
+    pixel_lam = tiles[plan.pixel_tile].permute(2, 0, 1)[:, None]  # [1 or B, 1, H, W]
     mixed = _blend(source, _gather_partners(source, partners, plan), pixel_lam)
-    if lam.ndim == 3:  # [T + 1, B]: one set of label weights per sample
-        area, lam64 = plan.area[:, None], tiles.double()
-        weights = torch.cat([(area * lam64).sum(0, keepdim=True), area * (1 - lam64)])
-    else:
-        lam64 = tiles.view(-1).double()
-        weights = torch.cat([(plan.area * lam64).sum().view(1), plan.area * (1 - lam64)])
+    area, lam64 = plan.area[:, None], tiles.double()
+    weights = torch.cat([(area * lam64).sum(0, keepdim=True), area * (1 - lam64)])  # [T + 1, *]
     targets = _mix_targets(labels, num_classes, weights, partners.view(gh * gw, -1))
     return MixedBatch(mixed, targets, lam, partners, edges=edges)
 
@@ -470,20 +445,16 @@ def apply_cutmix(images: Tensor, labels: Tensor, params: CutMixParams,
     """Paste ``params.box`` of each partner (a mask blend); label weight: the true area."""
     if validate:
         check_images(images)
-        _check_box(params.box, *images.shape[2:])
-    height, width = images.shape[2:]
+    lam = _box_share(params.box, *images.shape[2:], validate)
     top, left, bottom, right = params.box
-    mask = torch.ones(height, width)
+    mask = torch.ones(images.shape[2:])
     mask[top:bottom, left:right] = 0
-    lam = 1.0 - (bottom - top) * (right - left) / (height * width)
     return _mask_blend(images, labels, num_classes, validate, mask, params.partners, lam,
                        box=params.box)  # fmt: skip
 
 
 def _mask_blend(images, labels, num_classes, validate, mask, partners, lam, **extra):
-    labels, num_classes = _prepare(images, labels, num_classes, validate)
-    if validate:
-        _check_partners(partners, images.shape[0])
+    labels, num_classes = _prepare(images, labels, num_classes, validate, partners)
     partners = _to_device(partners, images.device)
     mask = _to_device(mask, images.device).float()
     layout = torch.channels_last if _is_channels_last(images) else torch.contiguous_format
@@ -496,11 +467,9 @@ def apply_resizemix(images: Tensor, labels: Tensor, params: ResizeParams,
                     num_classes: int | None = None, *,
                     validate: bool = True) -> MixedBatch:  # fmt: skip
     """Paste each partner, resized (nearest, index floor(i * H / h)), into ``params.box``."""
-    labels, num_classes = _prepare(images, labels, num_classes, validate)
+    labels, num_classes = _prepare(images, labels, num_classes, validate, params.partners)
     height, width = images.shape[2:]
-    if validate:
-        _check_box(params.box, height, width)
-        _check_partners(params.partners, images.shape[0])
+    lam = _box_share(params.box, height, width, validate)
     top, left, bottom, right = params.box
     partners = _to_device(params.partners, images.device)
     mixed = images.clone()  # keeps the memory format
@@ -508,5 +477,4 @@ def apply_resizemix(images: Tensor, labels: Tensor, params: ResizeParams,
         rows = torch.arange(bottom - top, device=images.device) * height // (bottom - top)
         cols = torch.arange(right - left, device=images.device) * width // (right - left)
         mixed[:, :, top:bottom, left:right] = images[partners][:, :, rows][:, :, :, cols]
-    lam = 1.0 - (bottom - top) * (right - left) / (height * width)
     return _one_partner(mixed, labels, num_classes, lam, partners, box=params.box)

@@ -3,6 +3,7 @@ functions, the v2 transforms, the trainer, command line, folders and labels are 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,10 +37,15 @@ from regionmix_utils.mixing.samplers import (
 from regionmix_utils.mixing.transforms import MethodMix, transform_class
 from regionmix_utils.registry import Registry
 
+__all__ = ["CutMix", "FMix", "GridMix", "Mixup", "RandomRegionMixup", "RegionMixup", "ResizeMix",
+           "cutmix", "fmix", "gridmix", "mixup", "random_region_mixup", "region_mixup",
+           "resizemix"]  # fmt: skip
+
 # sample(batch_size, height, width, generator, **settings) -> the parameters of one batch
 Sampler = Callable[..., Any]
 # apply(images, labels, params, num_classes, *, validate) -> MixedBatch
 Applier = Callable[..., MixedBatch]
+Generator = torch.Generator | None
 
 
 @dataclass(frozen=True)
@@ -93,8 +99,7 @@ class Method:
     def __call__(self, images: Tensor, labels: Tensor, num_classes: int | None = None,
                  generator: torch.Generator | None = None, *, validate: bool = True,
                  **settings: Any) -> MixedBatch:  # fmt: skip
-        """Sample with ``settings`` (and its sampler's options), then apply: images
-        [B, C, H, W] -> MixedBatch."""
+        """Sample with ``settings``, then apply: images [B, C, H, W] -> MixedBatch."""
         if not self.mixes:
             raise ValueError(f"method {self.name!r} does not mix")
         if validate:
@@ -128,13 +133,8 @@ class Method:
         elif layer not in mixable_layers(model):
             raise ValueError(f"layer must be one of {mixable_layers(model)}, got {layer!r}")
         values = self.settings_of(settings)
-
-        def mix(hidden: Tensor) -> MixedBatch:
-            batch, _, height, width = hidden.shape
-            params = self.sample(batch, height, width, generator, **values)
-            return self.apply(hidden, labels, params, num_classes, validate=validate)
-
-        logits, mixed = forward_mixed(model, images, layer, mix)
+        logits, mixed = forward_mixed(model, images, layer, lambda hidden: self(
+            hidden, labels, num_classes, generator, validate=validate, **values))  # fmt: skip
         return logits, mixed, layer
 
     def check_params(self, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -226,9 +226,7 @@ def _sample_grid(batch_size, height, width, generator=None, *, k=2, alpha=1.0,
     return sample_region_params(batch_size, tiles, alpha, generator, lam_mode=lam_mode)
 
 
-def _sample_mixup(batch_size, height, width, generator=None, *, alpha=1.0, lam_mode="batch"):
-    return _sample_grid(batch_size, height, width, generator, k=1, alpha=alpha,
-                        lam_mode=lam_mode)  # fmt: skip
+_sample_mixup = functools.partial(_sample_grid, k=1)
 
 
 def _keywords(sampler: Callable[..., Any]) -> Sampler:
@@ -283,7 +281,7 @@ METHODS.register(Method(
 
 
 def region_mixup(images: Tensor, labels: Tensor, k: int = 2, alpha: float = 1.0,
-                 num_classes: int | None = None, generator: torch.Generator | None = None,
+                 num_classes: int | None = None, generator: Generator = None,
                  grid: tuple[int, int] | None = None,
                  lam_mode: str = "batch") -> MixedBatch:  # fmt: skip
     """Region Mixup (equation 1): k x k tiles (or ``grid=(gh, gw)``), each with its own
@@ -293,15 +291,14 @@ def region_mixup(images: Tensor, labels: Tensor, k: int = 2, alpha: float = 1.0,
 
 
 def mixup(images: Tensor, labels: Tensor, alpha: float = 1.0, num_classes: int | None = None,
-          generator: torch.Generator | None = None,
-          lam_mode: str = "batch") -> MixedBatch:  # fmt: skip
+          generator: Generator = None, lam_mode: str = "batch") -> MixedBatch:  # fmt: skip
     """Mixup (Zhang et al., 2018): exactly ``region_mixup(..., k=1)``."""
     return MIXUP(images, labels, num_classes, generator, alpha=alpha, lam_mode=lam_mode)
 
 
 def random_region_mixup(images: Tensor, labels: Tensor, sides: tuple[int, ...] = (1, 2, 4),
                         alpha: float = 1.0, num_classes: int | None = None,
-                        generator: torch.Generator | None = None, lam_mode: str = "batch",
+                        generator: Generator = None, lam_mode: str = "batch",
                         min_side: int = 1) -> MixedBatch:  # fmt: skip
     """Stochastic Region Mixup (``sample_random_region_params``); ``out.edges``: the edges."""
     return RANDOM_REGION(images, labels, num_classes, generator, sides=sides, alpha=alpha,
@@ -309,28 +306,28 @@ def random_region_mixup(images: Tensor, labels: Tensor, sides: tuple[int, ...] =
 
 
 def cutmix(images: Tensor, labels: Tensor, alpha: float = 1.0, num_classes: int | None = None,
-           generator: torch.Generator | None = None) -> MixedBatch:  # fmt: skip
+           generator: Generator = None) -> MixedBatch:  # fmt: skip
     """CutMix (``sample_cutmix_params``); ``lam`` [1, 1]: the unpasted share."""
     return CUTMIX(images, labels, num_classes, generator, alpha=alpha)
 
 
 def gridmix(images: Tensor, labels: Tensor, alpha: float = 1.0, num_classes: int | None = None,
-            generator: torch.Generator | None = None, n_holes: int = 4) -> MixedBatch:  # fmt: skip
+            generator: Generator = None, n_holes: int = 4) -> MixedBatch:  # fmt: skip
     """GridMix (``sample_gridmix_params``); ``mask`` [H, W] is the weight of x_A."""
     return GRIDMIX(images, labels, num_classes, generator, alpha=alpha, n_holes=n_holes)
 
 
 def fmix(images: Tensor, labels: Tensor, alpha: float = 1.0, num_classes: int | None = None,
-         generator: torch.Generator | None = None, decay_power: float = 3.0,
-         max_soft: float = 0.0) -> MixedBatch:  # fmt: skip
+         generator: Generator = None, decay_power: float = 3.0, max_soft: float = 0.0,
+         ) -> MixedBatch:  # fmt: skip
     """FMix (``sample_fmix_params``); ``mask`` [H, W] is the weight of x_A."""
     return FMIX(images, labels, num_classes, generator, alpha=alpha, decay_power=decay_power,
                 max_soft=max_soft)  # fmt: skip
 
 
 def resizemix(images: Tensor, labels: Tensor, num_classes: int | None = None,
-              generator: torch.Generator | None = None,
-              scale_range: tuple[float, float] = (0.1, 0.8)) -> MixedBatch:  # fmt: skip
+              generator: Generator = None, scale_range: tuple[float, float] = (0.1, 0.8),
+              ) -> MixedBatch:  # fmt: skip
     """ResizeMix (``sample_resizemix_params``): no Beta draw, no alpha."""
     return RESIZEMIX(images, labels, num_classes, generator, scale_range=scale_range)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +20,10 @@ from regionmix_utils.mixing.core import (
     check_fraction,
     check_setting,
 )
+
+__all__ = ["fourier_noise", "sample_beta", "sample_cutmix_params", "sample_fmix_params",
+           "sample_gridmix_params", "sample_random_region_params", "sample_region_params",
+           "sample_resizemix_params"]  # fmt: skip
 
 
 def sample_beta(alpha: float, n: int, generator: torch.Generator | None = None,
@@ -108,7 +113,6 @@ def sample_region_params(batch_size: int, grid: tuple[int, int] = (2, 2), alpha:
     """One λ ~ Beta(alpha, alpha) (per sample too with ``lam_mode="sample"``) and one
     batch permutation per tile: lam [gh, gw] or [gh, gw, B], partners [gh, gw, B]."""
     batch_size, grid = check_count(batch_size, "batch_size"), resolve_grid(1, grid)
-    device = generator.device if generator is not None else device
     return _region_params(batch_size, grid, alpha, generator, device, lam_mode)
 
 
@@ -129,10 +133,8 @@ def sample_random_region_params(batch_size: int, height: int, width: int,
     """Stochastic Region Mixup (beyond the paper): gh, gw uniform from the ``sides`` that
     fit, edges uniform over cuts with tiles >= ``min_side`` (1 trained the runs; notebook
     01 uses 4), one λ and partner per tile. RegionParams with both edge tuples."""
-    batch_size = check_count(batch_size, "batch_size")
-    height, width = check_count(height, "height"), check_count(width, "width")
+    batch_size, height, width, device = _sizes(batch_size, height, width, generator, device)
     sides, min_side = check_setting("sides", sides), check_count(min_side, "min_side")
-    device = generator.device if generator is not None else device
     fit_h = [s for s in sides if s * min_side <= height]
     fit_w = [s for s in sides if s * min_side <= width]
     if not fit_h or not fit_w:
@@ -152,9 +154,11 @@ def _box(height: int, width: int, cut_h: int, cut_w: int, cy: int, cx: int) -> t
     return (top, max(cx - cut_w // 2, 0), bottom, min(cx + cut_w // 2, width))
 
 
-def _sizes(batch_size, height, width) -> tuple[int, int, int]:
+def _sizes(batch_size, height, width, generator, device) -> tuple[int, int, int, Any]:
+    """The sizes checked, and the generator's device (else ``device``)."""
+    device = generator.device if generator is not None else device
     return (check_count(batch_size, "batch_size"), check_count(height, "height"),
-            check_count(width, "width"))  # fmt: skip
+            check_count(width, "width"), device)  # fmt: skip
 
 
 def sample_cutmix_params(batch_size: int, height: int, width: int, alpha: float = 1.0,
@@ -162,8 +166,7 @@ def sample_cutmix_params(batch_size: int, height: int, width: int, alpha: float 
                          device=None) -> CutMixParams:  # fmt: skip
     """CutMix (Yun et al., 2019): λ ~ Beta(alpha, alpha), a box of sides int(H sqrt(1 - λ)),
     int(W sqrt(1 - λ)) centred uniformly, clipped; one permutation. A GPU generator syncs."""
-    batch_size, height, width = _sizes(batch_size, height, width)
-    device = generator.device if generator is not None else device
+    batch_size, height, width, device = _sizes(batch_size, height, width, generator, device)
     lam = float(sample_beta(alpha, 1, generator, device)[0])
     cut = math.sqrt(1.0 - lam)
     centre = torch.rand(2, generator=generator, device=device, dtype=torch.float64)
@@ -180,11 +183,10 @@ def sample_gridmix_params(batch_size: int, height: int, width: int, alpha: float
     corner, patches of side ceil(crop width / n_holes), each with a top-left hole of side
     int(side sqrt(1 - λ)) in [1, side - 1]; mask [H, W] is 0 in the holes. ValueError:
     n_holes not in [1, crop width // 2], crop_area not in (0, 1]."""
-    batch_size, height, width = _sizes(batch_size, height, width)
+    batch_size, height, width, device = _sizes(batch_size, height, width, generator, device)
     n_holes, crop_area = check_count(n_holes, "n_holes"), check_fraction(crop_area, "crop_area")
     if crop_area == 0:
         raise ValueError("crop_area must lie in (0, 1], got 0")
-    device = generator.device if generator is not None else device
     lam = float(sample_beta(alpha, 1, generator, device)[0])
     side = int(math.sqrt(height * width * crop_area))
     crop_h, crop_w = min(side, height), min(side, width)
@@ -227,10 +229,9 @@ def sample_fmix_params(batch_size: int, height: int, width: int, alpha: float = 
     ceil or floor (a coin) of λ H W pixels of highest noise keep x_A. ``max_soft`` in
     [0, 0.5]: the 2 s pixels ranked around it (s = int(H W min(max_soft, λ, 1 - λ))) fall
     linearly from 1 to 0, keeping the mean."""
-    batch_size, height, width = _sizes(batch_size, height, width)
+    batch_size, height, width, device = _sizes(batch_size, height, width, generator, device)
     decay_power = DECAY_POWER.check("decay_power", decay_power, strict=True)
     max_soft = check_fraction(max_soft, "max_soft", 0.5)
-    device = generator.device if generator is not None else device
     lam = float(sample_beta(alpha, 1, generator, device)[0])
     noise = fourier_noise(height, width, decay_power, generator, device).flatten().cpu()
     coin = float(torch.rand(1, generator=generator, device=device, dtype=torch.float64))
@@ -253,14 +254,13 @@ def sample_resizemix_params(batch_size: int, height: int, width: int,
                             ) -> ResizeParams:  # fmt: skip
     """ResizeMix (Qin et al., 2020), as OpenMixup's ``resizemix``: tau ~ U(scale_range), a
     box of sides int(H tau), int(W tau) placed as CutMix's."""
-    batch_size, height, width = _sizes(batch_size, height, width)
+    batch_size, height, width, device = _sizes(batch_size, height, width, generator, device)
     if not isinstance(scale_range, (tuple, list)) or len(scale_range) != 2:
         raise TypeError(f"scale_range must be a pair (low, high), got {scale_range!r}")
     low = check_fraction(scale_range[0], "scale_range[0]")
     high = check_fraction(scale_range[1], "scale_range[1]")
     if low > high:
         raise ValueError(f"scale_range must have low <= high, got {tuple(scale_range)}")
-    device = generator.device if generator is not None else device
     draws = torch.rand(3, generator=generator, device=device, dtype=torch.float64).tolist()
     tau = low + (high - low) * draws[0]
     box = _box(height, width, int(height * tau), int(width * tau), int(draws[1] * height),

@@ -17,7 +17,7 @@ from regionmix_utils.data import get_dataset
 from regionmix_utils.methods import declaration, get_method, setting_names
 from regionmix_utils.records import column_label
 from regionmix_utils.runs import Run
-from regionmix_utils.viz.base import Explorer, on_change, panels, say_shared, split_labels
+from regionmix_utils.viz.base import Explorer, panels, say_shared, split_labels
 
 LINE_NAMES = {  # column -> value -> legend entry of ``_metric_against_k``
     "clean_ce": {True: "with clean CE", False: "w/o clean CE"},
@@ -49,14 +49,17 @@ def _metric_against_k(ax, frame, metric: str, how: str, by: str, alpha: float) -
     ax.legend(fontsize=8)
 
 
+def _plus_minus(value: float, spread: float, sep: str = " ± ") -> str:
+    return f"{value:.1f}" + ("" if np.isnan(spread) else f"{sep}{spread:.1f}")
+
+
 def _per_tile(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows with λ per tile (Algorithm 1; frames from before ``lam_mode`` are all)."""
     return frame[frame["lam_mode"] == "batch"] if "lam_mode" in frame else frame
 
 
 class AblationExplorer(Explorer):
-    """One dataset's grid (``ablations.ablation_frame`` rows): the metric over k x α (clean CE
-    term on) as a heatmap, and against k with and without the term."""
+    """One dataset's metric over k x α (clean CE on), and against k with and without CE."""
 
     def __init__(self, frame, dataset: str | None = None, metric: str = "test_acc",
                  how: str = "mean") -> None:  # fmt: skip
@@ -68,9 +71,9 @@ class AblationExplorer(Explorer):
         self.redraw()
 
     def draw(self) -> None:
-        self.ax_heat.clear()
-        self.ax_heat.set_axis_on()
-        self.ax_k.clear()
+        for ax in (self.ax_heat, self.ax_k):
+            ax.clear()
+            ax.set_axis_on()
         self.ax_heat.set_title(f"{self.dataset}: {METRICS[self.metric]}, {self.how} over seeds",
                                fontsize=10)  # fmt: skip
         rows = self.frame[self.frame["dataset"] == self.dataset] if self.dataset else self.frame
@@ -85,12 +88,10 @@ class AblationExplorer(Explorer):
         if len(ks) > 1 and len(alphas) > 1:
             image = self.ax_heat.imshow(value.to_numpy(float), cmap="viridis", aspect="auto")
             for (i, j), v in np.ndenumerate(value.to_numpy(float)):
-                s = spread.iloc[i, j]
-                if not np.isnan(v):
-                    light = image.norm(v) > 0.6  # viridis is light at the top: dark text there
-                    self.ax_heat.text(j, i, f"{v:.1f}" + ("" if np.isnan(s) else f"\n±{s:.1f}"),
-                                      ha="center", va="center", fontsize=9,
-                                      color="black" if light else "white")  # fmt: skip
+                if not np.isnan(v):  # viridis is light at the top: dark text there
+                    colour = "black" if image.norm(v) > 0.6 else "white"
+                    self.ax_heat.text(j, i, _plus_minus(v, spread.iloc[i, j], "\n±"), ha="center",
+                                      va="center", fontsize=9, color=colour)  # fmt: skip
             self.ax_heat.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
             self.ax_heat.set_yticks(range(len(ks)), ks)
             self.ax_heat.set(xlabel="α", ylabel="k (tiles per side)")
@@ -101,8 +102,7 @@ class AblationExplorer(Explorer):
             if self._colorbar is not None:
                 self._colorbar.remove()
                 self._colorbar = None
-            cells = [f"k = {k}, α = {a:g}: {value.loc[k, a]:.1f}"
-                     + ("" if np.isnan(spread.loc[k, a]) else f" ± {spread.loc[k, a]:.1f}")
+            cells = [f"k = {k}, α = {a:g}: " + _plus_minus(value.loc[k, a], spread.loc[k, a])
                      for k in ks for a in alphas]  # fmt: skip
             text = [*cells, "", "a k x α heatmap needs runs at", "several k and several α"]
             self.ax_heat.text(0.5, 0.5, "\n".join(text), ha="center", va="center", fontsize=10,
@@ -115,14 +115,11 @@ class AblationExplorer(Explorer):
 
     def controls(self) -> list:
         """[HBox([dataset, metric]), seed aggregation]."""
-        dataset = widgets.Dropdown(options=self.datasets, value=self.dataset,
-                                   description="dataset")  # fmt: skip
+        dataset = widgets.Dropdown(options=self.datasets, value=self.dataset, description="dataset")
         metric = widgets.Dropdown(options=[(v, k) for k, v in METRICS.items()],
                                   value=self.metric, description="metric")  # fmt: skip
         how = widgets.ToggleButtons(options=AGGREGATIONS, value=self.how, description="seeds")
-        on_change(dataset, lambda value: self.update(dataset=value))
-        on_change(metric, lambda value: self.update(metric=value))
-        on_change(how, lambda value: self.update(how=value))
+        self.bind(dataset=dataset, metric=metric, how=how)
         return [widgets.HBox([dataset, metric]), how]
 
 
@@ -149,16 +146,14 @@ def lam_mode_figure(frame, metric: str = "test_acc", how: str = "mean", alpha: f
         part = rows[rows["dataset"] == dataset]
         if part[metric].notna().any():
             _metric_against_k(ax, part, metric, how, "lam_mode", alpha)
-        ax.set_title(f"{get_dataset(dataset).title}: α = {alpha:g}, {how} over seeds",
-                     fontsize=10)  # fmt: skip
+        ax.set_title(f"{get_dataset(dataset).title}: α = {alpha:g}, {how} over seeds", fontsize=10)
     if not datasets:
         axes[0, 0].text(0.5, 0.5, "no finished Region Mixup runs", ha="center")
     return fig
 
 
 def parameter_figure(frame, parameter: str, metric: str = "test_acc", how: str = "mean"):
-    """``metric`` against a declared setting, a line per dataset, method and clean CE term.
-    ValueError: no run has ``parameter``."""
+    """``metric`` against ``parameter`` per dataset, method and CE term. ValueError: none has it."""
     if parameter not in frame or frame[parameter].isna().all():
         names = [c for c in frame.columns if c in setting_names()]
         raise ValueError(f"no run has parameter {parameter!r}; the runs' parameters: {names}")
@@ -182,8 +177,8 @@ def ablated_from(path) -> str:
 
 
 def ce_figure(runs) -> Figure:
-    """Test accuracy of ``results.collect_runs`` rows (one dataset): per configuration a bar
-    per arm of ``CE_ARMS``, mean ± std over seeds, each seed a dot. ValueError: no runs."""
+    """Test accuracy of ``results.collect_runs`` rows: per configuration a bar (mean ± std) per
+    arm of ``CE_ARMS``, each seed a dot. ValueError: no runs."""
     if runs.empty:
         raise ValueError("runs is empty: no test accuracy to plot")
     rows = runs.assign(base=[ablated_from(p) for p in runs["path"]])

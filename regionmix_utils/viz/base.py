@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from io import BytesIO
 
 import ipywidgets as widgets
@@ -39,16 +39,11 @@ def split_labels(labels: Sequence[str]) -> tuple[list[str], str]:
     "CutMix (e=2)"] -> (["Mixup (k=1)", "CutMix"], "e=2"); unchanged if one has no brackets."""
     if not labels or not all(label.endswith(")") and " (" in label for label in labels):
         return list(labels), ""
-    parsed = [label[:-1].split(" (", 1) for label in labels]
-    parsed = [
-        (name, re.split(r", (?![^()]*\))", inner)) for name, inner in parsed
-    ]  # not inside brackets
+    split = (label[:-1].split(" (", 1) for label in labels)
+    parsed = [(name, re.split(r", (?![^()]*\))", inner)) for name, inner in split]  # not in (..)
     shared = [w for w in parsed[0][1] if all(w in words for _, words in parsed[1:])]
-    short = []
-    for name, words in parsed:
-        kept = [w for w in words if w not in shared]
-        short.append(f"{name} ({', '.join(kept)})" if kept else name)
-    return short, ", ".join(shared)
+    kept = [(name, [w for w in words if w not in shared]) for name, words in parsed]
+    return [f"{name} ({', '.join(ws)})" if ws else name for name, ws in kept], ", ".join(shared)
 
 
 def say_shared(fig: Figure, shared: str, heading: str, width: int, fontsize: float = 8) -> None:
@@ -64,19 +59,12 @@ def figure_png(figure: Figure, dpi: float = 100) -> bytes:
     return buffer.getvalue()
 
 
-def on_change(control, callback: Callable):
-    """``control``, calling ``callback(new value)`` whenever its value changes."""
-    control.observe(lambda change: callback(change["new"]), names="value")
-    return control
-
-
 class Explorer:
-    """Panels (``draw()``) under ipywidgets (``controls()``), redrawn by ``update(**state)``.
-    The figure is an ``ipywidgets.Image``, never an Output: Colab's classic Notebook
-    (ipywidgets 7.7.1, widgetsnbextension 3.6.10) cannot create an Output."""
+    """Panels (``draw()``) under ipywidgets (``controls()``), redrawn by ``update(**state)``;
+    shown as an ``ipywidgets.Image``: Colab's ipywidgets 7.7.1 cannot make an Output."""
 
     def start(self, figsize: tuple[float, float], width_ratios: list[float]):
-        """Create the explorer's one figure; returns its axes."""
+        """The explorer's one figure; returns its axes."""
         self.figure, axes = plt.subplots(1, len(width_ratios), figsize=figsize,
                                          width_ratios=width_ratios)  # fmt: skip
         plt.close(self.figure)  # shown by ``widget()``, not by the notebook's backend
@@ -86,6 +74,11 @@ class Explorer:
     def update(self, **state) -> None:
         vars(self).update(state)
         self.redraw()
+
+    def bind(self, **controls) -> None:
+        """Redraw with ``name=value`` whenever control ``name`` changes."""
+        for name, control in controls.items():
+            control.observe(lambda c, name=name: self.update(**{name: c["new"]}), names="value")
 
     def redraw(self) -> None:
         self.draw()

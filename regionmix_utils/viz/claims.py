@@ -19,8 +19,7 @@ VERDICT_COLOURS = {"supported": "tab:green", "contradicted": "tab:red", "not res
 
 
 def claims_forest(cells: pd.DataFrame, title: str | None = None) -> Figure:
-    """A row per comparison of ``results.compare(...).cells``: our Δ = A − B with its 95%
-    t-interval, coloured by verdict, the paper's Δ (◇). ValueError: no paired numbers."""
+    """Our Δ = A − B (95% t-interval, by verdict), the paper's Δ, per row. ValueError: none."""
     rows = cells.dropna(subset=["delta"]).reset_index(drop=True)
     if rows.empty:
         raise ValueError("no comparison has paired numbers to plot (see the table's verdicts)")
@@ -64,9 +63,8 @@ def seed_planner_figure(seed_sd: float | dict[str, float],
                         deltas: Sequence[float] = (0.1, 0.2, 0.3, 0.5, 1.0), level: float = 0.05,
                         power: float = 0.8, marks: dict[str, float] | None = None,
                         n_seeds: int | None = None) -> Figure:  # fmt: skip
-    """Seeds needed (``statistics.seeds_needed``) against Δ, a curve per std of the paired Δ
-    (``seed_sd``: one, or label -> std), ``marks`` (name -> Δ), and with ``n_seeds`` a band
-    over the std's 95% interval (``statistics.plan_seeds``)."""
+    """Seeds needed against Δ, a curve per std of the paired Δ (``seed_sd``: one or label -> std),
+    ``marks`` (name -> Δ); with ``n_seeds`` a band over the std's 95% interval (``plan_seeds``)."""
     spreads = seed_sd if isinstance(seed_sd, dict) else {f"σ = {seed_sd:.2f}": seed_sd}
     grid = np.linspace(min(deltas), max(deltas), 60)
     fig, ax = plt.subplots(figsize=(7, 4), layout="tight")

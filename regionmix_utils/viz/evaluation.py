@@ -19,13 +19,10 @@ from regionmix_utils.evaluation.robustness import attack_label
 from regionmix_utils.runs import eps_text
 from regionmix_utils.viz.base import box, panels, say_shared, show, split_labels
 
-PANELS_PER_ROW = 5  # reliability diagrams past this wrap onto further rows
-
 
 def cam_figure(images: Tensor, maps: dict[str, Tensor], boxes: Tensor | None = None,
                alpha: float = 0.5) -> Figure:  # fmt: skip
-    """Images [B, 3, H, W], then each method's CAM over them (method -> [B, H, W] in [0, 1]),
-    as the paper's Figure 2; ``boxes`` [B, 4] (x0, y0, x1, y1) on every panel."""
+    """Figure 2: images [B, 3, H, W], each CAM (name -> [B, H, W]), boxes [B, 4] (x0, y0, x1, y1)"""
     columns = [("image", None), *maps.items()]
     fig, axes = panels(images.shape[0], len(columns), 2, 2)
     for (row, col), ax in np.ndenumerate(axes):
@@ -40,10 +37,9 @@ def cam_figure(images: Tensor, maps: dict[str, Tensor], boxes: Tensor | None = N
 
 
 def reliability_figure(curves: dict) -> Figure:
-    """Reliability diagrams (label -> ``calibration.reliability``): accuracy per confidence
-    bin, the gap to its confidence hatched red, and the test images per bin below."""
+    """Reliability diagrams (label -> ``calibration.reliability``), the images per bin below."""
     titles, shared = split_labels(list(curves))
-    columns = min(max(len(curves), 1), PANELS_PER_ROW)
+    columns = min(max(len(curves), 1), 5)  # more diagrams wrap onto further rows
     rows = -(-max(len(curves), 1) // columns)  # each a row of diagrams and one of counts
     fig, axes = panels(2 * rows, columns, 3.4, 2.6, height_ratios=[2.2, 1] * rows)
     for ax in axes[-2:, len(curves) - (rows - 1) * columns :].flat:  # the last row's gaps
@@ -75,8 +71,7 @@ def reliability_figure(curves: dict) -> Figure:
 
 
 def corruption_figure(records: list[list[dict]], labels: list[str]) -> Figure:
-    """Accuracy against severity, a panel per corruption family found, a line per run: the
-    mean over the family's corruptions (``records[i]``: those of the run ``labels[i]``)."""
+    """Mean accuracy against severity, a panel per corruption family, a line per ``labels[i]``."""
     families = [f for f, members in FAMILIES.items()
                 if any(r["corruption"] in members for rs in records for r in rs)]  # fmt: skip
     fig, axes = panels(1, max(len(families), 1), 4, 3.4)
@@ -93,8 +88,7 @@ def corruption_figure(records: list[list[dict]], labels: list[str]) -> Figure:
 
 
 def comparison_figure(tables: Sequence) -> Figure:
-    """Ours (filled, mean ± std over seeds) against the paper (hollow): a row per
-    ``results.Table``, a panel per dataset (Table 2: and loss), methods along x."""
+    """Ours (filled) vs the paper (hollow): a row per ``results.Table``, a panel per dataset."""
     layouts = []
     for table in tables:
         keys = ["dataset", "ce_row"] if table.number == 2 else ["dataset"]
@@ -106,7 +100,8 @@ def comparison_figure(tables: Sequence) -> Figure:
         subfig.suptitle("\n".join(textwrap.wrap(table.caption.split(". ")[0], 110)), fontsize=9)
         axes = subfig.subplots(1, width, squeeze=False)[0]
         labels = list(dict.fromkeys(table.frame.columns.get_level_values(0)))
-        crowded = len(labels) > 3
+        crowded = {"rotation": 30, "ha": "right"} if len(labels) > 3 else {}
+        ticks = labels if crowded else ["\n".join(textwrap.wrap(lb, 14)) for lb in labels]
         for ax, row in zip(axes, rows, strict=False):
             cells = table.cells[(table.cells[keys].apply(tuple, axis=1) == row)]
             for x, label in enumerate(labels):
@@ -117,10 +112,7 @@ def comparison_figure(tables: Sequence) -> Figure:
                     if not np.isnan(r.paper_mean):
                         ax.errorbar(x + 0.12, r.paper_mean, yerr=r.paper_std, fmt="s",
                                     mfc="white", color="C1", capsize=3)  # fmt: skip
-            ax.set_xticks(range(len(labels)),
-                          [lb if crowded else "\n".join(textwrap.wrap(lb, 14)) for lb in labels],
-                          fontsize=7, rotation=30 if crowded else 0,
-                          ha="right" if crowded else "center")  # fmt: skip
+            ax.set_xticks(range(len(labels)), ticks, fontsize=7, **crowded)
             ax.set_xlim(-0.5, len(labels) - 0.5)
             ax.set_title(" · ".join(row), fontsize=9)
             ax.grid(axis="y", alpha=0.3)
@@ -137,8 +129,7 @@ def comparison_figure(tables: Sequence) -> Figure:
 
 def eps_curves(evaluations: pd.DataFrame, kinds: tuple[str, ...] = ("fgsm", "pgd")) -> Figure:
     """Accuracy against ε (/255, symlog) of ``results.collect_evaluations`` rows: a panel per
-    configuration, a line per attack setting, mean ± std over seeds; a run's largest image
-    set; image sets that differ a series each. ValueError: no ``kinds`` record."""
+    configuration, a line (mean ± std over seeds) per attack and image set. ValueError: none."""
     rows = evaluations[evaluations["kind"].isin(kinds)] if len(evaluations) else evaluations
     if rows.empty:
         raise ValueError(f"evaluations has no records of the attacks {kinds}; run them first")
@@ -179,8 +170,7 @@ def eps_curves(evaluations: pd.DataFrame, kinds: tuple[str, ...] = ("fgsm", "pgd
 def attack_examples(images: Tensor, adversarial: Tensor, labels: Tensor,
                     predictions: tuple[Tensor, Tensor], classes: Sequence[str],
                     eps: float | None = None) -> Figure:  # fmt: skip
-    """A column per image [B, 3, H, W]: clean, adversarial and the perturbation, under each its
-    prediction (``predictions``: clean [B], adversarial [B]) green when right, else red."""
+    """A column per image [B, 3, H, W]: clean, adversarial, perturbation; predictions ([B], [B])."""
     n = images.shape[0]
     fig, axes = panels(3, n, min(2.0, 13.0 / n), 2.2)
     delta = (adversarial - images).detach().cpu()
@@ -200,8 +190,7 @@ def attack_examples(images: Tensor, adversarial: Tensor, labels: Tensor,
 
 
 def ood_figure(results: dict[str, list[tuple]], score: str = "msp") -> Figure:
-    """Each method's ROC curve by ``score`` per out-set, then risk-coverage curves; ``results``:
-    label -> ``(record, predictions)`` per out-set (``evaluation.ood.evaluate_ood``)."""
+    """ROC curves per out-set, then risk-coverage; label -> [(record, predictions)] per out-set."""
     outsets = [record["outset"] for record, _ in next(iter(results.values()))]
     fig, (axes,) = panels(1, len(outsets) + 1, 3.6, 3.8)
     for label, found in results.items():

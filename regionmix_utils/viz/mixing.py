@@ -21,7 +21,7 @@ from regionmix_utils.config import TrainConfig
 from regionmix_utils.methods import methods
 from regionmix_utils.mixing import MixedBatch, RegionParams, apply_region_mixup, tile_index
 from regionmix_utils.records import column_label
-from regionmix_utils.viz.base import Explorer, box, on_change, panels, show
+from regionmix_utils.viz.base import Explorer, box, panels, show
 from regionmix_utils.viz.base import split_labels as split_labels  # notebooks import it here
 
 
@@ -45,10 +45,9 @@ def _tile_text(mixed: MixedBatch, i: int, j: int, sample: int, lam: bool = True)
 
 
 def _draw_grid(ax, edges) -> None:
-    for r in edges[0][1:-1]:
-        ax.axhline(r - 0.5, color="white", lw=1.2)
-    for c in edges[1][1:-1]:
-        ax.axvline(c - 0.5, color="white", lw=1.2)
+    for line, positions in ((ax.axhline, edges[0]), (ax.axvline, edges[1])):
+        for p in positions[1:-1]:
+            line(p - 0.5, color="white", lw=1.2)
 
 
 def _label_tiles(ax, edges, text, fontsize: float, boxed: bool = True, colour=None) -> None:
@@ -64,8 +63,7 @@ def _label_tiles(ax, edges, text, fontsize: float, boxed: bool = True, colour=No
 
 
 def split_by_partners(results: dict[str, MixedBatch]) -> tuple[dict, dict]:
-    """``results`` in two groups, for two figures of readable height: a λ and a partner per
-    tile (Mixup, Region Mixup), then one partner per image in a box or mask (CutMix, FMix)."""
+    """``results`` as (λ and partner per tile: Mixup, Region Mixup; a box or mask: CutMix)."""
     tiles = {title: mixed for title, mixed in results.items()
              if mixed.box is None and mixed.mask is None}  # fmt: skip
     return tiles, {title: mixed for title, mixed in results.items() if title not in tiles}
@@ -73,12 +71,9 @@ def split_by_partners(results: dict[str, MixedBatch]) -> tuple[dict, dict]:
 
 def every_mix(images: Tensor, labels: Tensor, num_classes: int, seed: int = 0,
               k_values: Sequence[int] = (2, 4), alpha: float = 1.0) -> dict:  # fmt: skip
-    """Table label -> MixedBatch of every registered method that mixes images ([B, 3, H, W]
-    in [0, 1], labels [B]), each from ``seed``, once per ``k_values`` if it reads k."""
+    """Label -> MixedBatch of every image-mixing method (and k) on images [B, 3, H, W] in [0, 1]."""
     out = {}
-    for method in methods():
-        if not method.mixes or method.in_model:
-            continue
+    for method in (m for m in methods() if m.mixes and not m.in_model):
         for k in k_values if "k" in method.reads else (TrainConfig().k,):
             config = TrainConfig(method=method.name, k=k, alpha=alpha)
             gen = torch.Generator().manual_seed(seed)
@@ -92,11 +87,10 @@ def mixing_figure(images: Tensor, results: dict[str, MixedBatch], classes: Seque
     borders (λ and partner up to 2 x 2), boxes, mask outlines, the two largest weights."""
     n_show = min(n_show, images.shape[0])
     fig, axes = panels(1 + len(results), n_show, 2.3, 2.5)
-    for col in range(n_show):
-        show(axes[0, col], images[col])
-        axes[0, col].set_title(f"#{col}", fontsize=9)
-        if labels is not None:
-            axes[0, col].set_xlabel(classes[int(labels[col])], fontsize=8)
+    for col, ax in enumerate(axes[0]):
+        show(ax, images[col])
+        ax.set_title(f"#{col}", fontsize=9)
+        ax.set_xlabel("" if labels is None else classes[int(labels[col])], fontsize=8)
     axes[0, 0].set_ylabel("original", fontsize=9)
     for row, (title, mixed) in enumerate(results.items(), start=1):
         for col, ax in enumerate(axes[row]):
@@ -129,10 +123,9 @@ def mixing_figure(images: Tensor, results: dict[str, MixedBatch], classes: Seque
 
 def mixing_story(images: Tensor, mixed: MixedBatch, classes: Sequence[str], labels: Tensor,
                  sample: int = 0) -> Figure:  # fmt: skip
-    """x_A, its partners tile by tile (CutMix: partner and box), x~ and y~ of one sample of
-    ``mixed``, the mix of ``images`` [B, 3, H, W] in [0, 1] with classes ``labels`` [B]."""
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.5), width_ratios=[1, 1, 1, 1.5],
-                             layout="tight")  # fmt: skip
+    """x_A, its partners (CutMix: partner and box), x~ and y~ of a sample, images [B, 3, H, W]."""
+    fig, axes = panels(1, 4, 3.25, 3.5, width_ratios=[1, 1, 1, 1.5])
+    axes = axes[0]
     show(axes[0], images[sample])
     axes[0].set_title(f"x_A: #{sample}, {classes[int(labels[sample])]}", fontsize=10)
     show(axes[2], mixed.images[sample])
@@ -173,16 +166,15 @@ def beta_figure(alphas: Sequence[float], n_samples: int = 2000, seed: int = 0) -
 
 
 def soft_label_bars(targets: Tensor, classes: Sequence[str], ax) -> None:
-    """Bar chart of one soft label [K] on ``ax``."""
+    """One soft label [K] as bars."""
     ax.bar(range(len(classes)), targets.detach().cpu().numpy())
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
     ax.set(ylabel="label weight", ylim=(0, 1))
 
 
 class MixingExplorer(Explorer):
-    """Region Mixup of images [B, 3, H, W] (labels [B]) as k, α, the grid (``random_grid``:
-    sides from ``sides``, tiles >= ``min_side`` px) or ``seed`` change: the mixed ``sample``,
-    its tiles (colour: its own weight; text: partner), λ histogram and soft label."""
+    """Region Mixup of images [B, 3, H, W] (labels [B]) as k, α, grid (random: ``sides``, tiles
+    >= ``min_side`` px) or ``seed`` change: ``sample``, its tiles' λ, λ histogram, soft label."""
 
     def __init__(self, images: Tensor, labels: Tensor, classes: Sequence[str], k: int = 2,
                  alpha: float = 1.0, seed: int = 0, sample: int = 0, random_grid: bool = False,
@@ -195,8 +187,8 @@ class MixingExplorer(Explorer):
         self.redraw()
 
     def mix(self) -> MixedBatch:
-        """Region Mixup in the current state. A random grid draws its edges, and its λ and
-        partners, from two generators: moving min side moves the edges and nothing else."""
+        """Region Mixup now; a random grid's edges and its λ/partners come from two generators,
+        so that moving min side moves the edges and nothing else."""
         n, gen = len(self.classes), torch.Generator().manual_seed(self.seed)
         if not self.random_grid:
             return mixing.region_mixup(self.images, self.labels, self.k, self.alpha, n, gen)
@@ -209,8 +201,7 @@ class MixingExplorer(Explorer):
         return apply_region_mixup(self.images, self.labels, params, n)
 
     def draw(self) -> None:
-        self.mixed = mixed = self.mix()
-        sample = self.sample
+        self.mixed, sample = (mixed := self.mix()), self.sample
         for ax in (self.ax_image, self.ax_tiles, self.ax_lam, self.ax_label):
             ax.clear()
         rows, cols = edges = _edges(mixed, *self.images.shape[2:])
@@ -262,10 +253,8 @@ class MixingExplorer(Explorer):
             k.disabled, min_side.disabled = random_grid, not random_grid
             self.update(random_grid=random_grid)
 
-        on_change(grid, on_grid)
-        on_change(min_side, lambda value: self.update(min_side=value))
-        on_change(k, lambda value: self.update(k=value))
-        on_change(alpha, lambda value: self.update(alpha=value))
+        grid.observe(lambda change: on_grid(change["new"]), names="value")
+        self.bind(min_side=min_side, k=k, alpha=alpha)
         return [widgets.HBox([grid, min_side]), widgets.HBox([k, alpha, button])]
 
 

@@ -12,8 +12,7 @@ TERMS = {"train_clean_loss": "on clean images", "train_mixed_loss": "on mixed on
 
 
 def training_curves(metrics: dict[str, list[dict]], epochs: int | None = None) -> Figure:
-    """A line per run (label -> metrics rows): CE on clean images, CE on mixed images (their sum
-    is not comparable across methods), test accuracy; ``epochs`` fixes the x axes."""
+    """A line per run (label -> metrics rows): clean CE, mixed CE (sums not comparable), test acc"""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5), layout="tight")
     # one colour per run in every panel: a run missing from a panel must not shift the rest
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
