@@ -39,7 +39,7 @@ from regionmix_utils.runs import ACCURACY_CHOICES, find_runs
 from regionmix_utils.train import resolve_device, train
 from regionmix_utils.viz import cam_figure, comparison_figure
 
-_PER_COMMAND = ("dataset", "method", "seed", "params", *SETTINGS)  # train's and sweep's own
+_PER_COMMAND = ("dataset", "method", "seed", "params", "plan", *SETTINGS)  # not options
 
 
 def _fraction(text: str) -> float:
@@ -217,7 +217,8 @@ def _cmd_study(args) -> int:
             f"{total['seconds'] / 60:.1f} min over {total['invocations']} invocation(s)"
         )
     if code == 0 and args.export:
-        bundle = studies.export_bundle(study, runs_dir, args.export, args.dataset, args.data_dir)
+        bundle = studies.export_bundle(study, runs_dir, args.export, args.dataset, args.data_dir,
+                                       args.allow_uncommitted)  # fmt: skip
         print(f"bundle: {bundle}")
     return code
 
@@ -235,15 +236,25 @@ def _study_invocation(args, study, runs_dir: str, configs: list) -> int:
             print(studies.gate_message(plan))
             if "primary_eps" in plan:
                 print(f"primary ε = {plan['primary_eps'] * 255:g}/255: {plan['rule']}")
+        try:
+            plan = studies.seal_plan(study, runs_dir, args.dataset, args.allow_uncommitted)
+        except (studies.UncommittedError, ValueError) as error:
+            print(error, file=sys.stderr)
+            return 1
+        print(
+            f"plan {plan['hash']} sealed {plan['sealed']['time']}: "
+            f"{len(plan['sealed']['claims'])} claims, commit {plan['sealed']['code']['commit']}"
+        )
     if args.workers > 1:
         argv = ["study", study.name, "--runs-dir", runs_dir, "--workers", "1",
                 "--no-progress", "--as-worker",
+                *(["--allow-uncommitted"] if args.allow_uncommitted else []),
                 *(["--dataset", args.dataset] if args.dataset else []),
                 *(["--data-dir", args.data_dir] if args.data_dir else [])]  # fmt: skip
         return sweeps.run_workers(argv, args.workers, configs, runs_dir, not args.no_progress,
                                   gpus=0)  # fmt: skip
     studies.run_study(study, runs_dir, args.data_dir, args.device, args.dataset,
-                      not args.no_progress)  # fmt: skip
+                      not args.no_progress, allow_uncommitted=args.allow_uncommitted)  # fmt: skip
     return 0
 
 
@@ -482,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", default=None, metavar="DIR",
                    help="once all runs are finished and evaluated, copy the bundle")  # fmt: skip
     p.add_argument("--status", action="store_true", help="say where each run stands, and stop")
+    p.add_argument("--allow-uncommitted", action="store_true",
+                   help="train or export from code with no git commit (the plan and the "
+                   "bundle record it)")  # fmt: skip
     p.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
 
     p = command("report", _cmd_report, "the Markdown report of a study's bundle")

@@ -11,7 +11,15 @@ import numpy as np
 import pandas as pd
 
 from regionmix_utils import records
-from regionmix_utils.claims import MATCHED, NO_CE, Claim, claims_between, paper_claims, side
+from regionmix_utils.claims import (
+    MATCHED,
+    NO_CE,
+    Claim,
+    claims_between,
+    paper_claims,
+    side,
+    status,
+)
 from regionmix_utils.config import recipe_differences
 from regionmix_utils.evaluation import statistics
 from regionmix_utils.evaluation.registry import RECORD_KINDS, evaluation_kinds, get_evaluation
@@ -25,8 +33,8 @@ POWER = 0.8  # the seed planner's
 # Our datasets that stand for one of the paper's, for its claims (a subset of its images).
 PAPER_DATASET = {"cifar10-subset": "cifar10"}
 _METRICS = {"clean": "clean test", "corruption": "common corruptions (mean)"}
-_NUMBERS = ("delta", "low", "high", "p", "p_holm", "p_signflip", "image_low", "image_high",
-            "mean_a", "mean_b", "seed_sd")  # fmt: skip
+_NUMBERS = ("delta", "low", "high", "p", "p_holm", "p_signflip", "p_signflip_holm", "power",
+            "image_low", "image_high", "mean_a", "mean_b", "seed_sd")  # fmt: skip
 
 
 def _pairs(runs: pd.DataFrame, a: str, b: str) -> list[tuple[str, dict, dict]]:
@@ -104,6 +112,9 @@ def _row(dataset, runs_a, runs_b, group, claim: Claim | None, runs_dir, evaluate
         "paper_delta": claim.paper_delta if claim and claim.paper_delta is not None else nan,
         "effect": claim.effect if claim and claim.effect is not None else nan,
         "paper_regime": paper_regime, **dict.fromkeys(_NUMBERS, nan), "plan": "", "verdict": "",
+        "sided": claim.sided if claim else "two-sided", "declared": claim and claim.declared,
+        "status": "" if claim is None or claim.source == "paper" else
+                  status(claim, [*runs_a.values(), *runs_b.values()]),
     }  # fmt: skip
     if not evaluated:
         return row | {"verdict": f"not evaluated: run {_rerun_hint(claim.kind, runs_dir)}"}
@@ -118,7 +129,9 @@ def _row(dataset, runs_a, runs_b, group, claim: Claim | None, runs_dir, evaluate
         hint = _rerun_hint(settings["kind"], runs_dir)
         return row | {"verdict": f"no per-image predictions in {len(missing.runs)} run(s): "
                                  f"re-run {hint} for paired numbers"}  # fmt: skip
-    result = statistics.compare_paired(a, b, n_resamples=COMPARE_RESAMPLES)
+    alternative = claim.alternative if claim else "two-sided"
+    result = statistics.compare_paired(a, b, n_resamples=COMPARE_RESAMPLES,
+                                       alternative=alternative)  # fmt: skip
     return row | {
         "delta": result.delta, "low": result.low, "high": result.high, "p": result.p_value,
         "p_signflip": result.p_signflip, "image_low": result.image_low, "_result": result,
@@ -204,10 +217,14 @@ def _comparison(rows: list[dict], level: float, asked: str) -> Comparison:
         )
     results = [row.pop("_result", None) for row in rows]
     cells = pd.DataFrame(rows)
-    # One seed gives no t-test (p NaN): such a row has no verdict, and is not in the family.
+    # One seed gives no t-test (p NaN): such a row has no verdict, and is not in a family.
+    # A family: the claims declared together (Holm within it), the paper's being one.
     claimed = cells["direction"].notna() & cells["p"].notna()
-    cells.loc[claimed, "p_holm"] = statistics.holm(cells.loc[claimed, "p"].to_numpy(), level)
-    family = max(1, int(claimed.sum()))
+    families = cells["source"] + " " + cells["declared"].fillna("").astype(str)
+    sizes = families[claimed].value_counts()
+    for _, members in cells[claimed].groupby(families[claimed]):
+        for p, holm_p in (("p", "p_holm"), ("p_signflip", "p_signflip_holm")):
+            cells.loc[members.index, holm_p] = statistics.holm(members[p].to_numpy(), level)
     for i, result in enumerate(results):
         row = cells.loc[i]
         if result is None or pd.isna(row["direction"]):
@@ -217,10 +234,20 @@ def _comparison(rows: list[dict], level: float, asked: str) -> Comparison:
         cells.at[i, "verdict"] = said
         paper_effect = pd.isna(row["effect"]) and row["paper_regime"]
         effect = row["paper_delta"] if paper_effect else row["effect"]
-        if said not in ("supported", "contradicted"):
-            cells.at[i, "plan"] = "no effect declared" if pd.isna(effect) else (
-                statistics.plan_seeds(effect, row["seed_sd"], int(row["seeds"]), level / family,
-                                      POWER).text)  # fmt: skip
+        family = int(sizes.get(families[i], 1))
+        alternative = "two-sided" if row["sided"] == "two-sided" else "greater"
+        if not pd.isna(effect):
+            cells.at[i, "power"] = statistics.power_at(effect, row["seed_sd"], int(row["seeds"]),
+                                                       level / family, alternative)  # fmt: skip
+        if said in ("supported", "contradicted"):
+            continue
+        if pd.isna(effect):
+            cells.at[i, "plan"] = "no effect declared"
+        elif np.sign(row["delta"]) != row["direction"]:
+            cells.at[i, "plan"] = "none: Δ is against the claim"
+        else:
+            cells.at[i, "plan"] = statistics.plan_seeds(
+                effect, row["seed_sd"], int(row["seeds"]), level / family, POWER).text  # fmt: skip
     declared = cells["direction"].notna()
     paper = cells["source"].eq("paper") & declared
     text = caption(
@@ -231,6 +258,7 @@ def _comparison(rows: list[dict], level: float, asked: str) -> Comparison:
         corruptions=cells["metric"].str.startswith("common corruptions").any(),
         stands=[(records.dataset_title(d), records.dataset_title(PAPER_DATASET[d]))
                 for d in sorted(set(cells.loc[paper, "dataset"]) & set(PAPER_DATASET))],
+        statuses=cells["status"].ne("").any(),
     )  # fmt: skip
     return Comparison(text, _frame(cells), cells, level)
 
@@ -244,20 +272,25 @@ def _frame(cells: pd.DataFrame) -> pd.DataFrame:
 
     number, signed = text(lambda v: f"{v:.2f}"), text(_signed)
     p = text(lambda v: f"{v:.3f}" if v >= 0.001 else "< 0.001")
+    claimed = cells["direction"].notna()
     frame = pd.DataFrame({
         "paper table": cells["table"].map(text(lambda t: str(int(t)))),
         "dataset": cells["dataset"].map(records.dataset_title),
+        "status": cells["status"],
         "A vs B": cells["a"] + " vs " + cells["b"], "metric": cells["metric"],
         "claim": cells["direction"].map(text(lambda d: "A > B" if d > 0 else "A < B")),
+        "test": cells["sided"].where(claimed, ""),
         "seeds": cells["seeds"].astype(str), "A (%)": cells["mean_a"].map(number),
         "B (%)": cells["mean_b"].map(number), "Δ": cells["delta"].map(signed),
         "95% CI (seeds)": list(map(interval, cells["low"], cells["high"])),
         "p": cells["p"].map(p), "p Holm": cells["p_holm"].map(p),
         "p sign-flip": cells["p_signflip"].map(p),
+        "p sign-flip Holm": cells["p_signflip_holm"].map(p),
         "95% CI (these models)": list(map(interval, cells["image_low"], cells["image_high"])),
         "paper Δ": cells["paper_delta"].map(signed), "verdict": cells["verdict"],
-        "seeds to resolve": cells["plan"],
+        "power": cells["power"].map(text(lambda v: f"{v:.0%}")), "seeds to resolve": cells["plan"],
     })  # fmt: skip
-    empty = [c for c in ("paper table", "paper Δ", "claim", "p Holm", "seeds to resolve")
+    empty = [c for c in ("paper table", "status", "paper Δ", "claim", "test", "p Holm",
+                         "p sign-flip Holm", "power", "seeds to resolve")
              if frame[c].eq("").all()]  # fmt: skip
     return frame.drop(columns=empty).set_index("dataset")

@@ -59,6 +59,8 @@ class TrainConfig:
                                           "1 on the CPU, train.GPU_CHECKPOINT_EVERY on a GPU",
                                           execution=True, low=1)
     download: bool = _field(False, "download a dataset not on disk", execution=True)
+    plan: str | None = _field(None, "the hash of the sealed plan of the study the run belongs "
+                              "to (set by `regionmix study`)", execution=True)
     width: int = _field(64, "channels of the first ResNet stage", low=1)
     n_train: int | None = _field(None, "a class-stratified sample of N train images", low=1)
     n_test: int | None = _field(None, "likewise for the test split", low=1)

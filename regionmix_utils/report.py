@@ -188,7 +188,7 @@ def design_text(study: Study, plan: dict | None = None, runs: list[Run] | None =
         raise ValueError(f"study {study.name!r} has a gate: pass its plan (read_plan)")
     config = study.configs()[0]
     spec = get_dataset(study.dataset)
-    primary, pilot = (plan or {}).get("primary_eps"), plan and plan["pilot"]["run"]
+    primary, pilot = (plan or {}).get("primary_eps"), (plan or {}).get("pilot", {}).get("run")
     threads = [((r.record.get("environment") or {}).get("threads"),
                 bool(pilot) and r.path.as_posix().endswith(pilot)) for r in runs or []]  # fmt: skip
     return _ENV.get_template("design.md.j2").render(

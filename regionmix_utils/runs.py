@@ -29,6 +29,7 @@ from torch import nn
 
 from regionmix_utils import __version__
 from regionmix_utils.config import EXECUTION_FIELDS, TrainConfig, identity, run_name
+from regionmix_utils.data import Splits, holdout_split, load_dataset
 from regionmix_utils.files import atomic_write_bytes, atomic_write_text
 from regionmix_utils.models import build_model
 from regionmix_utils.registry import Registry
@@ -61,19 +62,35 @@ def run_dir(runs_dir: str | os.PathLike, config: TrainConfig) -> Path:
     return Path(runs_dir) / config.dataset / run_name(config) / f"seed{config.seed}"
 
 
+def _git(*args: str) -> str | None:
+    """``git args`` in the package's folder: its output, or None outside a git checkout."""
+    try:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False,
+                              cwd=Path(__file__).parent)  # fmt: skip
+    except OSError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def code_identity() -> dict[str, Any]:
+    """The code results come from: {"commit" (None outside a git checkout), "dirty" (tracked
+    files changed since it), "package_sha256" (of the package's files, in path order)}."""
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for file in sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in
+                       p.parts):  # fmt: skip
+        digest.update(file.relative_to(package).as_posix().encode() + b"\0" + file.read_bytes())
+    commit = _git("rev-parse", "HEAD") or None
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    return {"commit": commit, "dirty": dirty, "package_sha256": digest.hexdigest()}
+
+
 def environment() -> dict[str, Any]:
     """Package version, git commit, torch, Python, GPU, and what CPU results depend on bit
     for bit (``NUMERICS_KEYS``; ``ATEN_CPU_CAPABILITY`` can lower the capability)."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False,
-            cwd=Path(__file__).parent,
-        ).stdout.strip() or None  # fmt: skip
-    except OSError:
-        commit = None
     return {
         "regionmix_utils": __version__,
-        "git_commit": commit,
+        "git_commit": _git("rev-parse", "HEAD") or None,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
@@ -410,3 +427,17 @@ def find_runs(runs_dir: str | os.PathLike, dataset: str | None = None,
     found = {p.parent for marker in markers
              for p in Path(runs_dir).glob(f"{dataset or '*'}/*/seed*/{marker}")}  # fmt: skip
     return [Run(p) for p in sorted(found)]
+
+
+def training_splits(config: TrainConfig, data_dir=None, splits: Splits | None = None) -> Splits:
+    """The dataset's (or the given) splits less the ``holdout``, then the ``n_train`` /
+    ``n_test`` class-stratified samples (downloaded with ``config.download``)."""
+    load = {"download": config.download, "n_test": config.n_test}
+    if splits is None and not config.holdout:  # the subset straight from the loader
+        return load_dataset(config.dataset, data_dir, n_train=config.n_train, **load)
+    if splits is None:
+        splits = load_dataset(config.dataset, data_dir, **load)
+    train_set = holdout_split(splits.train, config.holdout)[0] if config.holdout else splits.train
+    if config.n_train is not None:
+        train_set = train_set.subset(config.n_train)
+    return Splits(splits.name, train_set, splits.test)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -30,12 +32,21 @@ from regionmix_utils.files import atomic_torch_save, atomic_write_text
 from regionmix_utils.registry import Registry
 from regionmix_utils.reproduction import write_reference
 from regionmix_utils.results import PAPER_DATASET
-from regionmix_utils.runs import CONFIG, EVALUATIONS, EXPORTED, METRICS, PREDICTIONS, WEIGHTS16, Run
+from regionmix_utils.runs import (
+    CONFIG,
+    EVALUATIONS,
+    EXPORTED,
+    METRICS,
+    PREDICTIONS,
+    WEIGHTS16,
+    Run,
+    code_identity,
+)  # fmt: skip
 from regionmix_utils.sweeps import sweep
 from regionmix_utils.train import resolve_device, train
 
 TIMING = "study-timing.json"  # in the runs folder: each invocation's wall time
-PLAN = "study-plan.json"  # in the runs folder: the pilot's gate and the primary ε
+PLAN = "study-plan.json"  # in the runs folder: the pilot's gate and primary ε; the sealed plan
 PRIMARY_EPS = "primary"  # a claim's ε that the pilot chooses (``Study.primary_target``)
 SAMPLED_FROM = {"cifar10": {"n_train": 4585, "n_test": 1017}}
 TEMPLATES = Path(__file__).with_name("templates")
@@ -43,6 +54,10 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 class StudyGateError(RuntimeError):
     """The pilot found nothing for mixing to regularise: the study stops."""
+
+
+class UncommittedError(RuntimeError):
+    """A study trained or exported from code with no commit, without ``allow_uncommitted``."""
 
 
 @dataclass(frozen=True)
@@ -144,14 +159,24 @@ class Study:
             near = sorted(others, key=lambda e: abs(e - primary_eps))[:2]
         return [*sorted(near), UNBOUNDED_EPS]
 
-    def family(self, primary_eps: float | None = None) -> list[Claim]:
+    def family(self, primary_eps: float | None = None, plan: dict | None = None) -> list[Claim]:
         """The paper's claims on its dataset (if ``with_paper_claims``), then its own, at
-        ``primary_eps`` where declared at ``PRIMARY_EPS`` (ValueError if None)."""
+        ``primary_eps`` (default the ``plan``'s) where declared at ``PRIMARY_EPS`` (ValueError
+        if None); a claim in the plan's sealed family is declared when it was sealed."""
+        if primary_eps is None and plan:
+            primary_eps = plan.get("primary_eps")
         on = {self.dataset, PAPER_DATASET.get(self.dataset)}
         found = [c for c in paper_claims() if c.dataset in on] if self.with_paper_claims else []
         found += [_at_primary(c, primary_eps) for c in self.claims]
-        return [c if c.effect is not None or self.effect is None
-                else dataclasses.replace(c, effect=self.effect) for c in found]  # fmt: skip
+        found = [c if c.effect is not None or self.effect is None
+                 else dataclasses.replace(c, effect=self.effect) for c in found]  # fmt: skip
+        sealed = (plan or {}).get("sealed")
+        if sealed:
+            entries = [json.dumps(e, sort_keys=True) for e in sealed["claims"]]
+            found = [dataclasses.replace(c, declared=sealed["time"])
+                     if json.dumps(c.plan_entry(), sort_keys=True) in entries
+                     else dataclasses.replace(c, declared=None) for c in found]  # fmt: skip
+        return found
 
     def describe(self) -> str:
         """One line: what the runs are."""
@@ -184,13 +209,27 @@ def prose(name: str) -> dict[str, str]:
 
 
 def _gated_claims(name: str) -> tuple[Claim, ...]:
-    """Region Mixup > CutMix, Mixup (FGSM, Square-100); > no clean CE; mixing > none."""
+    """Region Mixup > CutMix, Mixup (FGSM, Square-100); > no clean CE; mixing > none: first
+    recorded in commit 589a5f5 (its time below), no sealed plan then; then the paper's
+    Table 1 on clean accuracy, added once every run had been evaluated."""
     at = (("eps", PRIMARY_EPS),)
     attacks = (("fgsm", at), ("square", (*at, ("queries", 100))))
     sides = [("region", b, kind, s) for kind, s in attacks for b in ("cutmix", "mixup")]
     sides += [("region", "region" + arm, "clean", ()) for arm in (NO_CE, MATCHED)]
     sides += [(a, "none", "clean", ()) for a in ("mixup", "cutmix", "region")]
-    return tuple(Claim("cifar10-subset", *side, source=name) for side in sides)
+    later = [("region", b, "clean", ()) for b in ("cutmix", "mixup")]
+    return tuple(Claim("cifar10-subset", *side, source=name, declared=declared)
+                 for group, declared in ((sides, "2026-12-02T07:48:18+00:00"),
+                                         (later, "2026-12-06T20:45:00+00:00"))
+                 for side in group)  # fmt: skip
+
+
+def _confirm_claims(name: str) -> tuple[Claim, ...]:
+    """Region Mixup > without the clean CE term, > the two-mixed-pass arm, > Mixup, > CutMix
+    (clean accuracy); > without the clean CE term after BatchNorm recalibration."""
+    sides = [("region" + NO_CE, "clean"), ("region" + MATCHED, "clean"), ("mixup", "clean"),
+             ("cutmix", "clean"), ("region" + NO_CE, "recalibrated")]  # fmt: skip
+    return tuple(Claim("cifar10-subset", "region", b, kind, source=name) for b, kind in sides)
 
 
 _REGION = (("k", 2), ("alpha", 1.0))
@@ -211,8 +250,20 @@ CPU_GATED = Study(
     claims=_gated_claims("cpu-gated"), effect=2.0, reproduced="region",
     claims_note=_PROSE["claims_note"], replaces=_PROSE["replaces"],
 )  # fmt: skip
+_CONFIRM = prose("cpu-confirm")
+CPU_CONFIRM = Study(
+    name="cpu-confirm", title="confirmatory replication: the same recipe, 10 fresh seeds",
+    dataset="cifar10-subset", bundle="results/cifar10-cpu-confirm",
+    entries=tuple(dataclasses.replace(e, attacked=False, weights=True)
+                  for e in CPU_GATED.entries if e.method != "none"),
+    seeds=tuple(range(5, 15)), epochs=20, lr_schedule="hold-cosine", n_train=2000,
+    fgsm_eps=(), noise_severities=(), with_paper_claims=False,
+    claims=_confirm_claims("cpu-confirm"), effect=2.0, reproduced="region",
+    evaluations=(("recalibrated", ()),), claims_note=_CONFIRM["claims_note"],
+)  # fmt: skip
 STUDIES: Registry[Study] = Registry("study")
 STUDIES.register(CPU_GATED)
+STUDIES.register(CPU_CONFIRM)
 get_study = STUDIES.get
 
 
@@ -242,6 +293,57 @@ def study_plan(study: Study, folder: str | os.PathLike) -> dict | None:
     if plan is None and study.gate_gap is not None:
         raise FileNotFoundError(f"{folder} has no {PLAN}: a study with a gate keeps its "
                                 "pilot's plan with its runs (export_bundle copies it)")  # fmt: skip
+    return plan
+
+
+def plan_hash(plan: dict) -> str:
+    """The first 16 hex digits of the SHA-256 of ``plan`` less its ``hash`` (sorted JSON)."""
+    text = json.dumps({k: v for k, v in plan.items() if k != "hash"}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_code(action: str, allow_uncommitted: bool) -> dict:
+    """``code_identity``; UncommittedError when it has no commit and that is not allowed."""
+    code = code_identity()
+    if code["commit"] is None and not allow_uncommitted:
+        raise UncommittedError(f"{action} from code with no git commit (a copy, not a "
+                               "checkout): run it from a clone, or pass --allow-uncommitted, "
+                               "which the plan and the bundle then record")  # fmt: skip
+    return code
+
+
+def seal_plan(study: Study, runs_dir: str | os.PathLike, dataset: str | None = None,
+              allow_uncommitted: bool = False, level: float = 0.05) -> dict:  # fmt: skip
+    """Add the sealed section to the study's plan (``PLAN``) before any run but the pilot
+    starts, or read it back: the claims (sides, metric and ε, direction, sidedness, effect),
+    the test, ``level`` and Holm's correction, the seeds, the code (``code_identity``), the
+    time; then ``hash`` (``plan_hash``), which every run of the study carries in its config.
+    ValueError: runs started before it; UncommittedError (``_check_code``)."""
+    plan = read_plan(runs_dir) or {"study": study.name}
+    if "sealed" in plan:
+        return plan
+    code = _check_code(f"sealing study {study.name!r}", allow_uncommitted)
+    pilot = study.pilot(dataset) if study.gate_gap is not None else None
+    begun = [str(Run.of(runs_dir, c).path) for c in study.configs(dataset)
+             if c != pilot and (Run.of(runs_dir, c).path / CONFIG).exists()]  # fmt: skip
+    if begun:
+        raise ValueError(f"{len(begun)} run(s) of study {study.name!r} began before its plan "
+                         f"was sealed (e.g. {begun[0]}): their claims can only be exploratory; "
+                         "seal into an empty runs folder")  # fmt: skip
+    plan["sealed"] = {
+        "time": _utc_now(), "claims": [c.plan_entry() for c in study.family(plan=plan)],
+        "test": "paired t-test over seeds (n - 1 df) on each claim's per-seed Δ, as its "
+                "'sided' says; the exact sign-flip p beside it",
+        "level": level, "correction": "holm", "effect": study.effect, "power": 0.8,
+        "seeds": list(study.seeds), "runs": len(study.configs(dataset)), "code": code,
+    }  # fmt: skip
+    plan["hash"] = plan_hash(plan)
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(runs_dir) / PLAN, json.dumps(plan, indent=2) + "\n")
     return plan
 
 
@@ -294,14 +396,16 @@ def run_pilot(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: 
 
 
 def run_study(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: str = "auto",
-              dataset: str | None = None, progress: bool = True,
-              poll_s: float = 2.0) -> list[Run]:  # fmt: skip
-    """Train and evaluate every run after the gate via ``sweeps.sweep`` (resumes, shares one
-    ``runs_dir``). StudyGateError: the gate failed; RuntimeError: some run failed."""
+              dataset: str | None = None, progress: bool = True, poll_s: float = 2.0,
+              allow_uncommitted: bool = False) -> list[Run]:  # fmt: skip
+    """Train and evaluate every run after the gate and the sealed plan (``seal_plan``) via
+    ``sweeps.sweep`` (resumes, shares one ``runs_dir``). StudyGateError: the gate failed;
+    UncommittedError; RuntimeError: some run failed."""
     dev = resolve_device(device)
-    plan = run_pilot(study, runs_dir, data_dir, str(dev), dataset, progress)
-    configs = study.configs(dataset)
-    primary = plan.get("primary_eps") if plan else None
+    run_pilot(study, runs_dir, data_dir, str(dev), dataset, progress)
+    plan = seal_plan(study, runs_dir, dataset, allow_uncommitted)
+    configs = [dataclasses.replace(c, plan=plan["hash"]) for c in study.configs(dataset)]
+    primary = plan.get("primary_eps")
 
     def after(run: Run) -> None:  # every evaluation of a finished run (stored ones reused)
         entry, config = study.entry_of(run.config), run.config
@@ -313,7 +417,8 @@ def run_study(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: 
                 images_of=lambda _, severity: noise_images(test, severity, study.noise_seed),
             )  # fmt: skip
         attacks = study.attack_configs(primary, entry.attacked)
-        robustness.evaluate_run(run, attacks, None, data_dir, dev, progress)
+        if attacks:
+            robustness.evaluate_run(run, attacks, None, data_dir, dev, progress)
         if entry.attacked and primary is not None:
             pgd = robustness.attack_configs(["pgd"], plan["sample_eps"], [study.pgd_steps], seed=0)
             robustness.evaluate_run(run, pgd, study.sample_images, data_dir, dev, progress)
@@ -370,11 +475,13 @@ def study_timing(folder: str | os.PathLike) -> dict:
 
 
 def export_bundle(study: Study, runs_dir: str | os.PathLike, out: str | os.PathLike,
-                  dataset: str | None = None, data_dir=None) -> Path:  # fmt: skip
+                  dataset: str | None = None, data_dir=None,
+                  allow_uncommitted: bool = False) -> Path:  # fmt: skip
     """Copy the finished study into ``out`` without checkpoints (float16 weights of ``weights``
-    entries' first seed), ``reproduction.json`` on a one-thread run of ``study.reproduced``.
-    FileNotFoundError: a run not finished."""
-    out = Path(out)
+    entries' first seed), ``reproduction.json`` on a one-thread run of ``study.reproduced``;
+    each run's ``EXPORTED`` marker records the exporting code (``code_identity``).
+    FileNotFoundError: a run not finished; UncommittedError (``_check_code``)."""
+    out, code = Path(out), _check_code(f"exporting study {study.name!r}", allow_uncommitted)
     configs = study.configs(dataset)
     for config in configs:
         source, target = Run.of(runs_dir, config), Run.of(out, config).path
@@ -388,7 +495,8 @@ def export_bundle(study: Study, runs_dir: str | os.PathLike, out: str | os.PathL
             state = torch.load(source.path / "final.pt", map_location="cpu", weights_only=True)
             half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
             atomic_torch_save(half, target / WEIGHTS16)
-        marker = {"study": study.name, "source": str(source.path), "weights": weights}
+        marker = {"study": study.name, "source": str(source.path), "weights": weights,
+                  "code": code}  # fmt: skip
         atomic_write_text(target / EXPORTED, json.dumps(marker, indent=2) + "\n")
     for name in (TIMING, PLAN):
         if (Path(runs_dir) / name).exists():

@@ -21,14 +21,14 @@ from torch.optim.lr_scheduler import LambdaLR, MultiStepLR
 from torch.optim.optimizer import _get_fused_kernels_supported_devices
 
 from regionmix_utils.config import TrainConfig, run_name
-from regionmix_utils.data import BatchLoader, Splits, holdout_split, load_dataset
+from regionmix_utils.data import BatchLoader, Splits
 from regionmix_utils.files import atomic_torch_save
 from regionmix_utils.losses import LossParts, combined_loss
 from regionmix_utils.methods import Method, get_method
 from regionmix_utils.mixing import MixedBatch, draw_choice, draw_mixed, mixable_layers
 from regionmix_utils.models import build_model, evaluating
 from regionmix_utils.progress import progress as progress_bar
-from regionmix_utils.runs import FINAL, LAST, Run
+from regionmix_utils.runs import FINAL, LAST, Run, training_splits
 
 # A 90 MB checkpoint takes 0.3 s (local disk) to 3 s (Google Drive) against a 3-30 s epoch:
 # every 10 epochs costs 1-10% and loses at most 9 epochs (``benchmarks/gpu.py`` measures it).
@@ -415,17 +415,3 @@ def _save(run: Run, state: TrainingState, metrics: list[dict], final: bool = Fal
     run.write_metrics(metrics)
     if final:
         atomic_torch_save(state.model.state_dict(), run.path / FINAL)
-
-
-def training_splits(config: TrainConfig, data_dir=None, splits: Splits | None = None) -> Splits:
-    """The dataset's (or the given) splits less the ``holdout``, then the ``n_train`` /
-    ``n_test`` class-stratified samples (downloaded with ``config.download``)."""
-    load = {"download": config.download, "n_test": config.n_test}
-    if splits is None and not config.holdout:  # the subset straight from the loader
-        return load_dataset(config.dataset, data_dir, n_train=config.n_train, **load)
-    if splits is None:
-        splits = load_dataset(config.dataset, data_dir, **load)
-    train_set = holdout_split(splits.train, config.holdout)[0] if config.holdout else splits.train
-    if config.n_train is not None:
-        train_set = train_set.subset(config.n_train)
-    return Splits(splits.name, train_set, splits.test)

@@ -76,7 +76,9 @@ def test_the_study_is_the_papers_recipe_with_a_short_schedule():
 
 def test_its_claims_are_the_declared_family():
     family = STUDY.family(2 / 255)
-    assert len(family) == 9 and {c.source for c in family} == {"cpu-gated"}
+    assert len(family) == 11 and {c.source for c in family} == {"cpu-gated"}
+    # the paper's Table 1, added after every run was evaluated
+    assert [(c.b, c.kind) for c in family[9:]] == [("cutmix", "clean"), ("mixup", "clean")]
     assert all(c.direction == 1 and c.effect == 2.0 for c in family)
     attacked = [c for c in family if c.kind != "clean"]
     assert {(c.b, c.kind, dict(c.settings)["eps"]) for c in attacked} == {
@@ -134,7 +136,7 @@ def test_the_gate_passed_and_the_primary_eps_followed_its_rule():
     stored = {r["eps"]: r["accuracy"] for r in run.evaluations() if r["kind"] == "fgsm"}
     assert stored == fgsm  # the pilot's own records
     assert plan["sample_eps"] == STUDY.sample_eps(plan["primary_eps"])
-    assert len(STUDY.family(plan["primary_eps"])) == 9
+    assert len(STUDY.family(plan["primary_eps"])) == 11
 
 
 def test_every_run_has_each_evaluation_of_the_study_with_its_predictions():

@@ -168,7 +168,10 @@ def test_the_pilot_chooses_the_primary_eps_by_its_rule_before_the_others_run(tmp
     assert plan["pilot"]["train_acc"] == pilot.metrics()[-1]["train_acc"]
 
     runs = run_study(study, tmp_path, progress=False)
-    assert json.loads((tmp_path / PLAN).read_text()) == plan  # chosen once
+    stored = json.loads((tmp_path / PLAN).read_text())
+    assert {k: stored[k] for k in plan} == plan  # chosen once, then sealed beside it
+    assert {r.config.plan for r in runs if r.path != pilot.path} == {stored["hash"]}
+    assert pilot.config.plan is None  # it trained before the plan was sealed
     attacked = [r for r in runs if study.entry_of(r.config).attacked]
     for run in attacked:  # every masking flag checked on every attacked run
         assert None not in masking_check(run.evaluations())["flags"].values()

@@ -4,6 +4,6 @@ path (``registry``); the built-in ones register themselves as they load, as a pl
 # Attacks first: they are the paper's evaluations, and tables list kinds in this order.
 from regionmix_utils.evaluation import registry, robustness  # isort: split
 
-from regionmix_utils.evaluation import calibration, corruptions, ood
+from regionmix_utils.evaluation import calibration, corruptions, ood, recalibration
 
-__all__ = ["calibration", "corruptions", "ood", "registry", "robustness"]
+__all__ = ["calibration", "corruptions", "ood", "recalibration", "registry", "robustness"]

@@ -87,10 +87,12 @@ def bootstrap_deltas(differences: np.ndarray, n_resamples: int = 2000, seed: int
     return out / (n_images * n_seeds)
 
 
-def seed_test(deltas: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
-    """Paired t-test, t-interval (S - 1 df), exact sign-flip p (all 2^S signs) of Δ_s [S]:
-    {"delta", "seed_sd", "low", "high", "p_value", "p_signflip"}. One seed: NaN, sign-flip 1;
-    equal Δ_s: p 0 (1 if 0). ValueError: no Δ, a non-finite Δ, confidence not in (0, 1)."""
+def seed_test(deltas: Sequence[float], confidence: float = 0.95,
+              alternative: str = "two-sided") -> dict[str, float]:  # fmt: skip
+    """Paired t-test, two-sided t-interval (S - 1 df), exact sign-flip p (all 2^S signs) of
+    Δ_s [S], p's against ``alternative`` ("two-sided", "greater", "less"): {"delta",
+    "seed_sd", "low", "high", "p_value", "p_signflip"}. One seed: NaN, sign-flip 1; equal Δ_s:
+    p 0 (1 if 0). ValueError: no Δ, a non-finite Δ, confidence not in (0, 1)."""
     deltas = np.asarray(deltas, dtype=np.float64)
     if deltas.ndim != 1 or deltas.size == 0 or not np.isfinite(deltas).all():
         raise ValueError(f"deltas must be a non-empty [S] array of finite numbers, got {deltas}")
@@ -100,14 +102,32 @@ def seed_test(deltas: Sequence[float], confidence: float = 0.95) -> dict[str, fl
         return dict(delta=mean, seed_sd=nan, low=nan, high=nan, p_value=nan, p_signflip=1.0)
     sd = float(deltas.std(ddof=1))
     if sd == 0:  # scipy's t-test divides by zero here
-        p, low, high = (1.0 if mean == 0 else 0.0), mean, mean
+        away = {"two-sided": mean != 0, "greater": mean > 0, "less": mean < 0}[alternative]
+        p, low, high = (0.0 if away else 1.0), mean, mean
     else:
-        t = stats.ttest_1samp(deltas, 0.0)
-        p, (low, high) = float(t.pvalue), (float(v) for v in t.confidence_interval(confidence))
+        (low, high) = stats.ttest_1samp(deltas, 0.0).confidence_interval(confidence)
+        p = float(stats.ttest_1samp(deltas, 0.0, alternative=alternative).pvalue)
     flips = stats.permutation_test((deltas,), np.mean, permutation_type="samples",
-                                   n_resamples=np.inf)  # fmt: skip
-    return dict(delta=mean, seed_sd=sd, low=low, high=high, p_value=p,
+                                   n_resamples=np.inf, alternative=alternative)  # fmt: skip
+    return dict(delta=mean, seed_sd=sd, low=float(low), high=float(high), p_value=p,
                 p_signflip=float(min(1.0, flips.pvalue)))  # fmt: skip
+
+
+def signflip_floor(n_seeds: int, alternative: str = "two-sided") -> float:
+    """The least exact sign-flip p over ``n_seeds`` seeds: 2 / 2^S two-sided, 1 / 2^S one-sided."""
+    return (2.0 if alternative == "two-sided" else 1.0) / 2**n_seeds
+
+
+def power_at(effect: float, seed_sd: float, n_seeds: int, level: float = 0.05,
+             alternative: str = "two-sided") -> float:  # fmt: skip
+    """The paired t-test's power to find |``effect``| over ``n_seeds`` seeds at ``level`` when
+    Δ_s have std ``seed_sd`` (statsmodels ``TTestPower``); NaN below 2 seeds or σ̂ NaN or 0."""
+    from statsmodels.stats.power import TTestPower  # heavy: only the planner needs it
+
+    if n_seeds < 2 or not seed_sd > 0:
+        return math.nan
+    side = {"two-sided": "two-sided", "greater": "larger", "less": "larger"}[alternative]
+    return float(TTestPower().power(abs(effect) / seed_sd, n_seeds, level, alternative=side))
 
 
 def _as_matrix(per_seed: Mapping[int, np.ndarray], name: str) -> np.ndarray:
@@ -119,10 +139,11 @@ def _as_matrix(per_seed: Mapping[int, np.ndarray], name: str) -> np.ndarray:
 
 def compare_paired(a: Mapping[int, np.ndarray], b: Mapping[int, np.ndarray],
                    n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0,
-                   scale: float = 100.0) -> PairedComparison:  # fmt: skip
+                   scale: float = 100.0, alternative: str = "two-sided",
+                   ) -> PairedComparison:  # fmt: skip
     """A vs B over shared seeds: ``a``, ``b`` map seed -> per-image metric [N], same images in
-    order; ``scale`` 100: 0/1 in points. ValueError: no shared seed, different N, a level
-    outside (0, 1)."""
+    order; ``scale`` 100: 0/1 in points; ``alternative``: ``seed_test``'s. ValueError: no
+    shared seed, different N, a level outside (0, 1)."""
     _check_level("confidence", confidence)
     seeds = sorted(set(a) & set(b))
     if not seeds:
@@ -144,7 +165,7 @@ def compare_paired(a: Mapping[int, np.ndarray], b: Mapping[int, np.ndarray],
     images = bootstrap_deltas(differences, n_resamples, seed)
     image_low, image_high = np.quantile(images, [tail, 1 - tail])
     return PairedComparison(
-        tuple(per_seed), **seed_test([d.delta for d in per_seed], confidence),
+        tuple(per_seed), **seed_test([d.delta for d in per_seed], confidence, alternative),
         image_low=float(image_low), image_high=float(image_high), confidence=confidence,
         n_resamples=n_resamples,
     )  # fmt: skip
