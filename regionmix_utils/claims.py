@@ -1,5 +1,6 @@
-"""Claims, declared before their runs are evaluated: A scores higher or lower than B on a
-dataset and metric, the direction taken from the paper's Δ or a study's declaration."""
+"""Claims: A scores higher or lower than B on a dataset and metric, the direction taken from
+the paper's Δ or a study's declaration; confirmatory or exploratory from the times of the
+declaration and of its runs' first results (``status``)."""
 
 from __future__ import annotations
 

@@ -260,10 +260,10 @@ def _study_invocation(args, study, runs_dir: str, configs: list) -> int:
 
 def _cmd_report(args) -> int:
     study = studies.get_study(args.study)
-    report = study_report(study, args.bundle)
-    print(f"report: {write_study_report(study, args.out, report=report)}")
+    report, out = study_report(study, args.bundle), args.out or study.report
+    print(f"report: {write_study_report(study, out, report=report)}")
     if args.readme:
-        changed = update_readme(args.readme, report)
+        changed = update_readme(args.readme, report, Path(out).stem)
         print(f"{args.readme}: results {'updated' if changed else 'unchanged'}")
     return 0
 
@@ -501,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("report", _cmd_report, "the Markdown report of a study's bundle")
     p.add_argument("--study", default="cpu-gated", choices=studies.STUDIES.names())
     p.add_argument("--bundle", default=None, help="default: the study's committed bundle")
-    p.add_argument("--out", default="docs/reference-study.md", help="figures go beside it")
+    p.add_argument("--out", default=None, help="default: the study's (docs/reference-study.md "
+                   "for cpu-gated); figures go beside it")  # fmt: skip
     p.add_argument("--readme", default=None, metavar="README",
                    help="also put the report's Table 1 and its verdicts between this "
                    "README's markers")  # fmt: skip

@@ -263,6 +263,11 @@ def _comparison(rows: list[dict], level: float, asked: str) -> Comparison:
     return Comparison(text, _frame(cells), cells, level)
 
 
+def p_text(p: float) -> str:
+    """A p-value as the tables print it: "0.016", "< 0.001"."""
+    return f"{p:.3f}" if p >= 0.001 else "< 0.001"
+
+
 def _frame(cells: pd.DataFrame) -> pd.DataFrame:
     def text(form):  # NaN as an empty cell
         return lambda v: "" if pd.isna(v) else form(v)
@@ -271,7 +276,7 @@ def _frame(cells: pd.DataFrame) -> pd.DataFrame:
         return "" if pd.isna(low) else f"[{_signed(low)}, {_signed(high)}]"
 
     number, signed = text(lambda v: f"{v:.2f}"), text(_signed)
-    p = text(lambda v: f"{v:.3f}" if v >= 0.001 else "< 0.001")
+    p = text(p_text)
     claimed = cells["direction"].notna()
     frame = pd.DataFrame({
         "paper table": cells["table"].map(text(lambda t: str(int(t)))),

@@ -174,7 +174,7 @@ def reference_family(study: str = "cpu-gated") -> list:
     bundle, found = find_bundle(study), get_study(study)
     if bundle is None:
         raise FileNotFoundError(f"the bundle of study {study!r} is not here")
-    return found.family((study_plan(found, bundle) or {}).get("primary_eps"))
+    return found.family(plan=study_plan(found, bundle))
 
 
 def reference_eps(study: str = "cpu-gated") -> float:

@@ -16,27 +16,44 @@ import pandas as pd
 
 from regionmix_utils import results, viz
 from regionmix_utils.claims import paper_claims
+from regionmix_utils.comparisons import p_text
 from regionmix_utils.config import recipe_differences
 from regionmix_utils.data import get_dataset
 from regionmix_utils.evaluation.calibration import reliability, stored_calibration
 from regionmix_utils.evaluation.masking import flags_text, masking_check
+from regionmix_utils.evaluation.recalibration import KIND as RECALIBRATED
 from regionmix_utils.evaluation.registry import get_evaluation
 from regionmix_utils.evaluation.robustness import attack_label, attack_names
 from regionmix_utils.files import atomic_write_text
 from regionmix_utils.methods import get_method
 from regionmix_utils.runs import Run, eps_text, find_runs
 from regionmix_utils.study import TEMPLATES, Study, find_bundle, read_plan, study_plan, study_timing
+from regionmix_utils.tables import CALIBRATION_MEASURES
 
 README_START, README_END = "<!-- reference-study results -->", "<!-- /reference-study results -->"
+_README_COLUMNS = (
+    "status",
+    "A vs B",
+    "metric",
+    "claim",
+    "seeds",
+    "Δ",
+    "95% CI (seeds)",
+    "p Holm",
+    "p sign-flip Holm",
+    "verdict",
+    "power",
+)  # the report has them all
 _TABLE1_METHODS = ("none", "mixup", "cutmix", "region", "region-random")  # reliability figures
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True, lstrip_blocks=True,
     undefined=jinja2.StrictUndefined,
 )  # fmt: skip
 _ENV.filters |= {"eps": eps_text, "markdown": results.to_markdown, "thousands": "{:,}".format,
-                 "sign": np.sign}  # fmt: skip
+                 "sign": np.sign, "p": p_text}  # fmt: skip
 _ENV.tests["missing"] = pd.isna
-_ENV.globals |= {"get_evaluation": get_evaluation, "get_method": get_method}
+_ENV.globals |= {"get_evaluation": get_evaluation, "get_method": get_method,
+                 "CALIBRATION_MEASURES": CALIBRATION_MEASURES}  # fmt: skip
 
 
 def _mean_sd(values: Iterable[float]) -> str:
@@ -109,6 +126,34 @@ def masking_table(runs: list[Run], common: str = "") -> pd.DataFrame:
     frame = pd.DataFrame.from_dict(cells, orient="index").sort_index(axis=1)
     frame.index.name = "configuration"
     return frame
+
+
+def _recalibration(report: Report) -> dict | None:
+    """Clean accuracy before and after BatchNorm recalibration per configuration, and each
+    gap a claim judges both ways (clean and recalibrated): None without such records."""
+
+    def values(run: Run):
+        found = {r["kind"]: r for r in run.evaluations() if r["kind"] == RECALIBRATED}
+        clean = [r for r in run.evaluations() if r["kind"] == "clean" and found
+                 and r["n_images"] == found[RECALIBRATED]["n_images"]]  # fmt: skip
+        if clean:
+            after, before = found[RECALIBRATED]["accuracy"], clean[0]["accuracy"]
+            yield from (("clean (%)", before), ("recalibrated (%)", after),
+                        ("change (points)", after - before))  # fmt: skip
+
+    table = _by_configuration(report.runs, report.common, values)
+    if table.empty:
+        return None
+    cells, gaps = report.comparison.cells if report.comparison else pd.DataFrame(), []
+    title = get_evaluation(RECALIBRATED).title
+    for row in cells[cells["metric"].eq(title)].itertuples() if len(cells) else ():
+        same = cells["metric"].eq("clean test") & cells["a"].eq(row.a) & cells["b"].eq(row.b)
+        if same.any() and not pd.isna(row.delta):
+            before = float(cells.loc[same, "delta"].iloc[0])
+            gaps.append({"a": row.a, "b": row.b, "before": before, "after": row.delta,
+                         "low": row.low, "high": row.high,
+                         "closed": 1 - row.delta / before})  # fmt: skip
+    return {"table": table, "gaps": gaps}
 
 
 def _masking(runs: list[Run], common: str) -> dict | None:
@@ -193,7 +238,7 @@ def design_text(study: Study, plan: dict | None = None, runs: list[Run] | None =
                 bool(pilot) and r.path.as_posix().endswith(pilot)) for r in runs or []]  # fmt: skip
     return _ENV.get_template("design.md.j2").render(
         study=study, config=config, spec=spec, plan=plan, primary=primary,
-        claims=study.family(primary), n_test=config.n_test or spec.split_sizes[1],
+        claims=study.family(primary, plan), n_test=config.n_test or spec.split_sizes[1],
         others=sorted({n for n, is_pilot in threads if not is_pilot} - {None}),
         pilot_threads=next((n for n, is_pilot in threads if is_pilot), None),
     ).strip()  # fmt: skip
@@ -239,8 +284,9 @@ def study_report(study: Study, bundle: str | os.PathLike | None = None) -> Repor
     if bundle is None:
         raise FileNotFoundError(f"no bundle of study {study.name!r}: pass --bundle DIR "
                                 f"(from `regionmix study {study.name} --export DIR`)")  # fmt: skip
-    primary = (study_plan(study, bundle) or {}).get("primary_eps")
-    return build_report(bundle, eps=primary or 8 / 255, claims=study.family(primary))
+    plan = study_plan(study, bundle) or {}
+    return build_report(bundle, eps=plan.get("primary_eps") or 8 / 255,
+                        claims=study.family(plan=plan))  # fmt: skip
 
 
 def write_study_report(study: Study, out: str | os.PathLike,
@@ -274,6 +320,7 @@ def write_report(bundle: str | os.PathLike, out: str | os.PathLike,
                             lambda r: (attack_label(r), r["eps"], r["n_images"]),
                             lambda c: (*c[1:], c[0]),
                             lambda c: f"{c[0]} at {eps_text(c[1])} ({c[2]:,} images)"),
+        recalibration=_recalibration(report),
         noise=_accuracy_table(runs, common, lambda r: r["kind"] == "clean"
                               or r.get("corruption") == "gaussian_noise",
                               lambda r: r.get("severity", 0), int,
@@ -291,17 +338,20 @@ def readme_block(report: Report) -> str:
     if report.comparison is not None:
         frame = report.comparison.frame
         declared = frame[frame["claim"] != ""] if "claim" in frame else frame[:0]
-        blocks.append(results.to_markdown(declared))
+        blocks.append(results.to_markdown(declared[[c for c in _README_COLUMNS if c in frame]]))
     return shorten("\n\n".join(blocks), report.common)
 
 
-def update_readme(readme: str | os.PathLike, report: Report) -> bool:
-    """Put ``readme_block`` between the README's markers (ValueError without them); changed?"""
+def update_readme(readme: str | os.PathLike, report: Report, name: str = "reference-study") -> bool:
+    """Put ``readme_block`` between the README's markers of ``name`` (the report's file stem;
+    ValueError without them); changed?"""
     text, block = Path(readme).read_text(), readme_block(report)
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme} lacks the markers {README_START} ... {README_END}")
-    head, rest = text.split(README_START, 1)
-    new = f"{head}{README_START}\n{block}\n{README_END}{rest.split(README_END, 1)[1]}"
+    start, end = README_START.replace("reference-study", name), README_END.replace(
+        "reference-study", name)  # fmt: skip
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} lacks the markers {start} ... {end}")
+    head, rest = text.split(start, 1)
+    new = f"{head}{start}\n{block}\n{end}{rest.split(end, 1)[1]}"
     if new != text:
         atomic_write_text(readme, new)
     return new != text

@@ -190,8 +190,8 @@ class Run:
         file = self.path / FINAL
         if not file.exists() and not (file := self.path / WEIGHTS16).exists():
             raise FileNotFoundError(f"{self.path} is a results bundle's copy of a run without "
-                                    f"its weights (the bundle keeps {WEIGHTS16} for seed 0 of "
-                                    "some configurations only)")  # fmt: skip
+                                    f"its weights (the bundle keeps {WEIGHTS16} for the first seed "
+                                    "of some configurations only)")  # fmt: skip
         config = self.config
         state = torch.load(file, map_location="cpu", weights_only=True)
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}

@@ -41,7 +41,7 @@ from regionmix_utils.runs import (
     WEIGHTS16,
     Run,
     code_identity,
-)  # fmt: skip
+)
 from regionmix_utils.sweeps import sweep
 from regionmix_utils.train import resolve_device, train
 
@@ -62,7 +62,8 @@ class UncommittedError(RuntimeError):
 
 @dataclass(frozen=True)
 class Entry:
-    """A configuration: ``attacked`` by PGD and Square; ``weights``: seed 0's go in the bundle."""
+    """A configuration: ``attacked`` by PGD and Square; ``weights``: the first seed's go in the
+    bundle."""
 
     method: str
     settings: tuple[tuple[str, object], ...] = ()
@@ -73,10 +74,10 @@ class Entry:
 
 @dataclass(frozen=True)
 class Study:
-    """A study: the scaled recipe, entries, seeds, evaluations and claims (one Holm family).
-
-    ε in pixel units; ``bundle``: from the repository root; ``effect`` (points) where a claim
-    declares none; ``gate_gap``: points the pilot's train accuracy must exceed its test one
+    """A study: the scaled recipe, entries, seeds, evaluations and claims (Holm within each
+    family declared together). ε in pixel units; ``bundle``, ``report``: from the repository
+    root; ``effect`` (points) where a claim declares none; ``gate_gap``: points the pilot's
+    train accuracy must exceed its test one
     (None: no pilot); the primary ε: the ``fgsm_eps`` where its FGSM accuracy is nearest
     ``primary_target`` (%); ``evaluations``: (kind, settings) of every run."""
 
@@ -110,6 +111,7 @@ class Study:
     evaluations: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
     replaces: str = ""
     reproduced: str | None = None
+    report: str = "docs/reference-study.md"
 
     def configs(self, dataset: str | None = None) -> list[TrainConfig]:
         """Every run, entry by entry, seed by seed; ``dataset``: one of ``SAMPLED_FROM``."""
@@ -253,7 +255,7 @@ CPU_GATED = Study(
 _CONFIRM = prose("cpu-confirm")
 CPU_CONFIRM = Study(
     name="cpu-confirm", title="confirmatory replication: the same recipe, 10 fresh seeds",
-    dataset="cifar10-subset", bundle="results/cifar10-cpu-confirm",
+    dataset="cifar10-subset", bundle="results/cifar10-cpu-confirm", report="docs/replication.md",
     entries=tuple(dataclasses.replace(e, attacked=False, weights=True)
                   for e in CPU_GATED.entries if e.method != "none"),
     seeds=tuple(range(5, 15)), epochs=20, lr_schedule="hold-cosine", n_train=2000,
@@ -468,10 +470,13 @@ def timed(runs_dir: str | os.PathLike, workers: int, every_s: float = 60.0):
 
 
 def study_timing(folder: str | os.PathLike) -> dict:
-    """The wall time over all invocations: {"seconds", "invocations", "cpus"}."""
+    """The wall time over all invocations: {"seconds", "invocations", "cpus", "reconstructed"
+    (the notes of invocations timed after the fact, not as they ran)}."""
     entries = _read_json(Path(folder) / TIMING, [])
     return {"seconds": sum(e["seconds"] for e in entries), "invocations": len(entries),
-            "cpus": sorted({e.get("cpus") for e in entries} - {None})}  # fmt: skip
+            "cpus": sorted({e.get("cpus") for e in entries} - {None}),
+            "reconstructed": [(e["seconds"], e["reconstructed"]) for e in entries
+                              if "reconstructed" in e]}  # fmt: skip
 
 
 def export_bundle(study: Study, runs_dir: str | os.PathLike, out: str | os.PathLike,

@@ -23,7 +23,7 @@ from regionmix_utils.runs import eps_text
 MASK = "†"  # marks a cell of Tables 3, 4 and 7 holding a run the masking check flags
 CALIBRATION_MEASURES = ("ece", "ece_scaled", "nll", "brier")  # Table 5's, in its order
 CORRUPTION_MEASURES = ("mean", *corruptions.FAMILIES)
-CE_ROWS = {False: "w/o standard CE", True: "with standard CE"}  # Table 2's row names
+CE_ROWS = {False: "w/o clean CE", True: "with clean CE"}  # Table 2's rows (its "standard CE")
 ACCURACY_WORDS = {"final": "final epoch", "best": "best epoch",
                   "last10": "median of the last 10 epochs"}  # fmt: skip
 _PAPER_METHODS = {cell.method for cell in paper.CELLS}
@@ -104,7 +104,7 @@ def _layout(cells: pd.DataFrame, row_keys: list[str]) -> pd.DataFrame:
     rows = pd.MultiIndex.from_frame(cells[row_keys].drop_duplicates())
     table = pd.concat(parts, axis=1).reindex(rows.get_level_values(0) if len(row_keys) == 1
                                              else rows).fillna("")  # fmt: skip
-    table.index.names = ["" if n in ("ce_row", "measure") else n for n in table.index.names]
+    table.index.names = [{"ce_row": "CE term", "measure": ""}.get(n, n) for n in table.index.names]
     return table
 
 
@@ -154,7 +154,7 @@ def paper_tables(runs: pd.DataFrame, accuracy: str = "final") -> list[Table]:
         tables.append(_table(1, head, runs[runs["clean_ce"]], "test_acc", ["dataset"]))
     if not runs["clean_ce"].all():
         rows = runs.merge(runs.loc[~runs["clean_ce"], ["dataset", "label"]].drop_duplicates())
-        head = f"Table 2: {paper.TABLE_TITLES[2]} CE(f(x_A), y_A) (%), {words}."
+        head = f"Table 2: {paper.TABLE_TITLES[2]} (the clean CE term) CE(f(x_A), y_A) (%), {words}."
         rows = rows.assign(ce_row=rows["clean_ce"].map(CE_ROWS))
         tables.append(_table(2, head, rows, "test_acc", ["dataset", "ce_row"]))
     evaluations, records = _evaluation_records(runs)
@@ -190,7 +190,7 @@ def _setting_tables(evaluations: pd.DataFrame, flagged: dict[str, bool]) -> list
 
 
 def _calibration_tables(evaluations: pd.DataFrame) -> list[Table]:
-    """Table 5: one table per calibration measure and test-set size."""
+    """Tables 5a-5d: one table per calibration measure (a-d) and test-set size."""
     tables = []
     for n_images, part in _of(evaluations, 5).groupby("n_images", sort=True):
         held = [str(int(h)) for h in sorted(set(part["holdout"]))]
@@ -198,7 +198,8 @@ def _calibration_tables(evaluations: pd.DataFrame) -> list[Table]:
             values = part.assign(value=pd.to_numeric(part[measure], errors="coerce"))
             if values["value"].isna().all():
                 continue  # no run was trained with a holdout: no scaled numbers
-            head = caption("calibration", measure=measure, n_images=int(n_images), held=held)
+            head = caption("calibration", measure=measure, n_images=int(n_images), held=held,
+                           letter="abcd"[CALIBRATION_MEASURES.index(measure)])  # fmt: skip
             setting = {"kind": "calibration", "measure": measure, "n_images": int(n_images)}
             tables.append(_table(5, head, values, "value", ["dataset"], setting=setting))
     return tables
@@ -262,7 +263,7 @@ def _beyond_fgsm_tables(evaluations: pd.DataFrame, checks: dict, flagged: dict) 
 
 def published_tables() -> list[Table]:
     """The paper's Tables 1-4 alone, in the same layout (where our runs are not comparable)."""
-    # Table 2's "with standard CE" row is Table 1's CIFAR-100 row: taken from there.
+    # Table 2's "with clean CE" row is Table 1's CIFAR-100 row: taken from there.
     cells = pd.DataFrame([{
         "table": c.table, "dataset": c.dataset, "ce_row": CE_ROWS[c.clean_ce],
         "label": column_label(TrainConfig(dataset=c.dataset, method=c.method)),

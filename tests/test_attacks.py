@@ -568,7 +568,8 @@ def test_each_masking_flag_fires_on_records_built_to_trigger_it():
 def test_masking_flags_need_their_records_and_the_same_images():
     check = masking_check(_records(fgsm_8=50.0))
     assert check["flags"] == {1: None, 2: None, 3: None, 4: None}
-    assert flags_text(check["flags"]) == "none (1, 2, 3, 4 unchecked)"
+    assert flags_text(check["flags"]) == "not attacked beyond FGSM"
+    assert flags_text({**check["flags"], 1: False}) == "none (2, 3, 4 unchecked)"
     other_images = _records(fgsm_8=50.0, pgd10_8=5.0)
     other_images[1]["n_images"] = 100
     assert masking_check(other_images)["flags"][1] is None

@@ -151,9 +151,9 @@ def test_the_golden_numbers_are_right(golden_runs):
     assert frame.loc["CIFAR-10", ("Region Mixup (k=2, epochs=200)", "ours")] == "95.50 (1)"
     # Table 2 as printed: CIFAR-100, w/o then with the clean CE term.
     assert tables[2].frame.index.tolist() == [
-        ("CIFAR-100", "w/o standard CE"), ("CIFAR-100", "with standard CE"),
+        ("CIFAR-100", "w/o clean CE"), ("CIFAR-100", "with clean CE"),
     ]  # fmt: skip
-    assert tables[2].frame.loc[("CIFAR-100", "w/o standard CE"), ("Mixup (k=1)", "paper")] == (
+    assert tables[2].frame.loc[("CIFAR-100", "w/o clean CE"), ("Mixup (k=1)", "paper")] == (
         "77.50 ± 0.22"
     )
 
@@ -264,7 +264,7 @@ def test_exports(golden_runs):
     table = paper_tables(collect_runs(golden_runs))[1]
     markdown = to_markdown(table.frame)
     assert markdown.splitlines()[0].startswith(
-        "| dataset |  | CutMix ours | CutMix paper | CutMix Δ"
+        "| dataset | CE term | CutMix ours | CutMix paper | CutMix Δ"
     )
     latex = to_latex(table.frame)
     assert r"\multicolumn{3}{c}{CutMix}" in latex and r"$\pm$" in latex and r"$\Delta$" in latex

@@ -18,6 +18,7 @@ from regionmix_utils import runs as runs_module
 from regionmix_utils.claims import NO_CE, Claim, first_seen, status
 from regionmix_utils.evaluation.recalibration import KIND, recalibrated
 from regionmix_utils.evaluation.registry import evaluate
+from regionmix_utils.report import design_text, study_report, write_study_report
 from regionmix_utils.results import collect_runs, judge
 from regionmix_utils.runs import Run
 from regionmix_utils.study import (
@@ -71,6 +72,12 @@ def test_the_plan_is_sealed_before_any_run_trains_and_every_run_carries_its_hash
     cells = judge(collect_runs(tmp_path), study.family(plan=plan), str(tmp_path)).cells
     assert cells["status"].tolist() == ["confirmatory", "confirmatory"]
     assert cells["sided"].tolist() == ["two-sided", "one-sided"]
+    out = tmp_path.with_name(tmp_path.name + "-out")  # the bundle, as the report reads it
+    report = study_report(study, export_bundle(study, tmp_path, out / "bundle"))
+    assert report.comparison.cells["status"].tolist() == ["confirmatory", "confirmatory"]
+    text = write_study_report(study, out / "report.md", report=report).read_text()
+    assert "## BatchNorm recalibration" in text and plan["hash"] in text
+    assert "(confirmatory) clean test: Mixup" in text
     assert seal_plan(study, tmp_path) == plan  # sealed once
     # A claim added to the study after sealing is not in the plan: exploratory.
     added = Claim("shapes-small", "mixup" + NO_CE, "mixup", "clean", direction=-1, source="x")
@@ -112,6 +119,7 @@ def test_runs_begun_before_the_seal_and_code_without_a_commit_are_refused(tmp_pa
         seal_plan(study, tmp_path / "other")
     plan = seal_plan(study, tmp_path / "other", allow_uncommitted=True)
     assert plan["sealed"]["code"]["commit"] is None and plan["sealed"]["code"]["package_sha256"]
+    assert "code with no git commit" in design_text(study, plan)  # the report says so
     with pytest.raises(UncommittedError, match="exporting study"):
         export_bundle(study, tmp_path / "other", tmp_path / "bundle")
 

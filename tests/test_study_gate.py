@@ -183,8 +183,9 @@ def test_the_pilot_chooses_the_primary_eps_by_its_rule_before_the_others_run(tmp
     assert verdicts["seeds"].tolist() == [2, 2]  # one row each; the matched arm pairs
 
     # Its report: the gate, the primary ε with its rule, the fit, PGD at every ε, the flags.
-    bundle = export_bundle(study, tmp_path, tmp_path.parent / "bundle")
-    text = write_study_report(study, tmp_path.parent / "report.md", bundle).read_text()
+    out = tmp_path.with_name(tmp_path.name + "-out")  # not shared with other tests
+    bundle = export_bundle(study, tmp_path, out / "bundle")
+    text = write_study_report(study, out / "report.md", bundle).read_text()
     pilot = plan["pilot"]
     assert (f"training {pilot['train_acc']:.2f}%, test {pilot['test_acc']:.2f}%, a gap of "
             f"{pilot['gap']:+.2f} points: passed") in text  # fmt: skip

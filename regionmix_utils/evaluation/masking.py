@@ -79,7 +79,9 @@ def masking_check(records: list[dict]) -> dict[str, Any]:
 
 
 def flags_text(flags: dict[int, bool | None]) -> str:
-    """ "1, 3", "none" or "none (3 unchecked)": a table cell."""
+    """ "1, 3", "none", "none (3 unchecked)" or "not attacked beyond FGSM": a table cell."""
+    if all(v is None for v in flags.values()):
+        return "not attacked beyond FGSM"
     fired = [str(n) for n, v in flags.items() if v]
     unchecked = [str(n) for n, v in flags.items() if v is None]
     text = ", ".join(fired) or "none"

@@ -113,11 +113,6 @@ def seed_test(deltas: Sequence[float], confidence: float = 0.95,
                 p_signflip=float(min(1.0, flips.pvalue)))  # fmt: skip
 
 
-def signflip_floor(n_seeds: int, alternative: str = "two-sided") -> float:
-    """The least exact sign-flip p over ``n_seeds`` seeds: 2 / 2^S two-sided, 1 / 2^S one-sided."""
-    return (2.0 if alternative == "two-sided" else 1.0) / 2**n_seeds
-
-
 def power_at(effect: float, seed_sd: float, n_seeds: int, level: float = 0.05,
              alternative: str = "two-sided") -> float:  # fmt: skip
     """The paired t-test's power to find |``effect``| over ``n_seeds`` seeds at ``level`` when
