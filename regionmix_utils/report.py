@@ -310,17 +310,19 @@ def write_report(bundle: str | os.PathLike, out: str | os.PathLike,
     out = Path(out)
     report = report or build_report(bundle, eps, claims)
     runs, common, comparison = report.runs, report.common, report.comparison
-    figures_dir = out.parent / out.stem
+    figures_dir, recalibration = out.parent / out.stem, _recalibration(report)
+    hidden = RECALIBRATED if recalibration else None  # its section shows its table, and more
+    tables = [t for t in report.tables if (t.setting or {}).get("kind") != hidden]
     text = _ENV.get_template("report.md.j2").render(
         title=title, preamble=preamble.strip(), common=common, timing=report.timing,
-        comparison=comparison, claims_note=claims_note, tables=report.tables,
+        comparison=comparison, claims_note=claims_note, tables=tables,
         fit=fit_table(runs, common), masking=_masking(runs, common),
         figures=_figures(report, figures_dir), link=os.path.relpath(figures_dir, out.parent),
         pgd=_accuracy_table(runs, common, lambda r: r["kind"] == "pgd",
                             lambda r: (attack_label(r), r["eps"], r["n_images"]),
                             lambda c: (*c[1:], c[0]),
                             lambda c: f"{c[0]} at {eps_text(c[1])} ({c[2]:,} images)"),
-        recalibration=_recalibration(report),
+        recalibration=recalibration,
         noise=_accuracy_table(runs, common, lambda r: r["kind"] == "clean"
                               or r.get("corruption") == "gaussian_noise",
                               lambda r: r.get("severity", 0), int,

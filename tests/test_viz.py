@@ -478,6 +478,9 @@ def test_claims_forest_rows_read_apart_and_promise_only_what_is_drawn():
     rows = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert len(set(rows)) == 2 and not any("[...]" in r or "epochs" in r for r in rows)
     assert "two mixed passes" in rows[1]
+    marked = claims_forest(_claim_cells().assign(status=["confirmatory", "exploratory"]))
+    assert [t.get_text().split("\n")[0] for t in marked.axes[0].get_yticklabels()] == [
+        "clean test, confirmatory", "clean test, exploratory"]  # fmt: skip
     assert "◇" not in fig.axes[0].get_xlabel() and "epochs=20" in fig.axes[0].get_title()
     with_paper = claims_forest(_claim_cells(paper_delta=2.0)).axes[0]
     assert "◇" in with_paper.get_xlabel()

@@ -28,7 +28,8 @@ def claims_forest(cells: pd.DataFrame, title: str | None = None) -> Figure:
     labels = []
     for i, r in enumerate(rows.itertuples()):
         table = [] if pd.isna(r.table) else [f"Table {int(r.table)}"]
-        where = [*table, *([get_dataset(r.dataset).title] if len(datasets) > 1 else []), r.metric]
+        where = [*table, *([get_dataset(r.dataset).title] if len(datasets) > 1 else []), r.metric,
+                 *([r.status] if getattr(r, "status", "") else [])]  # fmt: skip
         versus = textwrap.fill(f"{sides[i]} vs {sides[len(rows) + i]}", 48)
         labels.append(f"{', '.join(where)}\n{versus}")
     # each row as tall as its label (inches), so that no label overlaps the next
