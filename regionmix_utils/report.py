@@ -311,8 +311,8 @@ def write_report(bundle: str | os.PathLike, out: str | os.PathLike,
     report = report or build_report(bundle, eps, claims)
     runs, common, comparison = report.runs, report.common, report.comparison
     figures_dir, recalibration = out.parent / out.stem, _recalibration(report)
-    hidden = RECALIBRATED if recalibration else None  # its section shows its table, and more
-    tables = [t for t in report.tables if (t.setting or {}).get("kind") != hidden]
+    hidden = {RECALIBRATED} if recalibration else set()  # its section shows it, and more
+    tables = [t for t in report.tables if (t.setting or {}).get("kind") not in hidden]
     text = _ENV.get_template("report.md.j2").render(
         title=title, preamble=preamble.strip(), common=common, timing=report.timing,
         comparison=comparison, claims_note=claims_note, tables=tables,
