@@ -458,8 +458,8 @@ def calibration_findings(stored: dict, ood_sentence: str | None = None) -> str:
                 "after": np.mean([r["ece_scaled"] for r in records]), "seeds": len(records),
                 "raised": sum(r["ece_scaled"] > r["ece"] for r in records)}
                for name, records in zip(names, groups.values(), strict=True)]  # fmt: skip
-    n_images = sorted({int(r["n_images"]) for records in groups.values() for r in records})
-    text = _say("calibration", configs=configs, shared=shared, n_images=[f"{n:}" for n in n_images])
+    n_images = [f"{n:,}" for n in sorted({int(r["n_images"]) for g in groups.values() for r in g})]
+    text = _say("calibration", configs=configs, shared=shared, n_images=n_images)
     return f"{text}\n\n{_say('ood', sentence=ood_sentence)}" if ood_sentence and groups else text
 
 

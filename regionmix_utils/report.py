@@ -156,6 +156,15 @@ def _recalibration(report: Report) -> dict | None:
     return {"table": table, "gaps": gaps}
 
 
+def recalibration_markdown(report: Report, judged: str = "its claims judge both") -> str | None:
+    """The report's BatchNorm-recalibration section (a table per configuration, each judged
+    gap as trained and recalibrated) as Markdown; None when no run was recalibrated."""
+    found = _recalibration(report)
+    if found is None:
+        return None
+    return str(_ENV.get_template("recalibration.md.j2").module.section(found, judged))
+
+
 def _masking(runs: list[Run], common: str) -> dict | None:
     """The masking section: runs attacked beyond FGSM, flags unchecked on some, any left out."""
     beyond = set(attack_names()) - {"fgsm"}
@@ -296,7 +305,7 @@ def write_study_report(study: Study, out: str | os.PathLike,
     report = report or study_report(study, bundle)
     return write_report(
         report.bundle, out, preamble=design_text(study, read_plan(report.bundle), report.runs),
-        title=f"Reference study `{study.name}`: Region Mixup on real CIFAR-10, on a CPU",
+        title=f"Study `{study.name}`: Region Mixup on real CIFAR-10, on a CPU",
         claims_note=study.claims_note, report=report,
     )  # fmt: skip
 

@@ -24,7 +24,7 @@ import torch
 from regionmix_utils.config import TrainConfig
 from regionmix_utils.data import Splits
 from regionmix_utils.files import atomic_write_text
-from regionmix_utils.runs import NUMERICS_KEYS, Run
+from regionmix_utils.runs import NUMERICS_KEYS, Run, cpu_kernels
 from regionmix_utils.train import TrainingState, loaders, train, train_step, training_splits
 
 REFERENCE = "reproduction.json"  # in a bundle's root
@@ -36,8 +36,7 @@ _COMPARED = ("epoch", "lr", "train_loss", "train_clean_loss", "test_loss", "test
 
 def numerics() -> dict:
     """This process's ``{"cpu_capability": ..., "threads": ...}`` (``runs.environment``)."""
-    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "threads": torch.get_num_threads()}  # fmt: skip
+    return {"cpu_capability": cpu_kernels(), "threads": torch.get_num_threads()}
 
 
 @contextlib.contextmanager

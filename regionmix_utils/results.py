@@ -1,5 +1,6 @@
 """Finished runs -> tables and judged claims: the names of the modules under it in one place."""
 
+# ruff: noqa: F401 (names re-exported)
 from __future__ import annotations
 
 from regionmix_utils.claims import Claim, paper_claims
@@ -12,8 +13,3 @@ from regionmix_utils.records import (
     dataset_title,
 )
 from regionmix_utils.tables import Table, paper_tables, published_tables, to_latex, to_markdown
-
-__all__ = ["EVALUATION_TABLES", "PAPER_DATASET", "Claim", "Comparison", "Table",
-           "collect_evaluations", "collect_runs", "column_label", "compare", "dataset_title",
-           "judge", "paper_claims", "paper_tables", "published_tables", "to_latex",
-           "to_markdown"]  # fmt: skip

@@ -48,6 +48,16 @@ ACCURACY_CHOICES = ("final", "best", "last10")
 # AVX-512 kernels and 11.11% with the AVX2 ones; 17.70% with two threads instead of one).
 NUMERICS_KEYS = ("cpu_capability", "threads")
 
+
+def cpu_kernels() -> str:
+    """ATen's CPU capability ("AVX2", "AVX512", "DEFAULT"), marked when ``ATEN_CPU_CAPABILITY``
+    sets it: the libraries beneath (oneDNN, MKL) still pick their kernels by the CPU itself,
+    so AVX2 forced on an AVX-512 CPU is not an AVX2 CPU (step 2 of a run differs by 2e-7)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    forced = os.environ.get("ATEN_CPU_CAPABILITY")
+    return f"{capability} (ATEN_CPU_CAPABILITY)" if forced else capability
+
+
 # Filled by ``evaluation.registry``: what each kind measures tells settings from values.
 RECORD_KINDS: Registry = Registry("evaluation kind", key="kind")
 TIMED = ("seconds", "time")  # when and how long: in every record, never a setting
@@ -87,14 +97,14 @@ def code_identity() -> dict[str, Any]:
 
 def environment() -> dict[str, Any]:
     """Package version, git commit, torch, Python, GPU, and what CPU results depend on bit
-    for bit (``NUMERICS_KEYS``; ``ATEN_CPU_CAPABILITY`` can lower the capability)."""
+    for bit (``NUMERICS_KEYS``; ``cpu_kernels``)."""
     return {
         "regionmix_utils": __version__,
         "git_commit": _git("rev-parse", "HEAD") or None,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_capability": cpu_kernels(),
         "threads": torch.get_num_threads(),
     }
 

@@ -254,7 +254,7 @@ CPU_GATED = Study(
 )  # fmt: skip
 _CONFIRM = prose("cpu-confirm")
 CPU_CONFIRM = Study(
-    name="cpu-confirm", title="confirmatory replication: the same recipe, 10 fresh seeds",
+    name="cpu-confirm", title="a confirmatory replication of cpu-gated: its recipe, fresh seeds",
     dataset="cifar10-subset", bundle="results/cifar10-cpu-confirm", report="docs/replication.md",
     entries=tuple(dataclasses.replace(e, attacked=False, weights=True)
                   for e in CPU_GATED.entries if e.method != "none"),

@@ -21,7 +21,8 @@ from regionmix_utils.records import PAPER_DATASETS, _evaluation_records, column_
 from regionmix_utils.runs import eps_text
 
 MASK = "†"  # marks a cell of Tables 3, 4 and 7 holding a run the masking check flags
-CALIBRATION_MEASURES = ("ece", "ece_scaled", "nll", "brier")  # Table 5's, in its order
+# Table 5's measures, in its order, with the letter of each one's table (5a-5d)
+CALIBRATION_MEASURES = {"ece": "a", "ece_scaled": "b", "nll": "c", "brier": "d"}
 CORRUPTION_MEASURES = ("mean", *corruptions.FAMILIES)
 CE_ROWS = {False: "w/o clean CE", True: "with clean CE"}  # Table 2's rows (its "standard CE")
 ACCURACY_WORDS = {"final": "final epoch", "best": "best epoch",
@@ -194,12 +195,12 @@ def _calibration_tables(evaluations: pd.DataFrame) -> list[Table]:
     tables = []
     for n_images, part in _of(evaluations, 5).groupby("n_images", sort=True):
         held = [str(int(h)) for h in sorted(set(part["holdout"]))]
-        for measure in CALIBRATION_MEASURES:
+        for measure, letter in CALIBRATION_MEASURES.items():
             values = part.assign(value=pd.to_numeric(part[measure], errors="coerce"))
             if values["value"].isna().all():
                 continue  # no run was trained with a holdout: no scaled numbers
             head = caption("calibration", measure=measure, n_images=int(n_images), held=held,
-                           letter="abcd"[CALIBRATION_MEASURES.index(measure)])  # fmt: skip
+                           letter=letter)  # fmt: skip
             setting = {"kind": "calibration", "measure": measure, "n_images": int(n_images)}
             tables.append(_table(5, head, values, "value", ["dataset"], setting=setting))
     return tables

@@ -77,13 +77,14 @@ def test_a_tile_plan_reaches_the_device_in_one_copy_that_does_not_block(monkeypa
     edges = ((0, 5, 17, 32), (0, 11, 32))
     plan = core._tile_plan(3, 32, 32, edges, True, META)
     assert transfers.copies == [("Tensor.to", True)]
-    for tensor in (plan.row_tile, plan.run_tile, plan.pixel_tile, plan.area):
+    for tensor in (plan.run_tile, plan.pixel_tile, plan.area):
         assert tensor.device == META
     assert plan.pixel_tile.shape == (32, 32) and plan.area.dtype == torch.float64
     # The same plan built on the CPU holds the indices the packed copy carries.
     cpu = core._tile_plan(3, 32, 32, edges, True, torch.device("cpu"))
-    assert cpu.row_tile.tolist() == [0] * 5 + [1] * 12 + [2] * 15
-    assert cpu.run_tile.tolist() == [0] * 11 + [1] * 21  # run = gcd(0, 11, 32) = 1
+    rows = [0] * 5 + [1] * 12 + [2] * 15
+    columns = [0] * 11 + [1] * 21  # run = gcd(0, 11, 32) = 1: a run per pixel
+    assert cpu.run_tile.tolist() == [i * 2 + j for i in rows for j in columns]
     assert cpu.pixel_tile[6, 12].item() == 1 * 2 + 1
     torch.testing.assert_close(cpu.area, core.tile_areas(32, 32, (3, 2), edges).flatten())
     core._tile_plan(3, 32, 32, edges, True, META)  # a hit: nothing more is sent

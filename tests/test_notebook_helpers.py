@@ -419,11 +419,11 @@ def test_calibration_findings_quote_the_means_over_seeds_and_give_no_verdict():
     run = FakeRun
 
     ece = {("region", 0): (4.0, 6.0), ("region", 1): (5.0, 4.0), ("none", 0): (9.0, 4.0)}
-    stored = {run(m, s): ({"ece": b, "ece_scaled": a, "n_images": 100}, None, None)
+    stored = {run(m, s): ({"ece": b, "ece_scaled": a, "n_images": 1017}, None, None)
               for (m, s), (b, a) in ece.items()}  # fmt: skip
     text = calibration_findings(stored)
     assert "Region Mixup (k=2) 4.50 → 5.00% (raised in 1 of 2 seeds)" in text
     assert "No mixing 9.00 → 4.00% (raised in 0 of 1 seed)" in text
-    assert "on 100 test images" in text and "no verdict" in text
+    assert "on 1,017 test images" in text and "no verdict" in text
     assert "supported" not in text and "first seed" not in text
     assert "describes these models" in calibration_findings(stored, "By the MSP, ...")

@@ -38,6 +38,14 @@ def test_has_a_parameters_cell_with_quick(path):
     cells = nbformat.read(path, as_version=4).cells
     tagged = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and "QUICK = True" in tagged[0].source
+    # papermill reads each parameter's name and default from its line (`papermill --help-notebook`,
+    # the demo's runs): a line it cannot parse is a warning to the user and a missing parameter
+    from papermill.translators import PythonTranslator
+
+    assigned = [line.split("=")[0].strip() for line in tagged[0].source.splitlines()
+                if line and not line.startswith("#")]  # fmt: skip
+    parsed = [p.name for p in PythonTranslator.inspect({"source": tagged[0].source})]
+    assert parsed == assigned
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)

@@ -18,6 +18,7 @@ from regionmix_utils.runs import (
     WEIGHTS16,
     Predictions,
     Run,
+    cpu_kernels,
     evaluation_settings,
     find_runs,
 )
@@ -308,6 +309,26 @@ def test_the_reproduction_check_passes_where_it_should_and_names_what_differs(sm
         reference.write_text(kept)
 
 
+def test_a_forced_capability_is_not_taken_for_the_cpus(small_bundle, monkeypatch):
+    """ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU gave step 2 of the committed run 2e-7 away
+    from the AVX2 CPU that made it (oneDNN and MKL pick by the CPU): a forced capability is
+    another one, so its steps are compared to 1e-4 and its epochs not at all."""
+    native = torch.backends.cpu.get_cpu_capability()
+    reference = small_bundle / reproduction.REFERENCE
+    kept = reference.read_text()
+    try:  # the reference as a CPU of this capability, with no variable set, would make it
+        _edit(reference, lambda ref: {
+            **ref, "first_steps": {**ref["first_steps"], "cpu_capability": native},
+            "metrics_numerics": {**ref["metrics_numerics"], "cpu_capability": native}})  # fmt: skip
+        monkeypatch.setenv("ATEN_CPU_CAPABILITY", native.lower())
+        assert cpu_kernels() == f"{native} (ATEN_CPU_CAPABILITY)"
+        found = reproduction.check(small_bundle)
+        assert found.ok and found.steps == "to 0.0001" and not found.epochs_checked
+        assert "(ATEN_CPU_CAPABILITY) kernels" in found.why_not
+    finally:
+        reference.write_text(kept)
+
+
 def test_every_run_records_the_numerics_it_ran_with_and_a_change_says_so(tmp_path):
     config = TrainConfig(dataset="shapes", method="none", epochs=2)
     run = Run.of(tmp_path, config)
@@ -315,7 +336,7 @@ def test_every_run_records_the_numerics_it_ran_with_and_a_change_says_so(tmp_pat
         run.record_config(config)
         run.log_start(config, 0, "cpu", "off")
     environment = run.record["environment"]
-    assert environment["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert environment["cpu_capability"] == cpu_kernels()
     assert environment["threads"] == 1
     with reproduction._threads(1):
         run.log_start(config, 1, "cpu", "off")

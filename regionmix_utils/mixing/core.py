@@ -15,6 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+__all__ = ["LAM_MODES", "CutMixParams", "MaskParams", "MixedBatch", "RegionParams", "ResizeParams",
+           "apply_cutmix", "apply_mask_mix", "apply_region_mixup", "apply_resizemix",
+           "tile_areas", "tile_bounds", "tile_index"]  # fmt: skip
+
 LAM_MODES = ("batch", "sample")
 # torch's narrow floats that numpy has too: read as numpy scalars of the same precision.
 _NUMPY_OF_TORCH = {torch.float32: np.float32, torch.float16: np.float16}
@@ -84,7 +88,6 @@ class Setting:
         """``value`` as this setting's type; ValueError naming ``name`` and what is allowed.
         ``strict`` (the mixing functions): a bool, text or a float for an int is a TypeError;
         otherwise (configs, command line) text is parsed and a whole float is an int."""
-        error = f"{name} must be {self.allowed()}, got {{!r}}"
         try:
             if self.several:
                 if isinstance(value, np.ndarray) and value.ndim == 1:
@@ -95,7 +98,7 @@ class Setting:
             else:
                 value = self._one(value, strict)
         except (TypeError, ValueError):
-            raise (TypeError if strict else ValueError)(error.format(value)) from None
+            raise (TypeError if strict else ValueError)(self._refusal(name, value)) from None
         for v in value if self.several else (value,):
             if not (
                 (self.choices is None or v in self.choices)
@@ -104,8 +107,11 @@ class Setting:
                 and (self.high is None or v <= self.high)
                 and not (isinstance(v, float) and not math.isfinite(v))
             ):
-                raise ValueError(error.format(value))
+                raise ValueError(self._refusal(name, value))
         return value
+
+    def _refusal(self, name: str, value: Any) -> str:  # built on failure only: checks run per batch
+        return f"{name} must be {self.allowed()}, got {value!r}"
 
     def _one(self, value: Any, strict: bool) -> Any:
         if self.type not in (int, float):
@@ -293,9 +299,8 @@ def tile_index(edges: tuple[int, ...]) -> Tensor:
 class _TilePlan:
     """Index tensors of one (shape, edges, layout, device); partners are copied in runs."""
 
-    row_tile: Tensor  # [H] tile row of each pixel row
-    run_tile: Tensor  # [W // run] tile column of each run
-    pixel_tile: Tensor  # [H, W] flat tile id (i * gw + j)
+    run_tile: Tensor  # [H * R] flat tile id (i * gw + j) of each run, row by row
+    pixel_tile: Tensor  # [H, W] flat tile id of each pixel
     run_offset: Tensor  # [C, H, R] (NCHW) or [H, R] (NHWC) int32: each run's row in an image
     area: Tensor  # [gh * gw] float64 area fractions
     run: int  # pixels a run: gcd(column edges), so each run lies in one tile column
@@ -308,16 +313,16 @@ def _tile_plan(channels: int, height: int, width: int, edges: tuple, channels_la
     """Built on the CPU, sent as one packed non-blocking buffer: no sync."""
     row_edges, col_edges = edges
     gw, run = len(col_edges) - 1, math.gcd(*col_edges)
-    row_tile, col_tile = tile_index(row_edges), tile_index(col_edges)
     area = tile_areas(height, width, (len(row_edges) - 1, gw), edges).flatten()
-    parts = (row_tile, col_tile[::run], (row_tile[:, None] * gw + col_tile[None, :]).flatten())
+    pixel_tile = tile_index(row_edges)[:, None] * gw + tile_index(col_edges)[None, :]
+    parts = (pixel_tile[:, ::run].flatten(), pixel_tile.flatten())
     # float64 areas travel as their bit patterns in the same int64 buffer: one copy.
     packed = _to_device(torch.cat([*parts, area.view(torch.int64)]), device)
     pieces = packed.split([p.numel() for p in parts] + [area.numel()])
     shape = (height, width // run) if channels_last else (channels, height, width // run)
     offsets = torch.arange(math.prod(shape), device=device, dtype=torch.int32).view(shape)
-    return _TilePlan(pieces[0], pieces[1], pieces[2].view(height, width), offsets,
-                     pieces[3].view(torch.float64), run)  # fmt: skip
+    return _TilePlan(pieces[0], pieces[1].view(height, width), offsets,
+                     pieces[2].view(torch.float64), run)  # fmt: skip
 
 
 def _to_device(tensor: Tensor, device: torch.device) -> Tensor:
@@ -329,24 +334,24 @@ def _is_channels_last(images: Tensor) -> bool:
 
 
 def _gather_partners(images: Tensor, partners: Tensor, plan: _TilePlan) -> Tensor:
-    """[B, C, H, W]: out[b, :, h, w] = images[partners[i(h), j(w), b], :, h, w]."""
-    batch = partners.shape[-1]
-    # [B, H, R] partner of every run: two gathers of contiguous rows.
-    run_partner = (partners.to(torch.int32).permute(2, 0, 1).contiguous()
-                   .index_select(2, plan.run_tile).index_select(1, plan.row_tile))  # fmt: skip
-    per_image = plan.run_offset.numel()
-    dtype = torch.int32 if batch * per_image < 2**31 else torch.int64  # int32: half the traffic
-    offsets = plan.run_offset.to(dtype)
-    if _is_channels_last(images):
-        nhwc = images.permute(0, 2, 3, 1)
-        rows = torch.add(offsets, run_partner.to(dtype), alpha=per_image).view(-1)
-        runs = nhwc.reshape(-1, plan.run * images.shape[1]).index_select(0, rows)
-        return runs.view(nhwc.shape).permute(0, 3, 1, 2)
-    rows = torch.add(offsets.view(images.shape[1], -1), run_partner.to(dtype).view(batch, 1, -1),
-                     alpha=per_image).view(-1)  # fmt: skip
-    # Runs of one pixel use the 1-D kernel: much faster than rows of length 1.
-    source = images.view(-1) if plan.run == 1 else images.view(-1, plan.run)
-    return source.index_select(0, rows).view(images.shape)
+    """[B, C, H, W] in the images' layout: out[b, :, h, w] = images[partners[i(h), j(w), b], :,
+    h, w], copied in runs (rows of ``run`` pixels, with their channels when channels-last)."""
+    nhwc = _is_channels_last(images)
+    source = images.permute(0, 2, 3, 1) if nhwc else images  # contiguous either way
+    batch, per_image = partners.shape[-1], plan.run_offset.numel()
+    if partners.shape[:-1].numel() == 1:  # one tile (Mixup): whole images
+        out = source.index_select(0, partners.view(-1))
+    else:
+        dtype = torch.int32 if batch * per_image < 2**31 else torch.int64  # half the traffic
+        # [B, H * R] partner of every run: one gather of the [B, T] partners.
+        run_partner = partners.reshape(-1, batch).T.to(dtype).index_select(1, plan.run_tile)
+        rows = torch.add(plan.run_offset.to(dtype).view(1 if nhwc else images.shape[1], -1),
+                         run_partner.view(batch, 1, -1), alpha=per_image).view(-1)  # fmt: skip
+        row = plan.run * images.shape[1] if nhwc else plan.run
+        # Rows of one pixel use the 1-D kernel: much faster than rows of length 1.
+        flat = source.reshape(-1) if row == 1 else source.reshape(-1, row)
+        out = flat.index_select(0, rows).view(source.shape)
+    return out.permute(0, 3, 1, 2) if nhwc else out
 
 
 def _blend(images: Tensor, partner_images: Tensor, weight: Tensor) -> Tensor:
@@ -420,7 +425,7 @@ def apply_region_mixup(images: Tensor, labels: Tensor, params: RegionParams,
     source = images if _is_channels_last(images) else images.contiguous()
     plan = _tile_plan(channels, height, width, edges, _is_channels_last(images), images.device)
     tiles = lam.view(gh * gw, -1)  # [T, 1] or [T, B]: λ per tile (and sample)
-    pixel_lam = tiles[plan.pixel_tile].permute(2, 0, 1)[:, None]  # [1 or B, 1, H, W]
+    pixel_lam = tiles.T[:, plan.pixel_tile].unsqueeze(1)  # [1 or B, 1, H, W]
     mixed = _blend(source, _gather_partners(source, partners, plan), pixel_lam)
     area, lam64 = plan.area[:, None], tiles.double()
     weights = torch.cat([(area * lam64).sum(0, keepdim=True), area * (1 - lam64)])  # [T + 1, *]

@@ -25,13 +25,13 @@ from regionmix_utils.mixing.core import (
 from regionmix_utils.mixing.feature import INPUT, draw_layer, forward_mixed, mixable_layers
 from regionmix_utils.mixing.samplers import (
     DECAY_POWER,
+    _region_params,
     check_grid_fits,
     resolve_grid,
     sample_cutmix_params,
     sample_fmix_params,
     sample_gridmix_params,
     sample_random_region_params,
-    sample_region_params,
     sample_resizemix_params,
 )
 from regionmix_utils.mixing.transforms import MethodMix, transform_class
@@ -223,7 +223,7 @@ def _sample_grid(batch_size, height, width, generator=None, *, k=2, alpha=1.0,
                  lam_mode="batch", grid=None):  # fmt: skip
     tiles = resolve_grid(k, grid)
     check_grid_fits(tiles, height, width, k_given=grid is None)
-    return sample_region_params(batch_size, tiles, alpha, generator, lam_mode=lam_mode)
+    return _region_params(batch_size, tiles, alpha, generator, None, lam_mode)  # sizes checked
 
 
 _sample_mixup = functools.partial(_sample_grid, k=1)
