@@ -156,9 +156,10 @@ def _recalibration(report: Report) -> dict | None:
     return {"table": table, "gaps": gaps}
 
 
-def recalibration_markdown(report: Report, judged: str = "its claims judge both") -> str | None:
+def recalibration_markdown(report: Report, judged: str) -> str | None:
     """The report's BatchNorm-recalibration section (a table per configuration, each judged
-    gap as trained and recalibrated) as Markdown; None when no run was recalibrated."""
+    gap as trained and recalibrated, ``judged`` saying where) as Markdown; None when no run
+    was recalibrated."""
     found = _recalibration(report)
     if found is None:
         return None

@@ -304,6 +304,7 @@ class _TilePlan:
     run_offset: Tensor  # [C, H, R] (NCHW) or [H, R] (NHWC) int32: each run's row in an image
     area: Tensor  # [gh * gw] float64 area fractions
     run: int  # pixels a run: gcd(column edges), so each run lies in one tile column
+    channels_last: bool  # the images' layout: runs carry their channels
 
 
 # One plan per grid and layout: 512 plans of 64x64 images hold about 17 MB.
@@ -322,7 +323,7 @@ def _tile_plan(channels: int, height: int, width: int, edges: tuple, channels_la
     shape = (height, width // run) if channels_last else (channels, height, width // run)
     offsets = torch.arange(math.prod(shape), device=device, dtype=torch.int32).view(shape)
     return _TilePlan(pieces[0], pieces[1].view(height, width), offsets,
-                     pieces[2].view(torch.float64), run)  # fmt: skip
+                     pieces[2].view(torch.float64), run, channels_last)  # fmt: skip
 
 
 def _to_device(tensor: Tensor, device: torch.device) -> Tensor:
@@ -336,7 +337,7 @@ def _is_channels_last(images: Tensor) -> bool:
 def _gather_partners(images: Tensor, partners: Tensor, plan: _TilePlan) -> Tensor:
     """[B, C, H, W] in the images' layout: out[b, :, h, w] = images[partners[i(h), j(w), b], :,
     h, w], copied in runs (rows of ``run`` pixels, with their channels when channels-last)."""
-    nhwc = _is_channels_last(images)
+    nhwc = plan.channels_last
     source = images.permute(0, 2, 3, 1) if nhwc else images  # contiguous either way
     batch, per_image = partners.shape[-1], plan.run_offset.numel()
     if partners.shape[:-1].numel() == 1:  # one tile (Mixup): whole images
@@ -422,8 +423,9 @@ def apply_region_mixup(images: Tensor, labels: Tensor, params: RegionParams,
                                  f"got {axis}")  # fmt: skip
     lam = _to_device(params.lam, images.device).float()
     partners = _to_device(params.partners, images.device)
-    source = images if _is_channels_last(images) else images.contiguous()
-    plan = _tile_plan(channels, height, width, edges, _is_channels_last(images), images.device)
+    nhwc = _is_channels_last(images)
+    source = images if nhwc else images.contiguous()
+    plan = _tile_plan(channels, height, width, edges, nhwc, images.device)
     tiles = lam.view(gh * gw, -1)  # [T, 1] or [T, B]: λ per tile (and sample)
     pixel_lam = tiles.T[:, plan.pixel_tile].unsqueeze(1)  # [1 or B, 1, H, W]
     mixed = _blend(source, _gather_partners(source, partners, plan), pixel_lam)
