@@ -2,10 +2,10 @@
 
 Every row is timed in the same run, interleaved with the others, and reported as the
 median over rounds of its ratio to v2.MixUp on the same batch (lower is faster).
-Targets: on the CPU, region k=2 <= 1.0x v2.MixUp, k=8 <= 2x k=2 and the random grid
-(uneven tiles) <= 1.2x k=2; on a GPU, time flat in k (a fixed number of kernels). The
-other mixing baselines (GridMix, FMix, ResizeMix) and λ drawn per sample are rows of
-their own, on the same batch.
+Targets: on the CPU, region k=2 <= 1.0x v2.MixUp (the call, and its kernel alone with
+the parameters drawn beforehand), k=8 <= 2x k=2 and the random grid (uneven tiles) <= 1.2x
+k=2; on a GPU, time flat in k (a fixed number of kernels). The other mixing baselines
+(GridMix, FMix, ResizeMix) and λ drawn per sample are rows of their own, on the same batch.
 
     python benchmarks/mixing.py [--device cpu|cuda|all] [--batch-size 128] [--rounds 7]
 """
@@ -13,13 +13,22 @@ their own, on the same batch.
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 
 import torch
 from torch.utils import benchmark
 from torchvision.transforms import v2
 
-from regionmix_utils.mixing import fmix, gridmix, random_region_mixup, region_mixup, resizemix
+from regionmix_utils.mixing import (
+    apply_region_mixup,
+    fmix,
+    gridmix,
+    random_region_mixup,
+    region_mixup,
+    resizemix,
+    sample_region_params,
+)
 
 
 def naive_region_mixup(images, labels, k, num_classes, generator):
@@ -40,7 +49,7 @@ def naive_region_mixup(images, labels, k, num_classes, generator):
     return out, mixed_targets
 
 
-def candidates(num_classes: int, generator: torch.Generator) -> dict:
+def candidates(num_classes: int, batch_size: int, generator: torch.Generator) -> dict:
     """name -> callable(images, labels), baseline first."""
     rows = {
         "torchvision v2.MixUp": v2.MixUp(alpha=1.0, num_classes=num_classes),
@@ -57,6 +66,13 @@ def candidates(num_classes: int, generator: torch.Generator) -> dict:
         rows[f"region_mixup k={k}"] = lambda x, y, k=k: region_mixup(
             x, y, k=k, num_classes=num_classes, generator=generator
         )
+    # The kernel alone, its parameters drawn beforehand (a pool, cycled): the sampler's
+    # share of a k=2 call is the difference between this row and the one above.
+    pool = [sample_region_params(batch_size, (2, 2), 1.0, generator) for _ in range(64)]
+    drawn = itertools.cycle(pool)
+    rows["region kernel k=2, drawn"] = lambda x, y: apply_region_mixup(
+        x, y, next(drawn), num_classes
+    )
     rows["random grid, sides 1 2 4"] = lambda x, y: random_region_mixup(
         x, y, (1, 2, 4), num_classes=num_classes, generator=generator
     )
@@ -82,7 +98,7 @@ def measure(device: str, batch_size: int, size: int, rounds: int, min_run_time: 
     generator = torch.Generator(device).manual_seed(0)
     images = torch.rand(batch_size, 3, size, size, device=device, generator=generator)
     labels = torch.randint(0, 10, (batch_size,), device=device, generator=generator)
-    fns = candidates(10, generator)
+    fns = candidates(10, batch_size, generator)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
@@ -131,6 +147,7 @@ def main() -> None:
             k2 = "region_mixup k=2"
             targets = [
                 ("k=2 / v2.MixUp", k2, "torchvision v2.MixUp", 1.0),
+                ("kernel k=2 / v2.MixUp", "region kernel k=2, drawn", "torchvision v2.MixUp", 1.0),
                 ("k=8 / k=2", "region_mixup k=8", k2, 2.0),
                 ("random grid / k=2", "random grid, sides 1 2 4", k2, 1.2),
             ]

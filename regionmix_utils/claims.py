@@ -62,9 +62,8 @@ class Claim:
 
     def plan_entry(self) -> dict:
         """What a sealed plan records of the claim (``declared`` aside)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "declared"} | {
-            "settings": [list(pair) for pair in self.settings]
-        }
+        entry = dataclasses.asdict(self) | {"settings": [list(pair) for pair in self.settings]}
+        return {k: v for k, v in entry.items() if k != "declared"}
 
     @property
     def text(self) -> str:
@@ -72,21 +71,16 @@ class Claim:
 
     def matches(self, record_settings: dict) -> bool:
         """Whether a record's settings are this claim's (ε compared snapped)."""
-        for key, value in self.settings:
-            found = record_settings.get(key)
-            if found is None or (
-                snap_eps(found) != snap_eps(value) if key == "eps" else found != value
-            ):
-                return False
-        return True
+        return all((found := record_settings.get(key)) is not None
+                   and (snap_eps(found) == snap_eps(value) if key == "eps" else found == value)
+                   for key, value in self.settings)  # fmt: skip
 
     def swapped(self) -> Claim:
         """A and B exchanged, with the direction and the paper's Δ."""
         return dataclasses.replace(
             self, a=self.b, b=self.a, direction=-self.direction,
             paper_delta=None if self.paper_delta is None else -self.paper_delta,
-            paper_std_a=self.paper_std_b, paper_std_b=self.paper_std_a,
-        )  # fmt: skip
+            paper_std_a=self.paper_std_b, paper_std_b=self.paper_std_a)  # fmt: skip
 
 
 def side(spec: str) -> tuple[str, bool, bool]:

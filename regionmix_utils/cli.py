@@ -15,6 +15,8 @@ import typing
 from fractions import Fraction
 from pathlib import Path
 
+import matplotlib  # loaded with the figures (viz), drawn off-screen
+
 from regionmix_utils import results, sweeps
 from regionmix_utils import study as studies
 from regionmix_utils.config import TrainConfig, quick_config
@@ -79,9 +81,8 @@ def _field_option(parser: argparse.ArgumentParser, field: dataclasses.Field, hin
                    "type": args[0] if args[0] in (int, float) else str}  # fmt: skip
     else:
         kind = next(a for a in (*args, hint) if a in (int, float, str))  # int | None: int
-        kwargs["type"] = {float: _fraction, str: str}.get(kind) or (
-            _at_least(meta["low"]) if "low" in meta else int
-        )
+        integer = _at_least(meta["low"]) if "low" in meta else int
+        kwargs["type"] = {float: _fraction, str: str}.get(kind, integer)
     parser.add_argument(f"--{field.name.replace('_', '-')}", **kwargs)
 
 
@@ -124,7 +125,6 @@ def _config(args, dataset: str, method: str, seed: int, **settings) -> TrainConf
     """The run the options describe, with the parameters of its methods."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
               if f.name not in _PER_COMMAND}  # fmt: skip
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     used = (method, *(entry.partition(":")[0] for entry in args.switch))
     own = {name for m in used for name in get_method(m).params}
     config = TrainConfig(
@@ -146,20 +146,12 @@ def sweep_configs(args) -> list[TrainConfig]:
     return list(dict.fromkeys(configs))
 
 
-def _cmd_train(args) -> int:
+def _cmd_train(args) -> None:
     settings = {name: getattr(args, name) for name in setting_names()}
     config = _config(args, args.dataset, args.method, args.seed, **settings)
     result = train(config, args.runs_dir, args.data_dir, args.device, progress=not args.no_progress)
     state = "already finished" if result.skipped else "finished"
     print(f"{result.path}: {state}, test accuracy {result.final_acc:.2f}%")
-    return 0
-
-
-def _worker_argv(argv: list[str]) -> list[str]:
-    """The sweep command line for one local worker: ``--workers 1``, no bars."""
-    value = {i + 1 for i, word in enumerate(argv) if word == "--workers"}
-    kept = [w for i, w in enumerate(argv) if i not in value and w.partition("=")[0] != "--workers"]
-    return [*kept, "--workers", "1", "--no-progress"]
 
 
 def _cmd_sweep(args) -> int:
@@ -168,10 +160,9 @@ def _cmd_sweep(args) -> int:
         print(sweeps.format_status(sweeps.status(configs, args.runs_dir)))
         return 0
     if args.slurm_partition:
-        executor = sweeps.slurm_executor(
-            Path(args.runs_dir) / ".submitit", args.slurm_partition, args.slurm_time,
-            args.gpus_per_node, args.max_parallel,
-        )  # fmt: skip
+        folder = Path(args.runs_dir) / ".submitit"
+        executor = sweeps.slurm_executor(folder, args.slurm_partition, args.slurm_time,
+                                         args.gpus_per_node, args.max_parallel)  # fmt: skip
         jobs = sweeps.submit(configs, args.runs_dir, args.data_dir, executor)
         print(f"submitted {len(jobs)} of {len(configs)} runs (the others are finished)")
         if jobs:
@@ -184,8 +175,8 @@ def _cmd_sweep(args) -> int:
             for dataset in dict.fromkeys(c.dataset for c in configs):
                 load_dataset(dataset, args.data_dir, download=True, n_train=1, n_test=1)
         print(f"{len(configs)} runs on {workers} workers")
-        return sweeps.run_workers(_worker_argv(args.argv), workers, configs, args.runs_dir,
-                                  not args.no_progress)  # fmt: skip
+        argv = [*args.argv, "--workers", "1", "--no-progress"]  # argparse takes the last value
+        return sweeps.run_workers(argv, workers, configs, args.runs_dir, not args.no_progress)
     print(f"{len(configs)} runs")
     report = sweeps.sweep(configs, args.runs_dir, args.data_dir, args.device, not args.no_progress)
     for r in report.results:
@@ -217,9 +208,8 @@ def _cmd_study(args) -> int:
             f"{total['seconds'] / 60:.1f} min over {total['invocations']} invocation(s)"
         )
     if code == 0 and args.export:
-        bundle = studies.export_bundle(study, runs_dir, args.export, args.dataset, args.data_dir,
-                                       args.allow_uncommitted)  # fmt: skip
-        print(f"bundle: {bundle}")
+        print("bundle:", studies.export_bundle(study, runs_dir, args.export, args.dataset,
+                                               args.data_dir, args.allow_uncommitted))  # fmt: skip
     return code
 
 
@@ -241,14 +231,12 @@ def _study_invocation(args, study, runs_dir: str, configs: list) -> int:
         except (studies.UncommittedError, ValueError) as error:
             print(error, file=sys.stderr)
             return 1
-        print(
-            f"plan {plan['hash']} sealed {plan['sealed']['time']}: "
-            f"{len(plan['sealed']['claims'])} claims, commit {plan['sealed']['code']['commit']}"
-        )
+        sealed = plan["sealed"]
+        print(f"plan {plan['hash']} sealed {sealed['time']}: {len(sealed['claims'])} claims, "
+              f"commit {sealed['code']['commit']}")  # fmt: skip
     if args.workers > 1:
-        argv = ["study", study.name, "--runs-dir", runs_dir, "--workers", "1",
-                "--no-progress", "--as-worker",
-                *(["--allow-uncommitted"] if args.allow_uncommitted else []),
+        argv = ["study", study.name, "--runs-dir", runs_dir, "--workers", "1", "--no-progress",
+                "--as-worker", *(["--allow-uncommitted"] if args.allow_uncommitted else []),
                 *(["--dataset", args.dataset] if args.dataset else []),
                 *(["--data-dir", args.data_dir] if args.data_dir else [])]  # fmt: skip
         return sweeps.run_workers(argv, args.workers, configs, runs_dir, not args.no_progress,
@@ -258,25 +246,21 @@ def _study_invocation(args, study, runs_dir: str, configs: list) -> int:
     return 0
 
 
-def _cmd_report(args) -> int:
+def _cmd_report(args) -> None:
     study = studies.get_study(args.study)
     report, out = study_report(study, args.bundle), args.out or study.report
     print(f"report: {write_study_report(study, out, report=report)}")
     if args.readme:
         changed = update_readme(args.readme, report, Path(out).stem)
         print(f"{args.readme}: results {'updated' if changed else 'unchanged'}")
-    return 0
 
 
-def _cmd_download(args) -> int:
+def _cmd_download(args) -> None:
     root = data_root(args.data_dir)
     print(f"data folder: {root}")
     for name in args.datasets:
-        if name in corruptions.SOURCES:
-            print(corruptions.download_corruptions(name, root))
-        else:
-            print(f"{name}: {get_dataset(name).download(root)}")
-    return 0
+        print(corruptions.download_corruptions(name, root) if name in corruptions.SOURCES
+              else f"{name}: {get_dataset(name).download(root)}")  # fmt: skip
 
 
 def _finished_runs(args) -> list:
@@ -286,7 +270,7 @@ def _finished_runs(args) -> list:
     return runs
 
 
-def _cmd_calibration(args) -> int:
+def _cmd_calibration(args) -> None:
     device = resolve_device(args.device)
     for run in _finished_runs(args):
         r = evaluate_calibration(run, args.n_images, args.data_dir, device)
@@ -294,7 +278,6 @@ def _cmd_calibration(args) -> int:
                   else f"; T = {r['temperature']:.2f}: ECE {r['ece_scaled']:.2f}%")  # fmt: skip
         print(f"{run.path} ({r['n_images']} test images): ECE {r['ece']:.2f}%, NLL "
               f"{r['nll']:.3f}, Brier {r['brier']:.3f}{scaled}")  # fmt: skip
-    return 0
 
 
 def _setting(word: str) -> tuple[str, int | float | str]:
@@ -308,18 +291,16 @@ def _setting(word: str) -> tuple[str, int | float | str]:
     return key, text
 
 
-def _cmd_evaluate(args) -> int:
+def _cmd_evaluate(args) -> None:
     device, settings = resolve_device(args.device), dict(args.setting)
-    measures = get_evaluation(args.kind).measures
     for run in progress(_finished_runs(args), desc=args.kind, disable=args.no_progress):
         r = evaluate(run, args.kind, args.n_images, args.data_dir, device, **settings)
         said = ", ".join(f"{args.kind} {r[m]:.2f}%" if m == "accuracy" else f"{m} {r[m]:.4g}"
-                         for m in measures if m in r)  # fmt: skip
+                         for m in get_evaluation(args.kind).measures if m in r)  # fmt: skip
         print(f"{run.path} ({r['n_images']} test images): {said}")
-    return 0
 
 
-def _cmd_corruptions(args) -> int:
+def _cmd_corruptions(args) -> None:
     device = resolve_device(args.device)
     corrupted = {source.clean for source in corruptions.SOURCES.values()}
     runs = [run for run in _finished_runs(args) if run.config.dataset in corrupted]
@@ -335,15 +316,13 @@ def _cmd_corruptions(args) -> int:
         )  # fmt: skip
         summary = corruptions.summarise_corruptions(records)
         print(f"{run.path}: {', '.join(f'{k} {v:.2f}%' for k, v in summary.items())}")
-    return 0
 
 
-def _cmd_attack(args) -> int:
-    configs = robustness.attack_configs(
-        args.attack, args.eps, steps=args.steps, queries=args.queries, seed=args.seed,
-        p_init=args.p_init, loss=args.square_loss, step_size=args.step_size,
-        random_start=not args.no_random_start,
-    )  # fmt: skip
+def _cmd_attack(args) -> None:
+    configs = robustness.attack_configs(args.attack, args.eps, steps=args.steps, seed=args.seed,
+                                        queries=args.queries, p_init=args.p_init,
+                                        loss=args.square_loss, step_size=args.step_size,
+                                        random_start=not args.no_random_start)  # fmt: skip
     device = resolve_device(args.device)
     for run in _finished_runs(args):
         records = robustness.evaluate_run(run, configs, args.n_images, args.data_dir, device,
@@ -354,16 +333,12 @@ def _cmd_attack(args) -> int:
             print(f"{run.path} ({n_images} test images): {scores}")
         flags = masking_check(run.evaluations())["flags"]
         print(f"{run.path}: gradient-masking flags (see Table 7): {flags_text(flags)}")
-    return 0
 
 
-def _cmd_cam(args) -> int:
-    import matplotlib  # heavy: only the figure needs it
-
+def _cmd_cam(args) -> None:
     matplotlib.use("Agg")
-    runs = [run for run in find_runs(args.runs_dir, args.dataset)
-            if run.config.seed == args.seed and run.config.clean_ce
-            and run.config.quick == args.quick]  # fmt: skip
+    runs = [run for run in find_runs(args.runs_dir, args.dataset) if run.config.seed == args.seed
+            and run.config.clean_ce and run.config.quick == args.quick]  # fmt: skip
     if not runs:
         hint = "" if args.quick else " (quick runs need --quick)"
         raise FileNotFoundError(f"no finished {'quick ' * args.quick}{args.dataset} runs with "
@@ -385,10 +360,9 @@ def _cmd_cam(args) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     cam_figure(images, maps, test.boxes).savefig(args.out, dpi=100)
     print(f"figure: {args.out}")
-    return 0
 
 
-def _cmd_table(args) -> int:
+def _cmd_table(args) -> None:
     runs = results.collect_runs(args.runs_dir, accuracy=args.accuracy)
     if runs.empty:
         raise FileNotFoundError(f"no finished runs (final.pt) under {args.runs_dir}")
@@ -402,49 +376,21 @@ def _cmd_table(args) -> int:
     if args.compare:
         comparison = results.compare(runs, args.compare, args.runs_dir)
         print(f"{comparison.caption}\n\n{export(comparison.frame)}\n")
-        return 0
+        return
     tables = results.paper_tables(runs, accuracy=args.accuracy)
     for table in tables:
         print(f"{table.caption}\n\n{export(table.frame)}\n")
     if n_quick and not args.include_quick:
         print(f"({n_quick} quick run(s) left out; --include-quick adds them)")
     if args.figure:
-        import matplotlib  # heavy: only the figure needs it
-
         matplotlib.use("Agg")
         Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
         comparison_figure(tables).savefig(args.figure, dpi=120)
         print(f"figure: {args.figure}")
-    return 0
 
 
-def _cmd_demo(args) -> int:
+def _cmd_demo(args) -> None:
     run_demo(Path(args.out), quick_epochs=args.epochs, progress=not args.no_progress)
-    return 0
-
-
-def _attack_options(p: argparse.ArgumentParser) -> None:
-    attacks, defaults = robustness.ATTACKS, robustness.AttackConfig
-    p.add_argument(
-        "--attack", nargs="+", default=["paper"], choices=[*attacks, *robustness.PRESETS],
-        help="; ".join([f"{a.name}: {a.help}" for a in attacks.values()] + [
-            f"{name}: {robustness.preset_text(name)}" for name in robustness.PRESETS]),
-    )  # fmt: skip
-    p.add_argument("--eps", type=_fraction, nargs="+", default=[defaults.eps],
-                   help="pixel units, e.g. 8/255; several make a sweep")  # fmt: skip
-    p.add_argument("--steps", type=_positive_int, nargs="+", default=[defaults.steps],
-                   help="PGD / APGD iterations; several run one PGD each")  # fmt: skip
-    p.add_argument("--step-size", type=_fraction, default=None, help="PGD's step (default ε/4)")
-    p.add_argument("--no-random-start", action="store_true", help="PGD from the clean image")
-    capped = ", ".join(f"{a.name}: {a.default_images}" for a in attacks.values()
-                       if a.default_images)  # fmt: skip
-    p.add_argument("--capped-images", type=_positive_int, default=None,
-                   help=f"test images for the slow attacks ({capped} by default)")  # fmt: skip
-    p.add_argument("--queries", type=int, default=defaults.queries, help="Square's query budget")
-    p.add_argument("--seed", type=int, default=defaults.seed,
-                   help="the seed of Square, PGD, APGD, AutoAttack")  # fmt: skip
-    p.add_argument("--p-init", type=float, default=defaults.p_init, help="Square's p_init")
-    p.add_argument("--square-loss", default=defaults.loss, choices=robustness.SQUARE_LOSSES)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -473,9 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=["cutmix", "mixup", "region"],
                    choices=method_names(), help=method_help)  # fmt: skip
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--workers", type=int, default=None,
-                   help="worker processes sharing the runs (default: one per visible GPU, "
-                   "else 1)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=None, help="worker processes sharing the runs "
+                   "(default: one per visible GPU, else 1)")  # fmt: skip
     p.add_argument("--status", action="store_true", help="say where each run stands, and stop")
     p.add_argument("--slurm-partition", default=None, help="submit to SLURM as a job array")
     p.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes a job may run")
@@ -493,9 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", default=None, metavar="DIR",
                    help="once all runs are finished and evaluated, copy the bundle")  # fmt: skip
     p.add_argument("--status", action="store_true", help="say where each run stands, and stop")
-    p.add_argument("--allow-uncommitted", action="store_true",
-                   help="train or export from code with no git commit (the plan and the "
-                   "bundle record it)")  # fmt: skip
+    p.add_argument("--allow-uncommitted", action="store_true", help="train or export from code "
+                   "with no git commit (the plan and the bundle record it)")  # fmt: skip
     p.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
 
     p = command("report", _cmd_report, "the Markdown report of a study's bundle")
@@ -503,12 +447,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", default=None, help="default: the study's committed bundle")
     p.add_argument("--out", default=None, help="default: the study's (docs/reference-study.md "
                    "for cpu-gated); figures go beside it")  # fmt: skip
-    p.add_argument("--readme", default=None, metavar="README",
-                   help="also put the report's Table 1 and its verdicts between this "
-                   "README's markers")  # fmt: skip
+    p.add_argument("--readme", default=None, metavar="README", help="also put the report's "
+                   "Table 1 and its verdicts between this README's markers")  # fmt: skip
 
     p = command("attack", _cmd_attack, "accuracy under attack of every finished run", _common())
-    _attack_options(p)
+    attacks, defaults = robustness.ATTACKS, robustness.AttackConfig
+    p.add_argument(
+        "--attack", nargs="+", default=["paper"], choices=[*attacks, *robustness.PRESETS],
+        help="; ".join([f"{a.name}: {a.help}" for a in attacks.values()] + [
+            f"{name}: {robustness.preset_text(name)}" for name in robustness.PRESETS]),
+    )  # fmt: skip
+    p.add_argument("--eps", type=_fraction, nargs="+", default=[defaults.eps],
+                   help="pixel units, e.g. 8/255; several make a sweep")  # fmt: skip
+    p.add_argument("--steps", type=_positive_int, nargs="+", default=[defaults.steps],
+                   help="PGD / APGD iterations; several run one PGD each")  # fmt: skip
+    p.add_argument("--step-size", type=_fraction, default=None, help="PGD's step (default ε/4)")
+    p.add_argument("--no-random-start", action="store_true", help="PGD from the clean image")
+    capped = ", ".join(f"{a.name}: {a.default_images}" for a in attacks.values()
+                       if a.default_images)  # fmt: skip
+    p.add_argument("--capped-images", type=_positive_int, default=None,
+                   help=f"test images for the slow attacks ({capped} by default)")  # fmt: skip
+    p.add_argument("--queries", type=int, default=defaults.queries, help="Square's query budget")
+    p.add_argument("--seed", type=int, default=defaults.seed,
+                   help="the seed of Square, PGD, APGD, AutoAttack")  # fmt: skip
+    p.add_argument("--p-init", type=float, default=defaults.p_init, help="Square's p_init")
+    p.add_argument("--square-loss", default=defaults.loss, choices=robustness.SQUARE_LOSSES)
     n_images(p)
 
     p = command("cam", _cmd_cam, "Grad-CAM++ maps of each configuration's run", _common())
@@ -527,12 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="of the final epoch, the best, or the median of the last 10")  # fmt: skip
     p.add_argument("--include-quick", action="store_true", help="tabulate quick runs too")
     p.add_argument("--figure", default=None, help="also draw ours vs the paper into this PNG")
-    p.add_argument(
-        "--compare", default=None, metavar="A:B",
-        help="paired comparison instead of the tables: A:B (e.g. region:mixup; region/no-ce "
-        "for runs without the clean CE term), or 'all': each of the paper's claims, with Δ "
-        "[95%% CI], p and a verdict",
-    )  # fmt: skip
+    p.add_argument("--compare", default=None, metavar="A:B",
+                   help="paired comparison instead of the tables: A:B (e.g. region:mixup; "
+                   "region/no-ce for runs without the clean CE term), or 'all': each of the "
+                   "paper's claims, with Δ [95%% CI], p and a verdict")  # fmt: skip
 
     p = command("calibration", _cmd_calibration, "ECE, NLL, Brier (and after temperature "
                 "scaling) of every run", _common())  # fmt: skip
@@ -591,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
-        return args.func(args)
+        return args.func(args) or 0  # a command that returns nothing succeeded
     except KeyboardInterrupt:
         print(f"regionmix {args.command}: interrupted; unfinished runs resume where they "
               "stopped", file=sys.stderr)  # fmt: skip

@@ -88,23 +88,20 @@ class TrainConfig:
         object.__setattr__(self, "milestones", tuple(self.milestones))
         object.__setattr__(self, "switch", _check_switch(self.switch))
         if self.matched_compute and (self.clean_ce or method.in_model):
-            raise ValueError(
-                "matched_compute needs clean_ce=False and a method that mixes images, got "
-                f"clean_ce={self.clean_ce}, method={self.method!r}"
-            )
+            raise ValueError("matched_compute needs clean_ce=False and a method that mixes images, "
+                             f"got clean_ce={self.clean_ce}, method={self.method!r}")  # fmt: skip
         object.__setattr__(self, "params", _own_params(self.params, method, self.switch))
         used = [method, *(get_method(name) for name, _ in self.switch)]
         reads = {s for m in used for s in m.reads}
-        reset = {s: _DEFAULTS[s] for s in SETTINGS if s not in reads}  # fields no method reads
+        reset = [s for s in SETTINGS if s not in reads]  # fields no method reads
         if not any(m.mixes for m in used):
-            reset |= {f: _DEFAULTS[f] for f in ("clean_ce", "concat_forward", "matched_compute",
-                                               "mix_prob", "mix_off_epoch")}  # fmt: skip
+            reset += ["clean_ce", "concat_forward", "matched_compute", "mix_prob", "mix_off_epoch"]
         if any(m.in_model for m in used):  # mixed inside the forward pass: no [x_A; x~] batch
-            reset["concat_forward"] = False
+            reset.append("concat_forward")
         if self.lr_schedule != "step":
-            reset |= {name: _DEFAULTS[name] for name in ("milestones", "lr_gamma")}
-        for name, value in reset.items():
-            object.__setattr__(self, name, value)
+            reset += ["milestones", "lr_gamma"]
+        for name in reset:  # to their defaults
+            object.__setattr__(self, name, _DEFAULTS[name])
 
     @classmethod
     def from_json(cls, data: dict) -> TrainConfig:
@@ -192,11 +189,10 @@ def identity(config: TrainConfig) -> dict[str, Any]:
 
 def quick_config(config: TrainConfig) -> TrainConfig:
     """The quick version of a run: 4 epochs (lr / 10 after 3), width 8, 2000/500 images."""
-    return dataclasses.replace(
-        config, quick=True, epochs=min(config.epochs, 4), milestones=(3,), width=8,
-        batch_size=min(config.batch_size, 64), n_train=min(config.n_train or 2000, 2000),
-        n_test=min(config.n_test or 500, 500),
-    )  # fmt: skip
+    return dataclasses.replace(config, quick=True, epochs=min(config.epochs, 4), milestones=(3,),
+                               width=8, batch_size=min(config.batch_size, 64),
+                               n_train=min(config.n_train or 2000, 2000),
+                               n_test=min(config.n_test or 500, 500))  # fmt: skip
 
 
 # run-folder suffixes of the fields off their defaults, in this order
@@ -216,23 +212,17 @@ def run_name(config: TrainConfig) -> str:
                  if s not in method.setting_names]  # fmt: skip
         values = {**{n: getattr(config, n) for n in SETTINGS}, **dict(config.params)}
         name += method.folder_tags(values, dict.fromkeys(extra))
-    for key, suffix in _SUFFIXES.items():
-        if getattr(config, key) != _DEFAULTS[key]:
-            name += suffix.format(getattr(config, key))
-    return name
+    return name + "".join(suffix.format(getattr(config, key)) for key, suffix in _SUFFIXES.items()
+                          if getattr(config, key) != _DEFAULTS[key])  # fmt: skip
 
 
 # Not for labels: the method's own settings, the seed, the execution, and the clean CE
 # term (tables give it rows of its own, as the paper's Table 2 does).
 _NOT_RECIPE = ("dataset", "method", "seed", "quick", "clean_ce", "params", *SETTINGS,
                *EXECUTION_FIELDS)  # fmt: skip
-_RECIPE_WORDS = {
-    "concat_forward": "one forward pass",
-    "matched_compute": "two mixed passes",
-    "mix_off_epoch": "no mixing from epoch {}",
-    "lr_schedule": "lr held, then cosine",
-    "label_smoothing": "label smoothing {:g}",
-}  # others: "name=value"; fmt: skip
+_RECIPE_WORDS = {"concat_forward": "one forward pass", "matched_compute": "two mixed passes",
+                 "mix_off_epoch": "no mixing from epoch {}", "lr_schedule": "lr held, then cosine",
+                 "label_smoothing": "label smoothing {:g}"}  # others: "name=value"  # fmt: skip
 
 
 def recipe_differences(config: TrainConfig) -> list[str]:

@@ -302,15 +302,12 @@ def download_tinyimagenet(root: str | os.PathLike | None = None,
     print(f"Tiny ImageNet is not under {root}: downloading {url} (about 240 MB)")
     with tempfile.TemporaryDirectory(dir=root, prefix=".tinyimagenet-") as tmp:
         archive, extracted = Path(tmp) / "tiny-imagenet-200.zip", Path(tmp) / "tiny-imagenet-200"
-        with (
-            urllib.request.urlopen(url) as response,
-            open(archive, "wb") as out,
-            bars.progress(total=int(response.headers.get("Content-Length") or 0) or None,
-                          unit="B", unit_scale=True, disable=not progress,
-                          desc="downloading") as bar,
-        ):  # fmt: skip
-            while chunk := response.read(1 << 20):
-                bar.update(out.write(chunk))
+        with urllib.request.urlopen(url) as response, open(archive, "wb") as out:
+            size = int(response.headers.get("Content-Length") or 0) or None
+            with bars.progress(total=size, unit="B", unit_scale=True, disable=not progress,
+                               desc="downloading") as bar:  # fmt: skip
+                while chunk := response.read(1 << 20):
+                    bar.update(out.write(chunk))
         try:
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(tmp)  # which checks each member's CRC

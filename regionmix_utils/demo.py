@@ -20,9 +20,8 @@ from regionmix_utils.viz import every_mix, mixing_figure, reliability_figure, tr
 FIGURES = ("mixing_grids.png", "training_curves.png", "reliability.png", "results.md", "runs/")
 
 
-def run_demo(
-    out: Path, quick_epochs: int = 4, progress: bool = True, notebooks: bool = True
-) -> dict[str, float]:
+def run_demo(out: Path, quick_epochs: int = 4, progress: bool = True,
+             notebooks: bool = True) -> dict[str, float]:  # fmt: skip
     """Write ``FIGURES`` under ``out``, then (``notebooks``) the executed notebooks under
     ``out/notebooks``. Returns method name -> final test accuracy (%)."""
     import matplotlib  # heavy: only the figures need it
@@ -48,13 +47,11 @@ def run_demo(
     reliability_figure(diagrams).savefig(out / FIGURES[2], dpi=100)
 
     table = paper_tables(collect_runs(runs=runs))[0]  # the demo's runs only
-    atomic_write_text(
-        out / FIGURES[3],
-        f"Quick runs on the embedded shapes data ({quick_epochs} epochs, 2000 images, "
-        f"PreAct ResNet-18 of width 8). Not the paper's setting: see `regionmix table` "
-        f"for the paper's numbers beside full runs.\n\n{table.caption}\n\n"
-        f"{to_markdown(table.frame)}\n",
-    )
+    atomic_write_text(out / FIGURES[3],
+                      f"Quick runs on the embedded shapes data ({quick_epochs} epochs, 2000 "
+                      "images, PreAct ResNet-18 of width 8). Not the paper's setting: see "
+                      "`regionmix table` for the paper's numbers beside full runs.\n\n"
+                      f"{table.caption}\n\n{to_markdown(table.frame)}\n")  # fmt: skip
     print(to_markdown(table.frame))
 
     executed = []

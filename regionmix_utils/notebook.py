@@ -3,12 +3,14 @@ the runs show in words (every number read from the records; see docs/pipelines.m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import jinja2
 import numpy as np
@@ -194,17 +196,13 @@ def reference_runs(methods: tuple[str, ...] | None = None, clean_ce: bool | None
         print("The committed reference runs are not here (they come with a clone of the "
               "repository); training small runs instead.")  # fmt: skip
         return None
-    runs = [
-        run for run in find_runs(bundle)
-        if (methods is None or run.config.method in methods)
-        and (clean_ce is None or run.config.clean_ce == clean_ce)
-        and (not with_weights or (run.path / WEIGHTS16).exists())
-        and (matched_compute is None or run.config.matched_compute == matched_compute)
-    ]  # fmt: skip
+    runs = [run for run in find_runs(bundle) if clean_ce in (None, run.config.clean_ce)
+            and matched_compute in (None, run.config.matched_compute)
+            and (methods is None or run.config.method in methods)
+            and (not with_weights or (run.path / WEIGHTS16).exists())]  # fmt: skip
     if not runs:
-        raise ValueError(f"the reference runs under {bundle} hold no run of methods={methods}, "
-                         f"clean_ce={clean_ce}, with_weights={with_weights}, "
-                         f"matched_compute={matched_compute}")  # fmt: skip
+        raise ValueError(f"the reference runs under {bundle} hold no run of {methods=}, "
+                         f"{clean_ce=}, {with_weights=}, {matched_compute=}")  # fmt: skip
     print(f"{reference_label(runs)}: {len(runs)} runs from {bundle}")
     return runs
 
@@ -222,21 +220,18 @@ def reference_verdicts(study: str = "cpu-gated"):
 
 def show_markdown(text: str) -> None:
     """``text`` as Markdown in a notebook, printed elsewhere."""
-    try:
+    with contextlib.suppress(ImportError):
         from IPython import get_ipython  # heavy: only inside a notebook
         from IPython.display import Markdown, display  # heavy: only inside a notebook
 
         if get_ipython() is not None:
             display(Markdown(text))
             return
-    except ImportError:
-        pass
     print(text, end="\n\n")
 
 
-def show_tables(
-    runs, numbers: tuple[int, ...], accuracy: str = "final", keep: Callable | None = None
-) -> list:
+def show_tables(runs, numbers: tuple[int, ...], accuracy: str = "final",
+                keep: Callable | None = None) -> list:  # fmt: skip
     """Show and return our tables ``numbers`` (``keep``-filtered), the published ones added
     where none is in the paper's setting."""
     shown = [t for t in paper_tables(runs, accuracy) if t.number in numbers
@@ -266,12 +261,11 @@ def label_cam_figure(fig, labels, predictions: dict, classes):
 
     columns = 1 + len(predictions)
     for row, truth in enumerate(labels.tolist()):
-        fig.axes[row * columns].set_ylabel(f"true: {classes[truth]}", fontsize=9)
-        for col, model in enumerate(predictions, start=1):
-            said = int(predictions[model][row])
-            fig.axes[row * columns + col].set_xlabel(
-                f"predicted: {classes[said]}", fontsize=8,
-                color="tab:green" if said == truth else "tab:red")  # fmt: skip
+        image, *cams = fig.axes[row * columns : (row + 1) * columns]
+        image.set_ylabel(f"true: {classes[truth]}", fontsize=9)
+        for ax, said in zip(cams, (int(p[row]) for p in predictions.values()), strict=True):
+            ax.set_xlabel(f"predicted: {classes[said]}", fontsize=8,
+                          color="tab:green" if said == truth else "tab:red")  # fmt: skip
     fig.tight_layout(rect=(0, 0, 0.86, 1))
     bar = fig.colorbar(ScalarMappable(Normalize(0, 1), "jet"),
                        cax=fig.add_axes((0.89, 0.3, 0.025, 0.4)))  # fmt: skip
@@ -288,15 +282,10 @@ def execute_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike,
     notebook, out_dir = Path(notebook), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / notebook.name
-    before = dict(os.environ)
-    os.environ[HEADLESS] = "1"  # the kernel inherits it
-    try:
+    with mock.patch.dict(os.environ, {HEADLESS: "1"}):  # the kernel inherits it
         papermill.execute_notebook(str(notebook), str(executed), parameters=parameters or {},
                                    cwd=str(notebook.parent), kernel_name="python3",
                                    progress_bar=False, execution_timeout=timeout)  # fmt: skip
-    finally:
-        os.environ.clear()
-        os.environ.update(before)
     if html:
         from nbconvert import HTMLExporter  # heavy: comes with papermill
 
@@ -362,9 +351,8 @@ def _mean_sd(values) -> str:
 
 def _verdict_counts(cells) -> str:
     """ "2 supported, 0 contradicted and 7 not resolved"."""
-    said = cells["verdict"].dropna()
-    verdicts = ("supported", "contradicted", "not resolved")
-    return _and(f"{int((said == v).sum())} {v}" for v in verdicts)
+    counts = cells["verdict"].value_counts()
+    return _and(f"{counts.get(v, 0)} {v}" for v in ("supported", "contradicted", "not resolved"))
 
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -436,15 +424,13 @@ def robustness_findings(evaluations, eps: float, checks: dict, comparison=None) 
         gap = (means["FGSM"] - means[name]).dropna()
     cells = _rows_about(comparison, set(evaluations["label_ce"]))
     cells = None if cells is None else cells[cells["metric"] != "clean test"]
-    return _say(
-        "robustness", eps=eps, means=means, gap=gap, pgd=name,
-        n_images=[f"{v:,}" for v in sorted(set(at["n_images"]), reverse=True)],
-        top=pgd[pgd["eps"] == pgd["eps"].max()], checks=len(checks),
-        flagged=sum(any(c["flags"].values()) for c in checks.values()),
-        unchecked=sorted({str(f) for c in checks.values() for f, on in c["flags"].items()
-                          if on is None}),
-        cells=None if cells is None or cells["verdict"].isna().all() else cells,
-    )  # fmt: skip
+    return _say("robustness", eps=eps, means=means, gap=gap, pgd=name, checks=len(checks),
+                n_images=[f"{v:,}" for v in sorted(set(at["n_images"]), reverse=True)],
+                cells=None if cells is None or cells["verdict"].isna().all() else cells,
+                flagged=sum(any(c["flags"].values()) for c in checks.values()),
+                unchecked=sorted({str(f) for c in checks.values()
+                                  for f, on in c["flags"].items() if on is None}),
+                top=pgd[pgd["eps"] == pgd["eps"].max()])  # fmt: skip
 
 
 def calibration_findings(stored: dict, ood_sentence: str | None = None) -> str:
@@ -453,7 +439,7 @@ def calibration_findings(stored: dict, ood_sentence: str | None = None) -> str:
     groups: dict[str, list[dict]] = {}
     for run, (record, *_) in stored.items():
         groups.setdefault(column_label(run.config), []).append(record)
-    names, shared = split_labels(list(groups)) if groups else ([], "")
+    names, shared = split_labels(list(groups))
     configs = [{"name": name, "before": np.mean([r["ece"] for r in records]),
                 "after": np.mean([r["ece_scaled"] for r in records]), "seeds": len(records),
                 "raised": sum(r["ece_scaled"] > r["ece"] for r in records)}

@@ -10,12 +10,10 @@ import pandas as pd
 from regionmix_utils import paper
 from regionmix_utils.config import TrainConfig, recipe_differences
 from regionmix_utils.data import DATASETS, get_dataset
-from regionmix_utils.evaluation.registry import evaluation_kinds, get_evaluation
+from regionmix_utils.evaluation.registry import evaluation_kinds
 from regionmix_utils.methods import SETTINGS, get_method
 from regionmix_utils.runs import Run, find_runs
 
-# Record kind -> its table's number (None: a table of its own), as the registry declares it.
-EVALUATION_TABLES = {kind: get_evaluation(kind).table for kind in evaluation_kinds()}
 PAPER_DATASETS = tuple(dict.fromkeys(cell.dataset for cell in paper.CELLS))  # its row order
 _PAPER_DEFAULTS = {name: getattr(TrainConfig(), name) for name in SETTINGS}
 _RUN_COLUMNS = ["dataset", "method", "label", "label_ce", "clean_ce", "matched_compute",

@@ -1,6 +1,5 @@
 """The report of a results bundle (``study.export_bundle``): ``templates/report.md.j2`` (layout
-and fixed prose) rendered with the tables ``results`` makes from the bundle's records alone.
-"""
+and fixed prose) rendered with the tables ``results`` makes from the bundle's records alone."""
 
 from __future__ import annotations
 
@@ -11,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -31,24 +32,11 @@ from regionmix_utils.study import TEMPLATES, Study, find_bundle, read_plan, stud
 from regionmix_utils.tables import CALIBRATION_MEASURES
 
 README_START, README_END = "<!-- reference-study results -->", "<!-- /reference-study results -->"
-_README_COLUMNS = (
-    "status",
-    "A vs B",
-    "metric",
-    "claim",
-    "seeds",
-    "Δ",
-    "95% CI (seeds)",
-    "p Holm",
-    "p sign-flip Holm",
-    "verdict",
-    "power",
-)  # the report has them all
+_README_COLUMNS = ("status", "A vs B", "metric", "claim", "seeds", "Δ", "95% CI (seeds)", "p Holm",
+                   "p sign-flip Holm", "verdict", "power")  # the report has them all  # fmt: skip
 _TABLE1_METHODS = ("none", "mixup", "cutmix", "region", "region-random")  # reliability figures
-_ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True, lstrip_blocks=True,
-    undefined=jinja2.StrictUndefined,
-)  # fmt: skip
+_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,
+                          lstrip_blocks=True, undefined=jinja2.StrictUndefined)  # fmt: skip
 _ENV.filters |= {"eps": eps_text, "markdown": results.to_markdown, "thousands": "{:,}".format,
                  "sign": np.sign, "p": p_text}  # fmt: skip
 _ENV.tests["missing"] = pd.isna
@@ -58,10 +46,8 @@ _ENV.globals |= {"get_evaluation": get_evaluation, "get_method": get_method,
 
 def _mean_sd(values: Iterable[float]) -> str:
     values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return ""
     sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return f"{np.mean(values):.2f} ± {sd:.2f}"
+    return f"{np.mean(values):.2f} ± {sd:.2f}" if values else ""
 
 
 def common_recipe(runs: list[Run]) -> str:
@@ -82,9 +68,9 @@ def _label(run: Run, common: str, with_ce: bool = True) -> str:
     return shorten(results.column_label(run.config, with_ce=with_ce), common)
 
 
-def _by_configuration(runs: list[Run], common: str, values: Callable, order=None,
+def _by_configuration(runs: list[Run], common: str, values: Callable, sort: bool = False,
                       name: Callable = str) -> pd.DataFrame:  # fmt: skip
-    """A row per configuration, a column per key ``values(run)`` yields: mean ± std."""
+    """Mean ± std, a row per configuration, a column per key ``values(run)`` yields (``sort``)."""
     rows: dict[str, dict] = {}
     for run in runs:
         for key, value in values(run):
@@ -92,16 +78,15 @@ def _by_configuration(runs: list[Run], common: str, values: Callable, order=None
     keys = list(dict.fromkeys(k for found in rows.values() for k in found))
     return pd.DataFrame(
         {name(k): [_mean_sd(found.get(k, [])) for found in rows.values()]
-         for k in (sorted(keys, key=order) if order else keys)},
-        index=pd.Index(list(rows), name="configuration"),
-    )  # fmt: skip
+         for k in (sorted(keys) if sort else keys)},
+        index=pd.Index(list(rows), name="configuration"))  # fmt: skip
 
 
-def _accuracy_table(runs: list[Run], common: str, keep: Callable, key: Callable, order: Callable,
+def _accuracy_table(runs: list[Run], common: str, keep: Callable, key: Callable,
                     name: Callable) -> pd.DataFrame:  # fmt: skip
-    """Accuracy (%) of the records ``keep`` selects, a column per ``key(record)``."""
+    """Accuracy (%) of the records ``keep`` selects, a column per ``key(record)``, sorted."""
     return _by_configuration(runs, common, lambda run: [(key(r), r["accuracy"]) for r in
-                             run.evaluations() if keep(r)], order, name)  # fmt: skip
+                             run.evaluations() if keep(r)], True, name)  # fmt: skip
 
 
 def fit_table(runs: list[Run], common: str = "") -> pd.DataFrame:
@@ -124,8 +109,7 @@ def masking_table(runs: list[Run], common: str = "") -> pd.DataFrame:
         flags = masking_check(run.evaluations())["flags"]
         cells.setdefault(_label(run, common), {})[f"seed {run.config.seed}"] = flags_text(flags)
     frame = pd.DataFrame.from_dict(cells, orient="index").sort_index(axis=1)
-    frame.index.name = "configuration"
-    return frame
+    return frame.rename_axis("configuration")
 
 
 def _recalibration(report: Report) -> dict | None:
@@ -160,8 +144,7 @@ def recalibration_markdown(report: Report, judged: str) -> str | None:
     """The report's BatchNorm-recalibration section (a table per configuration, each judged
     gap as trained and recalibrated, ``judged`` saying where) as Markdown; None when no run
     was recalibrated."""
-    found = _recalibration(report)
-    if found is None:
+    if (found := _recalibration(report)) is None:
         return None
     return str(_ENV.get_template("recalibration.md.j2").module.section(found, judged))
 
@@ -181,11 +164,7 @@ def _masking(runs: list[Run], common: str) -> dict | None:
 
 def _figures(report: Report, folder: Path) -> dict[str, str]:
     """Draw the report's figures into ``folder``: file name -> shows the paper's numbers."""
-    import matplotlib  # heavy: only the figures need it
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # heavy: only the figures need it
-
     folder.mkdir(parents=True, exist_ok=True)
     runs, common, drawn = report.runs, report.common, {}
 
@@ -209,11 +188,10 @@ def _figures(report: Report, folder: Path) -> dict[str, str]:
             record, logits, labels = stored_calibration(run)
         except LookupError:
             continue
-        label = _label(run, common, with_ce=False)
+        label, temperature = _label(run, common, with_ce=False), record["temperature"]
         before[label] = reliability(logits, labels)
-        if record["temperature"] is not None:
-            after[f"{label}, T = {record['temperature']:.2f}"] = reliability(
-                logits, labels, record["temperature"])  # fmt: skip
+        if temperature is not None:
+            after[f"{label}, T = {temperature:.2f}"] = reliability(logits, labels, temperature)
     for diagrams, name in ((before, "reliability.png"), (after, "reliability-scaled.png")):
         if diagrams:
             save(viz.reliability_figure(diagrams), name)
@@ -241,8 +219,7 @@ def design_text(study: Study, plan: dict | None = None, runs: list[Run] | None =
     """The study's design (``design.md.j2``) from it, its plan and runs; ValueError: no plan."""
     if study.gate_gap is not None and plan is None:
         raise ValueError(f"study {study.name!r} has a gate: pass its plan (read_plan)")
-    config = study.configs()[0]
-    spec = get_dataset(study.dataset)
+    config, spec = study.configs()[0], get_dataset(study.dataset)
     primary, pilot = (plan or {}).get("primary_eps"), (plan or {}).get("pilot", {}).get("run")
     threads = [((r.record.get("environment") or {}).get("threads"),
                 bool(pilot) and r.path.as_posix().endswith(pilot)) for r in runs or []]  # fmt: skip
@@ -250,8 +227,7 @@ def design_text(study: Study, plan: dict | None = None, runs: list[Run] | None =
         study=study, config=config, spec=spec, plan=plan, primary=primary,
         claims=study.family(primary, plan), n_test=config.n_test or spec.split_sizes[1],
         others=sorted({n for n, is_pilot in threads if not is_pilot} - {None}),
-        pilot_threads=next((n for n, is_pilot in threads if is_pilot), None),
-    ).strip()  # fmt: skip
+        pilot_threads=next((n for n, is_pilot in threads if is_pilot), None)).strip()  # fmt: skip
 
 
 @dataclass
@@ -307,8 +283,7 @@ def write_study_report(study: Study, out: str | os.PathLike,
     return write_report(
         report.bundle, out, preamble=design_text(study, read_plan(report.bundle), report.runs),
         title=f"Study `{study.name}`: Region Mixup on real CIFAR-10, on a CPU",
-        claims_note=study.claims_note, report=report,
-    )  # fmt: skip
+        claims_note=study.claims_note, report=report)  # fmt: skip
 
 
 def write_report(bundle: str | os.PathLike, out: str | os.PathLike,
@@ -329,15 +304,13 @@ def write_report(bundle: str | os.PathLike, out: str | os.PathLike,
         fit=fit_table(runs, common), masking=_masking(runs, common),
         figures=_figures(report, figures_dir), link=os.path.relpath(figures_dir, out.parent),
         pgd=_accuracy_table(runs, common, lambda r: r["kind"] == "pgd",
-                            lambda r: (attack_label(r), r["eps"], r["n_images"]),
-                            lambda c: (*c[1:], c[0]),
-                            lambda c: f"{c[0]} at {eps_text(c[1])} ({c[2]:,} images)"),
+                            lambda r: (r["eps"], r["n_images"], attack_label(r)),
+                            lambda c: f"{c[2]} at {eps_text(c[0])} ({c[1]:,} images)"),
         recalibration=recalibration,
         noise=_accuracy_table(runs, common, lambda r: r["kind"] == "clean"
                               or r.get("corruption") == "gaussian_noise",
-                              lambda r: r.get("severity", 0), int,
-                              lambda s: f"severity {s}" if s else "clean"),
-    )  # fmt: skip
+                              lambda r: r.get("severity", 0),
+                              lambda s: f"severity {s}" if s else "clean"))  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, shorten(text, common).rstrip() + "\n")
     return out
@@ -358,8 +331,7 @@ def update_readme(readme: str | os.PathLike, report: Report, name: str = "refere
     """Put ``readme_block`` between the README's markers of ``name`` (the report's file stem;
     ValueError without them); changed?"""
     text, block = Path(readme).read_text(), readme_block(report)
-    start, end = README_START.replace("reference-study", name), README_END.replace(
-        "reference-study", name)  # fmt: skip
+    start, end = (marker.replace("reference-study", name) for marker in (README_START, README_END))
     if start not in text or end not in text:
         raise ValueError(f"{readme} lacks the markers {start} ... {end}")
     head, rest = text.split(start, 1)

@@ -111,8 +111,7 @@ def check(bundle: str | os.PathLike, data_dir=None, epochs: bool = True) -> Repr
     first, committed = reference["first_steps"], reference["metrics_numerics"]
     problems = []
     with _threads(first["threads"]):
-        exact = (numerics()["cpu_capability"], torch.__version__) == (
-            first["cpu_capability"], first["torch"])  # fmt: skip
+        exact = (cpu_kernels(), torch.__version__) == (first["cpu_capability"], first["torch"])
         losses = first_step_losses(run.config, len(first["losses"]), data_dir)
     for step, (ours, theirs) in enumerate(zip(losses, first["losses"], strict=True), 1):
         if not (ours == theirs if exact else abs(ours - theirs) <= STEP_RTOL * abs(theirs)):

@@ -6,7 +6,6 @@ from __future__ import annotations
 from regionmix_utils.claims import Claim, paper_claims
 from regionmix_utils.comparisons import PAPER_DATASET, Comparison, compare, judge
 from regionmix_utils.records import (
-    EVALUATION_TABLES,
     collect_evaluations,
     collect_runs,
     column_label,

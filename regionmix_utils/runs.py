@@ -1,7 +1,6 @@
 """A run folder (``runs/<dataset>/<run-name>/seed<seed>/``): config, metrics, checkpoints,
 evaluation records (``eval.json``, format 2) with per-image predictions, and the OS-level
-training lock. Writes are atomic and readers take no lock (docs/reproducing.md).
-"""
+training lock. Writes are atomic and readers take no lock (docs/reproducing.md)."""
 
 from __future__ import annotations
 
@@ -34,11 +33,9 @@ from regionmix_utils.files import atomic_write_bytes, atomic_write_text
 from regionmix_utils.models import build_model
 from regionmix_utils.registry import Registry
 
-CONFIG, METRICS, LAST, FINAL, EVALUATIONS = (
-    "config.json", "metrics.jsonl", "last.pt", "final.pt", "eval.json",
-)  # fmt: skip
+CONFIG, METRICS, LAST, FINAL = "config.json", "metrics.jsonl", "last.pt", "final.pt"
+EVALUATIONS, PREDICTIONS, EVALUATION_LOCK = "eval.json", "predictions.npz", "eval.lock"
 LOCK, HOLDER, FAILED = "train.lock", "train.lock.json", "failed.json"
-PREDICTIONS, EVALUATION_LOCK = "predictions.npz", "eval.lock"
 # A run copied into a results bundle (``study.export_bundle``): finished, without its
 # checkpoints; some keep their final weights as a float16 state dict.
 EXPORTED, WEIGHTS16 = "exported.json", "final.fp16.pt"
@@ -98,15 +95,10 @@ def code_identity() -> dict[str, Any]:
 def environment() -> dict[str, Any]:
     """Package version, git commit, torch, Python, GPU, and what CPU results depend on bit
     for bit (``NUMERICS_KEYS``; ``cpu_kernels``)."""
-    return {
-        "regionmix_utils": __version__,
-        "git_commit": _git("rev-parse", "HEAD") or None,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "cpu_capability": cpu_kernels(),
-        "threads": torch.get_num_threads(),
-    }
+    return {"regionmix_utils": __version__, "git_commit": _git("rev-parse", "HEAD") or None,
+            "torch": torch.__version__, "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "cpu_capability": cpu_kernels(), "threads": torch.get_num_threads()}  # fmt: skip
 
 
 def snap_eps(eps: float) -> float:
@@ -217,9 +209,8 @@ class Run:
         if (self.path / EXPORTED).exists():
             source = (_read_json(self.path / EXPORTED) or {}).get("source")
             raise PermissionError(f"{self.path} is a results bundle's copy of a run: its "
-                                  "evaluations stay as committed. Evaluate the run in its "
-                                  f"runs folder ({source}) and export the bundle "
-                                  "again.")  # fmt: skip
+                                  "evaluations stay as committed. Evaluate the run in its runs "
+                                  f"folder ({source}) and export the bundle again.")  # fmt: skip
         settings = evaluation_settings(record)
         n_images = record.get("n_images")
         if predictions is not None and n_images is not None and n_images != len(predictions):
@@ -287,9 +278,8 @@ class Run:
         except filelock.Timeout:
             holder = self.holder() or {}
             raise RunBusyError(f"{self.path} is being trained by another process since "
-                               f"{holder.get('since', '(unknown)')}, pid "
-                               f"{holder.get('pid', '?')} on {holder.get('host', '?')}"
-                               ) from None  # fmt: skip
+                               f"{holder.get('since', '(unknown)')}, pid {holder.get('pid', '?')} "
+                               f"on {holder.get('host', '?')}") from None  # fmt: skip
         try:
             info = {"pid": os.getpid(), "host": socket.gethostname(),
                     "since": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
@@ -306,13 +296,11 @@ class Run:
     def is_claimed(self) -> bool:
         if not (self.path / LOCK).exists():
             return False
-        lock = filelock.FileLock(self.path / LOCK)
         try:
-            lock.acquire(timeout=0)
+            with filelock.FileLock(self.path / LOCK).acquire(timeout=0):
+                return False
         except filelock.Timeout:
             return True
-        lock.release()
-        return False
 
     def record_failure(self, error: BaseException) -> None:
         """Write ``failed.json``: why the last attempt failed (the next start clears it)."""

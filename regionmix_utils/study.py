@@ -1,6 +1,5 @@
 """Studies: named sets of runs, their evaluations and declared claims, as data; a gated
-pilot, resumable training, a committable bundle. Explanatory prose: ``templates/<name>.md``.
-"""
+pilot, resumable training, a committable bundle. Explanatory prose: ``templates/<name>.md``."""
 
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ import shutil
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -60,10 +58,9 @@ class UncommittedError(RuntimeError):
     """A study trained or exported from code with no commit, without ``allow_uncommitted``."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Entry:
-    """A configuration: ``attacked`` by PGD and Square; ``weights``: the first seed's go in the
-    bundle."""
+    """A configuration; ``attacked``: by PGD and Square; ``weights``: its first seed's bundled."""
 
     method: str
     settings: tuple[tuple[str, object], ...] = ()
@@ -72,14 +69,13 @@ class Entry:
     weights: bool = False
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Study:
-    """A study: the scaled recipe, entries, seeds, evaluations and claims (Holm within each
-    family declared together). ε in pixel units; ``bundle``, ``report``: from the repository
-    root; ``effect`` (points) where a claim declares none; ``gate_gap``: points the pilot's
-    train accuracy must exceed its test one
-    (None: no pilot); the primary ε: the ``fgsm_eps`` where its FGSM accuracy is nearest
-    ``primary_target`` (%); ``evaluations``: (kind, settings) of every run."""
+    """A study: the scaled recipe, entries, seeds, evaluations and claims (Holm within each family
+    declared together). ε in pixel units; ``bundle``, ``report``: from the repository root;
+    ``effect`` (points) where a claim declares none; ``gate_gap``: points the pilot's train accuracy
+    must exceed its test one (None: no pilot); the primary ε: the ``fgsm_eps`` where its FGSM
+    accuracy is nearest ``primary_target`` (%); ``evaluations``: every run's (kind, settings)."""
 
     name: str
     title: str
@@ -122,22 +118,17 @@ class Study:
                 raise ValueError(f"dataset must be {self.dataset!r} or one of "
                                  f"{sorted(SAMPLED_FROM)}, got {dataset!r}")  # fmt: skip
             sizes = {k: getattr(self, k) or v for k, v in SAMPLED_FROM[dataset].items()}
-        return [
-            TrainConfig(dataset=dataset, method=entry.method, clean_ce=entry.clean_ce, seed=seed,
-                        epochs=self.epochs, milestones=self.milestones, width=self.width,
-                        holdout=self.holdout, lr_schedule=self.lr_schedule, amp=False,
-                        channels_last=False, **sizes, **dict(entry.settings))
-            for entry in self.entries
-            for seed in self.seeds
-        ]  # fmt: skip
+        return [TrainConfig(dataset=dataset, method=entry.method, clean_ce=entry.clean_ce,
+                            seed=seed, epochs=self.epochs, milestones=self.milestones,
+                            width=self.width, holdout=self.holdout, lr_schedule=self.lr_schedule,
+                            amp=False, channels_last=False, **sizes, **dict(entry.settings))
+                for entry in self.entries for seed in self.seeds]  # fmt: skip
 
     def entry_of(self, config: TrainConfig) -> Entry:
         """The entry a run of this study belongs to."""
         for entry in self.entries:
-            settings = {"matched_compute": False, **dict(entry.settings)}
-            if (entry.method, entry.clean_ce) == (config.method, config.clean_ce) and all(
-                getattr(config, k) == v for k, v in settings.items()
-            ):
+            wanted = {"method": entry.method, "clean_ce": entry.clean_ce, "matched_compute": False}
+            if all(getattr(config, k) == v for k, v in (wanted | dict(entry.settings)).items()):
                 return entry
         raise ValueError(f"{config} is not a run of study {self.name!r}")
 
@@ -165,19 +156,17 @@ class Study:
         """The paper's claims on its dataset (if ``with_paper_claims``), then its own, at
         ``primary_eps`` (default the ``plan``'s) where declared at ``PRIMARY_EPS`` (ValueError
         if None); a claim in the plan's sealed family is declared when it was sealed."""
-        if primary_eps is None and plan:
-            primary_eps = plan.get("primary_eps")
+        primary_eps = plan.get("primary_eps") if primary_eps is None and plan else primary_eps
         on = {self.dataset, PAPER_DATASET.get(self.dataset)}
         found = [c for c in paper_claims() if c.dataset in on] if self.with_paper_claims else []
         found += [_at_primary(c, primary_eps) for c in self.claims]
         found = [c if c.effect is not None or self.effect is None
                  else dataclasses.replace(c, effect=self.effect) for c in found]  # fmt: skip
-        sealed = (plan or {}).get("sealed")
-        if sealed:
+        if sealed := (plan or {}).get("sealed"):
             entries = [json.dumps(e, sort_keys=True) for e in sealed["claims"]]
-            found = [dataclasses.replace(c, declared=sealed["time"])
-                     if json.dumps(c.plan_entry(), sort_keys=True) in entries
-                     else dataclasses.replace(c, declared=None) for c in found]  # fmt: skip
+            found = [dataclasses.replace(c, declared=sealed["time"]
+                                         if json.dumps(c.plan_entry(), sort_keys=True) in entries
+                                         else None) for c in found]  # fmt: skip
         return found
 
     def describe(self) -> str:
@@ -236,7 +225,8 @@ def _confirm_claims(name: str) -> tuple[Claim, ...]:
 
 _REGION = (("k", 2), ("alpha", 1.0))
 _PROSE, _GATE = prose("cpu-gated"), prose("gate")
-CPU_GATED = Study(
+STUDIES: Registry[Study] = Registry("study")
+CPU_GATED = STUDIES.register(Study(
     name="cpu-gated", title="reference runs: real CIFAR-10, 2,000 training images",
     dataset="cifar10-subset", bundle="results/cifar10-cpu-gated",
     entries=(
@@ -250,22 +240,16 @@ CPU_GATED = Study(
     seeds=(0, 1, 2, 3, 4), epochs=20, lr_schedule="hold-cosine", n_train=2000,
     noise_severities=(), gate_gap=10.0, primary_target=30.0, with_paper_claims=False,
     claims=_gated_claims("cpu-gated"), effect=2.0, reproduced="region",
-    claims_note=_PROSE["claims_note"], replaces=_PROSE["replaces"],
-)  # fmt: skip
-_CONFIRM = prose("cpu-confirm")
-CPU_CONFIRM = Study(
+    claims_note=_PROSE["claims_note"], replaces=_PROSE["replaces"]))  # fmt: skip
+CPU_CONFIRM = STUDIES.register(Study(
     name="cpu-confirm", title="a confirmatory replication of cpu-gated: its recipe, fresh seeds",
     dataset="cifar10-subset", bundle="results/cifar10-cpu-confirm", report="docs/replication.md",
     entries=tuple(dataclasses.replace(e, attacked=False, weights=True)
                   for e in CPU_GATED.entries if e.method != "none"),
     seeds=tuple(range(5, 15)), epochs=20, lr_schedule="hold-cosine", n_train=2000,
-    fgsm_eps=(), noise_severities=(), with_paper_claims=False,
+    fgsm_eps=(), noise_severities=(), with_paper_claims=False, evaluations=(("recalibrated", ()),),
     claims=_confirm_claims("cpu-confirm"), effect=2.0, reproduced="region",
-    evaluations=(("recalibrated", ()),), claims_note=_CONFIRM["claims_note"],
-)  # fmt: skip
-STUDIES: Registry[Study] = Registry("study")
-STUDIES.register(CPU_GATED)
-STUDIES.register(CPU_CONFIRM)
+    claims_note=prose("cpu-confirm")["claims_note"]))  # fmt: skip
 get_study = STUDIES.get
 
 
@@ -304,10 +288,6 @@ def plan_hash(plan: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def _check_code(action: str, allow_uncommitted: bool) -> dict:
     """``code_identity``; UncommittedError when it has no commit and that is not allowed."""
     code = code_identity()
@@ -337,12 +317,12 @@ def seal_plan(study: Study, runs_dir: str | os.PathLike, dataset: str | None = N
                          f"was sealed (e.g. {begun[0]}): their claims can only be exploratory; "
                          "seal into an empty runs folder")  # fmt: skip
     plan["sealed"] = {
-        "time": _utc_now(), "claims": [c.plan_entry() for c in study.family(plan=plan)],
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "claims": [c.plan_entry() for c in study.family(plan=plan)],
         "test": "paired t-test over seeds (n - 1 df) on each claim's per-seed Δ, as its "
                 "'sided' says; the exact sign-flip p beside it",
         "level": level, "correction": "holm", "effect": study.effect, "power": 0.8,
-        "seeds": list(study.seeds), "runs": len(study.configs(dataset)), "code": code,
-    }  # fmt: skip
+        "seeds": list(study.seeds), "runs": len(study.configs(dataset)), "code": code}  # fmt: skip
     plan["hash"] = plan_hash(plan)
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(runs_dir) / PLAN, json.dumps(plan, indent=2) + "\n")
@@ -369,13 +349,10 @@ def run_pilot(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: 
         run = Run.of(runs_dir, config)
         final = run.metrics()[-1]
         gap = final["train_acc"] - final["test_acc"]
-        plan = {
-            "study": study.name,
-            "pilot": {"run": str(run.path.relative_to(runs_dir)),
-                      "train_acc": final["train_acc"], "test_acc": final["test_acc"], "gap": gap},
-            "required_gap": study.gate_gap,
-            "passed": gap >= study.gate_gap,
-        }  # fmt: skip
+        pilot = {"run": str(run.path.relative_to(runs_dir)), "train_acc": final["train_acc"],
+                 "test_acc": final["test_acc"], "gap": gap}  # fmt: skip
+        plan = {"study": study.name, "pilot": pilot, "required_gap": study.gate_gap,
+                "passed": gap >= study.gate_gap}  # fmt: skip
         if plan["passed"] and study.primary_target is not None:
             fgsm_sweep = study.attack_configs(attacked=False)
             records = robustness.evaluate_run(run, fgsm_sweep, None, data_dir, device, progress)
@@ -383,13 +360,10 @@ def run_pilot(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: 
             distance = {e: abs(a - study.primary_target) for e, a in fgsm.items()}
             # ties within 1e-9: 34.88 and 25.12 are not equally far from 30 in floats
             primary = min(e for e, d in distance.items() if d <= min(distance.values()) + 1e-9)
-            plan |= {
-                "fgsm": {str(e): a for e, a in fgsm.items()},
-                "primary_eps": primary,
-                "rule": f"the ε of the FGSM sweep at which the no-mixing pilot's accuracy is "
-                        f"nearest {study.primary_target:g}% (the smaller ε on a tie)",
-                "sample_eps": study.sample_eps(primary),
-            }  # fmt: skip
+            plan |= {"fgsm": {str(e): a for e, a in fgsm.items()}, "primary_eps": primary,
+                     "rule": f"the ε of the FGSM sweep at which the no-mixing pilot's accuracy "
+                             f"is nearest {study.primary_target:g}% (the smaller ε on a tie)",
+                     "sample_eps": study.sample_eps(primary)}  # fmt: skip
         plan["decided"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         atomic_write_text(Path(runs_dir) / PLAN, json.dumps(plan, indent=2) + "\n")
     if not plan["passed"]:
@@ -500,8 +474,7 @@ def export_bundle(study: Study, runs_dir: str | os.PathLike, out: str | os.PathL
             state = torch.load(source.path / "final.pt", map_location="cpu", weights_only=True)
             half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
             atomic_torch_save(half, target / WEIGHTS16)
-        marker = {"study": study.name, "source": str(source.path), "weights": weights,
-                  "code": code}  # fmt: skip
+        marker = {"study": study.name, "source": str(source.path), "weights": weights, "code": code}
         atomic_write_text(target / EXPORTED, json.dumps(marker, indent=2) + "\n")
     for name in (TIMING, PLAN):
         if (Path(runs_dir) / name).exists():

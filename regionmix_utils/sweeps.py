@@ -188,6 +188,5 @@ def status(configs: list[TrainConfig], runs_dir: str | os.PathLike) -> list[dict
 def format_status(rows: list[dict]) -> str:
     width = max((len(r["run"]) for r in rows), default=3)
     lines = [f"{r['run']:<{width}}  {r['state']:<11}  {r['detail']}" for r in rows]
-    counts = Counter(r["state"] for r in rows)
-    summary = ", ".join(f"{n} {state}" for state, n in counts.items())
+    summary = ", ".join(f"{n} {state}" for state, n in Counter(r["state"] for r in rows).items())
     return "\n".join([*lines, f"{len(rows)} runs: {summary}"])

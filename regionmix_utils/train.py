@@ -1,7 +1,5 @@
-"""Training: the loop of Algorithm 1 (Saha & Garain, 2024), with checkpoints and resume.
-
-Resuming across devices and AMP modes: docs/many-runs.md; a step that never syncs: docs/speed.md.
-"""
+"""Training: the loop of Algorithm 1 (Saha & Garain, 2024), with checkpoints and resume (across
+devices and AMP modes: docs/many-runs.md); a step that never syncs: docs/speed.md."""
 
 from __future__ import annotations
 
@@ -78,8 +76,7 @@ def amp_name(amp: torch.dtype | None) -> str:
 
 def checkpoint_interval(config: TrainConfig, device: torch.device) -> int:
     """``config.checkpoint_every``, or when None: 1 on the CPU, ``GPU_CHECKPOINT_EVERY`` else."""
-    fallback = 1 if device.type == "cpu" else GPU_CHECKPOINT_EVERY
-    return config.checkpoint_every if config.checkpoint_every is not None else fallback
+    return config.checkpoint_every or (1 if device.type == "cpu" else GPU_CHECKPOINT_EVERY)
 
 
 def _zero_momentum(optimizer: torch.optim.Optimizer) -> None:
@@ -137,9 +134,8 @@ def in_model_loss(model: nn.Module, config: TrainConfig, method: Method, images:
                   labels: Tensor, num_classes: int, generator: torch.Generator | None,
                   ) -> LossParts:  # fmt: skip
     """Algorithm 1's loss, the hidden state mixed at a layer drawn per batch (Manifold Mixup)."""
-    logits_mixed, mixed, _layer = method.forward_mixed(
-        model, images, labels, num_classes, config, generator, validate=False
-    )
+    logits_mixed, mixed, _layer = method.forward_mixed(model, images, labels, num_classes, config,
+                                                       generator, validate=False)  # fmt: skip
     logits_clean = model(images) if config.clean_ce else None
     return _loss(config, logits_mixed, mixed.targets, logits_clean, labels)
 
@@ -207,17 +203,14 @@ class TrainingState:
         # amp/grad_scaler.py); fused SGD's momentum buffers come from empty_like in its first
         # step, which an overflow skips (torch 2.14 optim/sgd.py): they start as zeros.
         fused = amp == torch.float16 and device.type in _get_fused_kernels_supported_devices()
-        optimizer = torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=config.momentum,
-            weight_decay=config.weight_decay, nesterov=config.nesterov,
-            **({"fused": True} if fused else {}),
-        )  # fmt: skip
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay, nesterov=config.nesterov,
+                                    **({"fused": True} if fused else {}))  # fmt: skip
         if fused:
             _zero_momentum(optimizer)
         return cls(
             config=config, method=get_method(config.method), num_classes=splits.num_classes,
-            device=device, model=model,
-            forward=torch.compile(model) if config.compile else model,
+            device=device, model=model, forward=torch.compile(model) if config.compile else model,
             optimizer=optimizer, scheduler=lr_scheduler(optimizer, config),
             scaler=torch.amp.GradScaler(device.type, enabled=amp == torch.float16), amp=amp,
             data_gen=torch.Generator(device), mix_gen=torch.Generator(),
@@ -250,10 +243,9 @@ class TrainingState:
                 self.scaler.load_state_dict(state["scaler"])
             return list(state["metrics"])
         except Exception as err:
-            raise CheckpointError(
-                f"{path} exists but cannot be used ({type(err).__name__}: {err}). It was left "
-                "as it is. Move it away to restart this run from scratch, or restore a good copy."
-            ) from err
+            raise CheckpointError(f"{path} exists but cannot be used ({type(err).__name__}: "
+                                  f"{err}). It was left as it is. Move it away to restart this "
+                                  "run from scratch, or restore a good copy.") from err  # fmt: skip
 
     def check_mixing(self, splits: Splits) -> None:
         """Mix two training images once with every check on, with each method the run uses
@@ -381,11 +373,9 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", data_dir: str | Pa
                              f"{len(metrics)} epochs")  # fmt: skip
         run.log_start(config, epoch=len(metrics), device=dev.type, amp=amp_name(state.amp))
         train_loader, test_loader = loaders(state, splits)
-        epochs = progress_bar(
-            range(len(metrics) + 1, stop_after + 1), initial=len(metrics), total=config.epochs,
-            desc=f"{config.dataset}/{run_name(config)}/seed{config.seed}", disable=not progress,
-        )  # fmt: skip
-        every = checkpoint_interval(config, dev)
+        epochs = progress_bar(range(len(metrics) + 1, stop_after + 1), initial=len(metrics),
+                              desc=f"{config.dataset}/{run_name(config)}/seed{config.seed}",
+                              total=config.epochs, disable=not progress)  # fmt: skip
         for epoch in epochs:
             record = one_epoch(state, train_loader, test_loader, epoch, progress)
             metrics.append(record)
@@ -393,7 +383,7 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", data_dir: str | Pa
                 fit = BatchLoader(splits.train, 500, shuffle=False, augment=False, device=dev)
                 record["train_eval_loss"], record["train_acc"] = evaluate(state.model, fit)
                 _save(run, state, metrics, final=True)
-            elif epoch % every == 0:
+            elif epoch % checkpoint_interval(config, dev) == 0:
                 _save(run, state, metrics)
             epochs.set_postfix(loss=f"{record['train_loss']:.3f}", acc=record.get("test_acc"))
             if on_epoch is not None:

@@ -12,15 +12,7 @@ from torch import Tensor, nn
 from torchmetrics.functional.classification import binary_calibration_error
 
 from regionmix_utils.data import holdout_split, load_dataset
-from regionmix_utils.evaluation.registry import (
-    CLEAN,
-    Evaluation,
-    Outcome,
-    evaluated,
-    predictions,
-    register_evaluation,
-    test_images,
-)
+from regionmix_utils.evaluation import registry
 from regionmix_utils.runs import Run
 
 N_BINS = 15
@@ -48,7 +40,7 @@ def top_label(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> tuple
 
 def predict_logits(model: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
     """[N, K] float32 logits of images [N, 3, H, W] in [0, 1], in eval mode."""
-    return predictions(model, images, batch_size)[1]
+    return registry.predictions(model, images, batch_size)[1]
 
 
 def calibration_metrics(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> dict:
@@ -58,13 +50,9 @@ def calibration_metrics(logits: Tensor, labels: Tensor, temperature: float = 1.0
     ece = binary_calibration_error(confidence, correct.long(), n_bins=N_BINS, norm="l1")
     logits = logits.double() / temperature
     probs = logits.softmax(1)
-    one_hot = F.one_hot(labels, logits.shape[1]).double()
-    return {
-        "ece": 100.0 * float(ece),
-        "nll": float(F.cross_entropy(logits, labels)),
-        "brier": float(((probs - one_hot) ** 2).sum(1).mean()),
-        "accuracy": 100.0 * float((probs.argmax(1) == labels).double().mean()),
-    }
+    return {"ece": 100.0 * float(ece), "nll": float(F.cross_entropy(logits, labels)),
+            "brier": float(((probs - F.one_hot(labels, logits.shape[1])) ** 2).sum(1).mean()),
+            "accuracy": 100.0 * float((probs.argmax(1) == labels).double().mean())}  # fmt: skip
 
 
 def fit_temperature(logits: Tensor, labels: Tensor) -> float:
@@ -94,15 +82,12 @@ def reliability(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> dic
     correct = torch.bincount(index, right.double(), minlength=N_BINS)
     conf_sum = torch.bincount(index, confidence.double(), minlength=N_BINS)
     nan = torch.full_like(count, float("nan"))
-    return {
-        "lower": torch.arange(N_BINS, dtype=torch.float64) / N_BINS,
-        "confidence": torch.where(count > 0, conf_sum / count.clamp(min=1), nan),
-        "accuracy": torch.where(count > 0, correct / count.clamp(min=1), nan),
-        "count": count,
-    }
+    return {"lower": torch.arange(N_BINS, dtype=torch.float64) / N_BINS,
+            "confidence": torch.where(count > 0, conf_sum / count, nan),
+            "accuracy": torch.where(count > 0, correct / count, nan), "count": count}  # fmt: skip
 
 
-def _calibration(model, images, labels, *, holdout: int, run: Run, data_dir) -> Outcome:
+def _calibration(model, images, labels, *, holdout: int, run: Run, data_dir) -> registry.Outcome:
     logits = predict_logits(model, images).cpu()
     measures = calibration_metrics(logits, labels.cpu())
     del measures["accuracy"]  # the record's, from the predicted classes
@@ -114,10 +99,10 @@ def _calibration(model, images, labels, *, holdout: int, run: Run, data_dir) -> 
         after = calibration_metrics(logits, labels.cpu(), temperature)
         scaled = dict(zip(SCALED, (temperature, after["ece"], after["nll"], after["brier"]),
                           strict=True))  # fmt: skip
-    return Outcome(logits.argmax(1), measures | scaled, logits)
+    return registry.Outcome(logits.argmax(1), measures | scaled, logits)
 
 
-CALIBRATION = register_evaluation(Evaluation(
+CALIBRATION = registry.register_evaluation(registry.Evaluation(
     "calibration", "Calibration", "ECE, NLL and Brier score before and after temperature "
     "scaling", keys=("holdout",), measures=("accuracy", "ece", "nll", "brier", *SCALED),
     rerun="regionmix calibration", table=5, context=True,
@@ -129,16 +114,16 @@ def evaluate_calibration(run: Run, n_images: int | None = None, data_dir=None,
     """The calibration record of a finished run on its test split (whole, or a stratified
     ``n_images``), stored with logits (``registry.evaluated``); scaled values None without
     a holdout. The clean record of those images is stored from the same predictions."""
-    images, labels = test_images(run, n_images, data_dir, device)
+    images, labels = registry.test_images(run, n_images, data_dir, device)
     model = functools.cache(functools.partial(run.load_model, device))
     key = CALIBRATION.settings(len(labels), holdout=run.config.holdout)
-    record, stored = evaluated(run, CALIBRATION, key, images, labels, data_dir=data_dir,
-                               compute=_calibration, model=model)  # fmt: skip
+    record, stored = registry.evaluated(run, CALIBRATION, key, images, labels, data_dir=data_dir,
+                                        compute=_calibration, model=model)  # fmt: skip
     clean = {"kind": "clean", "n_images": len(labels)}
     if run.predictions(clean) is None:
         predicted = torch.from_numpy(stored.predicted).long()
-        evaluated(run, CLEAN, clean, images, labels, model=model,
-                  compute=lambda *args, **kwargs: predicted)  # fmt: skip
+        registry.evaluated(run, registry.CLEAN, clean, images, labels, model=model,
+                           compute=lambda *args, **kwargs: predicted)  # fmt: skip
     return record
 
 

@@ -28,15 +28,11 @@ def cam_maps(model: nn.Module, images: Tensor, classes: Tensor | None = None,
     try:
         for p in params:
             p.requires_grad_(False)
-        with (
-            gradients_on(),
-            evaluating(model),
-            GradCAMPlusPlus(model=model, target_layers=[model.layer4[-1]]) as cam,
-        ):
+        with (gradients_on(), evaluating(model),
+              GradCAMPlusPlus(model=model, target_layers=[model.layer4[-1]]) as cam):  # fmt: skip
             for start in range(0, images.shape[0], batch_size):
                 # The input requires grad, so layer4's output does too, whatever the weights.
-                x = autograd_tensor(images[start : start + batch_size]).detach()
-                x.requires_grad_(True)
+                x = autograd_tensor(images[start : start + batch_size]).detach().requires_grad_()
                 targets = None if classes is None else [
                     ClassifierOutputTarget(int(c)) for c in classes[start : start + batch_size]
                 ]  # fmt: skip
@@ -91,12 +87,9 @@ def pointing_hits(maps: Tensor, boxes: Tensor) -> Tensor:
 def score_maps(maps: Tensor, boxes: Tensor) -> dict[str, float | int]:
     """Mean ``energy_in_box``, ``pointing_game`` hit rate, ``blank_maps`` count and
     ``n_maps`` of maps [B, H, W] for boxes [B, 4]; ValueError as ``blank_maps``."""
-    return {
-        "energy_in_box": float(energy_in_box(maps, boxes).mean()),
-        "pointing_game": float(pointing_hits(maps, boxes).float().mean()),
-        "blank_maps": int(blank_maps(maps).sum()),
-        "n_maps": int(maps.shape[0]),
-    }
+    return {"energy_in_box": float(energy_in_box(maps, boxes).mean()),
+            "pointing_game": float(pointing_hits(maps, boxes).float().mean()),
+            "blank_maps": int(blank_maps(maps).sum()), "n_maps": int(maps.shape[0])}  # fmt: skip
 
 
 def localisation_scores(model: nn.Module, images: Tensor, labels: Tensor,

@@ -5,7 +5,6 @@ per family (docs/reproducing.md)."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import shutil
 import tarfile
 import tempfile
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from torchvision.datasets.utils import calculate_md5
 
 from regionmix_utils.data import (
     DatasetMissingError,
@@ -84,15 +84,12 @@ def corrupted_images(dataset: str, corruption: str, severity: int, root=None,
         raise ValueError(f"severity must be one of {SEVERITIES}, got {severity}")
     name, source = source_for(dataset)
     root = data_root(root)
-    folder = root / source.folder
-    if dataset == "tinyimagenet":
-        data = _tinyimagenet_c(folder, corruption, severity, root, name)
-    else:
-        data = _cifar_c(folder, corruption, severity, dataset, root, name)
+    args = (root / source.folder, corruption, severity, root, name)
+    data = _tinyimagenet_c(*args) if dataset == "tinyimagenet" else _cifar_c(*args, dataset)
     return data if n_images is None else data.subset(n_images)
 
 
-def _cifar_c(folder: Path, corruption, severity, dataset, root, name) -> ImageSet:
+def _cifar_c(folder: Path, corruption, severity, root, name, dataset) -> ImageSet:
     arrays = []
     for file in (folder / f"{corruption}.npy", folder / "labels.npy"):
         if not file.is_file():
@@ -119,15 +116,13 @@ def _tinyimagenet_c(folder: Path, corruption, severity, root, name) -> ImageSet:
     where = folder / corruption / str(severity)
     if not where.is_dir():
         raise DatasetMissingError(f"{where} is missing. {_fix(name, root)}")
-    paths, labels = [], []
-    for index, wnid in enumerate(wnids):
-        found = sorted((where / wnid).glob("*.JPEG"))
-        paths += found
-        labels += [index] * len(found)
+    found = [sorted((where / wnid).glob("*.JPEG")) for wnid in wnids]
+    paths = [path for files in found for path in files]
     if not paths:
         raise DatasetMissingError(f"{where} holds no JPEGs. {_fix(name, root)}")
+    labels = torch.tensor([index for index, files in enumerate(found) for _ in files])
     try:
-        return ImageSet(read_jpegs(paths, progress=False), torch.tensor(labels), classes)
+        return ImageSet(read_jpegs(paths, progress=False), labels, classes)
     except OSError as err:
         raise DatasetMissingError(f"a JPEG under {where} cannot be read ({err}): truncated or "
                                   f"corrupt. {_fix(name, root)}") from err  # fmt: skip
@@ -148,33 +143,27 @@ def download_corruptions(name: str, root=None, url: str | None = None, md5: str 
     if name not in SOURCES:
         raise ValueError(f"name must be one of {tuple(SOURCES)}, got {name!r}")
     source = SOURCES[name]
-    root = data_root(root)
-    target = root / source.folder
+    target = (root := data_root(root)) / source.folder
     if target.is_dir():
         return target
     root.mkdir(parents=True, exist_ok=True)
     url, md5 = url or source.url, md5 or source.md5
     with tempfile.TemporaryDirectory(dir=root, prefix=f".{name}-") as tmp:
         archive = Path(tmp) / source.url.rsplit("/", 1)[1].split("?")[0]
-        digest = hashlib.md5()
         with urllib.request.urlopen(url) as response, open(archive, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with progress_bar(total=total, unit="B", unit_scale=True, disable=not progress,
                               desc=f"downloading {name}") as bar:  # fmt: skip
                 while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-        if digest.hexdigest() != md5:
-            raise DatasetMissingError(f"the download from {url} has MD5 {digest.hexdigest()}, "
-                                      f"not the published {md5}: nothing was kept; try "
-                                      "again.")  # fmt: skip
-        extracted = _extract(archive, Path(tmp) / "extract", source.folder)
-        shutil.move(str(extracted), str(target))
+                    bar.update(out.write(chunk))
+        if (found := calculate_md5(archive)) != md5:
+            raise DatasetMissingError(f"the download from {url} has MD5 {found}, not the "
+                                      f"published {md5}: nothing was kept; try again.")  # fmt: skip
+        shutil.move(_extract(archive, Path(tmp) / "extract"), target)
     return target
 
 
-def _extract(archive: Path, into: Path, folder: str) -> Path:
+def _extract(archive: Path, into: Path) -> Path:
     """The corruption files' folder of ``archive`` extracted with the archives in it."""
     _untar(archive, into, archive.name)
     for inner in sorted(into.rglob("*.tar")):  # Tiny-ImageNet-C nests one
@@ -228,11 +217,9 @@ def evaluate_corruptions(run: Run, corruptions: tuple[str, ...] = BENCHMARK,
 def summarise_corruptions(records: list[dict]) -> dict[str, float]:
     """ "mean" over the 15 x 5 benchmark records (when all are there) and each family's."""
     values = {(r["corruption"], r["severity"]): r["accuracy"] for r in records}
-    out = {}
-    if all((c, s) in values for c in BENCHMARK for s in SEVERITIES):
-        out["mean"] = float(np.mean([values[(c, s)] for c in BENCHMARK for s in SEVERITIES]))
+    grid = [(c, s) for c in BENCHMARK for s in SEVERITIES]
+    out = {"mean": float(np.mean([values[k] for k in grid]))} if set(grid) <= set(values) else {}
     for family, members in FAMILIES.items():
-        found = [v for (c, _), v in values.items() if c in members]
-        if found:
+        if found := [v for (c, _), v in values.items() if c in members]:
             out[family] = float(np.mean(found))
     return out

@@ -32,13 +32,7 @@ from regionmix_utils.data import (
     stratified_indices,
     tinyimagenet_classes,
 )
-from regionmix_utils.evaluation.registry import (
-    Evaluation,
-    Outcome,
-    measure,
-    predictions,
-    register_evaluation,
-)
+from regionmix_utils.evaluation import registry
 from regionmix_utils.methods import get_method
 from regionmix_utils.runs import EXPORTED, Predictions, Run
 
@@ -79,9 +73,7 @@ def _ranked(in_scores: Tensor, out_scores: Tensor) -> tuple[Tensor, Tensor]:
 
 def roc_curve(in_scores: Tensor, out_scores: Tensor) -> tuple[Tensor, Tensor]:
     """FPR and TPR [T] of telling in-scores [N] (positive) from out-scores [M]."""
-    rank, is_in = _ranked(in_scores, out_scores)
-    fpr, tpr, _ = binary_roc(rank, is_in)
-    return fpr, tpr
+    return binary_roc(*_ranked(in_scores, out_scores))[:2]
 
 
 def detection(in_scores: Tensor, out_scores: Tensor) -> dict[str, float]:
@@ -89,12 +81,10 @@ def detection(in_scores: Tensor, out_scores: Tensor) -> dict[str, float]:
     [M] (higher: more in-distribution); ValueError if either is empty."""
     rank, is_in = _ranked(in_scores, out_scores)
     fpr, tpr, _ = binary_roc(rank, is_in)
-    return {
-        "auroc": 100.0 * float(binary_auroc(rank, is_in)),
-        "aupr_in": 100.0 * float(binary_average_precision(rank, is_in)),
-        "aupr_out": 100.0 * float(binary_average_precision(1 - rank, 1 - is_in)),
-        "fpr95": 100.0 * float(fpr[tpr >= TPR][0]),
-    }
+    return {"auroc": 100.0 * float(binary_auroc(rank, is_in)),
+            "aupr_in": 100.0 * float(binary_average_precision(rank, is_in)),
+            "aupr_out": 100.0 * float(binary_average_precision(1 - rank, 1 - is_in)),
+            "fpr95": 100.0 * float(fpr[tpr >= TPR][0])}  # fmt: skip
 
 
 def risk_coverage(confidence: Tensor, correct: Tensor) -> tuple[Tensor, Tensor]:
@@ -104,22 +94,19 @@ def risk_coverage(confidence: Tensor, correct: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(f"confidence and correct must be [N] with N >= 1, got shapes "
                          f"{tuple(confidence.shape)} and {tuple(correct.shape)}")  # fmt: skip
     order = confidence.argsort(descending=True)
-    ranked = confidence[order]
     errors = (~correct[order].bool()).double().cumsum(0)
-    accepted = torch.arange(1, len(ranked) + 1, dtype=torch.float64)
-    last = torch.ones(len(ranked), dtype=torch.bool)  # the last image of each tied group
-    last[:-1] = ranked[1:] != ranked[:-1]
-    return accepted[last] / len(ranked), errors[last] / accepted[last]
+    # images accepted down to the last of each tied group
+    accepted = torch.unique_consecutive(confidence[order], return_counts=True)[1].cumsum(0)
+    return accepted.double() / len(order), errors[accepted - 1] / accepted.double()
 
 
 def selective(confidence: Tensor, correct: Tensor) -> dict[str, float]:
     """AURC and the risk at 80% and 90% coverage (%), of confidence [N] and correct [N]."""
     coverage, risk = risk_coverage(confidence, correct)
     steps = torch.diff(coverage, prepend=coverage.new_zeros(1))
-    out = {"aurc": 100.0 * float((steps * risk).sum())}
-    for name, level in COVERAGES.items():
-        out[name] = 100.0 * float(risk[coverage >= level - 1e-12][0])
-    return out
+    return {"aurc": 100.0 * float((steps * risk).sum())} | {
+        name: 100.0 * float(risk[coverage >= level - 1e-12][0]) for name, level in COVERAGES.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -145,9 +132,8 @@ def _svhn(root: Path, download: bool) -> ImageSet:
             f'`python -c "from regionmix_utils.evaluation.ood import load_outset; '
             f"load_outset('svhn', '{root}', download=True)\"`."
         ) from err
-    labels = torch.from_numpy(data.labels).long()
     images = torch.from_numpy(np.ascontiguousarray(data.data))  # [N, 3, 32, 32]
-    return ImageSet(images, labels, tuple("0123456789"))
+    return ImageSet(images, torch.from_numpy(data.labels).long(), tuple("0123456789"))
 
 
 def _tinyimagenet(root: Path, download: bool) -> ImageSet:
@@ -171,11 +157,9 @@ OUTSETS = {
     "cifar100": OutSet("cifar100", "CIFAR-100", "near",
                        lambda root, dl: load_dataset("cifar100", root, download=dl).test,
                        lambda root: is_on_disk("cifar100", root), _NONE),
-    "tinyimagenet": OutSet(
-        "tinyimagenet", "Tiny ImageNet", "near", _tinyimagenet,
-        lambda root: is_on_disk("tinyimagenet", root),
-        {**_NONE, **dict.fromkeys(_CIFAR10_LIKE, TINYIMAGENET_CIFAR10)},
-    ),
+    "tinyimagenet": OutSet("tinyimagenet", "Tiny ImageNet", "near", _tinyimagenet,
+                           lambda root: is_on_disk("tinyimagenet", root),
+                           {**_NONE, **dict.fromkeys(_CIFAR10_LIKE, TINYIMAGENET_CIFAR10)}),
     "svhn": OutSet("svhn", "SVHN", "far", _svhn,
                    lambda root: (root / "svhn" / "test_32x32.mat").is_file(),
                    {**_NONE, "cifar100": {}, "tinyimagenet": {}}),
@@ -246,14 +230,13 @@ def out_images(name: str, dataset: str, size: tuple[int, int], n_out: int, out_s
 
 
 def ood_outcome(model: nn.Module, images: Tensor, labels: Tensor, *, outset: str, n_out: int,
-                out_seed: int, run: Run, data_dir=None) -> Outcome:  # fmt: skip
+                out_seed: int, run: Run, data_dir=None) -> registry.Outcome:  # fmt: skip
     """The model on the test images [N, 3, H, W] and ``out_images``: ``MEASURES``, logits,
     every score of every image (``in.msp``, ``out.energy``), ``out.index``, ``out.logits``."""
     out = out_images(outset, run.config.dataset, tuple(images.shape[-2:]), n_out, out_seed,
                      data_dir)  # fmt: skip
-    in_logits = predictions(model, images)[1].cpu()
-    out_logits = predictions(model, out.images.to(images.device).float() / 255)[1].cpu()
-    predicted = in_logits.argmax(1)
+    predicted, in_logits = (t.cpu() for t in registry.predictions(model, images))
+    out_logits = registry.predictions(model, out.images.to(images.device).float() / 255)[1].cpu()
     correct = predicted == labels.cpu()
     inside, outside = scores(in_logits), scores(out_logits)
     measures = {"out_images": len(out.index), "overlap_dropped": out.dropped}
@@ -262,10 +245,10 @@ def ood_outcome(model: nn.Module, images: Tensor, labels: Tensor, *, outset: str
         found = detection(inside[score], outside[score]) | selective(inside[score], correct)
         measures |= {f"{name}_{score}": value for name, value in found.items()}
         arrays |= {f"in.{score}": inside[score], f"out.{score}": outside[score]}
-    return Outcome(predicted, measures, in_logits, arrays)
+    return registry.Outcome(predicted, measures, in_logits, arrays)
 
 
-OOD = Evaluation(
+OOD = registry.register_evaluation(registry.Evaluation(
     KIND, "Out-of-distribution detection and selective classification",
     "test accuracy (%) of the runs evaluated against this out-set (AUROC, AUPR, FPR at "
     "95% TPR, AURC and the error at 80% and 90% coverage per score are in each record: "
@@ -273,16 +256,16 @@ OOD = Evaluation(
     measures=("accuracy", *MEASURES, "out_images", "overlap_dropped"),
     rerun="regionmix evaluate --kind ood --setting outset=svhn n_out=2000 out_seed=0",
     compute=ood_outcome, context=True,
-)  # fmt: skip
-register_evaluation(OOD)
+))  # fmt: skip
 
 
 def evaluate_ood(run: Run, outset: str, n_out: int = 2000, out_seed: int = 0,
                  n_images: int | None = None, data_dir=None,
                  device: str | torch.device = "cpu") -> tuple[dict, Predictions]:  # fmt: skip
     """A run against ``outset``: record and per-image values, stored (not for a bundle's)."""
-    return measure(run, KIND, n_images, data_dir, device, not (run.path / EXPORTED).exists(),
-                   outset=outset, n_out=n_out, out_seed=out_seed)  # fmt: skip
+    return registry.measure(run, KIND, n_images, data_dir, device,
+                            not (run.path / EXPORTED).exists(), outset=outset, n_out=n_out,
+                            out_seed=out_seed)  # fmt: skip
 
 
 def evaluate_runs(runs: list[Run], outsets: tuple[str, ...], n_out: int = 2000,
@@ -309,8 +292,7 @@ def ood_table(records: dict[str, list[dict]]) -> pd.DataFrame:
             row = {"method": label, "score": score}
             for r in found:
                 title = OUTSETS[r["outset"]].title
-                row[f"{title} AUROC"] = r[f"auroc_{score}"]
-                row[f"{title} FPR95"] = r[f"fpr95_{score}"]
+                row |= {f"{title} {m.upper()}": r[f"{m}_{score}"] for m in ("auroc", "fpr95")}
             row |= {"AURC": found[0][f"aurc_{score}"], "error@90%": found[0][f"risk90_{score}"]}
             rows.append(row)
     return pd.DataFrame(rows).set_index(["method", "score"]).round(1)

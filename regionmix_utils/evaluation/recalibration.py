@@ -46,8 +46,7 @@ def recalibrated_outcome(model: nn.Module, images: Tensor, labels: Tensor, *, ru
     holdout, its ``n_train`` sample), not augmented."""
     train = training_splits(run.config, data_dir).train
     net = recalibrated(model, train.images.to(images.device).float() / 255)
-    predicted, logits = registry.predictions(net, images)
-    return registry.Outcome(predicted, logits=logits)
+    return registry.clean_outcome(net, images, labels)
 
 
 RECALIBRATED = registry.register_evaluation(registry.Evaluation(

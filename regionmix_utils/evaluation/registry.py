@@ -57,8 +57,7 @@ class Evaluation:
             raise ValueError(f"kind must be a name such as 'flipped', got {self.kind!r}")
         if self.per_image != "correct":
             raise ValueError(f"per_image must be 'correct', got {self.per_image!r}")
-        overlap = set(self.keys) & {*self.measures, *COMMON_KEYS, *TIMED}
-        if overlap:
+        if overlap := set(self.keys) & {*self.measures, *COMMON_KEYS, *TIMED}:
             raise ValueError(f"evaluation {self.kind!r}: {sorted(overlap)} cannot be both a "
                              "setting and a measured value")  # fmt: skip
 
@@ -114,10 +113,9 @@ def evaluated(run: Run, spec: Evaluation, key: dict, images: Tensor, labels: Ten
     run's) on images [N, C, H, W], labels [N], plus ``options``; stored when ``store``.
     ValueError: ``compute`` returned other than one class per image [N], or measured a
     value the evaluation does not declare."""
-    if store and (found := run.find_evaluation(key)) is not None:
-        stored = run.predictions(key)
-        if stored is not None:
-            return found, stored
+    found = run.find_evaluation(key) if store else None
+    if found is not None and (stored := run.predictions(key)) is not None:
+        return found, stored
     started = time.perf_counter()
     net = (model or functools.partial(run.load_model, images.device))()
     settings = {k: v for k, v in key.items() if k not in COMMON_KEYS}
@@ -128,8 +126,7 @@ def evaluated(run: Run, spec: Evaluation, key: dict, images: Tensor, labels: Ten
     predicted, labels = outcome.predicted.cpu(), labels.cpu()
     logits = None if outcome.logits is None else outcome.logits.cpu()
     stored = Predictions.from_outputs(predicted, labels, logits, outcome.arrays)  # checks [N]
-    undeclared = sorted(set(outcome.measures) - set(spec.measures))
-    if undeclared:
+    if undeclared := sorted(set(outcome.measures) - set(spec.measures)):
         raise ValueError(f"evaluation {spec.kind!r}: compute measured {undeclared}, which "
                          f"its measures {spec.measures} do not declare")  # fmt: skip
     record = {**key, "accuracy": 100.0 * int((predicted == labels).sum()) / len(labels),

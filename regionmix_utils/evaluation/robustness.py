@@ -91,8 +91,7 @@ class AutoAttackCascade:
 
     def __call__(self, images: Tensor, labels: Tensor) -> Tensor:
         with gradients_on(), evaluating(self.model):
-            images, labels = _attack_inputs(images, labels)
-            images, labels = images.clone().detach(), labels.clone().detach()
+            images, labels = (t.clone().detach() for t in _attack_inputs(images, labels))
             adversarial = images.clone()
             with torch.no_grad():
                 robust = self.model(images).argmax(1) == labels
@@ -269,7 +268,7 @@ class AttackConfig:
     @property
     def name(self) -> str:
         """Short text for progress bars: "fgsm ε=8/255", "pgd-10 ε=8/255"."""
-        return f"{self.spec.label(self.settings()).lower()} ε={eps_text(self.eps)}"
+        return record_name(self.settings())
 
 
 def attack_configs(names: list[str], eps: list[float], steps: list[int] = (10,),
@@ -305,8 +304,7 @@ def make_attack(model: nn.Module, config: AttackConfig, num_classes: int | None 
 
 def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 500) -> float:
     """Accuracy (%) on images [N, 3, H, W] in [0, 1], in eval mode and float32."""
-    predicted, _ = predictions(model, images, batch_size)
-    return 100.0 * int((predicted == labels).sum()) / len(labels)
+    return 100.0 * int((predictions(model, images, batch_size)[0] == labels).sum()) / len(labels)
 
 
 def attack_outcome(model: nn.Module, images: Tensor, labels: Tensor, config: AttackConfig,
@@ -316,15 +314,14 @@ def attack_outcome(model: nn.Module, images: Tensor, labels: Tensor, config: Att
     and an AutoAttack's ``stages`` (else None); modes and global RNG kept; eps 0: clean."""
     devices = [images.device.index or 0] if images.is_cuda else []
     predicted = []
-    batches = zip(images.split(batch_size), labels.split(batch_size), strict=True)
-    total = -(-len(labels) // batch_size)
+    batches = list(zip(images.split(batch_size), labels.split(batch_size), strict=True))
     with evaluating(model):
         with torch.no_grad():
             num_classes = model(images[:1]).shape[1]
         attack = make_attack(model, config, num_classes)
         if config.eps == 0:
             return predictions(model, images, batch_size)[0], None
-        for x, y in progress_bar(batches, total=total, desc=config.name, disable=not progress):
+        for x, y in progress_bar(batches, desc=config.name, disable=not progress):
             with torch.random.fork_rng(devices=devices), gradients_on():
                 if config.spec.seeded:
                     torch.manual_seed(config.seed)  # PGD's start; the others reseed anyway

@@ -157,11 +157,10 @@ def compare_paired(a: Mapping[int, np.ndarray], b: Mapping[int, np.ndarray],
             float(differences[row].mean()), a_only, b_only, mcnemar_exact(a_only, b_only),
         ))  # fmt: skip
     tail = (1 - confidence) / 2
-    images = bootstrap_deltas(differences, n_resamples, seed)
-    image_low, image_high = np.quantile(images, [tail, 1 - tail])
+    image_ci = np.quantile(bootstrap_deltas(differences, n_resamples, seed), [tail, 1 - tail])
     return PairedComparison(
         tuple(per_seed), **seed_test([d.delta for d in per_seed], confidence, alternative),
-        image_low=float(image_low), image_high=float(image_high), confidence=confidence,
+        image_low=float(image_ci[0]), image_high=float(image_ci[1]), confidence=confidence,
         n_resamples=n_resamples,
     )  # fmt: skip
 
@@ -183,8 +182,7 @@ def paired_correct(runs_a: Mapping[int, Any], runs_b: Mapping[int, Any],
     sides = {"a": runs_a, "b": runs_b}
     found = {(side, s): runs[s].predictions(settings) for side, runs in sides.items()
              for s in seeds}  # fmt: skip
-    missing = [sides[side][s] for (side, s), p in found.items() if p is None]
-    if missing:
+    if missing := [sides[side][s] for (side, s), p in found.items() if p is None]:
         raise MissingPredictions(missing, settings)
     for s in seeds:
         if found["a", s].labels_hash != found["b", s].labels_hash:

@@ -23,11 +23,9 @@ LINE_NAMES = {  # column -> value -> legend entry of ``_metric_against_k``
     "clean_ce": {True: "with clean CE", False: "w/o clean CE"},
     "lam_mode": {"batch": "λ per tile (Algorithm 1)", "sample": "λ per tile and sample"},
 }
-CE_ARMS = {  # (clean_ce, matched_compute) -> a bar of ``ce_figure``
-    (True, False): "with the clean CE term",
-    (False, False): "without the clean CE term",
-    (False, True): "without it, a second mixed pass instead",
-}
+# (clean_ce, matched_compute) -> a bar of ``ce_figure``
+CE_ARMS = {(True, False): "with the clean CE term", (False, False): "without the clean CE term",
+           (False, True): "without it, a second mixed pass instead"}  # fmt: skip
 
 
 def _metric_against_k(ax, frame, metric: str, how: str, by: str, alpha: float) -> None:

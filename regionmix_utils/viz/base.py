@@ -91,8 +91,6 @@ class Explorer:
         can hang on widget messages (jupyter/nbclient#312)."""
         if headless():
             return self.figure
-        layout = widgets.Layout(max_width="100%", height="auto")
-        self._image = widgets.Image(format="png", layout=layout)
-        rows = self.controls()
+        self._image = widgets.Image(format="png", layout={"max_width": "100%", "height": "auto"})
         self.redraw()
-        return widgets.VBox([*rows, self._image])
+        return widgets.VBox([*self.controls(), self._image])

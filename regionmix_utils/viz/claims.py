@@ -34,8 +34,7 @@ def claims_forest(cells: pd.DataFrame, title: str | None = None) -> Figure:
         labels.append(f"{', '.join(where)}\n{versus}")
     # each row as tall as its label (inches), so that no label overlaps the next
     heights = np.array([0.16 * (label.count("\n") + 1) + 0.3 for label in labels])
-    centres = np.cumsum(heights) - heights / 2
-    y = centres[-1] - centres + heights[-1] / 2  # the first row on top
+    y = heights.sum() - np.cumsum(heights) + heights / 2  # each row's centre, the first on top
     fig, ax = plt.subplots(figsize=(10, heights.sum() + 1.5), layout="tight")
     for row, height in zip(rows.itertuples(), y, strict=True):
         colour = VERDICT_COLOURS.get(row.verdict, "grey")

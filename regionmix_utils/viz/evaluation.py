@@ -119,11 +119,9 @@ def comparison_figure(tables: Sequence) -> Figure:
         axes[0].set_ylabel("accuracy (%)")
         for ax in axes[len(rows) :]:
             ax.set_visible(False)
-    handles = [plt.Line2D([], [], marker="o", ls="", color="C0",
-                          label="ours (mean ± std over seeds)"),
-               plt.Line2D([], [], marker="s", ls="", mfc="white", color="C1",
-                          label="paper (3 runs)")]  # fmt: skip
-    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
+    ours = plt.Line2D([], [], marker="o", ls="", color="C0", label="ours (mean ± std over seeds)")
+    paper = plt.Line2D([], [], marker="s", ls="", mfc="white", color="C1", label="paper (3 runs)")
+    fig.legend(handles=[ours, paper], loc="outside lower center", ncols=2, fontsize=8)
     return fig
 
 

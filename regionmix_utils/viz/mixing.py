@@ -103,8 +103,6 @@ def mixing_figure(images: Tensor, results: dict[str, MixedBatch], classes: Seque
             # CutMix paired with itself pastes the image onto itself: nothing to outline;
             # ResizeMix paired with itself still pastes a shrunk copy: outlined, dashed.
             pasted = not torch.equal(mixed.images[col], images[col])
-            if one_partner and self_paired:
-                caption = f"self-paired: {caption}"
             if mixed.mask is not None and pasted:
                 mask = mixed.mask.float().cpu().numpy()
                 if mask.min() < mask.max():
@@ -115,7 +113,8 @@ def mixing_figure(images: Tensor, results: dict[str, MixedBatch], classes: Seque
                 _draw_grid(ax, edges := _edges(mixed, *images.shape[2:]))
                 if mixed.lam.shape[0] * mixed.lam.shape[1] <= 4:
                     _label_tiles(ax, edges, partial(_tile_text, mixed, sample=col), 8)
-            ax.set_xlabel(caption, fontsize=8)
+            ax.set_xlabel(("self-paired: " if one_partner and self_paired else "") + caption,
+                          fontsize=8)  # fmt: skip
         # wrapped: rotated beside a row of 32-pixel images, a longer line runs past its row
         axes[row, 0].set_ylabel(textwrap.fill(title, 20, break_on_hyphens=False), fontsize=9)
     return fig
@@ -124,8 +123,7 @@ def mixing_figure(images: Tensor, results: dict[str, MixedBatch], classes: Seque
 def mixing_story(images: Tensor, mixed: MixedBatch, classes: Sequence[str], labels: Tensor,
                  sample: int = 0) -> Figure:  # fmt: skip
     """x_A, its partners (CutMix: partner and box), x~ and y~ of a sample, images [B, 3, H, W]."""
-    fig, axes = panels(1, 4, 3.25, 3.5, width_ratios=[1, 1, 1, 1.5])
-    axes = axes[0]
+    fig, (axes,) = panels(1, 4, 3.25, 3.5, width_ratios=[1, 1, 1, 1.5])
     show(axes[0], images[sample])
     axes[0].set_title(f"x_A: #{sample}, {classes[int(labels[sample])]}", fontsize=10)
     show(axes[2], mixed.images[sample])
@@ -239,22 +237,16 @@ class MixingExplorer(Explorer):
         side = min(self.images.shape[2:])
         grid = widgets.ToggleButtons(options=[("k x k grid", False), ("random grid", True)],
                                      value=self.random_grid, description="regions")  # fmt: skip
-        k = widgets.IntSlider(value=self.k, min=1, max=min(side, 16), description="k",
-                              disabled=self.random_grid)  # fmt: skip
+        k = widgets.IntSlider(value=self.k, min=1, max=min(side, 16), description="k")
         min_side = widgets.IntSlider(value=self.min_side, min=1, description="min side",
-                                     max=max(self.min_side, side // max(self.sides)),
-                                     disabled=not self.random_grid)  # fmt: skip
+                                     max=max(self.min_side, side // max(self.sides)))  # fmt: skip
         alpha = widgets.FloatLogSlider(value=self.alpha, base=10, min=-2, max=1, description="α",
                                        readout_format=".3g")  # fmt: skip
         button = widgets.Button(description="resample")
         button.on_click(self.resample)
-
-        def on_grid(random_grid: bool) -> None:
-            k.disabled, min_side.disabled = random_grid, not random_grid
-            self.update(random_grid=random_grid)
-
-        grid.observe(lambda change: on_grid(change["new"]), names="value")
-        self.bind(min_side=min_side, k=k, alpha=alpha)
+        widgets.dlink((grid, "value"), (k, "disabled"))  # set now, and on each change
+        widgets.dlink((grid, "value"), (min_side, "disabled"), lambda random_grid: not random_grid)
+        self.bind(random_grid=grid, min_side=min_side, k=k, alpha=alpha)
         return [widgets.HBox([grid, min_side]), widgets.HBox([k, alpha, button])]
 
 

@@ -48,8 +48,6 @@ class LiveCurves:
 
     def __call__(self, record: dict) -> None:
         self.rows.append(record)
-        if self.figure is not None:
-            plt.close(self.figure)
         self.figure = training_curves({self.label: self.rows}, self.epochs)
         title = f"epoch {record['epoch']}" + (f" of {self.epochs}" if self.epochs else "")
         title += f": loss {record['train_loss']:.3f}"
