@@ -1,7 +1,5 @@
 """Ablations beyond the paper (notebook 06): k x α, clean CE x k, random regions, λ modes."""
 
-from __future__ import annotations
-
 import dataclasses
 
 import pandas as pd
@@ -15,9 +13,8 @@ AGGREGATIONS = ("mean", "median", "min", "max")
 RANDOM = "random"  # the k of Stochastic Region Mixup in tables and plots
 
 
-def ablation_configs(
-    datasets, k_values, alphas, seeds, base: TrainConfig | None = None, lam_modes=("batch",)
-) -> list[TrainConfig]:
+def ablation_configs(datasets, k_values, alphas, seeds, base: TrainConfig | None = None,
+                     lam_modes=("batch",)) -> list[TrainConfig]:  # fmt: skip
     """Runs on ``base`` (default the paper's recipe): Region Mixup at every k x α, at every k
     without the clean CE and with each non-"batch" ``lam_modes``; ``region-random``."""
     base = base or TrainConfig()
@@ -50,12 +47,11 @@ def ablation_frame(runs: list[Run], fgsm_eps: float = DEFAULT_EPS) -> pd.DataFra
         best = max(fgsm, key=lambda r: r["n_images"]) if fgsm else None
         # Mixup keeps the default k in its config, which it does not read: it is k = 1.
         k = {"region-random": RANDOM, "mixup": "1"}.get(config.method, str(config.k))
-        rows.append({
-            "dataset": config.dataset, "method": config.method, "k": k,
-            "alpha": config.alpha, "clean_ce": config.clean_ce, "lam_mode": config.lam_mode,
-            **dict(config.params), "seed": config.seed, "test_acc": run.accuracy(),
-            "fgsm": best["accuracy"] if best else float("nan"),
-        })  # fmt: skip
+        rows.append({"dataset": config.dataset, "method": config.method, "k": k,
+                     "alpha": config.alpha, "clean_ce": config.clean_ce,
+                     "lam_mode": config.lam_mode, **dict(config.params), "seed": config.seed,
+                     "test_acc": run.accuracy(),
+                     "fgsm": best["accuracy"] if best else float("nan")})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -86,9 +86,8 @@ class Claim:
 def side(spec: str) -> tuple[str, bool, bool]:
     """(method, clean_ce, matched_compute): "region" -> ("region", True, False);
     "region/no-ce" -> (.., False, False); "region/no-ce-2mix" -> (.., False, True)."""
-    if spec.endswith(MATCHED):
-        return spec[: -len(MATCHED)], False, True
-    return (spec[: -len(NO_CE)], False, False) if spec.endswith(NO_CE) else (spec, True, False)
+    method = spec.removesuffix(MATCHED).removesuffix(NO_CE)
+    return method, method == spec, spec.endswith(MATCHED)  # no suffix: with the clean CE term
 
 
 def paper_claims() -> list[Claim]:

@@ -1,8 +1,6 @@
 """The ``regionmix`` command. Options come from the declarations (config fields, method
 settings, registries); modules in ``$REGIONMIX_PLUGINS`` are imported first."""
 
-from __future__ import annotations
-
 import argparse
 import contextlib
 import dataclasses
@@ -17,31 +15,15 @@ from pathlib import Path
 
 import matplotlib  # loaded with the figures (viz), drawn off-screen
 
-from regionmix_utils import results, sweeps
+from regionmix_utils import data, demo, methods, progress, results, sweeps, viz
 from regionmix_utils import study as studies
 from regionmix_utils.config import TrainConfig, quick_config
-from regionmix_utils.data import data_root, dataset_names, get_dataset, load_dataset
-from regionmix_utils.demo import run_demo
-from regionmix_utils.evaluation import corruptions, robustness
-from regionmix_utils.evaluation.calibration import evaluate_calibration
-from regionmix_utils.evaluation.cam import cam_maps, score_maps
-from regionmix_utils.evaluation.masking import flags_text, masking_check
-from regionmix_utils.evaluation.registry import evaluate, evaluation_kinds, get_evaluation
-from regionmix_utils.methods import (
-    SETTINGS,
-    declaration,
-    get_method,
-    method_names,
-    methods,
-    setting_names,
-)
-from regionmix_utils.progress import progress
+from regionmix_utils.evaluation import calibration, cam, corruptions, masking, registry, robustness
 from regionmix_utils.report import study_report, update_readme, write_study_report
 from regionmix_utils.runs import ACCURACY_CHOICES, find_runs
 from regionmix_utils.train import resolve_device, train
-from regionmix_utils.viz import cam_figure, comparison_figure
 
-_PER_COMMAND = ("dataset", "method", "seed", "params", "plan", *SETTINGS)  # not options
+_PER_COMMAND = ("dataset", "method", "seed", "params", "plan", *methods.SETTINGS)  # not options
 
 
 def _fraction(text: str) -> float:
@@ -88,8 +70,8 @@ def _field_option(parser: argparse.ArgumentParser, field: dataclasses.Field, hin
 
 def _setting_option(parser: argparse.ArgumentParser, name: str, several: bool) -> None:
     """A method setting's option; a sweep takes several values."""
-    setting = declaration(name)
-    readers = ", ".join(m.name for m in methods() if name in m.setting_names) or "none"
+    setting = methods.declaration(name)
+    readers = ", ".join(m.name for m in methods.methods() if name in m.setting_names) or "none"
     parser.add_argument(
         f"--{name.replace('_', '-')}", type=setting.type,
         nargs="+" if several or setting.several else None,
@@ -112,7 +94,7 @@ def _common(runs_dir: str | None = "runs") -> argparse.ArgumentParser:
 def _run_options(several: bool) -> argparse.ArgumentParser:
     """Every ``TrainConfig`` field and method setting, as options."""
     parent = argparse.ArgumentParser(add_help=False, parents=[_common()])
-    for name in setting_names():
+    for name in methods.setting_names():
         _setting_option(parent, name, several)
     hints = typing.get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
@@ -126,19 +108,18 @@ def _config(args, dataset: str, method: str, seed: int, **settings) -> TrainConf
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
               if f.name not in _PER_COMMAND}  # fmt: skip
     used = (method, *(entry.partition(":")[0] for entry in args.switch))
-    own = {name for m in used for name in get_method(m).params}
+    own = {name for m in used for name in methods.get_method(m).params}
     config = TrainConfig(
         **values, dataset=dataset, method=method, seed=seed,
-        **{name: value for name, value in settings.items() if name in SETTINGS},
-        params={name: value for name, value in settings.items() if name in own},
-    )  # fmt: skip
+        **{name: value for name, value in settings.items() if name in methods.SETTINGS},
+        params={name: value for name, value in settings.items() if name in own})  # fmt: skip
     return quick_config(config) if config.quick else config
 
 
 def sweep_configs(args) -> list[TrainConfig]:
     """datasets x methods x setting values x seeds, normalised and deduplicated."""
-    names = setting_names()
-    values = [[tuple(getattr(args, n))] if declaration(n).several else getattr(args, n)
+    names = methods.setting_names()
+    values = [[tuple(getattr(args, n))] if methods.declaration(n).several else getattr(args, n)
               for n in names]  # fmt: skip
     grid = itertools.product(args.datasets, args.methods, *values, args.seeds)
     configs = [_config(args, dataset, method, seed, **dict(zip(names, combo, strict=True)))
@@ -147,7 +128,7 @@ def sweep_configs(args) -> list[TrainConfig]:
 
 
 def _cmd_train(args) -> None:
-    settings = {name: getattr(args, name) for name in setting_names()}
+    settings = {name: getattr(args, name) for name in methods.setting_names()}
     config = _config(args, args.dataset, args.method, args.seed, **settings)
     result = train(config, args.runs_dir, args.data_dir, args.device, progress=not args.no_progress)
     state = "already finished" if result.skipped else "finished"
@@ -173,7 +154,7 @@ def _cmd_sweep(args) -> int:
     if workers > 1:
         if args.download:  # once, before the workers would race for it
             for dataset in dict.fromkeys(c.dataset for c in configs):
-                load_dataset(dataset, args.data_dir, download=True, n_train=1, n_test=1)
+                data.load_dataset(dataset, args.data_dir, download=True, n_train=1, n_test=1)
         print(f"{len(configs)} runs on {workers} workers")
         argv = [*args.argv, "--workers", "1", "--no-progress"]  # argparse takes the last value
         return sweeps.run_workers(argv, workers, configs, args.runs_dir, not args.no_progress)
@@ -196,12 +177,11 @@ def _cmd_study(args) -> int:
         return 0
     print(f"study {study.name}: {len(configs)} runs ({study.describe()}) under {runs_dir}, "
           f"{args.workers} worker(s)")  # fmt: skip
-    # the study's time sums its invocations, each written as it runs: a kill loses a minute
-    timing = (contextlib.nullcontext(time.time()) if args.as_worker
-              else studies.timed(runs_dir, args.workers))  # fmt: skip
-    with timing as started:
+    if args.as_worker:
         code = _study_invocation(args, study, runs_dir, configs)
-    if not args.as_worker:
+    else:  # the study's time sums its invocations, each written as it runs: a kill loses a minute
+        with studies.timed(runs_dir, args.workers) as started:
+            code = _study_invocation(args, study, runs_dir, configs)
         total = studies.study_timing(runs_dir)
         print(
             f"study {study.name}: this invocation {time.time() - started:.0f} s; the study "
@@ -256,11 +236,11 @@ def _cmd_report(args) -> None:
 
 
 def _cmd_download(args) -> None:
-    root = data_root(args.data_dir)
+    root = data.data_root(args.data_dir)
     print(f"data folder: {root}")
     for name in args.datasets:
         print(corruptions.download_corruptions(name, root) if name in corruptions.SOURCES
-              else f"{name}: {get_dataset(name).download(root)}")  # fmt: skip
+              else f"{name}: {data.get_dataset(name).download(root)}")  # fmt: skip
 
 
 def _finished_runs(args) -> list:
@@ -273,7 +253,7 @@ def _finished_runs(args) -> list:
 def _cmd_calibration(args) -> None:
     device = resolve_device(args.device)
     for run in _finished_runs(args):
-        r = evaluate_calibration(run, args.n_images, args.data_dir, device)
+        r = calibration.evaluate_calibration(run, args.n_images, args.data_dir, device)
         scaled = ("" if r["temperature"] is None
                   else f"; T = {r['temperature']:.2f}: ECE {r['ece_scaled']:.2f}%")  # fmt: skip
         print(f"{run.path} ({r['n_images']} test images): ECE {r['ece']:.2f}%, NLL "
@@ -293,10 +273,11 @@ def _setting(word: str) -> tuple[str, int | float | str]:
 
 def _cmd_evaluate(args) -> None:
     device, settings = resolve_device(args.device), dict(args.setting)
-    for run in progress(_finished_runs(args), desc=args.kind, disable=args.no_progress):
-        r = evaluate(run, args.kind, args.n_images, args.data_dir, device, **settings)
+    measures = registry.get_evaluation(args.kind).measures
+    for run in progress.progress(_finished_runs(args), desc=args.kind, disable=args.no_progress):
+        r = registry.evaluate(run, args.kind, args.n_images, args.data_dir, device, **settings)
         said = ", ".join(f"{args.kind} {r[m]:.2f}%" if m == "accuracy" else f"{m} {r[m]:.4g}"
-                         for m in get_evaluation(args.kind).measures if m in r)  # fmt: skip
+                         for m in measures if m in r)  # fmt: skip
         print(f"{run.path} ({r['n_images']} test images): {said}")
 
 
@@ -310,11 +291,9 @@ def _cmd_corruptions(args) -> None:
             "the corrupted test sets exist for those datasets only"
         )
     for run in runs:
-        records = corruptions.evaluate_corruptions(
+        summary = corruptions.summarise_corruptions(corruptions.evaluate_corruptions(
             run, tuple(args.corruptions), tuple(args.severities), args.n_images, args.data_dir,
-            device, not args.no_progress,
-        )  # fmt: skip
-        summary = corruptions.summarise_corruptions(records)
+            device, not args.no_progress))  # fmt: skip
         print(f"{run.path}: {', '.join(f'{k} {v:.2f}%' for k, v in summary.items())}")
 
 
@@ -331,8 +310,8 @@ def _cmd_attack(args) -> None:
             scores = ", ".join(f"{robustness.record_name(r)}: {r['accuracy']:.2f}%"
                                for r in records if r["n_images"] == n_images)  # fmt: skip
             print(f"{run.path} ({n_images} test images): {scores}")
-        flags = masking_check(run.evaluations())["flags"]
-        print(f"{run.path}: gradient-masking flags (see Table 7): {flags_text(flags)}")
+        flags = masking.masking_check(run.evaluations())["flags"]
+        print(f"{run.path}: gradient-masking flags (see Table 7): {masking.flags_text(flags)}")
 
 
 def _cmd_cam(args) -> None:
@@ -344,21 +323,21 @@ def _cmd_cam(args) -> None:
         raise FileNotFoundError(f"no finished {'quick ' * args.quick}{args.dataset} runs with "
                                 f"seed {args.seed} and the clean CE term under {args.runs_dir}"
                                 f"{hint}")  # fmt: skip
-    test = load_dataset(args.dataset, args.data_dir, n_train=1, n_test=args.n_images).test
+    test = data.load_dataset(args.dataset, args.data_dir, n_train=1, n_test=args.n_images).test
     images, labels = test.images.float() / 255, test.labels
     device = resolve_device(args.device)  # grad-cam moves each batch to the model's device
     maps = {}
     for run in runs:
         label = results.column_label(run.config)
-        maps[label] = cam_maps(run.load_model(device), images,
-                               labels if args.explain == "true" else None)  # fmt: skip
+        maps[label] = cam.cam_maps(run.load_model(device), images,
+                                   labels if args.explain == "true" else None)  # fmt: skip
         if test.boxes is not None:
-            s = score_maps(maps[label], test.boxes)
+            s = cam.score_maps(maps[label], test.boxes)
             print(f"{label}: energy in box {s['energy_in_box']:.3f}, pointing game "
                   f"{s['pointing_game']:.3f} (blank maps, scored as misses: {s['blank_maps']} "
                   f"of {s['n_maps']})")  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    cam_figure(images, maps, test.boxes).savefig(args.out, dpi=100)
+    viz.cam_figure(images, maps, test.boxes).savefig(args.out, dpi=100)
     print(f"figure: {args.out}")
 
 
@@ -373,24 +352,23 @@ def _cmd_table(args) -> None:
             raise ValueError(f"all {n_quick} runs under {args.runs_dir} are quick runs; add "
                              "--include-quick to tabulate them")  # fmt: skip
     export = results.to_latex if args.format == "latex" else results.to_markdown
-    if args.compare:
-        comparison = results.compare(runs, args.compare, args.runs_dir)
-        print(f"{comparison.caption}\n\n{export(comparison.frame)}\n")
-        return
-    tables = results.paper_tables(runs, accuracy=args.accuracy)
+    tables = ([results.compare(runs, args.compare, args.runs_dir)] if args.compare
+              else results.paper_tables(runs, accuracy=args.accuracy))  # fmt: skip
     for table in tables:
         print(f"{table.caption}\n\n{export(table.frame)}\n")
+    if args.compare:
+        return
     if n_quick and not args.include_quick:
         print(f"({n_quick} quick run(s) left out; --include-quick adds them)")
     if args.figure:
         matplotlib.use("Agg")
         Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-        comparison_figure(tables).savefig(args.figure, dpi=120)
+        viz.comparison_figure(tables).savefig(args.figure, dpi=120)
         print(f"figure: {args.figure}")
 
 
 def _cmd_demo(args) -> None:
-    run_demo(Path(args.out), quick_epochs=args.epochs, progress=not args.no_progress)
+    demo.run_demo(Path(args.out), quick_epochs=args.epochs, progress=not args.no_progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -407,17 +385,17 @@ def build_parser() -> argparse.ArgumentParser:
     def n_images(p, default=None, help="default: the whole test split") -> None:
         p.add_argument("--n-images", type=int, default=default, help=help)
 
-    method_help = "; ".join(f"{m.name}: {m.help}" for m in methods())
+    method_help = "; ".join(f"{m.name}: {m.help}" for m in methods.methods())
     p = command("train", _cmd_train, "train (or resume) one run", _run_options(several=False))
-    p.add_argument("--dataset", required=True, choices=dataset_names())
-    p.add_argument("--method", required=True, choices=method_names(), help=method_help)
+    p.add_argument("--dataset", required=True, choices=data.dataset_names())
+    p.add_argument("--method", required=True, choices=methods.method_names(), help=method_help)
     p.add_argument("--seed", type=int, default=0)
 
     p = command("sweep", _cmd_sweep, "train datasets x methods x settings x seeds",
                 _run_options(several=True))  # fmt: skip
-    p.add_argument("--datasets", nargs="+", required=True, choices=dataset_names())
+    p.add_argument("--datasets", nargs="+", required=True, choices=data.dataset_names())
     p.add_argument("--methods", nargs="+", default=["cutmix", "mixup", "region"],
-                   choices=method_names(), help=method_help)  # fmt: skip
+                   choices=methods.method_names(), help=method_help)  # fmt: skip
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--workers", type=int, default=None, help="worker processes sharing the runs "
                    "(default: one per visible GPU, else 1)")  # fmt: skip
@@ -430,9 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("study", _cmd_study, "train and evaluate a named study (resumable), and "
                 "export its bundle", _common(runs_dir=None))  # fmt: skip
     p.add_argument("name", choices=studies.STUDIES.names())
-    p.add_argument("--dataset", default=None, choices=["cifar10-subset", "cifar10"],
-                   help="the study's own (default), or the full CIFAR-10 sampled to the "
-                   "same sizes")  # fmt: skip
+    p.add_argument("--dataset", choices=["cifar10-subset", "cifar10"], help="the study's own "
+                   "(default), or the full CIFAR-10 sampled to the same sizes")  # fmt: skip
     p.add_argument("--workers", type=_positive_int, default=1,
                    help="processes sharing the runs (2 on a 2-core CPU)")  # fmt: skip
     p.add_argument("--export", default=None, metavar="DIR",
@@ -451,12 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "Table 1 and its verdicts between this README's markers")  # fmt: skip
 
     p = command("attack", _cmd_attack, "accuracy under attack of every finished run", _common())
-    attacks, defaults = robustness.ATTACKS, robustness.AttackConfig
-    p.add_argument(
-        "--attack", nargs="+", default=["paper"], choices=[*attacks, *robustness.PRESETS],
-        help="; ".join([f"{a.name}: {a.help}" for a in attacks.values()] + [
-            f"{name}: {robustness.preset_text(name)}" for name in robustness.PRESETS]),
-    )  # fmt: skip
+    attacks, presets, defaults = robustness.ATTACKS, robustness.PRESETS, robustness.AttackConfig
+    p.add_argument("--attack", nargs="+", default=["paper"], choices=[*attacks, *presets],
+                   help="; ".join([f"{a.name}: {a.help}" for a in attacks.values()] + [
+                       f"{name}: {robustness.preset_text(name)}" for name in presets]))  # fmt: skip
     p.add_argument("--eps", type=_fraction, nargs="+", default=[defaults.eps],
                    help="pixel units, e.g. 8/255; several make a sweep")  # fmt: skip
     p.add_argument("--steps", type=_positive_int, nargs="+", default=[defaults.steps],
@@ -475,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     n_images(p)
 
     p = command("cam", _cmd_cam, "Grad-CAM++ maps of each configuration's run", _common())
-    p.add_argument("--dataset", required=True, choices=dataset_names())
+    p.add_argument("--dataset", required=True, choices=data.dataset_names())
     p.add_argument("--seed", type=int, default=0)
     n_images(p, 16, None)
     p.add_argument("--explain", default="true", choices=["true", "predicted"],
@@ -499,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "scaling) of every run", _common())  # fmt: skip
     n_images(p)
 
-    kinds = [get_evaluation(k) for k in evaluation_kinds() if get_evaluation(k).compute]
+    kinds = [e for e in map(registry.get_evaluation, registry.evaluation_kinds()) if e.compute]
     p = command("evaluate", _cmd_evaluate, "a registered evaluation of every finished run",
                 _common())  # fmt: skip
     p.add_argument("--kind", required=True, choices=[e.kind for e in kinds],
@@ -511,8 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("corruptions", _cmd_corruptions, "accuracy under common corruptions of every "
                 "run", _common())  # fmt: skip
-    p.add_argument("--dataset", default=None,
-                   choices=sorted(s.clean for s in corruptions.SOURCES.values()),
+    p.add_argument("--dataset", choices=sorted(s.clean for s in corruptions.SOURCES.values()),
                    help="only this dataset's runs (default: those with a -C set)")  # fmt: skip
     p.add_argument("--corruptions", nargs="+", default=list(corruptions.BENCHMARK),
                    choices=corruptions.BENCHMARK)  # fmt: skip
@@ -521,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     n_images(p)
 
     p = command("download", _cmd_download, "download datasets into --data-dir")
-    fetched = [n for n in dataset_names() if get_dataset(n).download]
+    fetched = [n for n in data.dataset_names() if data.get_dataset(n).download]
     p.add_argument("datasets", nargs="+", choices=[*fetched, *corruptions.SOURCES])
     p.add_argument("--data-dir", default=None)
 

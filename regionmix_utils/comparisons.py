@@ -1,7 +1,5 @@
 """Paired comparisons from per-image predictions (``compare``), verdicts on claims (``judge``)."""
 
-from __future__ import annotations
-
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -11,15 +9,7 @@ import numpy as np
 import pandas as pd
 
 from regionmix_utils import records
-from regionmix_utils.claims import (
-    MATCHED,
-    NO_CE,
-    Claim,
-    claims_between,
-    paper_claims,
-    side,
-    status,
-)
+from regionmix_utils.claims import MATCHED, NO_CE, Claim, claims_between, paper_claims, side, status
 from regionmix_utils.config import recipe_differences
 from regionmix_utils.evaluation import statistics
 from regionmix_utils.evaluation.registry import RECORD_KINDS, evaluation_kinds, get_evaluation
@@ -41,9 +31,7 @@ def _pairs(runs: pd.DataFrame, a: str, b: str) -> list[tuple[str, dict, dict]]:
     """(dataset, seed -> Run of A, seed -> Run of B) per pair with the same recipe."""
 
     def matching(spec: str) -> pd.DataFrame:
-        method, clean_ce, matched = side(spec)
-        found = runs[(runs["method"] == method) & (runs["clean_ce"] == clean_ce)
-                     & (runs["matched_compute"] == matched)]  # fmt: skip
+        found = runs[(runs[["method", "clean_ce", "matched_compute"]] == [*side(spec)]).all(axis=1)]
         return found if not found.empty else runs[runs["label_ce"] == spec]
 
     def recipe(rows: pd.DataFrame) -> tuple:
@@ -114,8 +102,7 @@ def _row(dataset, runs_a, runs_b, group, claim: Claim | None, runs_dir, evaluate
         "paper_regime": paper_regime, **dict.fromkeys(_NUMBERS, nan), "plan": "", "verdict": "",
         "sided": claim.sided if claim else "two-sided", "declared": claim and claim.declared,
         "status": "" if claim is None or claim.source == "paper" else
-                  status(claim, [*runs_a.values(), *runs_b.values()]),
-    }  # fmt: skip
+                  status(claim, [*runs_a.values(), *runs_b.values()])}  # fmt: skip
     if not evaluated:
         return row | {"verdict": f"not evaluated: run {_rerun_hint(claim.kind, runs_dir)}"}
     a, b = {}, {}
@@ -130,14 +117,12 @@ def _row(dataset, runs_a, runs_b, group, claim: Claim | None, runs_dir, evaluate
         return row | {"verdict": f"no per-image predictions in {len(missing.runs)} run(s): "
                                  f"re-run {hint} for paired numbers"}  # fmt: skip
     alternative = claim.alternative if claim else "two-sided"
-    result = statistics.compare_paired(a, b, n_resamples=COMPARE_RESAMPLES,
-                                       alternative=alternative)  # fmt: skip
+    result = statistics.compare_paired(a, b, n_resamples=COMPARE_RESAMPLES, alternative=alternative)
     return row | {
+        **{f"mean_{x}": float(np.mean([getattr(s, x) for s in result.per_seed])) for x in "ab"},
         "delta": result.delta, "low": result.low, "high": result.high, "p": result.p_value,
         "p_signflip": result.p_signflip, "image_low": result.image_low, "_result": result,
-        "image_high": result.image_high, "seed_sd": result.seed_sd,
-        **{f"mean_{x}": float(np.mean([getattr(s, x) for s in result.per_seed])) for x in "ab"},
-    }  # fmt: skip
+        "image_high": result.image_high, "seed_sd": result.seed_sd}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -202,19 +187,16 @@ def compare(runs: pd.DataFrame, spec: str, runs_dir: str = "runs",
             f"recipe, but no evaluation record both sides have to compare {spec!r} on: run {clean}"
             " (clean test accuracy with each image's prediction), or on both sides: "
             f"{', '.join(h for h in others if h != clean)}, `regionmix attack --attack ATTACK "
-            f"--runs-dir {runs_dir}` (ATTACK: {', '.join(attacks)})"
-        )
+            f"--runs-dir {runs_dir}` (ATTACK: {', '.join(attacks)})")  # fmt: skip
     return _comparison(rows, level, f"{spec!r} on the same dataset and recipe")
 
 
 def _comparison(rows: list[dict], level: float, asked: str) -> Comparison:
     """Holm over the rows that judge a claim, verdicts, and the seeds an unresolved needs."""
     if not rows:
-        raise ValueError(
-            f"no runs of both sides of {asked} (sides: a method such as region, with "
-            f"{NO_CE} for runs without the clean CE term, {MATCHED} for those with a second "
-            "mixed pass in its place)"
-        )
+        raise ValueError(f"no runs of both sides of {asked} (sides: a method such as region, "
+                         f"with {NO_CE} for runs without the clean CE term, {MATCHED} for those "
+                         "with a second mixed pass in its place)")  # fmt: skip
     results = [row.pop("_result", None) for row in rows]
     cells = pd.DataFrame(rows)
     # One seed gives no t-test (p NaN): such a row has no verdict, and is not in a family.
@@ -250,16 +232,14 @@ def _comparison(rows: list[dict], level: float, asked: str) -> Comparison:
                 effect, row["seed_sd"], int(row["seeds"]), level / family, POWER).text  # fmt: skip
     declared = cells["direction"].notna()
     paper = cells["source"].eq("paper") & declared
-    text = caption(
-        "comparison", level=f"{level:g}", resamples=COMPARE_RESAMPLES, power=POWER,
-        seeds=int(cells["seeds"].max()), family=int(claimed.sum()), paper=paper.any(),
-        named=[f"the {s} study's" if s != "paper" else "the paper's"
-               for s in sorted(set(cells.loc[declared, "source"]))],
-        corruptions=cells["metric"].str.startswith("common corruptions").any(),
-        stands=[(records.dataset_title(d), records.dataset_title(PAPER_DATASET[d]))
-                for d in sorted(set(cells.loc[paper, "dataset"]) & set(PAPER_DATASET))],
-        statuses=cells["status"].ne("").any(),
-    )  # fmt: skip
+    text = caption("comparison", level=f"{level:g}", resamples=COMPARE_RESAMPLES, power=POWER,
+                   seeds=int(cells["seeds"].max()), family=int(claimed.sum()), paper=paper.any(),
+                   named=[f"the {s} study's" if s != "paper" else "the paper's"
+                          for s in sorted(set(cells.loc[declared, "source"]))],
+                   corruptions=cells["metric"].str.startswith("common corruptions").any(),
+                   stands=[(records.dataset_title(d), records.dataset_title(PAPER_DATASET[d]))
+                           for d in sorted(set(cells.loc[paper, "dataset"]) & set(PAPER_DATASET))],
+                   statuses=cells["status"].ne("").any())  # fmt: skip
     return Comparison(text, _frame(cells), cells, level)
 
 
@@ -275,8 +255,7 @@ def _frame(cells: pd.DataFrame) -> pd.DataFrame:
     def interval(low, high):
         return "" if pd.isna(low) else f"[{_signed(low)}, {_signed(high)}]"
 
-    number, signed = text(lambda v: f"{v:.2f}"), text(_signed)
-    p = text(p_text)
+    number, signed, p = text(lambda v: f"{v:.2f}"), text(_signed), text(p_text)
     claimed = cells["direction"].notna()
     frame = pd.DataFrame({
         "paper table": cells["table"].map(text(lambda t: str(int(t)))),

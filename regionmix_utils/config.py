@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -92,8 +91,7 @@ class TrainConfig:
                              f"got clean_ce={self.clean_ce}, method={self.method!r}")  # fmt: skip
         object.__setattr__(self, "params", _own_params(self.params, method, self.switch))
         used = [method, *(get_method(name) for name, _ in self.switch)]
-        reads = {s for m in used for s in m.reads}
-        reset = [s for s in SETTINGS if s not in reads]  # fields no method reads
+        reset = [s for s in SETTINGS if not any(s in m.reads for m in used)]
         if not any(m.mixes for m in used):
             reset += ["clean_ce", "concat_forward", "matched_compute", "mix_prob", "mix_off_epoch"]
         if any(m.in_model for m in used):  # mixed inside the forward pass: no [x_A; x~] batch
@@ -154,7 +152,7 @@ def _plain(value: Any) -> Any:
 def _own_params(params, method, switch) -> tuple[tuple[str, Any], ...]:
     """``params`` checked by the run's method (refusing undeclared names) and those it switches
     to (``Method.check_params``), defaults filled in."""
-    values = dict(params.items() if isinstance(params, Mapping) else params)
+    values = dict(params)  # a mapping, or (name, value) pairs
     others = [get_method(name) for name, _ in switch]
     theirs = {name for m in others for name in m.params} - set(method.params)
     out = method.check_params({k: v for k, v in values.items() if k not in theirs})

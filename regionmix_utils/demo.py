@@ -1,8 +1,6 @@
 """The README's offline demo on the embedded ``shapes`` data: mixing grids, every method
 trained briefly, figures, a table, then the notebooks in quick mode on those runs."""
 
-from __future__ import annotations
-
 import dataclasses
 from pathlib import Path
 
@@ -47,10 +45,9 @@ def run_demo(out: Path, quick_epochs: int = 4, progress: bool = True,
     reliability_figure(diagrams).savefig(out / FIGURES[2], dpi=100)
 
     table = paper_tables(collect_runs(runs=runs))[0]  # the demo's runs only
-    atomic_write_text(out / FIGURES[3],
-                      f"Quick runs on the embedded shapes data ({quick_epochs} epochs, 2000 "
-                      "images, PreAct ResNet-18 of width 8). Not the paper's setting: see "
-                      "`regionmix table` for the paper's numbers beside full runs.\n\n"
+    atomic_write_text(out / FIGURES[3], f"Quick runs on the embedded shapes data ({quick_epochs} "
+                      "epochs, 2000 images, PreAct ResNet-18 of width 8). Not the paper's setting: "
+                      "see `regionmix table` for the paper's numbers beside full runs.\n\n"
                       f"{table.caption}\n\n{to_markdown(table.frame)}\n")  # fmt: skip
     print(to_markdown(table.frame))
 

@@ -1,7 +1,5 @@
 """Atomic file writes (a reader, or a resumed run, never sees half a file) and ``data_dir``."""
 
-from __future__ import annotations
-
 import os
 import secrets
 from collections.abc import Callable

@@ -1,7 +1,5 @@
 """Soft-target cross entropy and the paper's loss CE(f(x_A), y_A) + CE(f(x~), y~)."""
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 import torch

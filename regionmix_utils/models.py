@@ -1,8 +1,6 @@
 """PreAct ResNet-18 (He et al., "Identity Mappings in Deep Residual Networks", 2016), the
 CIFAR network of the mixup, CutMix and Region Mixup papers, and the modes of test-time work."""
 
-from __future__ import annotations
-
 import contextlib
 from collections.abc import Iterator
 from typing import ClassVar

@@ -1,8 +1,6 @@
 """What the notebooks share: set-up, an example batch, finding (or making) runs, and what
 the runs show in words (every number read from the records; see docs/pipelines.md)."""
 
-from __future__ import annotations
-
 import contextlib
 import os
 import platform
@@ -18,7 +16,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from regionmix_utils import __version__, files
+from regionmix_utils import __version__, files, results
 from regionmix_utils.ablations import RANDOM, k_order
 from regionmix_utils.config import TrainConfig, identity, quick_config
 from regionmix_utils.data import DatasetMissingError, load_dataset
@@ -26,15 +24,6 @@ from regionmix_utils.evaluation.cam import blank_maps
 from regionmix_utils.evaluation.robustness import ATTACKS, attack_label
 from regionmix_utils.methods import declaration
 from regionmix_utils.progress import HEADLESS
-from regionmix_utils.results import (
-    collect_runs,
-    column_label,
-    dataset_title,
-    judge,
-    paper_tables,
-    published_tables,
-    to_markdown,
-)
 from regionmix_utils.runs import WEIGHTS16, Run, eps_text, find_runs
 from regionmix_utils.study import TEMPLATES, find_bundle, get_study, read_plan, study_plan
 from regionmix_utils.sweeps import sweep
@@ -78,13 +67,10 @@ def example_batch(
                 ("cifar10", True, "CIFAR-10 test images, downloaded by torchvision"),
                 ("cifar10-subset", False, "CIFAR-10 test images (cifar10-subset.npz)")]  # fmt: skip
     for name, fetch, source in attempts:
-        if fetch and not download:
-            continue
-        try:
-            test = load_dataset(name, data_dir, download=fetch, n_train=1, n_test=n).test
-        except (DatasetMissingError, OSError):  # OSError: offline download (URLError)
-            continue
-        return test.images.float() / 255, test.labels, test.classes, source
+        with contextlib.suppress(DatasetMissingError, OSError):  # OSError: offline (URLError)
+            if download or not fetch:
+                test = load_dataset(name, data_dir, download=fetch, n_train=1, n_test=n).test
+                return test.images.float() / 255, test.labels, test.classes, source
     test = load_dataset("shapes", n_train=1, n_test=n).test
     source = "the embedded shapes data (offline, and no CIFAR-10 on disk)"
     return test.images.float() / 255, test.labels, test.classes, source
@@ -107,14 +93,12 @@ def _options(config: TrainConfig) -> list[str]:
     words = ["--quick"] if config.quick else []
     for name, value in identity(config).items():
         default = getattr(reference, name)
-        if name in ("dataset", "method", "seed", "quick") or value == default:
-            continue
-        if name != "params":
+        if name == "params":  # the method's own parameters, each its own option
+            for own, own_value in value:
+                if own_value != dict(default).get(own, declaration(own).default):
+                    words += _argv(own, own_value)
+        elif name not in ("dataset", "method", "seed", "quick") and value != default:
             words += _argv(name, value)
-            continue
-        for own, own_value in value:  # the method's own parameters, each its own option
-            if own_value != dict(default).get(own, declaration(own).default):
-                words += _argv(own, own_value)
     return words
 
 
@@ -160,15 +144,11 @@ def ensure_runs(configs: list[TrainConfig], runs_dir: str | os.PathLike, quick: 
 def reference_label(runs: list[Run]) -> str:
     """ "reference runs: real CIFAR-10, 2,000 training images, ..." """
     configs = [run.config for run in runs]
-    commits = sorted({(run.record.get("environment") or {}).get("git_commit")
-                      for run in runs} - {None})  # fmt: skip
-    sizes = ", ".join(f"{n:,}" for n in sorted({c.n_train for c in configs if c.n_train}))
-    images = f"{sizes} training images" if sizes else "every training image"
-    widths, epochs = (", ".join(str(v) for v in sorted({getattr(c, f) for c in configs}))
-                      for f in ("width", "epochs"))  # fmt: skip
-    at = f" (commit {', '.join(c[:7] for c in commits)})" if commits else ""
-    return (f"reference runs: real CIFAR-10, {images}, width {widths}, {epochs} epochs, "
-            f"{_count(len({c.seed for c in configs}), 'seed')}, CPU{at}")  # fmt: skip
+    commits = {(run.record.get("environment") or {}).get("git_commit") for run in runs} - {None}
+    fields = {f: sorted({getattr(c, f) for c in configs} - {None})
+              for f in ("n_train", "width", "epochs")}  # fmt: skip
+    return _say("reference", **fields, seeds=len({c.seed for c in configs}),
+                commits=[c[:7] for c in sorted(commits)])  # fmt: skip
 
 
 def reference_family(study: str = "cpu-gated") -> list:
@@ -192,11 +172,11 @@ def reference_runs(methods: tuple[str, ...] | None = None, clean_ce: bool | None
     """The committed runs matching the filters (None: any), or None without the bundle.
     ``with_weights``: runs whose weights it keeps. ValueError: no match."""
     bundle = find_bundle(study)
-    if bundle is None or not find_runs(bundle):
+    if bundle is None or not (found := find_runs(bundle)):
         print("The committed reference runs are not here (they come with a clone of the "
               "repository); training small runs instead.")  # fmt: skip
         return None
-    runs = [run for run in find_runs(bundle) if clean_ce in (None, run.config.clean_ce)
+    runs = [run for run in found if clean_ce in (None, run.config.clean_ce)
             and matched_compute in (None, run.config.matched_compute)
             and (methods is None or run.config.method in methods)
             and (not with_weights or (run.path / WEIGHTS16).exists())]  # fmt: skip
@@ -210,9 +190,9 @@ def reference_runs(methods: tuple[str, ...] | None = None, clean_ce: bool | None
 def reference_verdicts(study: str = "cpu-gated"):
     """The committed study's family judged on all its runs; None without the bundle."""
     bundle = find_bundle(study)
-    if bundle is None or not find_runs(bundle):
+    if bundle is None or not (runs := find_runs(bundle)):
         return None
-    return judge(collect_runs(runs=find_runs(bundle)), reference_family(study), str(bundle))
+    return results.judge(results.collect_runs(runs=runs), reference_family(study), str(bundle))
 
 
 # ------------------------------------------------------------------------ showing things
@@ -234,30 +214,25 @@ def show_tables(runs, numbers: tuple[int, ...], accuracy: str = "final",
                 keep: Callable | None = None) -> list:  # fmt: skip
     """Show and return our tables ``numbers`` (``keep``-filtered), the published ones added
     where none is in the paper's setting."""
-    shown = [t for t in paper_tables(runs, accuracy) if t.number in numbers
+    shown = [t for t in results.paper_tables(runs, accuracy) if t.number in numbers
              and (keep is None or keep(t))]  # fmt: skip
     in_paper = [n for n in numbers if n <= 4]  # 5 and 6 go beyond the paper
     if in_paper and not any(t.has_paper for t in shown):
-        datasets = ", ".join(sorted(set(runs["dataset"])))
-        quick = " quick" if runs["quick"].any() else ""
-        show_markdown(f"**These are{quick} runs on {datasets}, not the paper's setting (PreAct "
-                      "ResNet-18, 400 epochs, CIFAR-10/100 or Tiny ImageNet): they cannot be "
-                      "compared with the paper. Its published numbers follow for reference "
-                      "only.**")  # fmt: skip
-        shown += [t for t in published_tables() if t.number in in_paper]
+        show_markdown(_say("not_the_paper", quick=runs["quick"].any(),
+                           datasets=sorted(set(runs["dataset"]))))  # fmt: skip
+        shown += [t for t in results.published_tables() if t.number in in_paper]
     for table in shown:
         labels = list(dict.fromkeys(table.frame.columns.get_level_values(0)))
         short, shared = split_labels(labels)
         frame = table.frame.rename(columns=dict(zip(labels, short, strict=True)), level=0)
         said = f" Every column of ours shares {shared}: left out of the headers." if shared else ""
-        show_markdown(f"{table.caption}{said}\n\n{to_markdown(frame)}")
+        show_markdown(f"{table.caption}{said}\n\n{results.to_markdown(frame)}")
     return shown
 
 
 def label_cam_figure(fig, labels, predictions: dict, classes):
     """Label a ``viz.cam_figure``: true class [B], predictions (model -> [B]), colour bar."""
-    from matplotlib.cm import ScalarMappable  # heavy: only the figure needs it
-    from matplotlib.colors import Normalize  # heavy: only the figure needs it
+    import matplotlib.pyplot as plt  # heavy: only the figure needs it
 
     columns = 1 + len(predictions)
     for row, truth in enumerate(labels.tolist()):
@@ -267,7 +242,7 @@ def label_cam_figure(fig, labels, predictions: dict, classes):
             ax.set_xlabel(f"predicted: {classes[said]}", fontsize=8,
                           color="tab:green" if said == truth else "tab:red")  # fmt: skip
     fig.tight_layout(rect=(0, 0, 0.86, 1))
-    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), "jet"),
+    bar = fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(0, 1), "jet"),
                        cax=fig.add_axes((0.89, 0.3, 0.025, 0.4)))  # fmt: skip
     bar.set_label("Grad-CAM++ map of the true class\n(0: no evidence; 1: its maximum)")
     return fig
@@ -303,7 +278,7 @@ def short_comparison(comparison) -> tuple[pd.DataFrame, str]:
     datasets, said = sorted(set(cells["dataset"])), [shared] if shared else []
     if len(datasets) == 1:
         frame = frame.set_index("A vs B")
-        said.insert(0, f"dataset {dataset_title(datasets[0])}")
+        said.insert(0, f"dataset {results.dataset_title(datasets[0])}")
     return frame, ", ".join(said)
 
 
@@ -320,7 +295,7 @@ def claims_table(claims: list) -> pd.DataFrame:
     """The declared claims: table, dataset, claim, metric, who declared it, the paper's Δ."""
     frame = pd.DataFrame({
         "table": ["" if c.table is None else str(c.table) for c in claims],
-        "dataset": [dataset_title(c.dataset) for c in claims],
+        "dataset": [results.dataset_title(c.dataset) for c in claims],
         "claim": [c.text for c in claims],
         "metric": [_metric(c) for c in claims],
         "declared by": [c.source if c.source == "paper" else f"study {c.source}" for c in claims],
@@ -349,17 +324,11 @@ def _mean_sd(values) -> str:
     return f"{np.mean(values):.2f}{spread}%"
 
 
-def _verdict_counts(cells) -> str:
-    """ "2 supported, 0 contradicted and 7 not resolved"."""
-    counts = cells["verdict"].value_counts()
-    return _and(f"{counts.get(v, 0)} {v}" for v in ("supported", "contradicted", "not resolved"))
-
-
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                           undefined=jinja2.StrictUndefined)  # fmt: skip
 _ENV.filters |= {"listed": _and, "eps": eps_text, "num": "{:.2f}".format,
-                 "signed": "{:+.2f}".format}  # fmt: skip
-_ENV.globals |= {"count": _count, "split_labels": split_labels, "verdict_counts": _verdict_counts}
+                 "signed": "{:+.2f}".format, "thousands": "{:,}".format}  # fmt: skip
+_ENV.globals |= {"count": _count, "split_labels": split_labels}
 
 
 def _say(finding: str, **values) -> str:
@@ -368,26 +337,28 @@ def _say(finding: str, **values) -> str:
                     .split())  # fmt: skip
 
 
-def _rows_about(comparison, labels=None):
-    """The comparison's rows with both sides among ``labels`` (all when None); None without."""
+def _rows_about(comparison, labels, keep: Callable) -> pd.DataFrame | None:
+    """The rows with both sides among ``labels`` (None: all) that ``keep`` keeps, else None."""
     if comparison is None:
         return None
     cells = comparison.cells
-    return cells if labels is None else cells[cells["a"].isin(labels) & cells["b"].isin(labels)]
+    if labels is not None:
+        cells = cells[cells["a"].isin(labels) & cells["b"].isin(labels)]
+    cells = cells[keep(cells)]
+    return None if cells.empty else cells
 
 
 def attacks_ran(evaluations) -> str:
     """ "FGSM at ε = 1/255 and 2/255 on 1,017 test images; PGD-10 at ..." from
     ``results.collect_evaluations`` rows; "" without attacks."""
     rows = evaluations[evaluations["kind"].isin(ATTACKS)] if len(evaluations) else evaluations
-    done: dict[tuple[str, int], set[float]] = {}
+    done: dict[str, dict[int, set[float]]] = {}  # attack -> test images -> ε x 255
     for record in rows.to_dict("records"):
-        key = (attack_label(record), int(record["n_images"]))
-        done.setdefault(key, set()).add(round(record["eps"] * 255, 4))
-    order = list(dict.fromkeys(attack for attack, _ in done))
-    ranked = sorted(done.items(), key=lambda i: (order.index(i[0][0]), -i[0][1]))
+        by_n = done.setdefault(attack_label(record), {})
+        by_n.setdefault(int(record["n_images"]), set()).add(round(record["eps"] * 255, 4))
     return "; ".join(f"{attack} at ε = {_and(eps_text(e / 255) for e in sorted(eps))} on "
-                     f"{_count(n, 'test image')}" for (attack, n), eps in ranked)  # fmt: skip
+                     f"{_count(n, 'test image')}" for attack, by_n in done.items()
+                     for n, eps in sorted(by_n.items(), reverse=True))  # fmt: skip
 
 
 def ce_findings(runs, comparison=None) -> str:
@@ -399,14 +370,11 @@ def ce_findings(runs, comparison=None) -> str:
                 "without": [(_mean_sd(part["test_acc"]), matched) for matched, part
                             in group[~group["clean_ce"]].groupby("matched_compute")]}
                for base, group in rows.groupby("base", sort=False)]  # fmt: skip
-    cells = _rows_about(comparison, set(runs["label_ce"]))
-    if cells is not None:  # a configuration against its own ablation, on clean accuracy
-        cells = cells[cells["b"].str.contains("w/o clean CE")
-                      & ~cells["a"].str.contains("w/o clean CE")
-                      & (cells["metric"] == "clean test")]  # fmt: skip
+    cells = _rows_about(comparison, set(runs["label_ce"]), lambda c: (c["metric"] == "clean test")
+                        & c["b"].str.contains("w/o clean CE")  # against its own ablation
+                        & ~c["a"].str.contains("w/o clean CE"))  # fmt: skip
     family = None if comparison is None else int(comparison.cells["verdict"].notna().sum())
-    return _say("ce", configs=configs, cells=None if cells is None or cells.empty else cells,
-                family=family)  # fmt: skip
+    return _say("ce", configs=configs, cells=cells, family=family)
 
 
 def robustness_findings(evaluations, eps: float, checks: dict, comparison=None) -> str:
@@ -422,8 +390,8 @@ def robustness_findings(evaluations, eps: float, checks: dict, comparison=None) 
     gap = None  # is the multi-step attack below FGSM
     if name and {"FGSM", name} <= set(means.index.get_level_values(0)):
         gap = (means["FGSM"] - means[name]).dropna()
-    cells = _rows_about(comparison, set(evaluations["label_ce"]))
-    cells = None if cells is None else cells[cells["metric"] != "clean test"]
+    cells = _rows_about(comparison, set(evaluations["label_ce"]),
+                        lambda c: c["metric"] != "clean test")  # fmt: skip
     return _say("robustness", eps=eps, means=means, gap=gap, pgd=name, checks=len(checks),
                 n_images=[f"{v:,}" for v in sorted(set(at["n_images"]), reverse=True)],
                 cells=None if cells is None or cells["verdict"].isna().all() else cells,
@@ -438,7 +406,7 @@ def calibration_findings(stored: dict, ood_sentence: str | None = None) -> str:
     logits, labels)), then ``ood_sentence``."""
     groups: dict[str, list[dict]] = {}
     for run, (record, *_) in stored.items():
-        groups.setdefault(column_label(run.config), []).append(record)
+        groups.setdefault(results.column_label(run.config), []).append(record)
     names, shared = split_labels(list(groups))
     configs = [{"name": name, "before": np.mean([r["ece"] for r in records]),
                 "after": np.mean([r["ece_scaled"] for r in records]), "seeds": len(records),
@@ -475,13 +443,11 @@ def ablation_findings(frame, eps: float, comparison=None, labels=None) -> str:
                *(["on λ drawn per tile and sample"] if modes == {"batch"} else [])]  # fmt: skip
     clean = [(f"{alpha:g}", _at_k(part), _at_k(part, "fgsm") if part["fgsm"].notna().any()
               else []) for alpha, part in frame[frame["clean_ce"]].groupby("alpha")]  # fmt: skip
-    cells = _rows_about(comparison, labels)
-    if cells is not None:
-        kept = cells["metric"].isin(("clean test", f"FGSM ε={eps_text(eps)}"))
-        cells = cells[kept & cells["verdict"].notna()]
+    cells = _rows_about(comparison, labels, lambda c: c["verdict"].notna()
+                        & c["metric"].isin(("clean test", f"FGSM ε={eps_text(eps)}")))  # fmt: skip
     return _say("ablation", ks=[str(k) for k in ks], alphas=[f"{a:g}" for a in alphas],
                 missing=missing, clean=clean, off=_at_k(frame[~frame["clean_ce"]]), eps=eps,
-                cells=None if cells is None or cells.empty else cells)  # fmt: skip
+                cells=cells)  # fmt: skip
 
 
 def claims_findings(comparison) -> str:

@@ -1,8 +1,7 @@
 """Progress bars: tqdm, or with ``$REGIONMIX_HEADLESS=1`` (papermill keeps a widget's first frame
 only) one line when a loop that keeps its bar ends, nothing for inner bars (``leave=False``)."""
 
-from __future__ import annotations
-
+import contextlib
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -16,7 +15,7 @@ def headless() -> bool:
     return os.environ.get(HEADLESS) == "1"
 
 
-class LineProgress:
+class LineProgress(contextlib.AbstractContextManager):
     """The part of tqdm's interface we use, reporting one line at the end."""
 
     def __init__(self, iterable: Iterable | None = None, desc: str = "", total: int | None = None,
@@ -32,9 +31,6 @@ class LineProgress:
             for item in self.iterable:
                 yield item
                 self.n += 1
-
-    def __enter__(self) -> LineProgress:
-        return self
 
     def __exit__(self, *exc) -> None:
         self.close()

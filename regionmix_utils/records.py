@@ -1,7 +1,5 @@
 """Finished runs and their evaluation records as long-form tables; the runs' labels."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 
@@ -65,10 +63,9 @@ def _evaluation_records(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, lis
         records[run_row["path"]] = run.evaluations()
         for record in records[run_row["path"]]:
             if record.get("kind") not in evaluation_kinds():
-                raise ValueError(
-                    f"{run.path / 'eval.json'}: evaluation kind {record.get('kind')!r}"
-                    f" is not registered (known: {sorted(evaluation_kinds())})"
-                )
+                raise ValueError(f"{run.path / 'eval.json'}: evaluation kind "
+                                 f"{record.get('kind')!r} is not registered (known: "
+                                 f"{sorted(evaluation_kinds())})")  # fmt: skip
             values = {("attack_seed" if k == "seed" else k): v for k, v in record.items()}
             rows.append({**run_row, **values})
     return pd.DataFrame(rows), records

@@ -1,7 +1,5 @@
 """One registry, for methods, datasets, evaluations, attacks and studies."""
 
-from __future__ import annotations
-
 import contextlib
 from collections.abc import Iterator
 from typing import Generic, TypeVar
@@ -10,11 +8,8 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Entries by name, in registration order (the built-in ones first).
-
-    ``what`` names an entry in errors ("method"); ``key`` is the entry's attribute that
-    names it ("name", or "kind" for evaluations).
-    """
+    """Entries by name, in registration order (the built-in ones first); ``what`` names an
+    entry in errors ("method"), ``key`` the entry's attribute naming it ("name"; "kind")."""
 
     def __init__(self, what: str, key: str = "name") -> None:
         self.what, self.key, self._entries = what, key, {}
@@ -28,7 +23,6 @@ class Registry(Generic[T]):
         return entry
 
     def unregister(self, name: str) -> None:
-        """Remove ``name``; no error if absent."""
         self._entries.pop(name, None)
 
     @contextlib.contextmanager

@@ -181,9 +181,7 @@ def _figures(report: Report, folder: Path) -> dict[str, str]:
     if not attacked.empty:
         save(viz.eps_curves(attacked), "eps-curves.png")
     before, after = {}, {}
-    for run in first:
-        if run.config.method not in _TABLE1_METHODS or not run.config.clean_ce:
-            continue
+    for run in [r for r in first if r.config.method in _TABLE1_METHODS and r.config.clean_ce]:
         try:
             record, logits, labels = stored_calibration(run)
         except LookupError:
@@ -197,13 +195,11 @@ def _figures(report: Report, folder: Path) -> dict[str, str]:
             save(viz.reliability_figure(diagrams), name)
     noisy: dict[str, list] = {}
     for run in runs:
-        records = [e for e in run.evaluations() if e["kind"] == "corruption"]
-        if records:
+        if records := [e for e in run.evaluations() if e["kind"] == "corruption"]:
             noisy.setdefault(_label(run, common), []).extend(records)
     if noisy:
         save(viz.corruption_figure(list(noisy.values()), list(noisy)), "gaussian-noise.png")
-    paper = [t for t in report.tables if t.number in (1, 2, 3, 4)]
-    if paper:
+    if paper := [t for t in report.tables if t.number in (1, 2, 3, 4)]:
         save(viz.comparison_figure(paper), "ours-vs-paper.png", any(t.has_paper for t in paper))
     if report.comparison is not None:
         cells = report.comparison.cells

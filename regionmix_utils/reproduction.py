@@ -8,8 +8,6 @@ unvectorised: step 1 identical, step 2 2e-6 apart, step 3 7e-4; two steps at 1e-
 the seed (another: step 1 by 9e-3), data order, augmentation and lr (10% lower: 2e-3).
 """
 
-from __future__ import annotations
-
 import contextlib
 import itertools
 import json

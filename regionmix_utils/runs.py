@@ -93,8 +93,7 @@ def code_identity() -> dict[str, Any]:
 
 
 def environment() -> dict[str, Any]:
-    """Package version, git commit, torch, Python, GPU, and what CPU results depend on bit
-    for bit (``NUMERICS_KEYS``; ``cpu_kernels``)."""
+    """Versions, GPU, and what CPU results depend on bit for bit (``NUMERICS_KEYS``)."""
     return {"regionmix_utils": __version__, "git_commit": _git("rev-parse", "HEAD") or None,
             "torch": torch.__version__, "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
@@ -146,9 +145,8 @@ class Run:
     def metrics(self) -> list[dict]:
         """One dict an epoch."""
         file = self.path / METRICS
-        if not file.exists():
-            return []
-        return [json.loads(line) for line in file.read_text().splitlines() if line]
+        lines = file.read_text().splitlines() if file.exists() else []
+        return [json.loads(line) for line in lines if line]
 
     def accuracy(self, which: str = "final") -> float:
         """Test accuracy (%): final epoch, best epoch, or median of the last ten (PuzzleMix)."""
@@ -251,14 +249,13 @@ class Run:
     def record_config(self, config: TrainConfig) -> None:
         """Create the folder and ``config.json``, or check the one there is the same run."""
         self.path.mkdir(parents=True, exist_ok=True)
-        if (self.path / CONFIG).exists():
-            if changed := self.differences(config):
-                raise ValueError(f"{self.path / CONFIG} holds a different configuration than "
-                                 f"the one asked for (differs in {', '.join(changed)}); use "
-                                 "another --runs-dir or move the old run away")  # fmt: skip
-            return
-        record = {**dataclasses.asdict(config), "environment": environment(), "history": []}
-        atomic_write_text(self.path / CONFIG, json.dumps(record, indent=2) + "\n")
+        if changed := self.differences(config):
+            raise ValueError(f"{self.path / CONFIG} holds a different configuration than the one "
+                             f"asked for (differs in {', '.join(changed)}); use another "
+                             "--runs-dir or move the old run away")  # fmt: skip
+        if not (self.path / CONFIG).exists():
+            record = {**dataclasses.asdict(config), "environment": environment(), "history": []}
+            atomic_write_text(self.path / CONFIG, json.dumps(record, indent=2) + "\n")
 
     def differences(self, config: TrainConfig) -> list[str]:
         """The identity fields in which ``config.json`` differs from ``config``."""

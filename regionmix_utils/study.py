@@ -1,8 +1,6 @@
 """Studies: named sets of runs, their evaluations and declared claims, as data; a gated
 pilot, resumable training, a committable bundle. Explanatory prose: ``templates/<name>.md``."""
 
-from __future__ import annotations
-
 import contextlib
 import dataclasses
 import hashlib
@@ -18,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from regionmix_utils import runs
 from regionmix_utils.claims import MATCHED, NO_CE, Claim, paper_claims
 from regionmix_utils.config import TrainConfig
 from regionmix_utils.data import ImageSet, load_dataset
@@ -30,16 +29,7 @@ from regionmix_utils.files import atomic_torch_save, atomic_write_text
 from regionmix_utils.registry import Registry
 from regionmix_utils.reproduction import write_reference
 from regionmix_utils.results import PAPER_DATASET
-from regionmix_utils.runs import (
-    CONFIG,
-    EVALUATIONS,
-    EXPORTED,
-    METRICS,
-    PREDICTIONS,
-    WEIGHTS16,
-    Run,
-    code_identity,
-)
+from regionmix_utils.runs import Run
 from regionmix_utils.sweeps import sweep
 from regionmix_utils.train import resolve_device, train
 
@@ -134,14 +124,13 @@ class Study:
 
     def attack_configs(self, primary_eps: float | None = None, attacked: bool = True) -> list:
         """The FGSM sweep, then if ``attacked`` PGD and Square at ``primary_eps`` (None: theirs)."""
-        configs = robustness.attack_configs(["fgsm"], list(self.fgsm_eps))
-        if not attacked:
-            return configs
-        pgd_eps = list(self.pgd_eps) if primary_eps is None else [primary_eps]
-        square = [self.square_eps if primary_eps is None else primary_eps]
-        attacks = robustness.attack_configs
-        return [*configs, *attacks(["pgd"], pgd_eps, steps=[self.pgd_steps], seed=0),
-                *attacks(["square"], square, queries=self.square_queries, seed=0)]  # fmt: skip
+        attacks, at = robustness.attack_configs, None if primary_eps is None else [primary_eps]
+        configs = attacks(["fgsm"], list(self.fgsm_eps))
+        if attacked:
+            configs += attacks(["pgd"], at or list(self.pgd_eps), steps=[self.pgd_steps], seed=0)
+            configs += attacks(["square"], at or [self.square_eps], queries=self.square_queries,
+                               seed=0)  # fmt: skip
+        return configs
 
     def sample_eps(self, primary_eps: float) -> list[float]:
         """PGD's ε on the sample: the sweep's nearest each side of ``primary_eps``, and 64/255."""
@@ -290,7 +279,7 @@ def plan_hash(plan: dict) -> str:
 
 def _check_code(action: str, allow_uncommitted: bool) -> dict:
     """``code_identity``; UncommittedError when it has no commit and that is not allowed."""
-    code = code_identity()
+    code = runs.code_identity()
     if code["commit"] is None and not allow_uncommitted:
         raise UncommittedError(f"{action} from code with no git commit (a copy, not a "
                                "checkout): run it from a clone, or pass --allow-uncommitted, "
@@ -311,7 +300,7 @@ def seal_plan(study: Study, runs_dir: str | os.PathLike, dataset: str | None = N
     code = _check_code(f"sealing study {study.name!r}", allow_uncommitted)
     pilot = study.pilot(dataset) if study.gate_gap is not None else None
     begun = [str(Run.of(runs_dir, c).path) for c in study.configs(dataset)
-             if c != pilot and (Run.of(runs_dir, c).path / CONFIG).exists()]  # fmt: skip
+             if c != pilot and (Run.of(runs_dir, c).path / runs.CONFIG).exists()]  # fmt: skip
     if begun:
         raise ValueError(f"{len(begun)} run(s) of study {study.name!r} began before its plan "
                          f"was sealed (e.g. {begun[0]}): their claims can only be exploratory; "
@@ -392,8 +381,7 @@ def run_study(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: 
                 run, ("gaussian_noise",), study.noise_severities, device=dev, progress=progress,
                 images_of=lambda _, severity: noise_images(test, severity, study.noise_seed),
             )  # fmt: skip
-        attacks = study.attack_configs(primary, entry.attacked)
-        if attacks:
+        if attacks := study.attack_configs(primary, entry.attacked):
             robustness.evaluate_run(run, attacks, None, data_dir, dev, progress)
         if entry.attacked and primary is not None:
             pgd = robustness.attack_configs(["pgd"], plan["sample_eps"], [study.pgd_steps], seed=0)
@@ -467,21 +455,21 @@ def export_bundle(study: Study, runs_dir: str | os.PathLike, out: str | os.PathL
         if not source.finished:
             raise FileNotFoundError(f"{source.path} is not finished: run the study first")
         target.mkdir(parents=True, exist_ok=True)
-        for name in (CONFIG, METRICS, EVALUATIONS, PREDICTIONS):
+        for name in (runs.CONFIG, runs.METRICS, runs.EVALUATIONS, runs.PREDICTIONS):
             shutil.copyfile(source.path / name, target / name)
         weights = study.entry_of(config).weights and config.seed == min(study.seeds)
         if weights:
             state = torch.load(source.path / "final.pt", map_location="cpu", weights_only=True)
             half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-            atomic_torch_save(half, target / WEIGHTS16)
+            atomic_torch_save(half, target / runs.WEIGHTS16)
         marker = {"study": study.name, "source": str(source.path), "weights": weights, "code": code}
-        atomic_write_text(target / EXPORTED, json.dumps(marker, indent=2) + "\n")
+        atomic_write_text(target / runs.EXPORTED, json.dumps(marker, indent=2) + "\n")
     for name in (TIMING, PLAN):
         if (Path(runs_dir) / name).exists():
             shutil.copyfile(Path(runs_dir) / name, out / name)
-    runs = [Run.of(out, c) for c in configs]
-    runs = [r for r in runs if r.config.method == study.reproduced] or runs
-    first = next((r for r in runs if r.record.get("environment", {}).get("threads") == 1), runs[0])
+    pool = [Run.of(out, c) for c in configs]  # the reference run's candidates
+    pool = [r for r in pool if r.config.method == study.reproduced] or pool
+    first = next((r for r in pool if r.record.get("environment", {}).get("threads") == 1), pool[0])
     if "cpu_capability" in first.record.get("environment", {}):
         write_reference(out, first, data_dir=data_dir)
     return out

@@ -1,8 +1,6 @@
 """Many runs sharing a runs folder through the runs' locks: in one process (``sweep``), in
 local worker processes (``run_workers``) or as a SLURM job array (``submit``); ``status``."""
 
-from __future__ import annotations
-
 import contextlib
 import dataclasses
 import json
@@ -13,7 +11,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 
@@ -25,12 +22,12 @@ from regionmix_utils.train import RunResult, train
 SUBMITTED = "submitted.json"  # in a run folder: the job that will train it
 
 
-@dataclass
+@dataclasses.dataclass
 class SweepReport:
     """Finished runs (without their models: one at a time on the GPU) and failures."""
 
-    results: list[RunResult] = field(default_factory=list)
-    failures: dict[TrainConfig, str] = field(default_factory=dict)
+    results: list[RunResult] = dataclasses.field(default_factory=list)
+    failures: dict[TrainConfig, str] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -126,8 +123,7 @@ class TrainJob:
         return submitit.helpers.DelayedSubmission(self, config)
 
 
-def slurm_executor(folder, partition: str, time_min: int, gpus_per_node: int,
-                   max_parallel: int, cpus_per_task: int = 8):  # fmt: skip
+def slurm_executor(folder, partition: str, time_min: int, gpus_per_node: int, max_parallel: int):
     """A submitit executor for SLURM: one GPU a task, arrays limited to ``max_parallel``."""
     try:
         import submitit  # heavy: only SLURM sweeps need it
@@ -137,8 +133,7 @@ def slurm_executor(folder, partition: str, time_min: int, gpus_per_node: int,
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
     executor.update_parameters(
         slurm_partition=partition, timeout_min=time_min, gpus_per_node=gpus_per_node,
-        tasks_per_node=1, cpus_per_task=cpus_per_task, slurm_array_parallelism=max_parallel,
-    )  # fmt: skip
+        tasks_per_node=1, cpus_per_task=8, slurm_array_parallelism=max_parallel)  # fmt: skip
     return executor
 
 

@@ -1,8 +1,6 @@
 """The paper's Tables 1-4 from finished runs, ours beside its numbers, and the tables beyond
 it (5-7, and one per registered evaluation); captions are ``templates/captions.md.j2``."""
 
-from __future__ import annotations
-
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -88,8 +86,7 @@ def _layout(cells: pd.DataFrame, row_keys: list[str]) -> pd.DataFrame:
         paper=["" if math.isnan(r.paper_mean) else f"{r.paper_mean:.2f} ± {r.paper_std:.2f}"
                for r in cells.itertuples()],
         delta=["" if math.isnan(r.diff) else _signed(r.diff) + ("*" if r.significant else "")
-               for r in cells.itertuples()],
-    )  # fmt: skip
+               for r in cells.itertuples()])  # fmt: skip
     order = {name: i for i, name in enumerate(method_names())}
     columns = sorted(cells.drop_duplicates("label").itertuples(), key=lambda c: (
         not (c.paper_recipe and c.method in _PAPER_METHODS), order.get(c.method, len(order)),
@@ -239,8 +236,7 @@ def _beyond_fgsm_tables(evaluations: pd.DataFrame, checks: dict, flagged: dict) 
         part = part.assign(
             measure=[attack_label(r) for r in part.to_dict("records")],
             _order=part["kind"].map(evaluation_kinds().index),
-            _budget=part[[c for c in ("steps", "queries") if c in part]].max(axis=1),
-        )
+            _budget=part[[c for c in ("steps", "queries") if c in part]].max(axis=1))  # fmt: skip
         part = part.sort_values(["n_images"]).drop_duplicates(["path", "measure"], keep="last")
         part = part.sort_values(["_order", "_budget", "measure"], kind="stable")
         shown = part.drop_duplicates(["measure", "n_images"]).to_dict("records")
@@ -256,8 +252,7 @@ def _beyond_fgsm_tables(evaluations: pd.DataFrame, checks: dict, flagged: dict) 
             texts = [masking.flags_text(checks[p]) for p in runs["path"].unique()]
             frame.loc[(dataset_title(dataset), "masking flags"), (label, "ours")] = "; ".join(
                 text if len(texts) == 1 else f"{text} [{n}/{len(texts)} runs]"
-                for text, n in pd.Series(texts).value_counts(sort=False).items()
-            )
+                for text, n in pd.Series(texts).value_counts(sort=False).items())  # fmt: skip
         tables.append(dataclasses.replace(table, frame=frame.fillna("")))
     return tables
 

@@ -213,8 +213,7 @@ class TrainingState:
             device=device, model=model, forward=torch.compile(model) if config.compile else model,
             optimizer=optimizer, scheduler=lr_scheduler(optimizer, config),
             scaler=torch.amp.GradScaler(device.type, enabled=amp == torch.float16), amp=amp,
-            data_gen=torch.Generator(device), mix_gen=torch.Generator(),
-        )  # fmt: skip
+            data_gen=torch.Generator(device), mix_gen=torch.Generator())  # fmt: skip
 
     def start_epoch(self, epoch: int) -> None:
         data_seed, mix_seed = stream_seeds(self.config.seed, epoch)
@@ -348,10 +347,9 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", data_dir: str | Pa
           on_epoch: Callable[[dict], None] | None = None, stop_after: int | None = None,
           ) -> RunResult:  # fmt: skip
     """Train (or resume, or skip) one run. ``splits``: data instead of ``config.dataset``'s
-    (``n_train``, ``holdout`` still apply); ``on_epoch(metrics)`` after each epoch;
-    ``stop_after``: stop after this epoch, leaving a checkpoint to resume from. Raises
-    RunBusyError (another process trains the run) and ValueError (``stop_after`` outside
-    1..epochs or before the epoch reached)."""
+    (``n_train``, ``holdout`` still apply); ``on_epoch(metrics)`` after each epoch; ``stop_after``:
+    stop after this epoch, leaving a checkpoint to resume from. Raises RunBusyError (another
+    process trains the run), ValueError (``stop_after`` outside 1..epochs or already passed)."""
     if stop_after is not None and not 1 <= stop_after <= config.epochs:
         raise ValueError(f"stop_after must be in 1..{config.epochs} (the run's epochs), "
                          f"got {stop_after}")  # fmt: skip

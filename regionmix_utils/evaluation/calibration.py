@@ -2,8 +2,6 @@
 after temperature scaling fitted on held-out training images (Guo et al., 2017), and
 reliability diagrams' numbers (docs/reproducing.md)."""
 
-from __future__ import annotations
-
 import functools
 
 import torch

@@ -2,8 +2,6 @@
 well they localise object boxes: energy in box and the pointing game (Zhang et al., ECCV
 2016), explaining the true class (docs/reproducing.md)."""
 
-from __future__ import annotations
-
 import torch
 from torch import Tensor, nn
 

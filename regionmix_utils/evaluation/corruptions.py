@@ -2,8 +2,6 @@
 Tiny-ImageNet-C from Zenodo, reported as the mean over 15 corruptions x 5 severities and
 per family (docs/reproducing.md)."""
 
-from __future__ import annotations
-
 import functools
 import shutil
 import tarfile
@@ -17,14 +15,7 @@ import torch
 from torch import Tensor
 from torchvision.datasets.utils import calculate_md5
 
-from regionmix_utils.data import (
-    DatasetMissingError,
-    ImageSet,
-    cifar_classes,
-    data_root,
-    read_jpegs,
-    tinyimagenet_classes,
-)
+from regionmix_utils import data
 from regionmix_utils.evaluation.registry import Evaluation, evaluated, predict, register_evaluation
 from regionmix_utils.progress import progress as progress_bar
 from regionmix_utils.runs import Run
@@ -71,61 +62,58 @@ def source_for(dataset: str) -> tuple[str, Source]:
                      f"{sorted(s.clean for s in SOURCES.values())}")  # fmt: skip
 
 
-def _fix(name: str, root: Path) -> str:
-    return f"Fix: (delete it and) `regionmix download {name} --data-dir {root}`."
-
-
 def corrupted_images(dataset: str, corruption: str, severity: int, root=None,
-                     n_images: int | None = None) -> ImageSet:  # fmt: skip
+                     n_images: int | None = None) -> data.ImageSet:  # fmt: skip
     """Test images (uint8 [N, 3, H, W]) and labels [N] of ``dataset`` under one corruption
     at one severity (1-5), whole or a stratified ``n_images``; DatasetMissingError (naming
     the file and the fix) if missing, truncated or corrupt."""
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {SEVERITIES}, got {severity}")
     name, source = source_for(dataset)
-    root = data_root(root)
-    args = (root / source.folder, corruption, severity, root, name)
-    data = _tinyimagenet_c(*args) if dataset == "tinyimagenet" else _cifar_c(*args, dataset)
-    return data if n_images is None else data.subset(n_images)
+    root = data.data_root(root)
+    fix = f"Fix: (delete it and) `regionmix download {name} --data-dir {root}`."
+    args = (root / source.folder, corruption, severity, root, fix)
+    found = _tinyimagenet_c(*args) if dataset == "tinyimagenet" else _cifar_c(*args, dataset)
+    return found if n_images is None else found.subset(n_images)
 
 
-def _cifar_c(folder: Path, corruption, severity, root, name, dataset) -> ImageSet:
+def _cifar_c(folder: Path, corruption, severity, root, fix: str, dataset) -> data.ImageSet:
     arrays = []
     for file in (folder / f"{corruption}.npy", folder / "labels.npy"):
         if not file.is_file():
-            raise DatasetMissingError(f"{file} is missing. {_fix(name, root)}")
+            raise data.DatasetMissingError(f"{file} is missing. {fix}")
         try:
             arrays.append(np.load(file, mmap_mode="r"))
         except (ValueError, OSError) as err:
-            raise DatasetMissingError(f"{file} is not a readable .npy ({err}): truncated or "
-                                      f"corrupt. {_fix(name, root)}") from err  # fmt: skip
+            raise data.DatasetMissingError(f"{file} is not a readable .npy ({err}): truncated or "
+                                           f"corrupt. {fix}") from err  # fmt: skip
     images, labels = arrays
     if len(images) != len(labels) or len(images) % len(SEVERITIES):
-        raise DatasetMissingError(f"{folder / f'{corruption}.npy'} holds {len(images)} images "
-                                  f"for {len(labels)} labels, not 5 severities of the test "
-                                  f"images: truncated? {_fix(name, root)}")  # fmt: skip
+        raise data.DatasetMissingError(f"{folder / f'{corruption}.npy'} holds {len(images)} "
+                                       f"images for {len(labels)} labels, not 5 severities of "
+                                       f"the test images: truncated? {fix}")  # fmt: skip
     per = len(images) // len(SEVERITIES)  # 10,000 in the released files
     rows = slice((severity - 1) * per, severity * per)
     images = torch.from_numpy(np.ascontiguousarray(images[rows].transpose(0, 3, 1, 2)))
     labels = torch.from_numpy(np.asarray(labels[rows]).astype(np.int64))
-    return ImageSet(images, labels, cifar_classes(dataset, root))
+    return data.ImageSet(images, labels, data.cifar_classes(dataset, root))
 
 
-def _tinyimagenet_c(folder: Path, corruption, severity, root, name) -> ImageSet:
-    wnids, classes = tinyimagenet_classes(root)
+def _tinyimagenet_c(folder: Path, corruption, severity, root, fix: str) -> data.ImageSet:
+    wnids, classes = data.tinyimagenet_classes(root)
     where = folder / corruption / str(severity)
     if not where.is_dir():
-        raise DatasetMissingError(f"{where} is missing. {_fix(name, root)}")
+        raise data.DatasetMissingError(f"{where} is missing. {fix}")
     found = [sorted((where / wnid).glob("*.JPEG")) for wnid in wnids]
     paths = [path for files in found for path in files]
     if not paths:
-        raise DatasetMissingError(f"{where} holds no JPEGs. {_fix(name, root)}")
+        raise data.DatasetMissingError(f"{where} holds no JPEGs. {fix}")
     labels = torch.tensor([index for index, files in enumerate(found) for _ in files])
     try:
-        return ImageSet(read_jpegs(paths, progress=False), labels, classes)
+        return data.ImageSet(data.read_jpegs(paths, progress=False), labels, classes)
     except OSError as err:
-        raise DatasetMissingError(f"a JPEG under {where} cannot be read ({err}): truncated or "
-                                  f"corrupt. {_fix(name, root)}") from err  # fmt: skip
+        raise data.DatasetMissingError(f"a JPEG under {where} cannot be read ({err}): "
+                                       f"truncated or corrupt. {fix}") from err  # fmt: skip
 
 
 def gaussian_noise(images: Tensor, severity: int, generator: torch.Generator) -> Tensor:
@@ -143,7 +131,7 @@ def download_corruptions(name: str, root=None, url: str | None = None, md5: str 
     if name not in SOURCES:
         raise ValueError(f"name must be one of {tuple(SOURCES)}, got {name!r}")
     source = SOURCES[name]
-    target = (root := data_root(root)) / source.folder
+    target = (root := data.data_root(root)) / source.folder
     if target.is_dir():
         return target
     root.mkdir(parents=True, exist_ok=True)
@@ -157,8 +145,9 @@ def download_corruptions(name: str, root=None, url: str | None = None, md5: str 
                 while chunk := response.read(1 << 20):
                     bar.update(out.write(chunk))
         if (found := calculate_md5(archive)) != md5:
-            raise DatasetMissingError(f"the download from {url} has MD5 {found}, not the "
-                                      f"published {md5}: nothing was kept; try again.")  # fmt: skip
+            raise data.DatasetMissingError(f"the download from {url} has MD5 {found}, not the "
+                                           f"published {md5}: nothing was kept; try again."
+                                           )  # fmt: skip
         shutil.move(_extract(archive, Path(tmp) / "extract"), target)
     return target
 
@@ -171,7 +160,7 @@ def _extract(archive: Path, into: Path) -> Path:
         inner.unlink()
     markers = [*into.rglob("labels.npy"), *into.rglob("gaussian_noise")]
     if not markers:
-        raise DatasetMissingError(f"{archive.name} holds no corruption files")
+        raise data.DatasetMissingError(f"{archive.name} holds no corruption files")
     return markers[0].parent
 
 
@@ -180,8 +169,8 @@ def _untar(archive: Path, into: Path, name: str) -> None:
         with tarfile.open(archive) as tar:
             tar.extractall(into, filter="data")
     except tarfile.TarError as err:  # FilterError (an unsafe member) is one too
-        raise DatasetMissingError(f"{name} is not a valid tar archive, or not a safe one: "
-                                  f"{err}") from err  # fmt: skip
+        raise data.DatasetMissingError(f"{name} is not a valid tar archive, or not a safe one: "
+                                       f"{err}") from err  # fmt: skip
 
 
 CORRUPTION = register_evaluation(Evaluation(
@@ -204,11 +193,11 @@ def evaluate_corruptions(run: Run, corruptions: tuple[str, ...] = BENCHMARK,
     records = []
     settings = [(c, s) for c in corruptions for s in severities]
     for corruption, severity in progress_bar(settings, desc="corruptions", disable=not progress):
-        data = images_of(corruption, severity)
-        key = CORRUPTION.settings(len(data), corruption=corruption, severity=severity,
+        test = images_of(corruption, severity)
+        key = CORRUPTION.settings(len(test), corruption=corruption, severity=severity,
                                   source=source)  # fmt: skip
         records.append(evaluated(
-            run, CORRUPTION, key, data.images.to(device).float() / 255, data.labels.to(device),
+            run, CORRUPTION, key, test.images.to(device).float() / 255, test.labels.to(device),
             model=model, compute=lambda model, images, labels, **_: predict(model, images),
         )[0])  # fmt: skip
     return records

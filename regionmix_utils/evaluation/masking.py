@@ -2,8 +2,6 @@
 of Athalye, Carlini & Wagner (ICML 2018, 3.1) and Carlini et al. (2019, 7), compared on the
 same ``n_images``. A flag is True (fired), False, or None (records missing)."""
 
-from __future__ import annotations
-
 import itertools
 from collections import defaultdict
 from typing import Any

@@ -1,7 +1,6 @@
 """Out-of-distribution detection and selective classification (kind "ood"), by three
 scores of the logits: MSP, max logit, energy; out-sets CIFAR-100, Tiny ImageNet, SVHN and
-noise (docs/reproducing.md). ``regionmix evaluate --kind ood --setting outset=svhn``.
-"""
+noise (docs/reproducing.md). ``regionmix evaluate --kind ood --setting outset=svhn``."""
 
 from __future__ import annotations
 
@@ -14,24 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics.functional.classification import (
-    binary_auroc,
-    binary_average_precision,
-    binary_roc,
-)
+from torchmetrics.functional import classification
 from torchvision.datasets import SVHN
 
-from regionmix_utils.data import (
-    DatasetMissingError,
-    ImageSet,
-    data_root,
-    download_tinyimagenet,
-    is_on_disk,
-    load_dataset,
-    read_jpegs,
-    stratified_indices,
-    tinyimagenet_classes,
-)
+from regionmix_utils import data
 from regionmix_utils.evaluation import registry
 from regionmix_utils.methods import get_method
 from regionmix_utils.runs import EXPORTED, Predictions, Run
@@ -73,17 +58,17 @@ def _ranked(in_scores: Tensor, out_scores: Tensor) -> tuple[Tensor, Tensor]:
 
 def roc_curve(in_scores: Tensor, out_scores: Tensor) -> tuple[Tensor, Tensor]:
     """FPR and TPR [T] of telling in-scores [N] (positive) from out-scores [M]."""
-    return binary_roc(*_ranked(in_scores, out_scores))[:2]
+    return classification.binary_roc(*_ranked(in_scores, out_scores))[:2]
 
 
 def detection(in_scores: Tensor, out_scores: Tensor) -> dict[str, float]:
     """AUROC, AUPR-In, AUPR-Out, FPR at 95% TPR (%) of in-scores [N] against out-scores
     [M] (higher: more in-distribution); ValueError if either is empty."""
     rank, is_in = _ranked(in_scores, out_scores)
-    fpr, tpr, _ = binary_roc(rank, is_in)
-    return {"auroc": 100.0 * float(binary_auroc(rank, is_in)),
-            "aupr_in": 100.0 * float(binary_average_precision(rank, is_in)),
-            "aupr_out": 100.0 * float(binary_average_precision(1 - rank, 1 - is_in)),
+    fpr, tpr, _ = classification.binary_roc(rank, is_in)
+    return {"auroc": 100.0 * float(classification.binary_auroc(rank, is_in)),
+            "aupr_in": 100.0 * float(classification.binary_average_precision(rank, is_in)),
+            "aupr_out": 100.0 * float(classification.binary_average_precision(1 - rank, 1 - is_in)),
             "fpr95": 100.0 * float(fpr[tpr >= TPR][0])}  # fmt: skip
 
 
@@ -117,48 +102,49 @@ class OutSet:
     name: str
     title: str
     distance: str
-    load: Callable[[Path, bool], ImageSet] | None = None
+    load: Callable[[Path, bool], data.ImageSet] | None = None
     on_disk: Callable[[Path], bool] = lambda root: True
     overlaps: dict[str, dict[str, str]] | None = None
 
 
-def _svhn(root: Path, download: bool) -> ImageSet:
+def _svhn(root: Path, download: bool) -> data.ImageSet:
     """SVHN's test split (torchvision checks its MD5); digit 0 is label 0."""
     try:
-        data = SVHN(str(root / "svhn"), split="test", download=download)
+        svhn = SVHN(str(root / "svhn"), split="test", download=download)
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted."
-        raise DatasetMissingError(
+        raise data.DatasetMissingError(
             f"SVHN's test split is missing or corrupt under {root / 'svhn'}: {err} Fix: "
             f'`python -c "from regionmix_utils.evaluation.ood import load_outset; '
             f"load_outset('svhn', '{root}', download=True)\"`."
         ) from err
-    images = torch.from_numpy(np.ascontiguousarray(data.data))  # [N, 3, 32, 32]
-    return ImageSet(images, torch.from_numpy(data.labels).long(), tuple("0123456789"))
+    images = torch.from_numpy(np.ascontiguousarray(svhn.data))  # [N, 3, 32, 32]
+    return data.ImageSet(images, torch.from_numpy(svhn.labels).long(), tuple("0123456789"))
 
 
-def _tinyimagenet(root: Path, download: bool) -> ImageSet:
+def _tinyimagenet(root: Path, download: bool) -> data.ImageSet:
     """Tiny ImageNet's validation images, classes named by wnid; writes nothing."""
     if download:
-        download_tinyimagenet(root)
-    wnids = tinyimagenet_classes(root)[0]
+        data.download_tinyimagenet(root)
+    wnids = data.tinyimagenet_classes(root)[0]
     notes = root / "tiny-imagenet-200" / "val" / "val_annotations.txt"
     if not notes.is_file():
-        raise DatasetMissingError(f"{notes} is missing: Tiny ImageNet is incomplete. Fix: "
-                                  f"`regionmix download tinyimagenet --data-dir {root}`."
-                                  )  # fmt: skip
+        raise data.DatasetMissingError(f"{notes} is missing: Tiny ImageNet is incomplete. "
+                                       f"Fix: `regionmix download tinyimagenet --data-dir "
+                                       f"{root}`.")  # fmt: skip
     rows = [line.split("\t")[:2] for line in notes.read_text().splitlines() if line.strip()]
-    images = read_jpegs([notes.parent / "images" / name for name, _ in rows], progress=False)
+    paths = [notes.parent / "images" / name for name, _ in rows]
+    images = data.read_jpegs(paths, progress=False)
     index = {wnid: i for i, wnid in enumerate(wnids)}
-    return ImageSet(images, torch.tensor([index[w] for _, w in rows]), tuple(wnids))
+    return data.ImageSet(images, torch.tensor([index[w] for _, w in rows]), tuple(wnids))
 
 
 _NONE = {name: {} for name in (*_CIFAR10_LIKE, "shapes")}  # checked: no class in common
 OUTSETS = {
     "cifar100": OutSet("cifar100", "CIFAR-100", "near",
-                       lambda root, dl: load_dataset("cifar100", root, download=dl).test,
-                       lambda root: is_on_disk("cifar100", root), _NONE),
+                       lambda root, dl: data.load_dataset("cifar100", root, download=dl).test,
+                       lambda root: data.is_on_disk("cifar100", root), _NONE),
     "tinyimagenet": OutSet("tinyimagenet", "Tiny ImageNet", "near", _tinyimagenet,
-                           lambda root: is_on_disk("tinyimagenet", root),
+                           lambda root: data.is_on_disk("tinyimagenet", root),
                            {**_NONE, **dict.fromkeys(_CIFAR10_LIKE, TINYIMAGENET_CIFAR10)}),
     "svhn": OutSet("svhn", "SVHN", "far", _svhn,
                    lambda root: (root / "svhn" / "test_32x32.mat").is_file(),
@@ -176,16 +162,16 @@ def _outset(name: str) -> OutSet:
 
 def available_outsets(root=None) -> tuple[str, ...]:
     """The out-sets on disk under ``root`` (noise always)."""
-    return tuple(n for n, s in OUTSETS.items() if s.on_disk(data_root(root)))
+    return tuple(n for n, s in OUTSETS.items() if s.on_disk(data.data_root(root)))
 
 
-def load_outset(name: str, root=None, download: bool = False) -> ImageSet:
+def load_outset(name: str, root=None, download: bool = False) -> data.ImageSet:
     """A real out-set as stored (uint8 [N, 3, H, W]). ValueError: unknown or noise;
     DatasetMissingError: not on disk (and not ``download``)."""
     spec = _outset(name)
     if spec.load is None:
         raise ValueError(f"outset {name!r} is noise, made by out_images, not loaded")
-    return spec.load(data_root(root), download)
+    return spec.load(data.data_root(root), download)
 
 
 @dataclass(frozen=True)
@@ -218,15 +204,15 @@ def out_images(name: str, dataset: str, size: tuple[int, int], n_out: int, out_s
         raise ValueError(f"outset {name!r} was not checked for classes in common with the "
                          f"run's dataset {dataset!r} (checked: {sorted(spec.overlaps)}): "
                          "declare its overlap in OutSet.overlaps")  # fmt: skip
-    data = load_outset(name, root)
-    shown = [i for i, c in enumerate(data.classes) if c in spec.overlaps[dataset]]
-    kept = (~torch.isin(data.labels, torch.tensor(shown, dtype=torch.long))).nonzero()[:, 0]
-    index = kept[stratified_indices(data.labels[kept], n_out, len(data.classes), out_seed)]
-    images = data.images[index]
+    outset = load_outset(name, root)
+    shown = [i for i, c in enumerate(outset.classes) if c in spec.overlaps[dataset]]
+    kept = (~torch.isin(outset.labels, torch.tensor(shown, dtype=torch.long))).nonzero()[:, 0]
+    index = kept[data.stratified_indices(outset.labels[kept], n_out, len(outset.classes), out_seed)]
+    images = outset.images[index]
     if tuple(images.shape[-2:]) != tuple(size):
         images = F.interpolate(images.float(), size=tuple(size), mode="bilinear",
                                antialias=True).round().clamp(0, 255).to(torch.uint8)  # fmt: skip
-    return OutImages(images, index, len(data) - len(kept))
+    return OutImages(images, index, len(outset) - len(kept))
 
 
 def ood_outcome(model: nn.Module, images: Tensor, labels: Tensor, *, outset: str, n_out: int,

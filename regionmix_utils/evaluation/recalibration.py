@@ -7,8 +7,6 @@ statistics, not in the weights. The re-estimate is AdaBN's (Li et al., 2016), on
 training images instead of a target domain.
 """
 
-from __future__ import annotations
-
 import copy
 
 import torch

@@ -1,8 +1,6 @@
 """The registry of evaluations, and the one path that makes and stores their records
 (``evaluated``); docs/extending.md shows a plugin's evaluation."""
 
-from __future__ import annotations
-
 import functools
 import time
 from collections.abc import Callable

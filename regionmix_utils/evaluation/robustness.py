@@ -1,7 +1,6 @@
 """Adversarial robustness: the paper's FGSM and Square (Appendix A.2), and PGD, APGD and
 AutoAttack to tell robustness from gradient masking (``masking``); all torchattacks 3.5.1,
-L∞, on images in [0, 1]; seeded ones isolate the global RNG (docs/reproducing.md).
-"""
+L∞, on images in [0, 1]; seeded ones isolate the global RNG (docs/reproducing.md)."""
 
 from __future__ import annotations
 
@@ -13,17 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from regionmix_utils.evaluation.registry import (
-    CLEAN,
-    Evaluation,
-    Outcome,
-    clean_outcome,
-    evaluated,
-    get_evaluation,
-    predictions,
-    register_evaluation,
-    test_images,
-)
+from regionmix_utils.evaluation import registry
+from regionmix_utils.evaluation.registry import predictions, test_images  # re-exported
 from regionmix_utils.models import autograd_tensor, evaluating, gradients_on
 from regionmix_utils.progress import progress as progress_bar
 from regionmix_utils.registry import Registry
@@ -183,7 +173,7 @@ for _attack in (
                p_init=c.p_init, loss=c.loss, resc_schedule=True, seed=c.seed),
            "black-box Square, --queries queries", seeded=True, budget="queries"),
 ):  # fmt: skip
-    register_evaluation(Evaluation(
+    registry.register_evaluation(registry.Evaluation(
         _attack.name, f"Accuracy under {_attack.name}",
         f"test accuracy (%) under the {_attack.name} attack", keys=("eps", *_attack.fields),
         measures=("accuracy", "stages"), rerun=f"regionmix attack --attack {_attack.name}",
@@ -341,7 +331,7 @@ def adversarial_predictions(model: nn.Module, images: Tensor, labels: Tensor,
 
 def _attacked(model, images, labels, *, config: AttackConfig, progress: bool, **settings):
     predicted, stages = attack_outcome(model, images, labels, config, progress=progress)
-    return Outcome(predicted, {} if stages is None else {"stages": stages})
+    return registry.Outcome(predicted, {} if stages is None else {"stages": stages})
 
 
 def image_count(config: AttackConfig, n_images: int | None,
@@ -363,13 +353,14 @@ def evaluate_run(run: Run, configs: list[AttackConfig], n_images: int | None = N
     for count in counts or [n_images]:
         images, labels = test_images(run, count, data_dir, device)
         key = {"kind": "clean", "n_images": len(labels)}
-        records.append(evaluated(run, CLEAN, key, images, labels, compute=clean_outcome,
-                                 model=model)[0])  # fmt: skip
+        records.append(registry.evaluated(
+            run, registry.CLEAN, key, images, labels, compute=registry.clean_outcome, model=model,
+        )[0])  # fmt: skip
         for config in configs:
             if image_count(config, n_images, capped_images) == count:
                 key = {**config.settings(), "n_images": len(labels)}
-                records.append(evaluated(
-                    run, get_evaluation(config.attack), key, images, labels, compute=_attacked,
-                    model=model, config=config, progress=progress,
+                records.append(registry.evaluated(
+                    run, registry.get_evaluation(config.attack), key, images, labels,
+                    compute=_attacked, model=model, config=config, progress=progress,
                 )[0])  # fmt: skip
     return records

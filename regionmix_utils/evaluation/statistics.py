@@ -5,8 +5,7 @@ verdicts rest on the per-seed differences Δ_s (paired t-test, exact sign-flip p
 1979); McNemar per seed and the test-image bootstrap describe these models only.
 """
 
-from __future__ import annotations
-
+import bisect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -203,17 +202,12 @@ def _least_n(test, effect: float, level: float, power: float, max_seeds: int) ->
             value = float(test.power(effect, n, level / 2, alternative="larger"))
         return math.isfinite(value) and value >= power
 
-    if enough(2):
-        return 2
-    low, high = 2, 4
+    low, high = 1, 2
     while not enough(high):
         if high >= max_seeds:
             return max_seeds
         low, high = high, min(2 * high, max_seeds)
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if enough(middle) else (middle, high)
-    return high
+    return bisect.bisect_left(range(low + 1, high), True, key=enough) + low + 1
 
 
 def _check_plan(delta: float, level: float, power: float) -> None:

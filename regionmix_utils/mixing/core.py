@@ -1,8 +1,6 @@
 """Equation 1 and the mixup family on batches: settings, checks, parameters, and the three
 kernels (``apply_*``: one region gather-and-blend, one mask blend, one resized paste)."""
 
-from __future__ import annotations
-
 import functools
 import itertools
 import math

@@ -11,29 +11,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from regionmix_utils.mixing.core import (
-    SETTINGS,
-    MixedBatch,
-    Setting,
-    apply_cutmix,
-    apply_mask_mix,
-    apply_region_mixup,
-    apply_resizemix,
-    check_generator,
-    check_images,
-)
+from regionmix_utils.mixing import core, samplers
+from regionmix_utils.mixing.core import SETTINGS, MixedBatch, Setting
 from regionmix_utils.mixing.feature import INPUT, draw_layer, forward_mixed, mixable_layers
-from regionmix_utils.mixing.samplers import (
-    DECAY_POWER,
-    _region_params,
-    check_grid_fits,
-    resolve_grid,
-    sample_cutmix_params,
-    sample_fmix_params,
-    sample_gridmix_params,
-    sample_random_region_params,
-    sample_resizemix_params,
-)
 from regionmix_utils.mixing.transforms import MethodMix, transform_class
 from regionmix_utils.registry import Registry
 
@@ -103,8 +83,8 @@ class Method:
         if not self.mixes:
             raise ValueError(f"method {self.name!r} does not mix")
         if validate:
-            check_images(images)
-            check_generator(generator, images.device)
+            core.check_images(images)
+            core.check_generator(generator, images.device)
         batch, _, height, width = images.shape
         params = self.sample(batch, height, width, generator, **settings)
         return self.apply(images, labels, params, num_classes, validate=validate)
@@ -221,9 +201,10 @@ MANIFOLD_LAYERS = ("input", "layer1", "layer2")  # Verma et al.: layer_mix in {0
 
 def _sample_grid(batch_size, height, width, generator=None, *, k=2, alpha=1.0,
                  lam_mode="batch", grid=None):  # fmt: skip
-    tiles = resolve_grid(k, grid)
-    check_grid_fits(tiles, height, width, k_given=grid is None)
-    return _region_params(batch_size, tiles, alpha, generator, None, lam_mode)  # sizes checked
+    tiles = samplers.resolve_grid(k, grid)
+    samplers.check_grid_fits(tiles, height, width, k_given=grid is None)
+    # the sizes are checked
+    return samplers._region_params(batch_size, tiles, alpha, generator, None, lam_mode)
 
 
 _sample_mixup = functools.partial(_sample_grid, k=1)
@@ -238,42 +219,43 @@ def _keywords(sampler: Callable[..., Any]) -> Sampler:
 
 CUTMIX = METHODS.register(Method(
     "cutmix", "CutMix", "CutMix: paste a Beta-sized box from a partner, label weight = true "
-    "box area", ("alpha",), _keywords(sample_cutmix_params), apply_cutmix))  # fmt: skip
+    "box area", ("alpha",), _keywords(samplers.sample_cutmix_params),
+    core.apply_cutmix))  # fmt: skip
 MIXUP = METHODS.register(Method(
     "mixup", "Mixup", "Mixup: blend whole images (Region Mixup with k = 1)",
-    ("alpha", "lam_mode"), _sample_mixup, apply_region_mixup, fixed={"k": 1}))  # fmt: skip
+    ("alpha", "lam_mode"), _sample_mixup, core.apply_region_mixup, fixed={"k": 1}))  # fmt: skip
 REGION = METHODS.register(Method(
     "region", "Region Mixup", "Region Mixup (the paper): k x k tiles, each with its own λ and "
-    "partner", ("k", "alpha", "lam_mode"), _sample_grid, apply_region_mixup,
+    "partner", ("k", "alpha", "lam_mode"), _sample_grid, core.apply_region_mixup,
     shown=("k",)))  # fmt: skip
 METHODS.register(Method("none", "No mixing", "no mixing: clean cross entropy only"))
 RANDOM_REGION = METHODS.register(Method(
     "region-random", "Region Mixup, random grid", "beyond the paper: a random gh x gw grid "
     "(sides from --sides) with random tile edges per batch, each tile its own λ and partner",
-    ("sides", "alpha", "lam_mode"), _keywords(sample_random_region_params), apply_region_mixup,
-    shown=("sides",)))  # fmt: skip
+    ("sides", "alpha", "lam_mode"), _keywords(samplers.sample_random_region_params),
+    core.apply_region_mixup, shown=("sides",)))  # fmt: skip
 GRIDMIX = METHODS.register(Method(
     "gridmix", "GridMix", "GridMix (Baek et al., 2021): a grid of holes filled from a partner, "
     "4 holes across, hole side from Beta; label weight = true hole area", ("alpha",),
-    _keywords(sample_gridmix_params), apply_mask_mix))  # fmt: skip
+    _keywords(samplers.sample_gridmix_params), core.apply_mask_mix))  # fmt: skip
 FMIX = METHODS.register(Method(
     "fmix", "FMix", "FMix (Harris et al., 2020): a mask of thresholded low-frequency Fourier "
     "noise (1/f^d, --decay-power) with area λ ~ Beta, one partner", ("alpha",),
-    _keywords(sample_fmix_params), apply_mask_mix,
-    params={"decay_power": DECAY_POWER}))  # fmt: skip
+    _keywords(samplers.sample_fmix_params), core.apply_mask_mix,
+    params={"decay_power": samplers.DECAY_POWER}))  # fmt: skip
 RESIZEMIX = METHODS.register(Method(
     "resizemix", "ResizeMix", "ResizeMix (Qin et al., 2020): the partner resized into a box of "
     "side ratio U(0.1, 0.8) at a random place; label weight = box area", (),
-    _keywords(sample_resizemix_params), apply_resizemix))  # fmt: skip
+    _keywords(samplers.sample_resizemix_params), core.apply_resizemix))  # fmt: skip
 METHODS.register(Method(
     "manifold", "Manifold Mixup", "Manifold Mixup (Verma et al., 2019): mixup of the hidden "
     "state at a layer drawn per batch from {input, layer1, layer2}", ("alpha",), _sample_mixup,
-    apply_region_mixup, layers=MANIFOLD_LAYERS))  # fmt: skip
+    core.apply_region_mixup, layers=MANIFOLD_LAYERS))  # fmt: skip
 METHODS.register(Method(
     "region-manifold", "Region Manifold Mixup", "beyond the paper: equation 1 on the hidden "
     "state at a layer drawn per batch from {input, layer1, layer2}: k x k tiles of the feature "
     "map, each its own λ and partner", ("k", "alpha", "lam_mode"), _sample_grid,
-    apply_region_mixup, shown=("k",), layers=MANIFOLD_LAYERS))  # fmt: skip
+    core.apply_region_mixup, shown=("k",), layers=MANIFOLD_LAYERS))  # fmt: skip
 
 
 # The one-call functions: images [B, C, H, W] float, not modified; labels int64 [B] (with

@@ -1,8 +1,6 @@
 """Mixing inside the model: Manifold Mixup (Verma et al., ICML 2019) and its region form
 mix the hidden state at a layer a model names in ``mix_layers`` (name -> submodule path)."""
 
-from __future__ import annotations
-
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 

@@ -1,7 +1,5 @@
 """The samplers: each method's parameters drawn from an explicit ``torch.Generator``."""
 
-from __future__ import annotations
-
 import math
 import threading
 from typing import Any
@@ -10,16 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from regionmix_utils.mixing.core import (
-    CutMixParams,
-    MaskParams,
-    RegionParams,
-    ResizeParams,
-    Setting,
-    check_count,
-    check_fraction,
-    check_setting,
-)
+from regionmix_utils.mixing import core
 
 __all__ = ["fourier_noise", "sample_beta", "sample_cutmix_params", "sample_fmix_params",
            "sample_gridmix_params", "sample_random_region_params", "sample_region_params",
@@ -31,7 +20,7 @@ def sample_beta(alpha: float, n: int, generator: torch.Generator | None = None,
     """[n] float32 draws of Beta(alpha, alpha) = G1 / (G1 + G2), G ~ Gamma(alpha). Below 1
     in log space, Gamma(a) = Gamma(a + 1) U^(1/a) (Marsaglia & Tsang, 2000): the gammas
     would underflow (24% at 0.001). TypeError, ValueError: alpha not positive finite."""
-    alpha = check_setting("alpha", alpha)
+    alpha = core.check_setting("alpha", alpha)
     n = int(n)
     device = generator.device if generator is not None else torch.device(device or "cpu")
     concentration = torch.full((2, n), alpha, dtype=torch.float64, device=device)
@@ -79,21 +68,21 @@ def _random_permutations(n: int, batch_size: int, generator, device) -> Tensor:
 
 def _region_params(batch_size, grid, alpha, generator, device, lam_mode, rows=None, cols=None):
     # lam [gh, gw] ("batch": Algorithm 1) or [gh, gw, B] ("sample", timm's "elem")
-    per_sample = check_setting("lam_mode", lam_mode) == "sample"
+    per_sample = core.check_setting("lam_mode", lam_mode) == "sample"
     n = grid[0] * grid[1] * (batch_size if per_sample else 1)
     lam = sample_beta(alpha, n, generator, device).view(*grid, *((-1,) if per_sample else ()))
     partners = _random_permutations(grid[0] * grid[1], batch_size, generator, lam.device)
-    return RegionParams(lam, partners.view(*grid, batch_size), rows, cols)
+    return core.RegionParams(lam, partners.view(*grid, batch_size), rows, cols)
 
 
 def resolve_grid(k: int, grid: tuple[int, int] | None) -> tuple[int, int]:
     """(gh, gw) from k, or ``grid``, which replaces k."""
     if grid is None:
-        k = check_setting("k", k)
+        k = core.check_setting("k", k)
         return (k, k)
     if not isinstance(grid, (tuple, list)) or len(grid) != 2:
         raise TypeError(f"grid must be a pair (gh, gw) of integers >= 1, got {grid!r}")
-    return (check_count(grid[0], "grid[0]"), check_count(grid[1], "grid[1]"))
+    return (core.check_count(grid[0], "grid[0]"), core.check_count(grid[1], "grid[1]"))
 
 
 def check_grid_fits(grid: tuple[int, int], height: int, width: int, k_given: bool) -> None:
@@ -109,10 +98,10 @@ def check_grid_fits(grid: tuple[int, int], height: int, width: int, k_given: boo
 
 def sample_region_params(batch_size: int, grid: tuple[int, int] = (2, 2), alpha: float = 1.0,
                          generator: torch.Generator | None = None, device=None,
-                         lam_mode: str = "batch") -> RegionParams:  # fmt: skip
+                         lam_mode: str = "batch") -> core.RegionParams:  # fmt: skip
     """One λ ~ Beta(alpha, alpha) (per sample too with ``lam_mode="sample"``) and one
     batch permutation per tile: lam [gh, gw] or [gh, gw, B], partners [gh, gw, B]."""
-    batch_size, grid = check_count(batch_size, "batch_size"), resolve_grid(1, grid)
+    batch_size, grid = core.check_count(batch_size, "batch_size"), resolve_grid(1, grid)
     return _region_params(batch_size, grid, alpha, generator, device, lam_mode)
 
 
@@ -129,12 +118,12 @@ def sample_random_region_params(batch_size: int, height: int, width: int,
                                 sides: tuple[int, ...] = (1, 2, 4), alpha: float = 1.0,
                                 generator: torch.Generator | None = None, device=None,
                                 lam_mode: str = "batch",
-                                min_side: int = 1) -> RegionParams:  # fmt: skip
+                                min_side: int = 1) -> core.RegionParams:  # fmt: skip
     """Stochastic Region Mixup (beyond the paper): gh, gw uniform from the ``sides`` that
     fit, edges uniform over cuts with tiles >= ``min_side`` (1 trained the runs; notebook
     01 uses 4), one λ and partner per tile. RegionParams with both edge tuples."""
     batch_size, height, width, device = _sizes(batch_size, height, width, generator, device)
-    sides, min_side = check_setting("sides", sides), check_count(min_side, "min_side")
+    sides, min_side = core.check_setting("sides", sides), core.check_count(min_side, "min_side")
     fit_h = [s for s in sides if s * min_side <= height]
     fit_w = [s for s in sides if s * min_side <= width]
     if not fit_h or not fit_w:
@@ -157,13 +146,13 @@ def _box(height: int, width: int, cut_h: int, cut_w: int, cy: int, cx: int) -> t
 def _sizes(batch_size, height, width, generator, device) -> tuple[int, int, int, Any]:
     """The sizes checked, and the generator's device (else ``device``)."""
     device = generator.device if generator is not None else device
-    return (check_count(batch_size, "batch_size"), check_count(height, "height"),
-            check_count(width, "width"), device)  # fmt: skip
+    return (core.check_count(batch_size, "batch_size"), core.check_count(height, "height"),
+            core.check_count(width, "width"), device)  # fmt: skip
 
 
 def sample_cutmix_params(batch_size: int, height: int, width: int, alpha: float = 1.0,
                          generator: torch.Generator | None = None,
-                         device=None) -> CutMixParams:  # fmt: skip
+                         device=None) -> core.CutMixParams:  # fmt: skip
     """CutMix (Yun et al., 2019): λ ~ Beta(alpha, alpha), a box of sides int(H sqrt(1 - λ)),
     int(W sqrt(1 - λ)) centred uniformly, clipped; one permutation. A GPU generator syncs."""
     batch_size, height, width, device = _sizes(batch_size, height, width, generator, device)
@@ -172,19 +161,20 @@ def sample_cutmix_params(batch_size: int, height: int, width: int, alpha: float 
     centre = torch.rand(2, generator=generator, device=device, dtype=torch.float64)
     box = _box(height, width, int(height * cut), int(width * cut), int(centre[0] * height),
                int(centre[1] * width))  # fmt: skip
-    return CutMixParams(box, _random_permutations(1, batch_size, generator, device)[0], lam)
+    return core.CutMixParams(box, _random_permutations(1, batch_size, generator, device)[0], lam)
 
 
 def sample_gridmix_params(batch_size: int, height: int, width: int, alpha: float = 1.0,
                           generator: torch.Generator | None = None, device=None,
-                          n_holes: int = 4, crop_area: float = 1.0) -> MaskParams:  # fmt: skip
+                          n_holes: int = 4, crop_area: float = 1.0) -> core.MaskParams:  # fmt: skip
     """GridMix (Baek et al., 2021), as ``GridMixupLoss._get_gridmask`` of
     github.com/IlyaDobrynin/GridMixup: a square crop of ``crop_area`` H W at a uniform
     corner, patches of side ceil(crop width / n_holes), each with a top-left hole of side
     int(side sqrt(1 - λ)) in [1, side - 1]; mask [H, W] is 0 in the holes. ValueError:
     n_holes not in [1, crop width // 2], crop_area not in (0, 1]."""
     batch_size, height, width, device = _sizes(batch_size, height, width, generator, device)
-    n_holes, crop_area = check_count(n_holes, "n_holes"), check_fraction(crop_area, "crop_area")
+    n_holes = core.check_count(n_holes, "n_holes")
+    crop_area = core.check_fraction(crop_area, "crop_area")
     if crop_area == 0:
         raise ValueError("crop_area must lie in (0, 1], got 0")
     lam = float(sample_beta(alpha, 1, generator, device)[0])
@@ -202,7 +192,7 @@ def sample_gridmix_params(batch_size: int, height: int, width: int, alpha: float
     rows[top : top + crop_h] = torch.arange(crop_h) % patch < hole
     cols[left : left + crop_w] = torch.arange(crop_w) % patch < hole
     mask = 1.0 - (rows[:, None] & cols[None, :]).float()
-    return MaskParams(mask, _random_permutations(1, batch_size, generator, device)[0], lam)
+    return core.MaskParams(mask, _random_permutations(1, batch_size, generator, device)[0], lam)
 
 
 def fourier_noise(height: int, width: int, decay_power: float = 3.0, generator=None,
@@ -218,20 +208,21 @@ def fourier_noise(height: int, width: int, decay_power: float = 3.0, generator=N
     return torch.fft.irfft2(spectrum, s=(height, width))
 
 
-DECAY_POWER = Setting("FMix: d of the Fourier noise's 1/f^d decay (higher: smoother masks)",
+DECAY_POWER = core.Setting("FMix: d of the Fourier noise's 1/f^d decay (higher: smoother masks)",
                       "d", "decay power", float, unnamed=3.0, default=3.0, above=0.0)  # fmt: skip
 
 
 def sample_fmix_params(batch_size: int, height: int, width: int, alpha: float = 1.0,
                        generator: torch.Generator | None = None, device=None,
-                       decay_power: float = 3.0, max_soft: float = 0.0) -> MaskParams:  # fmt: skip
+                       decay_power: float = 3.0,
+                       max_soft: float = 0.0) -> core.MaskParams:  # fmt: skip
     """FMix (Harris et al., 2020), as ``binarise_mask`` of github.com/ecs-vlc/FMix: the
     ceil or floor (a coin) of λ H W pixels of highest noise keep x_A. ``max_soft`` in
     [0, 0.5]: the 2 s pixels ranked around it (s = int(H W min(max_soft, λ, 1 - λ))) fall
     linearly from 1 to 0, keeping the mean."""
     batch_size, height, width, device = _sizes(batch_size, height, width, generator, device)
     decay_power = DECAY_POWER.check("decay_power", decay_power, strict=True)
-    max_soft = check_fraction(max_soft, "max_soft", 0.5)
+    max_soft = core.check_fraction(max_soft, "max_soft", 0.5)
     lam = float(sample_beta(alpha, 1, generator, device)[0])
     noise = fourier_noise(height, width, decay_power, generator, device).flatten().cpu()
     coin = float(torch.rand(1, generator=generator, device=device, dtype=torch.float64))
@@ -245,24 +236,24 @@ def sample_fmix_params(batch_size: int, height: int, width: int, alpha: float = 
     mask = torch.empty(pixels, dtype=torch.float32)
     mask[torch.argsort(noise, descending=True, stable=True)] = ranked
     partners = _random_permutations(1, batch_size, generator, device)[0]
-    return MaskParams(mask.view(height, width), partners, lam)
+    return core.MaskParams(mask.view(height, width), partners, lam)
 
 
 def sample_resizemix_params(batch_size: int, height: int, width: int,
                             generator: torch.Generator | None = None, device=None,
                             scale_range: tuple[float, float] = (0.1, 0.8),
-                            ) -> ResizeParams:  # fmt: skip
+                            ) -> core.ResizeParams:  # fmt: skip
     """ResizeMix (Qin et al., 2020), as OpenMixup's ``resizemix``: tau ~ U(scale_range), a
     box of sides int(H tau), int(W tau) placed as CutMix's."""
     batch_size, height, width, device = _sizes(batch_size, height, width, generator, device)
     if not isinstance(scale_range, (tuple, list)) or len(scale_range) != 2:
         raise TypeError(f"scale_range must be a pair (low, high), got {scale_range!r}")
-    low = check_fraction(scale_range[0], "scale_range[0]")
-    high = check_fraction(scale_range[1], "scale_range[1]")
+    low = core.check_fraction(scale_range[0], "scale_range[0]")
+    high = core.check_fraction(scale_range[1], "scale_range[1]")
     if low > high:
         raise ValueError(f"scale_range must have low <= high, got {tuple(scale_range)}")
     draws = torch.rand(3, generator=generator, device=device, dtype=torch.float64).tolist()
     tau = low + (high - low) * draws[0]
     box = _box(height, width, int(height * tau), int(width * tau), int(draws[1] * height),
                int(draws[2] * width))  # fmt: skip
-    return ResizeParams(box, _random_permutations(1, batch_size, generator, device)[0], tau)
+    return core.ResizeParams(box, _random_permutations(1, batch_size, generator, device)[0], tau)

@@ -2,8 +2,6 @@
 with v2.MixUp's calling conventions plus timm's ``p``, ``label_smoothing`` and
 ``switch_prob`` (``MixChoice``); docs/pipelines.md shows them in real pipelines."""
 
-from __future__ import annotations
-
 import bisect
 import inspect
 import itertools
@@ -20,15 +18,8 @@ from torch.utils.data import get_worker_info
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from regionmix_utils.mixing.core import (
-    MixedBatch,
-    _as_real,
-    _labels,
-    check_count,
-    check_generator,
-    check_images,
-    check_setting,
-)
+from regionmix_utils.mixing import core
+from regionmix_utils.mixing.core import MixedBatch
 
 __all__ = ["BatchMix", "MethodMix", "MixChoice", "default_labels", "draw_choice", "draw_mixed",
            "worker_generator"]  # fmt: skip
@@ -73,7 +64,7 @@ def draw_mixed(p: float, generator: torch.Generator | None) -> bool:
 
 
 def _probability(value: float, name: str) -> float:
-    number = _as_real(value)
+    number = core._as_real(value)
     if number is None or not 0 <= number <= 1:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
     return number
@@ -116,9 +107,10 @@ class BatchMix(v2.Transform):
                  label_smoothing: float = 0.0,
                  labels_getter: str | LabelsGetter = "default") -> None:  # fmt: skip
         super().__init__()
-        self.alpha = check_setting("alpha", alpha)
-        self.num_classes = None if num_classes is None else check_count(num_classes, "num_classes")
-        check_generator(generator)
+        self.alpha = core.check_setting("alpha", alpha)
+        self.num_classes = (None if num_classes is None
+                            else core.check_count(num_classes, "num_classes"))  # fmt: skip
+        core.check_generator(generator)
         self.generator, self.p = generator, _probability(p, "p")
         self.label_smoothing = _probability(label_smoothing, "label_smoothing")
         if self.label_smoothing == 1:
@@ -177,8 +169,8 @@ class BatchMix(v2.Transform):
             out = self.mix(plain, labels, generator)
             mixed, targets = out.images, out.targets
         else:
-            check_images(plain)
-            mixed, targets = plain, _labels(labels, plain.shape[0], self.num_classes, True)
+            core.check_images(plain)
+            mixed, targets = plain, core._labels(labels, plain.shape[0], self.num_classes, True)
             targets = (F.one_hot(targets, self.num_classes).float() if targets.ndim == 1 else
                        targets.to(torch.float64 if targets.dtype == torch.float64 else
                                   torch.float32, copy=True))  # fmt: skip
@@ -260,13 +252,13 @@ class MixChoice(v2.Transform):
             if not isinstance(t, BatchMix):
                 raise TypeError(f"transforms must hold mixing transforms (BatchMix), got "
                                 f"{type(t).__name__}")  # fmt: skip
-        weights = [1.0] * len(transforms) if p is None else [_as_real(w) for w in p]
+        weights = [1.0] * len(transforms) if p is None else [core._as_real(w) for w in p]
         if len(weights) != len(transforms) or any(w is None or not w >= 0 for w in weights):
             raise ValueError(f"p must hold one non-negative weight per transform "
                              f"({len(transforms)}), got {p!r}")  # fmt: skip
         if not sum(weights) > 0:
             raise ValueError(f"p must have a positive sum, got {p!r}")
-        check_generator(generator)
+        core.check_generator(generator)
         self.transforms, self.generator = nn.ModuleList(transforms), generator
         self.p = [w / sum(weights) for w in weights]
         self._cumulative = list(itertools.accumulate(self.p))

@@ -1,7 +1,5 @@
 """Ablation figures (notebooks 03 and 06): the k x α grid, λ per tile or sample, the CE term."""
 
-from __future__ import annotations
-
 import dataclasses
 import textwrap
 from pathlib import Path
@@ -69,9 +67,6 @@ class AblationExplorer(Explorer):
         self.redraw()
 
     def draw(self) -> None:
-        for ax in (self.ax_heat, self.ax_k):
-            ax.clear()
-            ax.set_axis_on()
         self.ax_heat.set_title(f"{self.dataset}: {METRICS[self.metric]}, {self.how} over seeds",
                                fontsize=10)  # fmt: skip
         rows = self.frame[self.frame["dataset"] == self.dataset] if self.dataset else self.frame
@@ -124,8 +119,7 @@ class AblationExplorer(Explorer):
 def ablation_overview(frame, alpha: float = 1.0) -> Figure:
     """Test and FGSM accuracy against k, clean CE term on, mean ± std, a line per dataset."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), layout="tight")
-    frame = _per_tile(frame)
-    clean = frame[frame["clean_ce"]]
+    clean = _per_tile(frame[frame["clean_ce"]])
     for ax, metric in zip(axes, ("test_acc", "fgsm"), strict=True):
         if clean[metric].notna().any():
             _metric_against_k(ax, clean, metric, "mean", "dataset", alpha)
@@ -138,10 +132,9 @@ def ablation_overview(frame, alpha: float = 1.0) -> Figure:
 def lam_mode_figure(frame, metric: str = "test_acc", how: str = "mean", alpha: float = 1.0):
     """``metric`` against k with λ per tile (Algorithm 1) and per tile and sample, per dataset."""
     rows = frame[(frame["method"] == "region") & frame["clean_ce"]]
-    datasets = sorted(set(rows["dataset"]))
+    datasets = list(rows.groupby("dataset"))
     fig, axes = panels(1, max(len(datasets), 1), 6, 3.8)
-    for ax, dataset in zip(axes[0], datasets, strict=False):
-        part = rows[rows["dataset"] == dataset]
+    for ax, (dataset, part) in zip(axes[0], datasets, strict=False):
         if part[metric].notna().any():
             _metric_against_k(ax, part, metric, how, "lam_mode", alpha)
         ax.set_title(f"{get_dataset(dataset).title}: α = {alpha:g}, {how} over seeds", fontsize=10)

@@ -1,8 +1,6 @@
 """What the figures share. Viz modules import matplotlib, ipywidgets and IPython at the top:
 only the notebooks, the report and the command line's figure commands import viz."""
 
-from __future__ import annotations
-
 import re
 import textwrap
 from collections.abc import Sequence
@@ -64,12 +62,12 @@ class Explorer:
     shown as an ``ipywidgets.Image``: Colab's ipywidgets 7.7.1 cannot make an Output."""
 
     def start(self, figsize: tuple[float, float], width_ratios: list[float]):
-        """The explorer's one figure; returns its axes."""
-        self.figure, axes = plt.subplots(1, len(width_ratios), figsize=figsize,
-                                         width_ratios=width_ratios)  # fmt: skip
+        """The explorer's one figure; returns its axes, which each redraw clears."""
+        self.figure, self.axes = plt.subplots(1, len(width_ratios), figsize=figsize,
+                                              width_ratios=width_ratios)  # fmt: skip
         plt.close(self.figure)  # shown by ``widget()``, not by the notebook's backend
         self._colorbar, self._image = None, None
-        return axes
+        return self.axes
 
     def update(self, **state) -> None:
         vars(self).update(state)
@@ -81,6 +79,9 @@ class Explorer:
             control.observe(lambda c, name=name: self.update(**{name: c["new"]}), names="value")
 
     def redraw(self) -> None:
+        for ax in self.axes:
+            ax.clear()
+            ax.set_axis_on()
         self.draw()
         self.figure.tight_layout()  # once: run again, it moves the colour bar's axes each time
         if self._image is not None:

@@ -1,7 +1,5 @@
 """Figures of the paper's claims (notebook 08): paired differences and the seeds they need."""
 
-from __future__ import annotations
-
 import math
 import textwrap
 from collections.abc import Sequence
@@ -26,12 +24,11 @@ def claims_forest(cells: pd.DataFrame, title: str | None = None) -> Figure:
     sides, shared = split_labels([*rows["a"], *rows["b"]])
     datasets = [get_dataset(d).title for d in dict.fromkeys(rows["dataset"])]
     labels = []
-    for i, r in enumerate(rows.itertuples()):
-        table = [] if pd.isna(r.table) else [f"Table {int(r.table)}"]
-        where = [*table, *([get_dataset(r.dataset).title] if len(datasets) > 1 else []), r.metric,
-                 *([r.status] if getattr(r, "status", "") else [])]  # fmt: skip
-        versus = textwrap.fill(f"{sides[i]} vs {sides[len(rows) + i]}", 48)
-        labels.append(f"{', '.join(where)}\n{versus}")
+    for r, a, b in zip(rows.itertuples(), sides[: len(rows)], sides[len(rows) :], strict=True):
+        where = ["" if pd.isna(r.table) else f"Table {int(r.table)}",
+                 get_dataset(r.dataset).title if len(datasets) > 1 else "", r.metric,
+                 getattr(r, "status", "")]  # fmt: skip
+        labels.append(", ".join(filter(None, where)) + "\n" + textwrap.fill(f"{a} vs {b}", 48))
     # each row as tall as its label (inches), so that no label overlaps the next
     heights = np.array([0.16 * (label.count("\n") + 1) + 0.3 for label in labels])
     y = heights.sum() - np.cumsum(heights) + heights / 2  # each row's centre, the first on top

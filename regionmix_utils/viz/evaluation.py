@@ -1,7 +1,5 @@
 """Figures of evaluations (notebooks 04, 05, 07, the report) and the paper's tables."""
 
-from __future__ import annotations
-
 import textwrap
 from collections.abc import Sequence
 
@@ -62,9 +60,8 @@ def reliability_figure(curves: dict) -> Figure:
         bottom.bar(centres, curve["count"].numpy(), width=width, color="grey")
         bottom.set(xlim=(0, 1), xlabel="confidence")
         bottom.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
-        if col == 0:
-            top.set_ylabel("accuracy")
-            bottom.set_ylabel("test images")
+    for ax, name in zip(axes[:, 0], ["accuracy", "test images"] * rows, strict=True):
+        ax.set_ylabel(name)
     axes[0, 0].legend(fontsize=8, loc="upper left")
     say_shared(fig, shared, "All runs", 40 * columns, fontsize=9)
     return fig
@@ -89,21 +86,18 @@ def corruption_figure(records: list[list[dict]], labels: list[str]) -> Figure:
 
 def comparison_figure(tables: Sequence) -> Figure:
     """Ours (filled) vs the paper (hollow): a row per ``results.Table``, a panel per dataset."""
-    layouts = []
-    for table in tables:
-        keys = ["dataset", "ce_row"] if table.number == 2 else ["dataset"]
-        layouts.append((table, keys, list(dict.fromkeys(map(tuple, table.cells[keys].to_numpy())))))
-    width = max(len(rows) for _, _, rows in layouts)
-    fig = plt.figure(figsize=(4.2 * width, 3.6 * len(layouts)), layout="constrained")
-    for subfig, (table, keys, rows) in zip(np.atleast_1d(fig.subfigures(len(layouts), 1)),
-                                           layouts, strict=True):  # fmt: skip
+    grouped = [list(t.cells.groupby(["dataset", "ce_row"] if t.number == 2 else ["dataset"],
+                                    sort=False)) for t in tables]  # fmt: skip
+    width = max(len(groups) for groups in grouped)
+    fig = plt.figure(figsize=(4.2 * width, 3.6 * len(tables)), layout="constrained")
+    for subfig, table, groups in zip(np.atleast_1d(fig.subfigures(len(tables), 1)), tables,
+                                     grouped, strict=True):  # fmt: skip
         subfig.suptitle("\n".join(textwrap.wrap(table.caption.split(". ")[0], 110)), fontsize=9)
         axes = subfig.subplots(1, width, squeeze=False)[0]
         labels = list(dict.fromkeys(table.frame.columns.get_level_values(0)))
         crowded = {"rotation": 30, "ha": "right"} if len(labels) > 3 else {}
         ticks = labels if crowded else ["\n".join(textwrap.wrap(lb, 14)) for lb in labels]
-        for ax, row in zip(axes, rows, strict=False):
-            cells = table.cells[(table.cells[keys].apply(tuple, axis=1) == row)]
+        for ax, (row, cells) in zip(axes, groups, strict=False):
             for x, label in enumerate(labels):
                 for r in cells[cells["label"] == label].itertuples():
                     if r.n > 0:
@@ -117,7 +111,7 @@ def comparison_figure(tables: Sequence) -> Figure:
             ax.set_title(" · ".join(row), fontsize=9)
             ax.grid(axis="y", alpha=0.3)
         axes[0].set_ylabel("accuracy (%)")
-        for ax in axes[len(rows) :]:
+        for ax in axes[len(groups) :]:
             ax.set_visible(False)
     ours = plt.Line2D([], [], marker="o", ls="", color="C0", label="ours (mean ± std over seeds)")
     paper = plt.Line2D([], [], marker="s", ls="", mfc="white", color="C1", label="paper (3 runs)")

@@ -1,7 +1,5 @@
 """How the grids mix (notebook 01, the demo): equation 1 tile by tile, and the explorer."""
 
-from __future__ import annotations
-
 import textwrap
 from collections.abc import Sequence
 from functools import partial
@@ -200,8 +198,6 @@ class MixingExplorer(Explorer):
 
     def draw(self) -> None:
         self.mixed, sample = (mixed := self.mix()), self.sample
-        for ax in (self.ax_image, self.ax_tiles, self.ax_lam, self.ax_label):
-            ax.clear()
         rows, cols = edges = _edges(mixed, *self.images.shape[2:])
         show(self.ax_image, mixed.images[sample])
         _draw_grid(self.ax_image, edges)

@@ -1,7 +1,5 @@
 """Training curves, static and live (notebook 02, the demo, the report)."""
 
-from __future__ import annotations
-
 import matplotlib.pyplot as plt
 from IPython import get_ipython
 from IPython.display import display
@@ -15,9 +13,8 @@ def training_curves(metrics: dict[str, list[dict]], epochs: int | None = None) -
     """A line per run (label -> metrics rows): clean CE, mixed CE (sums not comparable), test acc"""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5), layout="tight")
     # one colour per run in every panel: a run missing from a panel must not shift the rest
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, (label, rows) in enumerate(metrics.items()):
-        style = {"marker": "o", "ms": 3, "color": cycle[index % len(cycle)]}
+        style = {"marker": "o", "ms": 3, "color": f"C{index}"}  # "CN": the colour cycle's Nth
         xs = [r["epoch"] for r in rows]
         for ax, key in zip(axes, TERMS, strict=False):
             if key in rows[0]:
