@@ -123,7 +123,8 @@ class TrainJob:
         return submitit.helpers.DelayedSubmission(self, config)
 
 
-def slurm_executor(folder, partition: str, time_min: int, gpus_per_node: int, max_parallel: int):
+def slurm_executor(folder, partition: str, time_min: int, gpus_per_node: int,
+                   max_parallel: int, cpus_per_task: int = 8):  # fmt: skip
     """A submitit executor for SLURM: one GPU a task, arrays limited to ``max_parallel``."""
     try:
         import submitit  # heavy: only SLURM sweeps need it
@@ -133,7 +134,8 @@ def slurm_executor(folder, partition: str, time_min: int, gpus_per_node: int, ma
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
     executor.update_parameters(
         slurm_partition=partition, timeout_min=time_min, gpus_per_node=gpus_per_node,
-        tasks_per_node=1, cpus_per_task=8, slurm_array_parallelism=max_parallel)  # fmt: skip
+        tasks_per_node=1, cpus_per_task=cpus_per_task,
+        slurm_array_parallelism=max_parallel)  # fmt: skip
     return executor
 
 
