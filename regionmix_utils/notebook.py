@@ -258,9 +258,12 @@ def execute_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike,
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / notebook.name
     with mock.patch.dict(os.environ, {HEADLESS: "1"}):  # the kernel inherits it
+        # The kernel listens on localhost only: its start-up warning about plain TCP (ipykernel
+        # 7.4) is noise on every run, so the kernel logs errors only; cells' output is unchanged.
         papermill.execute_notebook(str(notebook), str(executed), parameters=parameters or {},
                                    cwd=str(notebook.parent), kernel_name="python3",
-                                   progress_bar=False, execution_timeout=timeout)  # fmt: skip
+                                   progress_bar=False, execution_timeout=timeout,
+                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])  # fmt: skip
     if html:
         from nbconvert import HTMLExporter  # heavy: comes with papermill
 

@@ -288,3 +288,15 @@ def test_the_text_check_catches_settings_that_did_not_run():
              "PGD-10 at ε = 64/255 on 500 test images leaves 0.00%.")  # fmt: skip
     assert not stated_settings_problems(right, records)
     assert _named_settings(right) == {("FGSM", 2, 1017), ("PGD-10", 64, 500)}
+
+
+def test_a_headless_run_prints_no_kernel_start_up_warnings(tmp_path, capfd):
+    """ipykernel 7.4 warns at every start that the kernel listens on plain TCP (localhost
+    here): `make demo` printed it once a notebook."""
+    notebook = tmp_path / "tiny.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")]),
+                   notebook)  # fmt: skip
+    executed = execute_notebook(notebook, tmp_path / "out", html=False)
+    (cell,) = nbformat.read(executed, as_version=4).cells
+    assert cell.outputs[0]["text"] == "42\n"
+    assert "[IPKernelApp] WARNING" not in capfd.readouterr().err
