@@ -44,14 +44,13 @@ def ablation_frame(runs: list[Run], fgsm_eps: float = DEFAULT_EPS) -> pd.DataFra
         config = run.config
         fgsm = [r for r in run.evaluations()
                 if r.get("kind") == "fgsm" and abs(r["eps"] - fgsm_eps) < 1e-9]  # fmt: skip
-        best = max(fgsm, key=lambda r: r["n_images"]) if fgsm else None
+        best = max(fgsm, key=lambda r: r["n_images"], default={"accuracy": float("nan")})
         # Mixup keeps the default k in its config, which it does not read: it is k = 1.
         k = {"region-random": RANDOM, "mixup": "1"}.get(config.method, str(config.k))
         rows.append({"dataset": config.dataset, "method": config.method, "k": k,
                      "alpha": config.alpha, "clean_ce": config.clean_ce,
                      "lam_mode": config.lam_mode, **dict(config.params), "seed": config.seed,
-                     "test_acc": run.accuracy(),
-                     "fgsm": best["accuracy"] if best else float("nan")})  # fmt: skip
+                     "test_acc": run.accuracy(), "fgsm": best["accuracy"]})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
 from regionmix_utils import paper
@@ -21,7 +20,7 @@ _PAPER_SETTINGS = {"clean": (), "fgsm": (("eps", DEFAULT_EPS),),
                    "square": (("eps", DEFAULT_EPS), ("queries", 100))}  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Claim:
     """``a`` vs ``b`` (a method [+ NO_CE or MATCHED], or a column label) on ``dataset``: records
     of ``kind`` with ``settings`` ((key, value) pairs); ``direction`` +1: A > B, -1: A < B;

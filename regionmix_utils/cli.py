@@ -4,6 +4,7 @@ settings, registries); modules in ``$REGIONMIX_PLUGINS`` are imported first."""
 import argparse
 import contextlib
 import dataclasses
+import functools
 import importlib
 import itertools
 import os
@@ -34,22 +35,15 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number or fraction: {text!r}") from err
 
 
-def _at_least(low: int):
-    """An integer option's type: an integer >= ``low`` (argparse says which option)."""
-
-    def integer(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from err
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
-        return value
-
-    return integer
-
-
-_positive_int = _at_least(1)
+def _integer(text: str, low: int = 1) -> int:
+    """An integer option's type: an integer >= ``low`` (1 unless given; argparse says which)."""
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from err
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+    return value
 
 
 def _field_option(parser: argparse.ArgumentParser, field: dataclasses.Field, hint) -> None:
@@ -63,7 +57,7 @@ def _field_option(parser: argparse.ArgumentParser, field: dataclasses.Field, hin
                    "type": args[0] if args[0] in (int, float) else str}  # fmt: skip
     else:
         kind = next(a for a in (*args, hint) if a in (int, float, str))  # int | None: int
-        integer = _at_least(meta["low"]) if "low" in meta else int
+        integer = functools.partial(_integer, low=meta["low"]) if "low" in meta else int
         kwargs["type"] = {float: _fraction, str: str}.get(kind, integer)
     parser.add_argument(f"--{field.name.replace('_', '-')}", **kwargs)
 
@@ -372,9 +366,8 @@ def _cmd_demo(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="regionmix", description="Region Mixup (Saha & Garain, ICLR 2024 Tiny Papers)"
-    )
+    description = "Region Mixup (Saha & Garain, ICLR 2024 Tiny Papers)"
+    parser = argparse.ArgumentParser(prog="regionmix", description=description)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, func, help: str, *parents) -> argparse.ArgumentParser:
@@ -410,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=studies.STUDIES.names())
     p.add_argument("--dataset", choices=["cifar10-subset", "cifar10"], help="the study's own "
                    "(default), or the full CIFAR-10 sampled to the same sizes")  # fmt: skip
-    p.add_argument("--workers", type=_positive_int, default=1,
+    p.add_argument("--workers", type=_integer, default=1,
                    help="processes sharing the runs (2 on a 2-core CPU)")  # fmt: skip
     p.add_argument("--export", default=None, metavar="DIR",
                    help="once all runs are finished and evaluated, copy the bundle")  # fmt: skip
@@ -434,13 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
                        f"{name}: {robustness.preset_text(name)}" for name in presets]))  # fmt: skip
     p.add_argument("--eps", type=_fraction, nargs="+", default=[defaults.eps],
                    help="pixel units, e.g. 8/255; several make a sweep")  # fmt: skip
-    p.add_argument("--steps", type=_positive_int, nargs="+", default=[defaults.steps],
+    p.add_argument("--steps", type=_integer, nargs="+", default=[defaults.steps],
                    help="PGD / APGD iterations; several run one PGD each")  # fmt: skip
     p.add_argument("--step-size", type=_fraction, default=None, help="PGD's step (default ε/4)")
     p.add_argument("--no-random-start", action="store_true", help="PGD from the clean image")
     capped = ", ".join(f"{a.name}: {a.default_images}" for a in attacks.values()
                        if a.default_images)  # fmt: skip
-    p.add_argument("--capped-images", type=_positive_int, default=None,
+    p.add_argument("--capped-images", type=_integer, default=None,
                    help=f"test images for the slow attacks ({capped} by default)")  # fmt: skip
     p.add_argument("--queries", type=int, default=defaults.queries, help="Square's query budget")
     p.add_argument("--seed", type=int, default=defaults.seed,

@@ -2,7 +2,6 @@
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,12 +64,10 @@ def _settings(runs: pd.DataFrame) -> dict[str, list[dict]]:
 def _metric_groups(runs: list[Run], kind: str | None, settings: dict) -> list[list[dict]]:
     """Settings every run has (of ``kind``), grouped per metric: the clean one on the most
     images, each other record, the corruptions of one source and image count together."""
-    found = None
-    for run in runs:
-        mine = [s for s in settings[str(run.path)] if kind is None or _kind(s) == kind]
-        found = mine if found is None else [s for s in found if s in mine]
+    per_run = [[s for s in settings[str(run.path)] if kind in (None, _kind(s))] for run in runs]
+    found = [s for s in per_run[0] if all(s in other for other in per_run[1:])]
     groups, corruption = [], {}
-    for s in sorted(found or [], key=lambda s: (-s.get("n_images", 0), s["kind"] == "calibration")):
+    for s in sorted(found, key=lambda s: (-s.get("n_images", 0), s["kind"] == "calibration")):
         if s["kind"] == "corruption":
             corruption.setdefault((s["source"], s["n_images"]), []).append(s)
         elif _kind(s) != "clean" or not any(_kind(g[0]) == "clean" for g in groups):
@@ -87,9 +84,9 @@ def _row(dataset, runs_a, runs_b, group, claim: Claim | None, runs_dir, evaluate
     nan, settings, kind = math.nan, group[0], _kind(group[0])
     title = _METRICS.get(kind) or (get_evaluation(kind).title if kind in RECORD_KINDS else kind)
     metric = f"{attack_label(settings)} ε={eps_text(settings['eps'])}" if kind in ATTACKS else title
+    both = [*runs_a.values(), *runs_b.values()]
     paper_regime = all(run.config.dataset in records.PAPER_DATASETS
-                       and records._is_paper_recipe(run.config)
-                       for run in (*runs_a.values(), *runs_b.values()))  # fmt: skip
+                       and records._is_paper_recipe(run.config) for run in both)  # fmt: skip
     row = {
         "table": claim.table if claim and claim.table else None, "dataset": dataset,
         "a": records.column_label(next(iter(runs_a.values())).config, with_ce=True),
@@ -101,21 +98,18 @@ def _row(dataset, runs_a, runs_b, group, claim: Claim | None, runs_dir, evaluate
         "effect": claim.effect if claim and claim.effect is not None else nan,
         "paper_regime": paper_regime, **dict.fromkeys(_NUMBERS, nan), "plan": "", "verdict": "",
         "sided": claim.sided if claim else "two-sided", "declared": claim and claim.declared,
-        "status": "" if claim is None or claim.source == "paper" else
-                  status(claim, [*runs_a.values(), *runs_b.values()])}  # fmt: skip
+        "status": status(claim, both) if claim and claim.source != "paper" else ""}  # fmt: skip
     if not evaluated:
         return row | {"verdict": f"not evaluated: run {_rerun_hint(claim.kind, runs_dir)}"}
-    a, b = {}, {}
     try:
-        for part in group:
-            part_a, part_b = statistics.paired_correct(runs_a, runs_b, part)
-            for s in part_a:
-                a[s] = a.get(s, 0) + part_a[s] / len(group)
-                b[s] = b.get(s, 0) + part_b[s] / len(group)
+        parts = [statistics.paired_correct(runs_a, runs_b, part) for part in group]
     except statistics.MissingPredictions as missing:
         hint = _rerun_hint(settings["kind"], runs_dir)
         return row | {"verdict": f"no per-image predictions in {len(missing.runs)} run(s): "
                                  f"re-run {hint} for paired numbers"}  # fmt: skip
+    # Per side, seed -> [N] right: the mean over the group's records (a corruption group's).
+    a, b = ({s: sum(p[s] / len(group) for p in side) for s in side[0]}
+            for side in zip(*parts, strict=True))  # fmt: skip
     alternative = claim.alternative if claim else "two-sided"
     result = statistics.compare_paired(a, b, n_resamples=COMPARE_RESAMPLES, alternative=alternative)
     return row | {
@@ -125,7 +119,7 @@ def _row(dataset, runs_a, runs_b, group, claim: Claim | None, runs_dir, evaluate
         "image_high": result.image_high, "seed_sd": result.seed_sd}  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Comparison:
     """Paired comparisons: ``frame`` (text) and ``cells`` (numbers: direction +1 A > B, -1
     A < B, NaN no claim; low, high the t-interval over seeds; p the paired t-test, p_holm
@@ -149,9 +143,8 @@ def judge(runs: pd.DataFrame, claims: list[Claim], runs_dir: str = "runs",
             groups = _metric_groups([*runs_a.values(), *runs_b.values()], claim.kind, settings)
             groups = [g for g in groups if claim.matches(g[0])]
             if not groups:
-                asked = {"kind": claim.kind, **dict(claim.settings)}
-                if claim.kind in ATTACKS:
-                    asked.setdefault("eps", DEFAULT_EPS)
+                eps = {"eps": DEFAULT_EPS} if claim.kind in ATTACKS else {}  # unless it names one
+                asked = {"kind": claim.kind, **eps, **dict(claim.settings)}
                 rows.append(_row(dataset, runs_a, runs_b, [asked], claim, runs_dir, False))
             rows += [_row(dataset, runs_a, runs_b, g, claim, runs_dir) for g in groups]
     return _comparison(rows, level, f"any of the {len(claims)} claims")
@@ -217,10 +210,10 @@ def _comparison(rows: list[dict], level: float, asked: str) -> Comparison:
         paper_effect = pd.isna(row["effect"]) and row["paper_regime"]
         effect = row["paper_delta"] if paper_effect else row["effect"]
         family = int(sizes.get(families[i], 1))
-        alternative = "two-sided" if row["sided"] == "two-sided" else "greater"
+        planned = (effect, row["seed_sd"], int(row["seeds"]), level / family)
         if not pd.isna(effect):
-            cells.at[i, "power"] = statistics.power_at(effect, row["seed_sd"], int(row["seeds"]),
-                                                       level / family, alternative)  # fmt: skip
+            alternative = "two-sided" if row["sided"] == "two-sided" else "greater"
+            cells.at[i, "power"] = statistics.power_at(*planned, alternative)
         if said in ("supported", "contradicted"):
             continue
         if pd.isna(effect):
@@ -228,8 +221,7 @@ def _comparison(rows: list[dict], level: float, asked: str) -> Comparison:
         elif np.sign(row["delta"]) != row["direction"]:
             cells.at[i, "plan"] = "none: Δ is against the claim"
         else:
-            cells.at[i, "plan"] = statistics.plan_seeds(
-                effect, row["seed_sd"], int(row["seeds"]), level / family, POWER).text  # fmt: skip
+            cells.at[i, "plan"] = statistics.plan_seeds(*planned, POWER).text
     declared = cells["direction"].notna()
     paper = cells["source"].eq("paper") & declared
     text = caption("comparison", level=f"{level:g}", resamples=COMPARE_RESAMPLES, power=POWER,
@@ -259,8 +251,7 @@ def _frame(cells: pd.DataFrame) -> pd.DataFrame:
     claimed = cells["direction"].notna()
     frame = pd.DataFrame({
         "paper table": cells["table"].map(text(lambda t: str(int(t)))),
-        "dataset": cells["dataset"].map(records.dataset_title),
-        "status": cells["status"],
+        "dataset": cells["dataset"].map(records.dataset_title), "status": cells["status"],
         "A vs B": cells["a"] + " vs " + cells["b"], "metric": cells["metric"],
         "claim": cells["direction"].map(text(lambda d: "A > B" if d > 0 else "A < B")),
         "test": cells["sided"].where(claimed, ""),

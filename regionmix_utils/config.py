@@ -233,8 +233,6 @@ def recipe_differences(config: TrainConfig) -> list[str]:
         value = getattr(config, f.name)
         if f.name in _NOT_RECIPE or value == getattr(reference, f.name):
             continue
-        if f.name == "switch":
-            words.append(", ".join(f"{name} P={prob:g}" for name, prob in value))
-        else:
-            words.append(_RECIPE_WORDS.get(f.name, f.name + "={}").format(value))
+        words.append(", ".join(f"{name} P={prob:g}" for name, prob in value) if f.name == "switch"
+                     else _RECIPE_WORDS.get(f.name, f.name + "={}").format(value))  # fmt: skip
     return words

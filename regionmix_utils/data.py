@@ -460,8 +460,7 @@ class BatchLoader:
             order = order.to(self.device, non_blocking=True)
         else:
             order = torch.arange(len(self.images), device=self.device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            idx = order[start : start + self.batch_size]
+        for idx in order[: len(self) * self.batch_size].split(self.batch_size):
             images = self.images[idx]
             if self.augment:
                 images = augment_batch(images, self.pad, self.generator)

@@ -12,7 +12,6 @@ _CHECKOUT = Path(__file__).resolve().parent.parent  # the repository, in a sourc
 
 
 def _atomic(path: str | os.PathLike, write: Callable[[str], object]) -> None:
-    """Call ``write`` on a new temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     # A plain write's mode (0o666 less the umask): mkstemp's 0600 locks a group out of its runs.

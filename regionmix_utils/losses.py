@@ -21,11 +21,10 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
         if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
             raise TypeError(f"targets of shape [B] must be integer class indices, got "
                             f"{targets.dtype}")  # fmt: skip
-        return F.cross_entropy(logits.float(), targets.long())
-    if targets.shape != logits.shape:
+    elif targets.shape != logits.shape:
         raise ValueError(f"soft targets must have the logits' shape {tuple(logits.shape)}, "
                          f"got {tuple(targets.shape)}")  # fmt: skip
-    return F.cross_entropy(logits.float(), targets.float())
+    return F.cross_entropy(logits.float(), targets.long() if targets.ndim == 1 else targets.float())
 
 
 class LossParts(NamedTuple):

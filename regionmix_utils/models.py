@@ -82,28 +82,21 @@ def tf32_switches() -> list[tuple[object, str, object]]:
 @contextlib.contextmanager
 def full_float32() -> Iterator[None]:
     """TF32 (10-bit mantissas, cuDNN's default for convolutions since Ampere) off inside."""
-    switches = tf32_switches()
-    saved = [getattr(obj, name) for obj, name, _ in switches]
-    for obj, name, value in switches:
-        setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        for (obj, name, _), value in zip(switches, saved, strict=True):
+    with contextlib.ExitStack() as restore:
+        for obj, name, value in tf32_switches():
+            restore.callback(setattr, obj, name, getattr(obj, name))
             setattr(obj, name, value)
+        yield
 
 
 @contextlib.contextmanager
 def evaluating(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode without autocast or TF32 inside; on exit each submodule's own mode is back."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
+    with contextlib.ExitStack() as restore:
+        for module in model.modules():
+            restore.callback(setattr, module, "training", module.training)
         with full_float32(), torch.autocast(next(model.parameters()).device.type, enabled=False):
-            yield model
-    finally:
-        for module, training in modes:
-            module.training = training
+            yield model.eval()
 
 
 @contextlib.contextmanager

@@ -69,11 +69,9 @@ def example_batch(
     for name, fetch, source in attempts:
         if fetch and not download:
             continue
-        try:
+        with contextlib.suppress(DatasetMissingError, OSError):  # OSError: offline (URLError)
             test = load_dataset(name, data_dir, download=fetch, n_train=1, n_test=n).test
-        except (DatasetMissingError, OSError):  # OSError: offline download (URLError)
-            continue
-        return test.images.float() / 255, test.labels, test.classes, source
+            return test.images.float() / 255, test.labels, test.classes, source
     test = load_dataset("shapes", n_train=1, n_test=n).test
     source = "the embedded shapes data (offline, and no CIFAR-10 on disk)"
     return test.images.float() / 255, test.labels, test.classes, source
@@ -235,8 +233,7 @@ def show_tables(runs, numbers: tuple[int, ...], accuracy: str = "final",
 
 def label_cam_figure(fig, labels, predictions: dict, classes):
     """Label a ``viz.cam_figure``: true class [B], predictions (model -> [B]), colour bar."""
-    from matplotlib.cm import ScalarMappable  # heavy: only the figure needs it
-    from matplotlib.colors import Normalize  # heavy: only the figure needs it
+    from matplotlib import cm, colors  # heavy: only the figure needs it
 
     columns = 1 + len(predictions)
     for row, truth in enumerate(labels.tolist()):
@@ -246,7 +243,7 @@ def label_cam_figure(fig, labels, predictions: dict, classes):
             ax.set_xlabel(f"predicted: {classes[said]}", fontsize=8,
                           color="tab:green" if said == truth else "tab:red")  # fmt: skip
     fig.tight_layout(rect=(0, 0, 0.86, 1))
-    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), "jet"),
+    bar = fig.colorbar(cm.ScalarMappable(colors.Normalize(0, 1), "jet"),
                        cax=fig.add_axes((0.89, 0.3, 0.025, 0.4)))  # fmt: skip
     bar.set_label("Grad-CAM++ map of the true class\n(0: no evidence; 1: its maximum)")
     return fig

@@ -1,8 +1,6 @@
 """The report of a results bundle (``study.export_bundle``): ``templates/report.md.j2`` (layout
 and fixed prose) rendered with the tables ``results`` makes from the bundle's records alone."""
 
-from __future__ import annotations
-
 import math
 import os
 from collections.abc import Callable, Iterable
@@ -42,6 +40,19 @@ _ENV.filters |= {"eps": eps_text, "markdown": results.to_markdown, "thousands": 
 _ENV.tests["missing"] = pd.isna
 _ENV.globals |= {"get_evaluation": get_evaluation, "get_method": get_method,
                  "CALIBRATION_MEASURES": CALIBRATION_MEASURES}  # fmt: skip
+
+
+@dataclass
+class Report:
+    """A bundle's report data (``build_report``); ``comparison`` None: no claim applies."""
+
+    bundle: Path
+    runs: list[Run]
+    frame: pd.DataFrame
+    common: str
+    tables: list
+    comparison: object | None
+    timing: dict
 
 
 def _mean_sd(values: Iterable[float]) -> str:
@@ -141,9 +152,8 @@ def _recalibration(report: Report) -> dict | None:
 
 
 def recalibration_markdown(report: Report, judged: str) -> str | None:
-    """The report's BatchNorm-recalibration section (a table per configuration, each judged
-    gap as trained and recalibrated, ``judged`` saying where) as Markdown; None when no run
-    was recalibrated."""
+    """The BatchNorm-recalibration section as Markdown (a table per configuration, each judged
+    gap as trained and recalibrated, ``judged`` saying where); None: no run recalibrated."""
     if (found := _recalibration(report)) is None:
         return None
     return str(_ENV.get_template("recalibration.md.j2").module.section(found, judged))
@@ -224,19 +234,6 @@ def design_text(study: Study, plan: dict | None = None, runs: list[Run] | None =
         claims=study.family(primary, plan), n_test=config.n_test or spec.split_sizes[1],
         others=sorted({n for n, is_pilot in threads if not is_pilot} - {None}),
         pilot_threads=next((n for n, is_pilot in threads if is_pilot), None)).strip()  # fmt: skip
-
-
-@dataclass
-class Report:
-    """A bundle's report data (``build_report``); ``comparison`` None: no claim applies."""
-
-    bundle: Path
-    runs: list[Run]
-    frame: pd.DataFrame
-    common: str
-    tables: list
-    comparison: object | None
-    timing: dict
 
 
 def build_report(bundle: str | os.PathLike, eps: float = 8 / 255,

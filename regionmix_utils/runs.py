@@ -17,7 +17,6 @@ import subprocess
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +118,7 @@ def evaluation_settings(record: dict) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in measured and k not in TIMED}
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Run:
     """One run folder. Every property reads the files afresh (they may change)."""
 
@@ -233,11 +232,9 @@ class Run:
         index = [{"settings": s, "labels_hash": p.labels_hash} for s, p in entries]
         out = {"index": np.array(json.dumps(index))}
         for i, (_, p) in enumerate(entries):
-            out[f"{i}.predicted"] = p.predicted
-            if p.logits is not None:
-                out[f"{i}.logits"] = p.logits
-            if p.labels is not None:
-                out[_labels_name(p.labels_hash)] = p.labels
+            kept = {f"{i}.predicted": p.predicted, f"{i}.logits": p.logits,
+                    _labels_name(p.labels_hash): p.labels}  # fmt: skip
+            out |= {name: array for name, array in kept.items() if array is not None}
             out |= {f"{i}.arrays.{name}": array for name, array in p.arrays.items()}
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **out)
@@ -346,7 +343,7 @@ def labels_fingerprint(labels) -> str:
     return f"{len(array)}:{digest[:16]}"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Predictions:
     """One evaluation's per-image values in the fixed test order: ``predicted`` [N] int16,
     ``labels_hash``, ``logits`` [N, K] float16 or None, ``labels`` [N] int16 or None (kept

@@ -20,10 +20,7 @@ from regionmix_utils import runs
 from regionmix_utils.claims import MATCHED, NO_CE, Claim, paper_claims
 from regionmix_utils.config import TrainConfig
 from regionmix_utils.data import ImageSet, load_dataset
-from regionmix_utils.evaluation import robustness
-from regionmix_utils.evaluation.calibration import evaluate_calibration
-from regionmix_utils.evaluation.corruptions import SEVERITIES, evaluate_corruptions, gaussian_noise
-from regionmix_utils.evaluation.masking import UNBOUNDED_EPS
+from regionmix_utils.evaluation import calibration, corruptions, masking, robustness
 from regionmix_utils.evaluation.registry import evaluate
 from regionmix_utils.files import atomic_torch_save, atomic_write_text
 from regionmix_utils.registry import Registry
@@ -83,7 +80,7 @@ class Study:
     pgd_steps: int = 10
     square_eps: float = 8 / 255
     square_queries: int = 100
-    noise_severities: tuple[int, ...] = SEVERITIES
+    noise_severities: tuple[int, ...] = corruptions.SEVERITIES
     noise_seed: int = 0
     bundle: str | None = None
     claims: tuple[Claim, ...] = ()
@@ -139,7 +136,7 @@ class Study:
         near += [e for e in others if e > primary_eps][:1]
         if len(near) < 2:
             near = sorted(others, key=lambda e: abs(e - primary_eps))[:2]
-        return [*sorted(near), UNBOUNDED_EPS]
+        return [*sorted(near), masking.UNBOUNDED_EPS]
 
     def family(self, primary_eps: float | None = None, plan: dict | None = None) -> list[Claim]:
         """The paper's claims on its dataset (if ``with_paper_claims``), then its own, at
@@ -254,7 +251,8 @@ def find_bundle(study: Study | str = "cpu-gated") -> Path | None:
 def noise_images(test: ImageSet, severity: int, seed: int = 0) -> ImageSet:
     """``test`` (uint8 [N, 3, H, W]) under CIFAR-10-C's Gaussian noise, the same for every run."""
     generator = torch.Generator().manual_seed(1000 * seed + severity)
-    return ImageSet(gaussian_noise(test.images, severity, generator), test.labels, test.classes)
+    noisy = corruptions.gaussian_noise(test.images, severity, generator)
+    return ImageSet(noisy, test.labels, test.classes)
 
 
 def read_plan(folder: str | os.PathLike) -> dict | None:
@@ -374,10 +372,10 @@ def run_study(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: 
 
     def after(run: Run) -> None:  # every evaluation of a finished run (stored ones reused)
         entry, config = study.entry_of(run.config), run.config
-        evaluate_calibration(run, None, data_dir, dev)
+        calibration.evaluate_calibration(run, None, data_dir, dev)
         if study.noise_severities:
             test = load_dataset(config.dataset, data_dir, n_train=1, n_test=config.n_test).test
-            evaluate_corruptions(
+            corruptions.evaluate_corruptions(
                 run, ("gaussian_noise",), study.noise_severities, device=dev, progress=progress,
                 images_of=lambda _, severity: noise_images(test, severity, study.noise_seed),
             )  # fmt: skip

@@ -3,7 +3,7 @@ it (5-7, and one per registered evaluation); captions are ``templates/captions.m
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import jinja2
@@ -37,7 +37,7 @@ def caption(name: str, **values) -> str:
     return " ".join(str(macro(**values)).split())
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Table:
     """Table ``number`` (0: an evaluation's own): ``frame`` text, columns (label, ours / paper
     / Δ); ``cells`` numbers (``_cells``); ``setting`` the records shown (None: Tables 1, 2, 6)."""
@@ -62,8 +62,7 @@ def _cells(rows: pd.DataFrame, value: str, row_keys: list[str], attack: str | No
         n, mean = int(part[value].count()), float(part[value].mean())
         std = float(part[value].std()) if n > 1 else nan
         found = cell["paper_recipe"] and paper.lookup(
-            part["dataset"].iloc[0], cell["method"], bool(part["clean_ce"].iloc[0]), attack
-        )
+            cell["dataset"], cell["method"], bool(part["clean_ce"].iloc[0]), attack)  # fmt: skip
         paper_mean, paper_std = (found.mean, found.std) if found else (nan, nan)
         se = math.sqrt(std**2 / n + paper_std**2 / paper.SEEDS)  # NaN: one seed or no paper
         out.append({**cell, "mean": mean, "std": std, "n": n, "paper_mean": paper_mean,
@@ -85,8 +84,8 @@ def _layout(cells: pd.DataFrame, row_keys: list[str]) -> pd.DataFrame:
               for r in cells.itertuples()],
         paper=["" if math.isnan(r.paper_mean) else f"{r.paper_mean:.2f} ± {r.paper_std:.2f}"
                for r in cells.itertuples()],
-        delta=["" if math.isnan(r.diff) else _signed(r.diff) + ("*" if r.significant else "")
-               for r in cells.itertuples()])  # fmt: skip
+        **{"Δ": ["" if math.isnan(r.diff) else _signed(r.diff) + ("*" if r.significant else "")
+                 for r in cells.itertuples()]})  # fmt: skip
     order = {name: i for i, name in enumerate(method_names())}
     columns = sorted(cells.drop_duplicates("label").itertuples(), key=lambda c: (
         not (c.paper_recipe and c.method in _PAPER_METHODS), order.get(c.method, len(order)),
@@ -94,11 +93,9 @@ def _layout(cells: pd.DataFrame, row_keys: list[str]) -> pd.DataFrame:
     parts = []
     for label in (c.label for c in columns):
         part = texts[texts["label"] == label].set_index(row_keys)
-        has_ours, has_paper = (part["n"] > 0).any(), part["paper_mean"].notna().any()
-        shown = {"ours": has_ours, "paper": has_paper, "Δ": has_ours and has_paper}
-        part = part[[{"Δ": "delta"}.get(k, k) for k, v in shown.items() if v]]
-        part.columns = pd.MultiIndex.from_product([[label], [k for k, v in shown.items() if v]])
-        parts.append(part)
+        has = {"ours": (part["n"] > 0).any(), "paper": part["paper_mean"].notna().any()}
+        shown = [k for k, v in {**has, "Δ": all(has.values())}.items() if v]
+        parts.append(part[shown].set_axis(pd.MultiIndex.from_product([[label], shown]), axis=1))
     rows = pd.MultiIndex.from_frame(cells[row_keys].drop_duplicates())
     table = pd.concat(parts, axis=1).reindex(rows.get_level_values(0) if len(row_keys) == 1
                                              else rows).fillna("")  # fmt: skip
@@ -160,14 +157,13 @@ def paper_tables(runs: pd.DataFrame, accuracy: str = "final") -> list[Table]:
         return tables
     checks = {p: masking.masking_check(found)["flags"] for p, found in records.items() if found}
     flagged = {path: any(flags.values()) for path, flags in checks.items()}
-    tables += _setting_tables(evaluations, flagged) + _calibration_tables(evaluations)
-    tables += _corruption_tables(evaluations) + _beyond_fgsm_tables(evaluations, checks, flagged)
+    tables += [*_setting_tables(evaluations, flagged), *_calibration_tables(evaluations)]
+    tables += [*_corruption_tables(evaluations), *_beyond_fgsm_tables(evaluations, checks, flagged)]
     return sorted(tables, key=lambda t: t.number or 8)  # 1-7, then the evaluations' own
 
 
-def _setting_tables(evaluations: pd.DataFrame, flagged: dict[str, bool]) -> list[Table]:
+def _setting_tables(evaluations: pd.DataFrame, flagged: dict[str, bool]) -> Iterator[Table]:
     """Tables 3-4 and each evaluation's own (numbered 0), one per setting and image count."""
-    tables = []
     for kind in evaluation_kinds():
         spec, rows = get_evaluation(kind), evaluations[evaluations["kind"] == kind]
         if spec.table not in (None, 3, 4) or kind == "clean" or rows.empty:
@@ -182,14 +178,11 @@ def _setting_tables(evaluations: pd.DataFrame, flagged: dict[str, bool]) -> list
             paper_setting = paper_setting and setting.get("queries", 100) == 100
             part = part.assign(paper_recipe=part["paper_recipe"] & paper_setting)
             marks = (None, None) if own else (kind, flagged)  # attack for the paper, flags
-            tables.append(_table(spec.table or 0, head, part, "accuracy", ["dataset"], *marks,
-                                 setting))  # fmt: skip
-    return tables
+            yield _table(spec.table or 0, head, part, "accuracy", ["dataset"], *marks, setting)
 
 
-def _calibration_tables(evaluations: pd.DataFrame) -> list[Table]:
+def _calibration_tables(evaluations: pd.DataFrame) -> Iterator[Table]:
     """Tables 5a-5d: one table per calibration measure (a-d) and test-set size."""
-    tables = []
     for n_images, part in _of(evaluations, 5).groupby("n_images", sort=True):
         held = [str(int(h)) for h in sorted(set(part["holdout"]))]
         for measure, letter in CALIBRATION_MEASURES.items():
@@ -199,13 +192,12 @@ def _calibration_tables(evaluations: pd.DataFrame) -> list[Table]:
             head = caption("calibration", measure=measure, n_images=int(n_images), held=held,
                            letter=letter)  # fmt: skip
             setting = {"kind": "calibration", "measure": measure, "n_images": int(n_images)}
-            tables.append(_table(5, head, values, "value", ["dataset"], setting=setting))
-    return tables
+            yield _table(5, head, values, "value", ["dataset"], setting=setting)
 
 
-def _corruption_tables(evaluations: pd.DataFrame) -> list[Table]:
+def _corruption_tables(evaluations: pd.DataFrame) -> Iterator[Table]:
     """Table 6 per source and image count: the mean over all 15 x 5, each family's mean."""
-    found, tables = _of(evaluations, 6), []
+    found = _of(evaluations, 6)
     for (source, n_images), part in found.groupby(["source", "n_images"]) if len(found) else ():
         rows = [{**records.iloc[0].to_dict(), "measure": m, "value": v}
                 for _, records in part.groupby("path", sort=False) for m, v in
@@ -219,16 +211,15 @@ def _corruption_tables(evaluations: pd.DataFrame) -> list[Table]:
                        origin="the released files" if source == "released" else "computed here",
                        names=[n.replace("_", " ") for n in names], families=families,
                        complete=complete, total=len(corruptions.BENCHMARK))  # fmt: skip
-        tables.append(_table(6, head, pd.DataFrame(rows), "value", ["dataset", "measure"]))
-    return tables
+        yield _table(6, head, pd.DataFrame(rows), "value", ["dataset", "measure"])
 
 
-def _beyond_fgsm_tables(evaluations: pd.DataFrame, checks: dict, flagged: dict) -> list[Table]:
+def _beyond_fgsm_tables(evaluations: pd.DataFrame, checks: dict, flagged: dict) -> Iterator[Table]:
     """Table 7 per ε > 0 at which a Table-7 attack ran: rows dataset x attack (on the most
     images a run has), then each column's masking flags (``checks``: run path -> flags)."""
-    found, tables = _of(evaluations, 3, 4, 7), []
+    found = _of(evaluations, 3, 4, 7)
     if "eps" not in found:
-        return tables
+        return
     found = found[found["eps"] > 0]
     seeded = {k for k in evaluation_kinds() if "seed" in get_evaluation(k).keys}
     deep = set(found.loc[found["kind"].map(lambda k: get_evaluation(k).table) == 7, "eps"])
@@ -253,8 +244,7 @@ def _beyond_fgsm_tables(evaluations: pd.DataFrame, checks: dict, flagged: dict) 
             frame.loc[(dataset_title(dataset), "masking flags"), (label, "ours")] = "; ".join(
                 text if len(texts) == 1 else f"{text} [{n}/{len(texts)} runs]"
                 for text, n in pd.Series(texts).value_counts(sort=False).items())  # fmt: skip
-        tables.append(dataclasses.replace(table, frame=frame.fillna("")))
-    return tables
+        yield dataclasses.replace(table, frame=frame.fillna(""))
 
 
 def published_tables() -> list[Table]:
@@ -273,8 +263,8 @@ def published_tables() -> list[Table]:
             with_ce = cells[(cells["table"] == 1) & cells["dataset"].isin(part["dataset"])]
             part, keys = pd.concat([part, with_ce]), ["dataset", "ce_row"]
         part = _in_paper_order(part.drop(columns="table"))
-        caption = f"Table {number}: {paper.TABLE_TITLES[number]} (%), as published"
-        tables.append(Table(number, f"{caption} ({paper.CITATION}).", _layout(part, keys), part))
+        text = f"Table {number}: {paper.TABLE_TITLES[number]} (%), as published ({paper.CITATION})."
+        tables.append(Table(number, text, _layout(part, keys), part))
     return tables
 
 

@@ -32,8 +32,7 @@ from regionmix_utils.runs import FINAL, LAST, Run, training_splits
 # every 10 epochs costs 1-10% and loses at most 9 epochs (``benchmarks/gpu.py`` measures it).
 GPU_CHECKPOINT_EVERY = 10
 
-AMP_MODES: dict[str, torch.dtype | None] = {"bf16": torch.bfloat16, "fp16": torch.float16,
-                                            "fp32": None}  # fmt: skip
+AMP_MODES: dict[str, torch.dtype | None] = dict(bf16=torch.bfloat16, fp16=torch.float16, fp32=None)
 
 
 class CheckpointError(RuntimeError):
@@ -75,7 +74,6 @@ def amp_name(amp: torch.dtype | None) -> str:
 
 
 def checkpoint_interval(config: TrainConfig, device: torch.device) -> int:
-    """``config.checkpoint_every``, or when None: 1 on the CPU, ``GPU_CHECKPOINT_EVERY`` else."""
     return config.checkpoint_every or (1 if device.type == "cpu" else GPU_CHECKPOINT_EVERY)
 
 
@@ -154,9 +152,7 @@ def _loss(config, logits_mixed, targets, logits_clean=None, labels=None) -> Loss
 def evaluate(model: nn.Module, loader: BatchLoader) -> tuple[float, float]:
     """(mean cross entropy, accuracy %) over ``loader`` in eval mode and float32
     (``models.evaluating``); the sums stay on the device and are read back once."""
-    total_loss = torch.zeros((), dtype=torch.float64, device=loader.device)
-    correct = torch.zeros((), dtype=torch.int64, device=loader.device)
-    count = 0
+    total_loss = correct = count = 0
     with evaluating(model):
         for images, labels in loader:
             logits = model(images).float()
@@ -272,18 +268,15 @@ class TrainingState:
             chosen = draw_choice(cumulative, self.mix_gen)
             if chosen < len(config.switch):
                 method = get_method(config.switch[chosen][0])
-        if not draw_mixed(config.mix_prob, self.mix_gen):
-            return None
-        return method if method.mixes else None
+        return method if draw_mixed(config.mix_prob, self.mix_gen) and method.mixes else None
 
 
 def loaders(state: TrainingState, splits: Splits) -> tuple[BatchLoader, BatchLoader]:
     """Training batches (shuffled, augmented, drop_last) and test batches."""
     config, cuda = state.config, state.device.type == "cuda"
     common = {"device": state.device, "channels_last": config.channels_last and cuda}
-    train_loader = BatchLoader(splits.train, config.batch_size, shuffle=True, augment=True,
-                               pad=config.pad, drop_last=True, generator=state.data_gen,
-                               **common)  # fmt: skip
+    train_loader = BatchLoader(splits.train, config.batch_size, pad=config.pad, drop_last=True,
+                               generator=state.data_gen, **common)  # fmt: skip
     test_loader = BatchLoader(splits.test, 500, shuffle=False, augment=False, **common)
     if len(train_loader) == 0:  # the last, partial batch is dropped
         raise ValueError(f"batch_size {config.batch_size} is larger than the {len(splits.train)} "

@@ -79,10 +79,9 @@ def reliability(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> dic
     count = torch.bincount(index, minlength=N_BINS).double()
     correct = torch.bincount(index, right.double(), minlength=N_BINS)
     conf_sum = torch.bincount(index, confidence.double(), minlength=N_BINS)
-    nan = torch.full_like(count, float("nan"))
     return {"lower": torch.arange(N_BINS, dtype=torch.float64) / N_BINS,
-            "confidence": torch.where(count > 0, conf_sum / count, nan),
-            "accuracy": torch.where(count > 0, correct / count, nan), "count": count}  # fmt: skip
+            "confidence": conf_sum / count,  # an empty bin's 0 / 0 is NaN
+            "accuracy": correct / count, "count": count}  # fmt: skip
 
 
 def _calibration(model, images, labels, *, holdout: int, run: Run, data_dir) -> registry.Outcome:
@@ -95,16 +94,14 @@ def _calibration(model, images, labels, *, holdout: int, run: Run, data_dir) -> 
         held_logits = predict_logits(model, held.images.to(images.device).float() / 255).cpu()
         temperature = fit_temperature(held_logits, held.labels)
         after = calibration_metrics(logits, labels.cpu(), temperature)
-        scaled = dict(zip(SCALED, (temperature, after["ece"], after["nll"], after["brier"]),
-                          strict=True))  # fmt: skip
+        scaled = {"temperature": temperature} | {f"{m}_scaled": after[m] for m in measures}
     return registry.Outcome(logits.argmax(1), measures | scaled, logits)
 
 
 CALIBRATION = registry.register_evaluation(registry.Evaluation(
     "calibration", "Calibration", "ECE, NLL and Brier score before and after temperature "
     "scaling", keys=("holdout",), measures=("accuracy", "ece", "nll", "brier", *SCALED),
-    rerun="regionmix calibration", table=5, context=True,
-))  # fmt: skip
+    rerun="regionmix calibration", table=5, context=True))  # fmt: skip
 
 
 def evaluate_calibration(run: Run, n_images: int | None = None, data_dir=None,

@@ -20,22 +20,20 @@ def cam_maps(model: nn.Module, images: Tensor, classes: Tensor | None = None,
     if classes is not None and tuple(classes.shape) != (images.shape[0],):
         raise ValueError(f"classes must be [B] = [{images.shape[0]}], got shape "
                          f"{tuple(classes.shape)}")  # fmt: skip
+    targets = None if classes is None else [ClassifierOutputTarget(int(c)) for c in classes]
     params = list(model.parameters())
     saved = [(p.requires_grad, p.grad) for p in params]
     maps = []
     try:
-        for p in params:
-            p.requires_grad_(False)
+        model.requires_grad_(False)
         with (gradients_on(), evaluating(model),
               GradCAMPlusPlus(model=model, target_layers=[model.layer4[-1]]) as cam):  # fmt: skip
             for start in range(0, images.shape[0], batch_size):
                 # The input requires grad, so layer4's output does too, whatever the weights.
                 x = autograd_tensor(images[start : start + batch_size]).detach().requires_grad_()
-                targets = None if classes is None else [
-                    ClassifierOutputTarget(int(c)) for c in classes[start : start + batch_size]
-                ]  # fmt: skip
+                chunk = None if targets is None else targets[start : start + batch_size]
                 try:
-                    maps.append(torch.from_numpy(cam(input_tensor=x, targets=targets)))
+                    maps.append(torch.from_numpy(cam(input_tensor=x, targets=chunk)))
                 except IndexError as err:  # grad-cam's __exit__ would drop an IndexError
                     raise ValueError(f"cannot explain classes[{start}:{start + len(x)}]: a class "
                                      f"the model does not output ({err})") from err  # fmt: skip
@@ -48,8 +46,7 @@ def cam_maps(model: nn.Module, images: Tensor, classes: Tensor | None = None,
 
 def _box_mask(boxes: Tensor, height: int, width: int) -> Tensor:
     """[B, H, W] bool masks of boxes [B, 4] = (x0, y0, x1, y1), x1/y1 exclusive."""
-    ys = torch.arange(height)[None, :, None]
-    xs = torch.arange(width)[None, None, :]
+    ys, xs = torch.arange(height)[None, :, None], torch.arange(width)[None, None, :]
     x0, y0, x1, y1 = (boxes[:, i, None, None] for i in range(4))
     return (ys >= y0) & (ys < y1) & (xs >= x0) & (xs < x1)
 

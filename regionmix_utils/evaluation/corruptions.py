@@ -175,8 +175,7 @@ def _untar(archive: Path, into: Path, name: str) -> None:
 
 CORRUPTION = register_evaluation(Evaluation(
     "corruption", "Common corruptions", "test accuracy (%) under common corruptions",
-    keys=("corruption", "severity", "source"), rerun="regionmix corruptions", table=6,
-))  # fmt: skip
+    keys=("corruption", "severity", "source"), rerun="regionmix corruptions", table=6))  # fmt: skip
 
 
 def evaluate_corruptions(run: Run, corruptions: tuple[str, ...] = BENCHMARK,

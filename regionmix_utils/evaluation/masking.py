@@ -64,15 +64,14 @@ def masking_check(records: list[dict]) -> dict[str, Any]:
     curves = defaultdict(list)
     for r in pgd:
         curves[(r.get("steps"), r.get("random_start"), r.get("n_images"))].append(r)
-    hits, checked = [], False
+    hits = []
     for (steps, _, _), curve in curves.items():
         curve = sorted(curve, key=lambda r: r["eps"])
-        checked |= len(curve) > 1
         for low, high in itertools.pairwise(curve):
             if high["accuracy"] > low["accuracy"]:
                 hits.append(f"PGD-{steps}: {high['accuracy']:.2f}% at ε={eps_text(high['eps'])}"
                             f" > {low['accuracy']:.2f}% at ε={eps_text(low['eps'])}")  # fmt: skip
-    note(4, hits, checked)
+    note(4, hits, any(len(curve) > 1 for curve in curves.values()))
     return {"kind": "masking", "flags": flags, "evidence": evidence}
 
 

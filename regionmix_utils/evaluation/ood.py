@@ -115,8 +115,7 @@ def _svhn(root: Path, download: bool) -> data.ImageSet:
         raise data.DatasetMissingError(
             f"SVHN's test split is missing or corrupt under {root / 'svhn'}: {err} Fix: "
             f'`python -c "from regionmix_utils.evaluation.ood import load_outset; '
-            f"load_outset('svhn', '{root}', download=True)\"`."
-        ) from err
+            f"load_outset('svhn', '{root}', download=True)\"`.") from err  # fmt: skip
     images = torch.from_numpy(np.ascontiguousarray(svhn.data))  # [N, 3, 32, 32]
     return data.ImageSet(images, torch.from_numpy(svhn.labels).long(), tuple("0123456789"))
 
@@ -241,8 +240,7 @@ OOD = registry.register_evaluation(registry.Evaluation(
     "evaluation.ood.ood_table)", keys=("outset", "n_out", "out_seed"),
     measures=("accuracy", *MEASURES, "out_images", "overlap_dropped"),
     rerun="regionmix evaluate --kind ood --setting outset=svhn n_out=2000 out_seed=0",
-    compute=ood_outcome, context=True,
-))  # fmt: skip
+    compute=ood_outcome, context=True))  # fmt: skip
 
 
 def evaluate_ood(run: Run, outset: str, n_out: int = 2000, out_seed: int = 0,
@@ -275,12 +273,11 @@ def ood_table(records: dict[str, list[dict]]) -> pd.DataFrame:
     rows = []
     for label, found in records.items():
         for score in SCORES:
-            row = {"method": label, "score": score}
-            for r in found:
-                title = OUTSETS[r["outset"]].title
-                row |= {f"{title} {m.upper()}": r[f"{m}_{score}"] for m in ("auroc", "fpr95")}
-            row |= {"AURC": found[0][f"aurc_{score}"], "error@90%": found[0][f"risk90_{score}"]}
-            rows.append(row)
+            columns = {f"{OUTSETS[r['outset']].title} {m.upper()}": r[f"{m}_{score}"]
+                       for r in found for m in ("auroc", "fpr95")}  # fmt: skip
+            rows.append({"method": label, "score": score, **columns,
+                         "AURC": found[0][f"aurc_{score}"],
+                         "error@90%": found[0][f"risk90_{score}"]})  # fmt: skip
     return pd.DataFrame(rows).set_index(["method", "score"]).round(1)
 
 

@@ -4,8 +4,7 @@ and variance are re-estimated on the run's own clean training images, weights un
 Why: a run trained without the clean CE term sees mixed images only, so its running
 statistics describe blends. If its clean accuracy recovers here, the gap lay in those
 statistics, not in the weights. The re-estimate is AdaBN's (Li et al., 2016), on the
-training images instead of a target domain.
-"""
+training images instead of a target domain."""
 
 import copy
 
@@ -51,5 +50,4 @@ RECALIBRATED = registry.register_evaluation(registry.Evaluation(
     KIND, "Clean accuracy after BatchNorm recalibration",
     "clean test accuracy (%) after every BatchNorm layer's running statistics were re-estimated "
     "on the run's clean training images (weights unchanged)",
-    compute=recalibrated_outcome, context=True,
-))  # fmt: skip
+    compute=recalibrated_outcome, context=True))  # fmt: skip

@@ -158,5 +158,4 @@ def evaluate(run: Run, kind: str, n_images: int | None = None, data_dir=None,
 
 CLEAN = register_evaluation(Evaluation(
     "clean", "Clean test accuracy", "test accuracy (%) on the clean test images",
-    rerun="regionmix calibration",
-))  # fmt: skip
+    rerun="regionmix calibration"))  # fmt: skip

@@ -48,9 +48,8 @@ class Attack:
     fixed: tuple[tuple[str, Any], ...] = ()
 
     def label(self, settings: dict) -> str:
-        if self.budget is None or settings.get(self.budget) is None:
-            return self.title
-        return f"{self.title}-{int(settings[self.budget])}"
+        value = None if self.budget is None else settings.get(self.budget)
+        return self.title if value is None else f"{self.title}-{int(value)}"
 
 
 def _torchattacks():
@@ -177,8 +176,7 @@ for _attack in (
         _attack.name, f"Accuracy under {_attack.name}",
         f"test accuracy (%) under the {_attack.name} attack", keys=("eps", *_attack.fields),
         measures=("accuracy", "stages"), rerun=f"regionmix attack --attack {_attack.name}",
-        table=_attack.table,
-    ))  # fmt: skip
+        table=_attack.table))  # fmt: skip
     ATTACK_REGISTRY.register(_attack)
 
 # Named sets for the CLI's --attack: (attack, steps) pairs; steps None: the --steps given.
@@ -265,9 +263,7 @@ def attack_configs(names: list[str], eps: list[float], steps: list[int] = (10,),
                    **settings) -> list[AttackConfig]:  # fmt: skip
     """Every attack of ``names`` (attacks or ``PRESETS``) at every ε and (where it takes
     them) ``steps``, other fields from ``settings``, no duplicates; ValueError as given."""
-    pairs = []
-    for name in names:
-        pairs += PRESETS[name] if name in PRESETS else [(get_attack(name).name, None)]
+    pairs = [p for name in names for p in PRESETS.get(name) or [(get_attack(name).name, None)]]
     configs = []
     for value in eps:
         for name, fixed in pairs:
@@ -286,9 +282,8 @@ def make_attack(model: nn.Module, config: AttackConfig, num_classes: int | None 
         num_classes = linear.out_features
     spec = config.spec
     if num_classes < spec.min_classes:
-        raise ValueError(f"attack {spec.name!r} needs a model with >= {spec.min_classes} "
-                         f"classes (its loss reads that many logits), got "
-                         f"{num_classes}")  # fmt: skip
+        raise ValueError(f"attack {spec.name!r} needs a model with >= {spec.min_classes} classes "
+                         f"(its loss reads that many logits), got {num_classes}")  # fmt: skip
     return spec.build(model, config, num_classes)
 
 
@@ -306,9 +301,7 @@ def attack_outcome(model: nn.Module, images: Tensor, labels: Tensor, config: Att
     predicted = []
     batches = list(zip(images.split(batch_size), labels.split(batch_size), strict=True))
     with evaluating(model):
-        with torch.no_grad():
-            num_classes = model(images[:1]).shape[1]
-        attack = make_attack(model, config, num_classes)
+        attack = make_attack(model, config, num_classes=predictions(model, images[:1])[1].shape[1])
         if config.eps == 0:
             return predictions(model, images, batch_size)[0], None
         for x, y in progress_bar(batches, desc=config.name, disable=not progress):
@@ -353,14 +346,12 @@ def evaluate_run(run: Run, configs: list[AttackConfig], n_images: int | None = N
     for count in counts or [n_images]:
         images, labels = test_images(run, count, data_dir, device)
         key = {"kind": "clean", "n_images": len(labels)}
-        records.append(registry.evaluated(
-            run, registry.CLEAN, key, images, labels, compute=registry.clean_outcome, model=model,
-        )[0])  # fmt: skip
+        records.append(registry.evaluated(run, registry.CLEAN, key, images, labels, model=model,
+                                          compute=registry.clean_outcome)[0])  # fmt: skip
         for config in configs:
             if image_count(config, n_images, capped_images) == count:
                 key = {**config.settings(), "n_images": len(labels)}
                 records.append(registry.evaluated(
-                    run, registry.get_evaluation(config.attack), key, images, labels,
-                    compute=_attacked, model=model, config=config, progress=progress,
-                )[0])  # fmt: skip
+                    run, registry.get_evaluation(config.attack), key, images, labels, model=model,
+                    compute=_attacked, config=config, progress=progress)[0])  # fmt: skip
     return records

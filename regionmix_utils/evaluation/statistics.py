@@ -2,8 +2,7 @@
 
 The trained model is the unit of inference (Dietterich, 1998; Bouthillier et al., 2021):
 verdicts rest on the per-seed differences Δ_s (paired t-test, exact sign-flip p, Holm,
-1979); McNemar per seed and the test-image bootstrap describe these models only.
-"""
+1979); McNemar per seed and the test-image bootstrap describe these models only."""
 
 import bisect
 import math
@@ -149,19 +148,17 @@ def compare_paired(a: Mapping[int, np.ndarray], b: Mapping[int, np.ndarray],
                          f"{values_a.shape[1]} and {values_b.shape[1]}")  # fmt: skip
     differences = values_a - values_b
     per_seed = []
-    for row, s in enumerate(seeds):
-        a_only, b_only = int((differences[row] > 0).sum()), int((differences[row] < 0).sum())
-        per_seed.append(SeedDifference(
-            s, differences.shape[1], float(values_a[row].mean()), float(values_b[row].mean()),
-            float(differences[row].mean()), a_only, b_only, mcnemar_exact(a_only, b_only),
-        ))  # fmt: skip
+    for s, row_a, row_b, row in zip(seeds, values_a, values_b, differences, strict=True):
+        a_only, b_only = int((row > 0).sum()), int((row < 0).sum())
+        per_seed.append(SeedDifference(s, len(row), float(row_a.mean()), float(row_b.mean()),
+                                       float(row.mean()), a_only, b_only,
+                                       mcnemar_exact(a_only, b_only)))  # fmt: skip
     tail = (1 - confidence) / 2
     image_ci = np.quantile(bootstrap_deltas(differences, n_resamples, seed), [tail, 1 - tail])
     return PairedComparison(
         tuple(per_seed), **seed_test([d.delta for d in per_seed], confidence, alternative),
         image_low=float(image_ci[0]), image_high=float(image_ci[1]), confidence=confidence,
-        n_resamples=n_resamples,
-    )  # fmt: skip
+        n_resamples=n_resamples)  # fmt: skip
 
 
 class MissingPredictions(LookupError):
@@ -188,8 +185,7 @@ def paired_correct(runs_a: Mapping[int, Any], runs_b: Mapping[int, Any],
             raise ValueError(f"{runs_a[s].path} and {runs_b[s].path} were evaluated on different "
                              f"test images for {settings}: evaluate both on the same split "
                              "and image count")  # fmt: skip
-    correct = {side: {s: found[side, s].correct() for s in seeds} for side in sides}
-    return correct["a"], correct["b"]
+    return tuple({s: found[side, s].correct() for s in seeds} for side in sides)
 
 
 def _least_n(test, effect: float, level: float, power: float, max_seeds: int) -> int:
@@ -272,8 +268,7 @@ def plan_seeds(delta: float, seed_sd: float, n_seeds: int, level: float = 0.05,
         return SeedPlan(None, None, None, n_seeds)
     df, tail = n_seeds - 1, (1 - confidence) / 2
     ends = [seed_sd * math.sqrt(df / stats.chi2.ppf(q, df)) for q in (1 - tail, tail)]
-    return SeedPlan(*(seeds_needed(delta, sd, level, power) for sd in (seed_sd, *ends)),
-                    n_seeds)  # fmt: skip
+    return SeedPlan(*(seeds_needed(delta, sd, level, power) for sd in (seed_sd, *ends)), n_seeds)
 
 
 def holm(p_values: Sequence[float], level: float = 0.05) -> np.ndarray:

@@ -289,8 +289,7 @@ def tile_areas(height: int, width: int, grid: tuple[int, int],
 
 def tile_index(edges: tuple[int, ...]) -> Tensor:
     """[size] int64: the tile of each pixel row (or column)."""
-    sizes = torch.tensor([b - a for a, b in itertools.pairwise(edges)])
-    return torch.repeat_interleave(torch.arange(len(sizes)), sizes)
+    return torch.repeat_interleave(torch.tensor(edges).diff())
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from regionmix_utils.mixing import core, samplers
+from regionmix_utils.mixing import core, feature, samplers
 from regionmix_utils.mixing.core import SETTINGS, MixedBatch, Setting
-from regionmix_utils.mixing.feature import INPUT, draw_layer, forward_mixed, mixable_layers
 from regionmix_utils.mixing.transforms import MethodMix, transform_class
 from regionmix_utils.registry import Registry
 
@@ -46,9 +45,8 @@ class Method:
     params: Mapping[str, Setting] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = [s for s in (*self.reads, *self.shown) if s not in SETTINGS
-                   and s not in self.params]  # fmt: skip
-        if unknown:
+        if unknown := [s for s in (*self.reads, *self.shown)
+                       if s not in SETTINGS and s not in self.params]:  # fmt: skip
             raise ValueError(f"settings {unknown} of method {self.name!r} are not in SETTINGS "
                              "or its params")  # fmt: skip
         if shared := [name for name in self.params if name in SETTINGS]:
@@ -107,13 +105,13 @@ class Method:
         in-model method the hidden state at ``layer`` (None: drawn)."""
         if not self.in_model:
             mixed = self.mix(images, labels, num_classes, settings, generator, validate=validate)
-            return model(mixed.images), mixed, INPUT
+            return model(mixed.images), mixed, feature.INPUT
         if layer is None:
-            layer = draw_layer(self.layers, model, generator)
-        elif layer not in mixable_layers(model):
-            raise ValueError(f"layer must be one of {mixable_layers(model)}, got {layer!r}")
+            layer = feature.draw_layer(self.layers, model, generator)
+        elif layer not in (layers := feature.mixable_layers(model)):
+            raise ValueError(f"layer must be one of {layers}, got {layer!r}")
         values = self.settings_of(settings)
-        logits, mixed = forward_mixed(model, images, layer, lambda hidden: self(
+        logits, mixed = feature.forward_mixed(model, images, layer, lambda hidden: self(
             hidden, labels, num_classes, generator, validate=validate, **values))  # fmt: skip
         return logits, mixed, layer
 
@@ -151,12 +149,9 @@ class Method:
         """``-k2-a1``: the tags of ``names``, left out when missing or ``unnamed``."""
         get = settings.get if isinstance(settings, Mapping) else (
             lambda n: getattr(settings, n, None))  # fmt: skip
-        tags = []
-        for name in names:
-            value, setting = get(name), declaration(name)
-            if value is not None and (setting.unnamed is None or value != setting.unnamed):
-                tags.append(f"-{setting.tag}{setting.format(value)}")
-        return "".join(tags)
+        pairs = [(get(name), declaration(name)) for name in names]
+        return "".join(f"-{s.tag}{s.format(v)}" for v, s in pairs
+                       if v is not None and (s.unnamed is None or v != s.unnamed))  # fmt: skip
 
     def table_label(self, settings: Mapping[str, Any], defaults: Mapping[str, Any],
                     extra: tuple = ()) -> str:  # fmt: skip
@@ -181,11 +176,9 @@ def check_settings(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def declaration(name: str) -> Setting:
     """A shared setting, or the first registered method's parameter of that name."""
-    if name in SETTINGS:
-        return SETTINGS[name]
-    for method in METHODS.entries():
-        if name in method.params:
-            return method.params[name]
+    for declared in (SETTINGS, *(method.params for method in METHODS.entries())):
+        if name in declared:
+            return declared[name]
     raise ValueError(f"no method reads a setting {name!r}; the settings: {setting_names()}")
 
 
@@ -213,14 +206,12 @@ _sample_mixup = functools.partial(_sample_grid, k=1)
 def _keywords(sampler: Callable[..., Any]) -> Sampler:
     """A public sampler with the entries' argument order."""
     return lambda batch_size, height, width, generator=None, **settings: sampler(
-        batch_size, height, width, generator=generator, **settings
-    )
+        batch_size, height, width, generator=generator, **settings)  # fmt: skip
 
 
 CUTMIX = METHODS.register(Method(
-    "cutmix", "CutMix", "CutMix: paste a Beta-sized box from a partner, label weight = true "
-    "box area", ("alpha",), _keywords(samplers.sample_cutmix_params),
-    core.apply_cutmix))  # fmt: skip
+    "cutmix", "CutMix", "CutMix: paste a Beta-sized box from a partner, label weight = true box "
+    "area", ("alpha",), _keywords(samplers.sample_cutmix_params), core.apply_cutmix))  # fmt: skip
 MIXUP = METHODS.register(Method(
     "mixup", "Mixup", "Mixup: blend whole images (Region Mixup with k = 1)",
     ("alpha", "lam_mode"), _sample_mixup, core.apply_region_mixup, fixed={"k": 1}))  # fmt: skip

@@ -45,11 +45,8 @@ def _permutations_by_shuffle(n: int, batch_size: int, generator) -> Tensor:
     if not hasattr(_SHUFFLERS, "bits"):
         _SHUFFLERS.bits = np.random.PCG64(0)
         _SHUFFLERS.generator = np.random.Generator(_SHUFFLERS.bits)
-        _SHUFFLERS.state = _SHUFFLERS.bits.state
-    state = _SHUFFLERS.state
-    state["state"] = {"state": seed, "inc": _PCG_INCREMENT}
-    state["has_uint32"], state["uinteger"] = 0, 0
-    _SHUFFLERS.bits.state = state
+    _SHUFFLERS.bits.state = {"bit_generator": "PCG64", "has_uint32": 0, "uinteger": 0,
+                             "state": {"state": seed, "inc": _PCG_INCREMENT}}  # fmt: skip
     rows = np.broadcast_to(np.arange(batch_size), (n, batch_size))
     return torch.from_numpy(_SHUFFLERS.generator.permuted(rows, axis=1))
 
@@ -78,8 +75,7 @@ def _region_params(batch_size, grid, alpha, generator, device, lam_mode, rows=No
 def resolve_grid(k: int, grid: tuple[int, int] | None) -> tuple[int, int]:
     """(gh, gw) from k, or ``grid``, which replaces k."""
     if grid is None:
-        k = core.check_setting("k", k)
-        return (k, k)
+        return (core.check_setting("k", k),) * 2
     if not isinstance(grid, (tuple, list)) or len(grid) != 2:
         raise TypeError(f"grid must be a pair (gh, gw) of integers >= 1, got {grid!r}")
     return (core.check_count(grid[0], "grid[0]"), core.check_count(grid[1], "grid[1]"))
@@ -124,8 +120,7 @@ def sample_random_region_params(batch_size: int, height: int, width: int,
     01 uses 4), one λ and partner per tile. RegionParams with both edge tuples."""
     batch_size, height, width, device = _sizes(batch_size, height, width, generator, device)
     sides, min_side = core.check_setting("sides", sides), core.check_count(min_side, "min_side")
-    fit_h = [s for s in sides if s * min_side <= height]
-    fit_w = [s for s in sides if s * min_side <= width]
+    fit_h, fit_w = ([s for s in sides if s * min_side <= size] for size in (height, width))
     if not fit_h or not fit_w:
         at_least = f" with tiles of at least {min_side} pixels" if min_side > 1 else ""
         raise ValueError(f"sides must hold a grid side that fits the {height}x{width} images"
@@ -230,9 +225,8 @@ def sample_fmix_params(batch_size: int, height: int, width: int, alpha: float = 
     count = math.ceil(lam * pixels) if coin > 0.5 else math.floor(lam * pixels)
     soft = int(pixels * min(max_soft, lam, 1.0 - lam))
     low, high = max(count - soft, 0), min(count + soft, pixels)
-    ranked = torch.zeros(pixels, dtype=torch.float32)
-    ranked[:high] = 1.0
-    ranked[low:high] = torch.linspace(1.0, 0.0, high - low)
+    ranked = torch.cat([torch.ones(low), torch.linspace(1.0, 0.0, high - low),
+                        torch.zeros(pixels - high)])  # fmt: skip
     mask = torch.empty(pixels, dtype=torch.float32)
     mask[torch.argsort(noise, descending=True, stable=True)] = ranked
     partners = _random_permutations(1, batch_size, generator, device)[0]
@@ -248,8 +242,7 @@ def sample_resizemix_params(batch_size: int, height: int, width: int,
     batch_size, height, width, device = _sizes(batch_size, height, width, generator, device)
     if not isinstance(scale_range, (tuple, list)) or len(scale_range) != 2:
         raise TypeError(f"scale_range must be a pair (low, high), got {scale_range!r}")
-    low = core.check_fraction(scale_range[0], "scale_range[0]")
-    high = core.check_fraction(scale_range[1], "scale_range[1]")
+    low, high = (core.check_fraction(v, f"scale_range[{i}]") for i, v in enumerate(scale_range))
     if low > high:
         raise ValueError(f"scale_range must have low <= high, got {tuple(scale_range)}")
     draws = torch.rand(3, generator=generator, device=device, dtype=torch.float64).tolist()

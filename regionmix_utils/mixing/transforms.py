@@ -88,9 +88,8 @@ def default_labels(sample: Any) -> Any:
         raise ValueError("with the default labels_getter the sample must be a dict, or a "
                          "tuple whose second item is labels or a dict, got "
                          f"{type(sample).__name__}")  # fmt: skip
-    keys = [k for k in sample if isinstance(k, str)]
-    key = next((k for k in keys if k.lower() == "labels"), None)
-    key = key or next((k for k in keys if "label" in k.lower()), None)
+    keys = [k for k in sample if isinstance(k, str) and "label" in k.lower()]
+    key = next((k for k in keys if k.lower() == "labels"), keys[0] if keys else None)
     if key is None:
         raise ValueError(f"found no labels in the dict sample (keys {list(sample)}): name them "
                          "'labels' or pass labels_getter=lambda sample: ...")  # fmt: skip
@@ -132,8 +131,7 @@ class BatchMix(v2.Transform):
                 type(x) is Tensor for x in sample):  # fmt: skip
             return type(sample)(self._mix_batch(*sample))  # the common call, no tree walk
         flat, spec = tree_flatten(sample)
-        refused = next((x for x in flat if isinstance(x, _REFUSED)), None)
-        if refused is not None:
+        if (refused := next((x for x in flat if isinstance(x, _REFUSED)), None)) is not None:
             raise ValueError(f"{type(self).__name__}() does not support PIL images, bounding "
                              f"boxes, key points and masks (a mix of two is none of them), got "
                              f"{type(refused).__name__}")  # fmt: skip
@@ -248,10 +246,8 @@ class MixChoice(v2.Transform):
         if not isinstance(transforms, (list, tuple)) or not transforms:
             raise TypeError(f"transforms must be a non-empty list of mixing transforms, "
                             f"got {transforms!r}")  # fmt: skip
-        for t in transforms:
-            if not isinstance(t, BatchMix):
-                raise TypeError(f"transforms must hold mixing transforms (BatchMix), got "
-                                f"{type(t).__name__}")  # fmt: skip
+        if wrong := [type(t).__name__ for t in transforms if not isinstance(t, BatchMix)]:
+            raise TypeError(f"transforms must hold mixing transforms (BatchMix), got {wrong[0]}")
         weights = [1.0] * len(transforms) if p is None else [core._as_real(w) for w in p]
         if len(weights) != len(transforms) or any(w is None or not w >= 0 for w in weights):
             raise ValueError(f"p must hold one non-negative weight per transform "

@@ -8,7 +8,6 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from regionmix_utils.ablations import AGGREGATIONS, METRICS, RANDOM, aggregate, k_order
 from regionmix_utils.data import get_dataset
@@ -107,7 +106,6 @@ class AblationExplorer(Explorer):
         self.ax_k.set_title(f"against k at α = {alpha:g}{random}", fontsize=10)
 
     def controls(self) -> list:
-        """[HBox([dataset, metric]), seed aggregation]."""
         dataset = widgets.Dropdown(options=self.datasets, value=self.dataset, description="dataset")
         metric = widgets.Dropdown(options=[(v, k) for k, v in METRICS.items()],
                                   value=self.metric, description="metric")  # fmt: skip
@@ -116,7 +114,7 @@ class AblationExplorer(Explorer):
         return [widgets.HBox([dataset, metric]), how]
 
 
-def ablation_overview(frame, alpha: float = 1.0) -> Figure:
+def ablation_overview(frame, alpha: float = 1.0) -> plt.Figure:
     """Test and FGSM accuracy against k, clean CE term on, mean ± std, a line per dataset."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), layout="tight")
     clean = _per_tile(frame[frame["clean_ce"]])
@@ -167,7 +165,7 @@ def ablated_from(path) -> str:
     return column_label(dataclasses.replace(config, clean_ce=True, matched_compute=False))
 
 
-def ce_figure(runs) -> Figure:
+def ce_figure(runs) -> plt.Figure:
     """Test accuracy of ``results.collect_runs`` rows: per configuration a bar (mean ± std) per
     arm of ``CE_ARMS``, each seed a dot. ValueError: no runs."""
     if runs.empty:
@@ -188,8 +186,7 @@ def ce_figure(runs) -> Figure:
                color=f"C{j}", alpha=0.75, label=CE_ARMS[arm])  # fmt: skip
         for x, base in zip(xs, bases, strict=True):
             seeds = part.loc[part["base"] == base, "test_acc"]
-            ax.plot(x + gen.uniform(-width / 5, width / 5, len(seeds)), seeds, "o", ms=3,
-                    color="black")  # fmt: skip
+            ax.plot(x + gen.uniform(-width / 5, width / 5, len(seeds)), seeds, "ko", ms=3)
     ax.set_xticks(range(len(bases)), [textwrap.fill(n, 22) for n in names])
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, min(100.0, rows["test_acc"].max() + 8))  # bars start at zero

@@ -8,7 +8,6 @@ from io import BytesIO
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from regionmix_utils.progress import headless
@@ -44,13 +43,13 @@ def split_labels(labels: Sequence[str]) -> tuple[list[str], str]:
     return [f"{name} ({', '.join(ws)})" if ws else name for name, ws in kept], ", ".join(shared)
 
 
-def say_shared(fig: Figure, shared: str, heading: str, width: int, fontsize: float = 8) -> None:
+def say_shared(fig: plt.Figure, shared: str, heading: str, width: int, fontsize: float = 8) -> None:
     """The recipe every run shares (``split_labels``), said once above the panels."""
     if shared:
         fig.suptitle(textwrap.fill(f"{heading}: {shared}", width), fontsize=fontsize)
 
 
-def figure_png(figure: Figure, dpi: float = 100) -> bytes:
+def figure_png(figure: plt.Figure, dpi: float = 100) -> bytes:
     """The figure as PNG bytes on white; no tight box, so an explorer keeps its size."""
     buffer = BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, facecolor="white")

@@ -1,13 +1,11 @@
 """Figures of the paper's claims (notebook 08): paired differences and the seeds they need."""
 
-import math
 import textwrap
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from regionmix_utils.data import get_dataset
 from regionmix_utils.evaluation.statistics import plan_seeds, seeds_needed
@@ -16,7 +14,7 @@ from regionmix_utils.viz.base import split_labels
 VERDICT_COLOURS = {"supported": "tab:green", "contradicted": "tab:red", "not resolved": "grey"}
 
 
-def claims_forest(cells: pd.DataFrame, title: str | None = None) -> Figure:
+def claims_forest(cells: pd.DataFrame, title: str | None = None) -> plt.Figure:
     """Our Δ = A − B (95% t-interval, by verdict), the paper's Δ, per row. ValueError: none."""
     rows = cells.dropna(subset=["delta"]).reset_index(drop=True)
     if rows.empty:
@@ -37,7 +35,7 @@ def claims_forest(cells: pd.DataFrame, title: str | None = None) -> Figure:
         colour = VERDICT_COLOURS.get(row.verdict, "grey")
         ax.plot([row.low, row.high], [height, height], color=colour, lw=2)
         ax.plot(row.delta, height, "o", color=colour)
-        if not math.isnan(row.paper_delta):
+        if not np.isnan(row.paper_delta):
             ax.plot(row.paper_delta, height, "D", mfc="none", mec="black", ms=6)
     ax.axvline(0, color="black", ls="--", lw=0.8)
     ax.set_yticks(y, labels, fontsize=8)
@@ -59,7 +57,7 @@ def claims_forest(cells: pd.DataFrame, title: str | None = None) -> Figure:
 def seed_planner_figure(seed_sd: float | dict[str, float],
                         deltas: Sequence[float] = (0.1, 0.2, 0.3, 0.5, 1.0), level: float = 0.05,
                         power: float = 0.8, marks: dict[str, float] | None = None,
-                        n_seeds: int | None = None) -> Figure:  # fmt: skip
+                        n_seeds: int | None = None) -> plt.Figure:  # fmt: skip
     """Seeds needed against Δ, a curve per std of the paired Δ (``seed_sd``: one or label -> std),
     ``marks`` (name -> Δ); with ``n_seeds`` a band over the std's 95% interval (``plan_seeds``)."""
     spreads = seed_sd if isinstance(seed_sd, dict) else {f"σ = {seed_sd:.2f}": seed_sd}

@@ -7,8 +7,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from regionmix_utils.evaluation.corruptions import FAMILIES, SEVERITIES
@@ -19,7 +17,7 @@ from regionmix_utils.viz.base import box, panels, say_shared, show, split_labels
 
 
 def cam_figure(images: Tensor, maps: dict[str, Tensor], boxes: Tensor | None = None,
-               alpha: float = 0.5) -> Figure:  # fmt: skip
+               alpha: float = 0.5) -> plt.Figure:  # fmt: skip
     """Figure 2: images [B, 3, H, W], each CAM (name -> [B, H, W]), boxes [B, 4] (x0, y0, x1, y1)"""
     columns = [("image", None), *maps.items()]
     fig, axes = panels(images.shape[0], len(columns), 2, 2)
@@ -34,7 +32,7 @@ def cam_figure(images: Tensor, maps: dict[str, Tensor], boxes: Tensor | None = N
     return fig
 
 
-def reliability_figure(curves: dict) -> Figure:
+def reliability_figure(curves: dict) -> plt.Figure:
     """Reliability diagrams (label -> ``calibration.reliability``), the images per bin below."""
     titles, shared = split_labels(list(curves))
     columns = min(max(len(curves), 1), 5)  # more diagrams wrap onto further rows
@@ -59,7 +57,7 @@ def reliability_figure(curves: dict) -> Figure:
         top.set_title(textwrap.fill(title, 30), fontsize=10)
         bottom.bar(centres, curve["count"].numpy(), width=width, color="grey")
         bottom.set(xlim=(0, 1), xlabel="confidence")
-        bottom.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+        bottom.yaxis.set_major_locator(plt.MaxNLocator(integer=True, nbins=4))
     for ax, name in zip(axes[:, 0], ["accuracy", "test images"] * rows, strict=True):
         ax.set_ylabel(name)
     axes[0, 0].legend(fontsize=8, loc="upper left")
@@ -67,7 +65,7 @@ def reliability_figure(curves: dict) -> Figure:
     return fig
 
 
-def corruption_figure(records: list[list[dict]], labels: list[str]) -> Figure:
+def corruption_figure(records: list[list[dict]], labels: list[str]) -> plt.Figure:
     """Mean accuracy against severity, a panel per corruption family, a line per ``labels[i]``."""
     families = [f for f, members in FAMILIES.items()
                 if any(r["corruption"] in members for rs in records for r in rs)]  # fmt: skip
@@ -84,7 +82,7 @@ def corruption_figure(records: list[list[dict]], labels: list[str]) -> Figure:
     return fig
 
 
-def comparison_figure(tables: Sequence) -> Figure:
+def comparison_figure(tables: Sequence) -> plt.Figure:
     """Ours (filled) vs the paper (hollow): a row per ``results.Table``, a panel per dataset."""
     grouped = [list(t.cells.groupby(["dataset", "ce_row"] if t.number == 2 else ["dataset"],
                                     sort=False)) for t in tables]  # fmt: skip
@@ -119,7 +117,7 @@ def comparison_figure(tables: Sequence) -> Figure:
     return fig
 
 
-def eps_curves(evaluations: pd.DataFrame, kinds: tuple[str, ...] = ("fgsm", "pgd")) -> Figure:
+def eps_curves(evaluations: pd.DataFrame, kinds: tuple[str, ...] = ("fgsm", "pgd")) -> plt.Figure:
     """Accuracy against ε (/255, symlog) of ``results.collect_evaluations`` rows: a panel per
     configuration, a line (mean ± std over seeds) per attack and image set. ValueError: none."""
     rows = evaluations[evaluations["kind"].isin(kinds)] if len(evaluations) else evaluations
@@ -161,7 +159,7 @@ def eps_curves(evaluations: pd.DataFrame, kinds: tuple[str, ...] = ("fgsm", "pgd
 
 def attack_examples(images: Tensor, adversarial: Tensor, labels: Tensor,
                     predictions: tuple[Tensor, Tensor], classes: Sequence[str],
-                    eps: float | None = None) -> Figure:  # fmt: skip
+                    eps: float | None = None) -> plt.Figure:  # fmt: skip
     """A column per image [B, 3, H, W]: clean, adversarial, perturbation; predictions ([B], [B])."""
     n = images.shape[0]
     fig, axes = panels(3, n, min(2.0, 13.0 / n), 2.2)
@@ -181,7 +179,7 @@ def attack_examples(images: Tensor, adversarial: Tensor, labels: Tensor,
     return fig
 
 
-def ood_figure(results: dict[str, list[tuple]], score: str = "msp") -> Figure:
+def ood_figure(results: dict[str, list[tuple]], score: str = "msp") -> plt.Figure:
     """ROC curves per out-set, then risk-coverage; label -> [(record, predictions)] per out-set."""
     outsets = [record["outset"] for record, _ in next(iter(results.values()))]
     fig, (axes,) = panels(1, len(outsets) + 1, 3.6, 3.8)
@@ -190,9 +188,8 @@ def ood_figure(results: dict[str, list[tuple]], score: str = "msp") -> Figure:
             values = stored_scores(predictions, score)
             fpr, tpr = roc_curve(torch.from_numpy(values["in"]), torch.from_numpy(values["out"]))
             ax.plot(fpr, tpr, lw=1.2, label=f"{label}: {record[f'auroc_{score}']:.1f}")
-        values = stored_scores(found[0][1], score)
-        coverage, risk = risk_coverage(torch.from_numpy(values["in"]),
-                                       torch.from_numpy(values["correct"]))  # fmt: skip
+        values = {k: torch.from_numpy(v) for k, v in stored_scores(found[0][1], score).items()}
+        coverage, risk = risk_coverage(values["in"], values["correct"])
         axes[-1].plot(coverage, 100 * risk, lw=1.2, label=label)
     for ax, name in zip(axes, outsets, strict=False):
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)

@@ -9,8 +9,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from scipy import stats
 from torch import Tensor
 
@@ -80,7 +78,7 @@ def every_mix(images: Tensor, labels: Tensor, num_classes: int, seed: int = 0,
 
 
 def mixing_figure(images: Tensor, results: dict[str, MixedBatch], classes: Sequence[str],
-                  n_show: int = 4, labels: Tensor | None = None) -> Figure:  # fmt: skip
+                  n_show: int = 4, labels: Tensor | None = None) -> plt.Figure:  # fmt: skip
     """The originals [B, 3, H, W] (``labels`` [B] as captions), then a row per result: tile
     borders (λ and partner up to 2 x 2), boxes, mask outlines, the two largest weights."""
     n_show = min(n_show, images.shape[0])
@@ -119,7 +117,7 @@ def mixing_figure(images: Tensor, results: dict[str, MixedBatch], classes: Seque
 
 
 def mixing_story(images: Tensor, mixed: MixedBatch, classes: Sequence[str], labels: Tensor,
-                 sample: int = 0) -> Figure:  # fmt: skip
+                 sample: int = 0) -> plt.Figure:  # fmt: skip
     """x_A, its partners (CutMix: partner and box), x~ and y~ of a sample, images [B, 3, H, W]."""
     fig, (axes,) = panels(1, 4, 3.25, 3.5, width_ratios=[1, 1, 1, 1.5])
     show(axes[0], images[sample])
@@ -147,7 +145,7 @@ def mixing_story(images: Tensor, mixed: MixedBatch, classes: Sequence[str], labe
     return fig
 
 
-def beta_figure(alphas: Sequence[float], n_samples: int = 2000, seed: int = 0) -> Figure:
+def beta_figure(alphas: Sequence[float], n_samples: int = 2000, seed: int = 0) -> plt.Figure:
     """Beta(α, α) densities, with histograms of λ drawn by the package's sampler."""
     fig, ax = plt.subplots(figsize=(6, 3.5), layout="tight")
     grid = np.linspace(0.001, 0.999, 400)
@@ -221,7 +219,7 @@ class MixingExplorer(Explorer):
             self._colorbar.set_label(f"λ = weight of #{sample} itself", fontsize=10)
         self.ax_lam.hist(mixed.lam.flatten().cpu().numpy(), bins=20, range=(0, 1))
         self.ax_lam.set(xlabel="λ of each tile", ylabel="tiles", xlim=(0, 1))
-        self.ax_lam.yaxis.set_major_locator(MaxNLocator(integer=True))
+        self.ax_lam.yaxis.set_major_locator(plt.MaxNLocator(integer=True))
         soft_label_bars(mixed.targets[sample], self.classes, self.ax_label)
         self.ax_label.set_title(f"soft label of #{sample}", fontsize=11)
 
@@ -229,7 +227,6 @@ class MixingExplorer(Explorer):
         self.update(seed=self.seed + 1)
 
     def controls(self) -> list:
-        """[HBox([grid kind, min side]), HBox([k, α, resample])]."""
         side = min(self.images.shape[2:])
         grid = widgets.ToggleButtons(options=[("k x k grid", False), ("random grid", True)],
                                      value=self.random_grid, description="regions")  # fmt: skip

@@ -3,13 +3,11 @@
 import matplotlib.pyplot as plt
 from IPython import get_ipython
 from IPython.display import display
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 TERMS = {"train_clean_loss": "on clean images", "train_mixed_loss": "on mixed ones"}
 
 
-def training_curves(metrics: dict[str, list[dict]], epochs: int | None = None) -> Figure:
+def training_curves(metrics: dict[str, list[dict]], epochs: int | None = None) -> plt.Figure:
     """A line per run (label -> metrics rows): clean CE, mixed CE (sums not comparable), test acc"""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5), layout="tight")
     # one colour per run in every panel: a run missing from a panel must not shift the rest
@@ -29,7 +27,7 @@ def training_curves(metrics: dict[str, list[dict]], epochs: int | None = None) -
     last = epochs or max((r["epoch"] for rows in metrics.values() for r in rows), default=1)
     for ax, title in zip(axes, titles, strict=True):
         ax.set(xlabel="epoch", ylabel="loss", title=title, xlim=(0.5, last + 0.5))
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     axes[2].set_ylabel("test accuracy (%)")
     axes[2].legend(fontsize=8)
     return fig
@@ -54,9 +52,8 @@ class LiveCurves:
         if "test_acc" in record:
             title += f", test accuracy {record['test_acc']:.2f}%"
         self.figure.suptitle(title, fontsize=10)
-        if get_ipython() is not None:
-            if self._handle is None:
-                self._handle = display(self.figure, display_id=True)
-            else:
-                self._handle.update(self.figure)
+        if self._handle is not None:
+            self._handle.update(self.figure)
+        elif get_ipython() is not None:
+            self._handle = display(self.figure, display_id=True)
         plt.close(self.figure)
