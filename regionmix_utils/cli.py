@@ -210,7 +210,8 @@ def _study_invocation(args, study, runs_dir: str, configs: list) -> int:
               f"commit {sealed['code']['commit']}")  # fmt: skip
     if args.workers > 1:
         argv = ["study", study.name, "--runs-dir", runs_dir, "--workers", "1", "--no-progress",
-                "--as-worker", *(["--allow-uncommitted"] if args.allow_uncommitted else []),
+                "--as-worker", "--device", args.device,
+                *(["--allow-uncommitted"] if args.allow_uncommitted else []),
                 *(["--dataset", args.dataset] if args.dataset else []),
                 *(["--data-dir", args.data_dir] if args.data_dir else [])]  # fmt: skip
         return sweeps.run_workers(argv, args.workers, configs, runs_dir, not args.no_progress,

@@ -138,6 +138,17 @@ def test_two_cpu_workers_train_every_run_once(tmp_path, capsys):
     assert len(runs) == 4 and all(_trained_exactly_once(r) for r in runs)
 
 
+def test_a_studys_workers_train_on_the_device_it_was_given(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(
+        "regionmix_utils.sweeps.run_workers", lambda argv, *a, **k: asked.append(argv)
+    )
+    main(["study", "cpu-gated", "--as-worker", "--workers", "2", "--device", "cpu",
+          "--runs-dir", str(tmp_path)])  # fmt: skip
+    (argv,) = asked
+    assert build_parser().parse_args(argv).device == "cpu"
+
+
 def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, capsys):
     args = ["sweep", "--datasets", "shapes", "--methods", "mixup", "region", "--seeds", "0",
             *SMALL, "--epochs", "1", "--runs-dir", str(tmp_path)]  # fmt: skip
