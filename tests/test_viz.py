@@ -336,6 +336,20 @@ def test_cutmix_paired_with_itself_says_so_and_draws_no_box(batch):
     assert "0.00" not in self_ax.get_xlabel()  # no zero-weight class in the caption
 
 
+def test_mixing_story_draws_every_image_mixing_method(batch):
+    """Tile methods show partners tile by tile; box methods the box; mask methods its edge."""
+    images, labels, classes = batch
+    for title, mixed in every_mix(images, labels, 10, k_values=(2,)).items():
+        partners_ax = mixing_story(images, mixed, classes, labels, sample=1).axes[1]
+        if mixed.mask is not None:
+            assert partners_ax.get_title().startswith("partner #") and partners_ax.collections
+        elif mixed.box is not None:
+            assert "its box" in partners_ax.get_title() and partners_ax.patches, title
+        else:
+            assert partners_ax.get_title() == "partners, tile by tile", title
+        plt.close("all")
+
+
 def test_mixing_story_shows_the_partners_tile_by_tile(batch):
     images, labels, classes = batch
     mixed = region_mixup(images, labels, 2, 1.0, 10, torch.Generator().manual_seed(0))

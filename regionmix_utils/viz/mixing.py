@@ -118,13 +118,14 @@ def mixing_figure(images: Tensor, results: dict[str, MixedBatch], classes: Seque
 
 def mixing_story(images: Tensor, mixed: MixedBatch, classes: Sequence[str], labels: Tensor,
                  sample: int = 0) -> plt.Figure:  # fmt: skip
-    """x_A, its partners (CutMix: partner and box), x~ and y~ of a sample, images [B, 3, H, W]."""
+    """x_A, its partners tile by tile (one-partner methods: the partner, its box or mask's
+    edge), x~ and y~ of a sample, images [B, 3, H, W]."""
     fig, (axes,) = panels(1, 4, 3.25, 3.5, width_ratios=[1, 1, 1, 1.5])
     show(axes[0], images[sample])
     axes[0].set_title(f"x_A: #{sample}, {classes[int(labels[sample])]}", fontsize=10)
     show(axes[2], mixed.images[sample])
     axes[2].set_title("mixed image x~", fontsize=10)
-    if mixed.box is None:
+    if mixed.box is None and mixed.mask is None:
         edges = _edges(mixed, *images.shape[2:])
         only_partners = RegionParams(torch.zeros_like(mixed.lam), mixed.partners, *mixed.edges)
         partners = apply_region_mixup(images, labels, only_partners, len(classes)).images
@@ -137,9 +138,13 @@ def mixing_story(images: Tensor, mixed: MixedBatch, classes: Sequence[str], labe
     else:
         partner = int(mixed.partners.flatten()[sample])
         show(axes[1], images[partner])
-        box(axes[1], *mixed.box, lw=1.5)
+        if mixed.box is not None:
+            box(axes[1], *mixed.box, lw=1.5)
+        elif (mask := mixed.mask.float().cpu().numpy()).min() < mask.max():
+            axes[1].contour(mask, levels=[0.5], colors="white", linewidths=1.5)
         note = " (itself: nothing changes)" if partner == sample else ""
-        axes[1].set_title(f"partner #{partner}, its box{note}", fontsize=10)
+        shape = "box" if mixed.box is not None else "mask's edge"
+        axes[1].set_title(f"partner #{partner}, its {shape}{note}", fontsize=10)
     soft_label_bars(mixed.targets[sample], classes, axes[3])
     axes[3].set_title("soft label y~", fontsize=10)
     return fig
