@@ -53,4 +53,5 @@ class LineProgress(contextlib.AbstractContextManager):
 
 
 def progress(iterable: Iterable | None = None, **kwargs) -> tqdm | LineProgress:
+    """``tqdm.auto.tqdm(iterable, **kwargs)``, or a ``LineProgress`` when headless."""
     return LineProgress(iterable, **kwargs) if headless() else tqdm(iterable, **kwargs)

@@ -74,6 +74,7 @@ def amp_name(amp: torch.dtype | None) -> str:
 
 
 def checkpoint_interval(config: TrainConfig, device: torch.device) -> int:
+    """``config.checkpoint_every``, or when None: 1 on the CPU, ``GPU_CHECKPOINT_EVERY`` else."""
     return config.checkpoint_every or (1 if device.type == "cpu" else GPU_CHECKPOINT_EVERY)
 
 
