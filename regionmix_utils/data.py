@@ -291,6 +291,17 @@ def tinyimagenet(root: str | os.PathLike | None = None, progress: bool = True) -
     return Splits("tinyimagenet", train, test)
 
 
+def download_file(url: str, path: Path, progress: bool = True, desc: str = "downloading") -> Path:
+    """``url`` streamed into the file ``path`` a megabyte at a time, with a bar in bytes."""
+    with urllib.request.urlopen(url) as response, open(path, "wb") as out:
+        size = int(response.headers.get("Content-Length") or 0) or None
+        with bars.progress(total=size, unit="B", unit_scale=True, disable=not progress,
+                           desc=desc) as bar:  # fmt: skip
+            while chunk := response.read(1 << 20):
+                bar.update(out.write(chunk))
+    return path
+
+
 def download_tinyimagenet(root: str | os.PathLike | None = None,
                           url: str = "http://cs231n.stanford.edu/tiny-imagenet-200.zip",
                           progress: bool = True) -> Path:  # fmt: skip
@@ -302,12 +313,7 @@ def download_tinyimagenet(root: str | os.PathLike | None = None,
     print(f"Tiny ImageNet is not under {root}: downloading {url} (about 240 MB)")
     with tempfile.TemporaryDirectory(dir=root, prefix=".tinyimagenet-") as tmp:
         archive, extracted = Path(tmp) / "tiny-imagenet-200.zip", Path(tmp) / "tiny-imagenet-200"
-        with urllib.request.urlopen(url) as response, open(archive, "wb") as out:
-            size = int(response.headers.get("Content-Length") or 0) or None
-            with bars.progress(total=size, unit="B", unit_scale=True, disable=not progress,
-                               desc="downloading") as bar:  # fmt: skip
-                while chunk := response.read(1 << 20):
-                    bar.update(out.write(chunk))
+        download_file(url, archive, progress)
         try:
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(tmp)  # which checks each member's CRC

@@ -6,7 +6,6 @@ import functools
 import shutil
 import tarfile
 import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,12 +137,7 @@ def download_corruptions(name: str, root=None, url: str | None = None, md5: str 
     url, md5 = url or source.url, md5 or source.md5
     with tempfile.TemporaryDirectory(dir=root, prefix=f".{name}-") as tmp:
         archive = Path(tmp) / source.url.rsplit("/", 1)[1].split("?")[0]
-        with urllib.request.urlopen(url) as response, open(archive, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with progress_bar(total=total, unit="B", unit_scale=True, disable=not progress,
-                              desc=f"downloading {name}") as bar:  # fmt: skip
-                while chunk := response.read(1 << 20):
-                    bar.update(out.write(chunk))
+        data.download_file(url, archive, progress, f"downloading {name}")
         if (found := calculate_md5(archive)) != md5:
             raise data.DatasetMissingError(f"the download from {url} has MD5 {found}, not the "
                                            f"published {md5}: nothing was kept; try again."
