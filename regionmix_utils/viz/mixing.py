@@ -58,6 +58,13 @@ def _label_tiles(ax, edges, text, fontsize: float, boxed: bool = True, colour=No
                 color=colour(i, j) if colour else "white")  # fmt: skip
 
 
+def _outline(ax, mask: Tensor, lw: float) -> None:
+    """The 0.5 level of a mask [H, W] as a white line (none where the mask is constant)."""
+    mask = mask.float().cpu().numpy()
+    if mask.min() < mask.max():
+        ax.contour(mask, levels=[0.5], colors="white", linewidths=lw)
+
+
 def split_by_partners(results: dict[str, MixedBatch]) -> tuple[dict, dict]:
     """``results`` as (λ and partner per tile: Mixup, Region Mixup; a box or mask: CutMix)."""
     tiles = {title: mixed for title, mixed in results.items()
@@ -100,9 +107,7 @@ def mixing_figure(images: Tensor, results: dict[str, MixedBatch], classes: Seque
             # ResizeMix paired with itself still pastes a shrunk copy: outlined, dashed.
             pasted = not torch.equal(mixed.images[col], images[col])
             if mixed.mask is not None and pasted:
-                mask = mixed.mask.float().cpu().numpy()
-                if mask.min() < mask.max():
-                    ax.contour(mask, levels=[0.5], colors="white", linewidths=1.0)
+                _outline(ax, mixed.mask, 1.0)
             elif mixed.box is not None and pasted:
                 box(ax, *mixed.box, ls="--" if self_paired else "-")
             elif not one_partner:
@@ -140,8 +145,8 @@ def mixing_story(images: Tensor, mixed: MixedBatch, classes: Sequence[str], labe
         show(axes[1], images[partner])
         if mixed.box is not None:
             box(axes[1], *mixed.box, lw=1.5)
-        elif (mask := mixed.mask.float().cpu().numpy()).min() < mask.max():
-            axes[1].contour(mask, levels=[0.5], colors="white", linewidths=1.5)
+        else:
+            _outline(axes[1], mixed.mask, 1.5)
         note = " (itself: nothing changes)" if partner == sample else ""
         shape = "box" if mixed.box is not None else "mask's edge"
         axes[1].set_title(f"partner #{partner}, its {shape}{note}", fontsize=10)
