@@ -79,14 +79,14 @@ def test_a_tile_plan_reaches_the_device_in_one_copy_that_does_not_block(monkeypa
     assert transfers.copies == [("Tensor.to", True)]
     for tensor in (plan.run_tile, plan.pixel_tile, plan.area):
         assert tensor.device == META
-    assert plan.pixel_tile.shape == (32, 32) and plan.area.dtype == torch.float64
+    assert plan.pixel_tile.shape == (32 * 32,) and plan.area.dtype == torch.float64
     # The same plan built on the CPU holds the indices the packed copy carries.
     cpu = core._tile_plan(3, 32, 32, edges, True, torch.device("cpu"))
     rows = [0] * 5 + [1] * 12 + [2] * 15
     columns = [0] * 11 + [1] * 21  # run = gcd(0, 11, 32) = 1: a run per pixel
     assert cpu.run_tile.tolist() == [i * 2 + j for i in rows for j in columns]
-    assert cpu.pixel_tile[6, 12].item() == 1 * 2 + 1
-    torch.testing.assert_close(cpu.area, core.tile_areas(32, 32, (3, 2), edges).flatten())
+    assert cpu.pixel_tile[6 * 32 + 12].item() == 1 * 2 + 1
+    torch.testing.assert_close(cpu.area, core.tile_areas(32, 32, (3, 2), edges).view(-1, 1))
     core._tile_plan(3, 32, 32, edges, True, META)  # a hit: nothing more is sent
     assert len(transfers.copies) == 1
 
@@ -271,3 +271,14 @@ def test_one_call_mixes_do_not_sync_on_cuda_tensors(name):
             ONE_CALL[name](images, targets, generator)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("mix", [region_mixup, cutmix, resizemix], ids=lambda f: f.__name__)
+def test_classes_out_of_range_on_cuda_are_refused_before_any_kernel(mix):
+    """CUDA's scatter would stop at a device-side assert: the labels are read back first."""
+    labels = torch.arange(8, device="cuda") % 10
+    labels[3] = 10
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, num_classes - 1\]"):
+        mix(torch.rand(8, 3, 32, 32, device="cuda"), labels, num_classes=10)

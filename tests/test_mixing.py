@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from regionmix_utils import CutMix, Mixup, RegionMixup, cutmix, mixing, mixup, region_mixup
+from regionmix_utils.methods import methods
 from regionmix_utils.mixing import (
     CutMixParams,
     RegionParams,
@@ -414,6 +415,30 @@ BAD_CALLS = [
         "images must be floating point",
     ),
     (lambda: cutmix(IMAGES, LABELS[:2], num_classes=4), ValueError, "labels must have one entry"),
+    (
+        lambda: apply_region_mixup(
+            IMAGES,
+            LABELS,
+            RegionParams(
+                torch.rand(2, 1), torch.zeros(2, 1, 4, dtype=torch.long), row_edges=[0, 5, 5, 8]
+            ),
+            4,
+        ),
+        ValueError,
+        r"params.row_edges must be 4 increasing pixel positions from 0 to 8 .*got \(0, 5, 5, 8\)",
+    ),
+    (
+        lambda: apply_region_mixup(
+            IMAGES,
+            LABELS,
+            RegionParams(
+                torch.rand(1, 2), torch.zeros(1, 2, 4, dtype=torch.long), col_edges=(0, 3, 7)
+            ),
+            4,
+        ),
+        ValueError,
+        r"params.col_edges must be 3 increasing pixel positions from 0 to 8",
+    ),
     (lambda: RegionMixup(k=0), ValueError, "k must be"),
     (lambda: RegionMixup(alpha=-2), ValueError, "alpha must be"),
     (lambda: RegionMixup(k=9, num_classes=4)(IMAGES, LABELS), ValueError, "k must be between"),
@@ -440,3 +465,14 @@ BAD_CALLS = [
 def test_bad_arguments_raise_naming_the_argument(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("method", [m for m in methods() if m.mixes and not m.in_model],
+                         ids=lambda m: m.name)  # fmt: skip
+@pytest.mark.parametrize("wrong", [4, -1])
+def test_every_method_refuses_a_class_out_of_range_naming_it(method, wrong):
+    """On the CPU the label scatter finds it (no separate pass); the message is the same."""
+    labels = LABELS.clone()
+    labels[1] = wrong
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, num_classes - 1\] = \[0, 3\]"):
+        method(IMAGES, labels, 4, torch.Generator().manual_seed(0))

@@ -141,7 +141,8 @@ _COUNT = Setting(type=int, low=1)
 
 def check_count(value: Any, name: str) -> int:
     """``value`` as a Python int >= 1 (numpy's too, not a bool); TypeError, ValueError."""
-    return _COUNT.check(name, value, strict=True)
+    plain = type(value) is int and value >= 1  # per batch: no need for the Setting machinery
+    return value if plain else _COUNT.check(name, value, strict=True)
 
 
 def check_fraction(value: Any, name: str, high: float = 1.0) -> float:
@@ -177,6 +178,13 @@ def check_generator(generator: torch.Generator | None, device: torch.device | No
                          f"got a generator on {generator.device}")  # fmt: skip
 
 
+def _check_classes(labels: Tensor, num_classes: int) -> None:
+    low, high = torch.aminmax(labels)
+    if int(low) < 0 or int(high) >= num_classes:
+        raise ValueError(f"labels must lie in [0, num_classes - 1] = [0, {num_classes - 1}], "
+                         f"got values from {int(low)} to {int(high)}")  # fmt: skip
+
+
 def _labels(labels: Tensor, batch_size: int, num_classes: int | None, validate: bool) -> Tensor:
     """int64 indices [B] or float soft targets [B, K], checked if ``validate``."""
     if not validate:
@@ -193,10 +201,8 @@ def _labels(labels: Tensor, batch_size: int, num_classes: int | None, validate: 
         if num_classes is None:
             raise ValueError("num_classes is required when labels are class indices [B]")
         check_count(num_classes, "num_classes")
-        low, high = torch.aminmax(labels)
-        if int(low) < 0 or int(high) >= num_classes:
-            raise ValueError(f"labels must lie in [0, num_classes - 1] = [0, {num_classes - 1}], "
-                             f"got values from {int(low)} to {int(high)}")  # fmt: skip
+        if labels.device.type != "cpu":  # the CPU's scatter checks as it adds (_mix_targets)
+            _check_classes(labels, num_classes)
         return labels.long()
     if labels.ndim != 2:
         raise ValueError("labels must be class indices [B] or soft targets [B, num_classes], "
@@ -274,9 +280,10 @@ class ResizeParams:
     scale: float
 
 
-def tile_bounds(size: int, parts: int) -> list[int]:
+@functools.lru_cache(maxsize=256)  # read per batch
+def tile_bounds(size: int, parts: int) -> tuple[int, ...]:
     """Edges of ``parts`` tiles along ``size`` pixels: tile i is [e[i], e[i + 1])."""
-    return [(i * size) // parts for i in range(parts + 1)]
+    return tuple((i * size) // parts for i in range(parts + 1))
 
 
 def tile_areas(height: int, width: int, grid: tuple[int, int],
@@ -297,9 +304,9 @@ class _TilePlan:
     """Index tensors of one (shape, edges, layout, device); partners are copied in runs."""
 
     run_tile: Tensor  # [H * R] flat tile id (i * gw + j) of each run, row by row
-    pixel_tile: Tensor  # [H, W] flat tile id of each pixel
+    pixel_tile: Tensor  # [H * W] flat tile id of each pixel, row by row
     run_offset: Tensor  # [C, H, R] (NCHW) or [H, R] (NHWC) int32: each run's row in an image
-    area: Tensor  # [gh * gw] float64 area fractions
+    area: Tensor  # [gh * gw, 1] float64 area fractions
     run: int  # pixels a run: gcd(column edges), so each run lies in one tile column
     channels_last: bool  # the images' layout: runs carry their channels
 
@@ -319,11 +326,13 @@ def _tile_plan(channels: int, height: int, width: int, edges: tuple, channels_la
     pieces = packed.split([p.numel() for p in parts] + [area.numel()])
     shape = (height, width // run) if channels_last else (channels, height, width // run)
     offsets = torch.arange(math.prod(shape), device=device, dtype=torch.int32).view(shape)
-    return _TilePlan(pieces[0], pieces[1].view(height, width), offsets,
-                     pieces[2].view(torch.float64), run, channels_last)  # fmt: skip
+    return _TilePlan(pieces[0], pieces[1], offsets,
+                     pieces[2].view(torch.float64)[:, None], run, channels_last)  # fmt: skip
 
 
 def _to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    if tensor.device == device:  # no dispatch: the kernels call this per batch
+        return tensor
     return tensor.to(device, non_blocking=tensor.device.type == "cpu")
 
 
@@ -359,16 +368,25 @@ def _blend(images: Tensor, partner_images: Tensor, weight: Tensor) -> Tensor:
     return partner_images.lerp_(images, weight.to(images.dtype))
 
 
-def _mix_targets(labels: Tensor, num_classes: int, weights: Tensor, partners: Tensor) -> Tensor:
-    """y~[b] = weights[0] y[b] + sum_t weights[t + 1] y[partners[t, b]] in float64: labels
-    [B] or [B, K], weights [T + 1, 1] or [T + 1, B], partners [T, B] -> [B, K] float32."""
+def _mix_targets(labels: Tensor, num_classes: int, own: Tensor, shares: Tensor,
+                 partners: Tensor) -> Tensor:  # fmt: skip
+    """y~[b] = own[0] y[b] + sum_t shares[t] y[partners[t, b]] in float64 (on the labels'
+    device): labels [B] or [B, K], own [1, 1] or [1, B], shares [T, 1] or [T, B], partners
+    [T, B] -> [B, K] float32 (float64 for float64 labels)."""
     out_dtype = torch.float64 if labels.dtype == torch.float64 else torch.float32
-    per_sample = _to_device(weights, labels.device).double().T.expand(len(labels), -1)  # [B, T + 1]
-    sources = torch.cat([labels[None], labels[partners]])  # [T + 1, B] or [T + 1, B, K]
+    batch = labels.shape[0]
+    theirs = labels.index_select(0, partners.reshape(-1)).view(*partners.shape, *labels.shape[1:])
     if labels.ndim == 2:
-        return torch.einsum("bt,tbk->bk", per_sample, sources.double()).to(out_dtype)
-    targets = torch.zeros(len(labels), num_classes, dtype=torch.float64, device=labels.device)
-    return targets.scatter_add_(1, sources.T, per_sample).to(out_dtype)
+        return torch.einsum("bt,tbk->bk", torch.cat([own, shares]).T.expand(batch, -1),
+                            torch.cat([labels[None], theirs]).double()).to(out_dtype)  # fmt: skip
+    # Two scatters add in the order one would: own weight first, then the tiles in order.
+    targets = torch.zeros(batch, num_classes, dtype=torch.float64, device=labels.device)
+    try:  # every label is some sample's own: this scatter meets each class index
+        targets.scatter_add_(1, labels.unsqueeze(1), own.T.expand(batch, 1))
+    except RuntimeError:  # on the CPU, an index out of [0, K - 1]
+        _check_classes(labels, num_classes)
+        raise
+    return targets.scatter_add_(1, theirs.T, shares.T.expand(batch, -1)).to(out_dtype)
 
 
 def _prepare(images, labels, num_classes, validate, partners=None) -> tuple[Tensor, int | None]:
@@ -391,8 +409,8 @@ def _box_share(box: tuple[int, int, int, int], height: int, width: int, validate
 
 
 def _one_partner(mixed, labels, num_classes, lam, partners, **extra) -> MixedBatch:
-    lam64 = torch.as_tensor(lam, dtype=torch.float64).cpu().view(1, 1)
-    targets = _mix_targets(labels, num_classes, torch.cat([lam64, 1 - lam64]), partners[None])
+    lam64 = _to_device(torch.as_tensor(lam, dtype=torch.float64).cpu().view(1, 1), labels.device)
+    targets = _mix_targets(labels, num_classes, lam64, 1 - lam64, partners[None])
     lam = _to_device(lam64.float(), mixed.device)
     return MixedBatch(mixed, targets, lam, partners.view(1, 1, -1), **extra)
 
@@ -402,7 +420,7 @@ def apply_region_mixup(images: Tensor, labels: Tensor, params: RegionParams,
                        validate: bool = True) -> MixedBatch:  # fmt: skip
     """Equation 1 with given ``params``: images [B, C, H, W] (not modified), labels [B]
     (needs num_classes) or [B, K]; tile label weights are true areas. ``validate=False``
-    skips the checks (the label range check reads the device)."""
+    skips the checks (on a GPU, the class range check reads the device)."""
     labels, num_classes = _prepare(images, labels, num_classes, validate)
     batch, channels, height, width = images.shape
     (gh, gw), edges = params.grid, params.edges(height, width)
@@ -413,22 +431,25 @@ def apply_region_mixup(images: Tensor, labels: Tensor, params: RegionParams,
         if params.lam.shape not in ((gh, gw), (gh, gw, batch)):
             raise ValueError(f"params.lam must have shape (gh, gw) = {(gh, gw)} or (gh, gw, B) "
                              f"= {(gh, gw, batch)}, got {tuple(params.lam.shape)}")  # fmt: skip
-        for name, axis, size in (("row_edges", edges[0], height), ("col_edges", edges[1], width)):
-            if axis[0] != 0 or axis[-1] != size or any(b <= a for a, b in itertools.pairwise(axis)):
+        for name, size in (("row_edges", height), ("col_edges", width)):
+            axis = getattr(params, name)  # None: tile_bounds' even tiles, valid
+            if axis is not None and not (axis[0] == 0 and axis[-1] == size and all(
+                    a < b for a, b in itertools.pairwise(axis))):  # fmt: skip
                 raise ValueError(f"params.{name} must be {len(axis)} increasing pixel "
                                  f"positions from 0 to {size} (tiles of a pixel or more), "
-                                 f"got {axis}")  # fmt: skip
+                                 f"got {tuple(axis)}")  # fmt: skip
     lam = _to_device(params.lam, images.device).float()
     partners = _to_device(params.partners, images.device)
     nhwc = _is_channels_last(images)
     source = images if nhwc else images.contiguous()
     plan = _tile_plan(channels, height, width, edges, nhwc, images.device)
     tiles = lam.view(gh * gw, -1)  # [T, 1] or [T, B]: λ per tile (and sample)
-    pixel_lam = tiles.T[:, plan.pixel_tile].unsqueeze(1)  # [1 or B, 1, H, W]
+    pixel_lam = tiles.T.index_select(1, plan.pixel_tile).view(-1, 1, height, width)
     mixed = _blend(source, _gather_partners(source, partners, plan), pixel_lam)
-    area, lam64 = plan.area[:, None], tiles.double()
-    weights = torch.cat([(area * lam64).sum(0, keepdim=True), area * (1 - lam64)])  # [T + 1, *]
-    targets = _mix_targets(labels, num_classes, weights, partners.view(gh * gw, -1))
+    lam64 = tiles.double()
+    own = (plan.area * lam64).sum(0, keepdim=True)  # [1, *]: x_A's label weight
+    shares = plan.area * torch.rsub(lam64, 1)  # [T, *]: 1 - λ, each tile's partner's
+    targets = _mix_targets(labels, num_classes, own, shares, partners.view(gh * gw, -1))
     return MixedBatch(mixed, targets, lam, partners, edges=edges)
 
 
