@@ -32,8 +32,6 @@ with Path(__file__).with_name("paper_tables.csv").open(newline="") as _file:
         PaperCell(int(r["table"]), r["dataset"], r["method"], r["clean_ce"] == "true",
                   r["attack"] or None, float(r["mean"]), float(r["std"]))
         for r in csv.DictReader(_file))  # fmt: skip
-# The paper's own titles, which the dataset specs' titles are checked against.
-DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "tinyimagenet": "Tiny ImageNet"}
 
 
 def lookup(dataset: str, method: str, clean_ce: bool = True, attack: str | None = None):

@@ -79,8 +79,9 @@ def test_only_the_public_datasets_can_be_downloaded():
 
 
 def test_the_paper_datasets_are_titled_as_the_paper_titles_them():
-    for name, title in paper.DATASET_TITLES.items():
-        assert get_dataset(name).title == title
+    titles = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "tinyimagenet": "Tiny ImageNet"}
+    assert {name: get_dataset(name).title for name in titles} == titles
+    assert {cell.dataset for cell in paper.CELLS} == set(titles)
 
 
 def test_shapes_loads_as_its_entry_says():
