@@ -378,7 +378,6 @@ def _cifar_spec(name: str, title: str, num_classes: int, mean, std) -> DatasetSp
                        on_disk=lambda root: (root / _CIFAR[name].base_folder).exists())  # fmt: skip
 
 
-# name, title, classes, (H, W), (train, test) sizes, mean, std, then functions of the folder
 _CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 _SUBSET = "cifar10-subset.npz"
 register_dataset(DatasetSpec("shapes", "Shapes", len(SHAPE_CLASSES), (32, 32), (10_000, 2_000),
@@ -466,11 +465,9 @@ class BatchLoader:
             order = order.to(self.device, non_blocking=True)
         else:
             order = torch.arange(len(self.images), device=self.device)
+        layout = torch.channels_last if self.channels_last else torch.preserve_format
         for idx in order[: len(self) * self.batch_size].split(self.batch_size):
             images = self.images[idx]
             if self.augment:
                 images = augment_batch(images, self.pad, self.generator)
-            images = images.float().div_(255)
-            if self.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            yield images, self.labels[idx]
+            yield images.to(torch.float32, memory_format=layout).div_(255), self.labels[idx]

@@ -70,12 +70,10 @@ def run_dir(runs_dir: str | os.PathLike, config: TrainConfig) -> Path:
 
 def _git(*args: str) -> str | None:
     """``git args`` in the package's folder: its output, or None outside a git checkout."""
-    try:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False,
-                              cwd=Path(__file__).parent)  # fmt: skip
-    except OSError:
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
+    return None
 
 
 def code_identity() -> dict[str, Any]:
@@ -193,7 +191,6 @@ class Run:
                                     "of some configurations only)")  # fmt: skip
         config = self.config
         state = torch.load(file, map_location="cpu", weights_only=True)
-        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         num_classes = state["linear.weight"].shape[0]
         model = build_model(config.dataset, num_classes, config.width, config.stem_stride)
         model.load_state_dict(state)
@@ -209,9 +206,8 @@ class Run:
                                   "evaluations stay as committed. Evaluate the run in its runs "
                                   f"folder ({source}) and export the bundle again.")  # fmt: skip
         settings = evaluation_settings(record)
-        n_images = record.get("n_images")
-        if predictions is not None and n_images is not None and n_images != len(predictions):
-            raise ValueError(f"the record says n_images = {n_images} but the predictions "
+        if predictions is not None and record.get("n_images") not in (None, len(predictions)):
+            raise ValueError(f"the record says n_images = {record['n_images']} but the predictions "
                              f"hold {len(predictions)} images")  # fmt: skip
         self.path.mkdir(parents=True, exist_ok=True)
         with filelock.FileLock(self.path / EVALUATION_LOCK):
@@ -383,10 +379,9 @@ class Predictions:
     def correct(self, labels=None) -> np.ndarray:
         """[N] bool, right per ``labels`` (default: those kept); ValueError for other
         labels than these predictions were made on, or none."""
+        labels = self.labels if labels is None else labels
         if labels is None:
-            if self.labels is None:
-                raise ValueError("these predictions keep no labels: pass the test labels")
-            labels = self.labels
+            raise ValueError("these predictions keep no labels: pass the test labels")
         found = labels_fingerprint(labels)
         if found != self.labels_hash:
             raise ValueError(f"these predictions were made on test labels {self.labels_hash}, "
@@ -395,10 +390,9 @@ class Predictions:
 
 
 def _read_json(file: Path) -> dict | None:
-    try:
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
         return json.loads(file.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    return None
 
 
 def _labels_name(labels_hash: str) -> str:

@@ -26,7 +26,6 @@ from regionmix_utils.files import atomic_torch_save, atomic_write_text
 from regionmix_utils.registry import Registry
 from regionmix_utils.reproduction import write_reference
 from regionmix_utils.results import PAPER_DATASET
-from regionmix_utils.runs import Run
 from regionmix_utils.sweeps import sweep
 from regionmix_utils.train import resolve_device, train
 
@@ -297,8 +296,8 @@ def seal_plan(study: Study, runs_dir: str | os.PathLike, dataset: str | None = N
         return plan
     code = _check_code(f"sealing study {study.name!r}", allow_uncommitted)
     pilot = study.pilot(dataset) if study.gate_gap is not None else None
-    begun = [str(Run.of(runs_dir, c).path) for c in study.configs(dataset)
-             if c != pilot and (Run.of(runs_dir, c).path / runs.CONFIG).exists()]  # fmt: skip
+    begun = [str(runs.run_dir(runs_dir, c)) for c in study.configs(dataset)
+             if c != pilot and (runs.run_dir(runs_dir, c) / runs.CONFIG).exists()]  # fmt: skip
     if begun:
         raise ValueError(f"{len(begun)} run(s) of study {study.name!r} began before its plan "
                          f"was sealed (e.g. {begun[0]}): their claims can only be exploratory; "
@@ -332,8 +331,7 @@ def run_pilot(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: 
     plan = read_plan(runs_dir)
     if plan is None:
         config = study.pilot(dataset)
-        train(config, runs_dir, data_dir, str(device), progress=progress)
-        run = Run.of(runs_dir, config)
+        run = runs.Run(train(config, runs_dir, data_dir, str(device), progress=progress).path)
         final = run.metrics()[-1]
         gap = final["train_acc"] - final["test_acc"]
         pilot = {"run": str(run.path.relative_to(runs_dir)), "train_acc": final["train_acc"],
@@ -360,7 +358,7 @@ def run_pilot(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: 
 
 def run_study(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: str = "auto",
               dataset: str | None = None, progress: bool = True, poll_s: float = 2.0,
-              allow_uncommitted: bool = False) -> list[Run]:  # fmt: skip
+              allow_uncommitted: bool = False) -> list[runs.Run]:  # fmt: skip
     """Train and evaluate every run after the gate and the sealed plan (``seal_plan``) via
     ``sweeps.sweep`` (resumes, shares one ``runs_dir``). StudyGateError: the gate failed;
     UncommittedError; RuntimeError: some run failed."""
@@ -370,7 +368,7 @@ def run_study(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: 
     configs = [dataclasses.replace(c, plan=plan["hash"]) for c in study.configs(dataset)]
     primary = plan.get("primary_eps")
 
-    def after(run: Run) -> None:  # every evaluation of a finished run (stored ones reused)
+    def after(run: runs.Run) -> None:  # every evaluation of a finished run (stored ones reused)
         entry, config = study.entry_of(run.config), run.config
         calibration.evaluate_calibration(run, None, data_dir, dev)
         if study.noise_severities:
@@ -391,7 +389,7 @@ def run_study(study: Study, runs_dir: str | os.PathLike, data_dir=None, device: 
     if not report.ok:
         raise RuntimeError(f"{len(report.failures)} run(s) of study {study.name!r} failed: "
                            + "; ".join(report.failures.values()))  # fmt: skip
-    return [Run.of(runs_dir, c) for c in configs]
+    return [runs.Run.of(runs_dir, c) for c in configs]
 
 
 def _read_json(file: Path, default):
@@ -449,7 +447,7 @@ def export_bundle(study: Study, runs_dir: str | os.PathLike, out: str | os.PathL
     out, code = Path(out), _check_code(f"exporting study {study.name!r}", allow_uncommitted)
     configs = study.configs(dataset)
     for config in configs:
-        source, target = Run.of(runs_dir, config), Run.of(out, config).path
+        source, target = runs.Run.of(runs_dir, config), runs.run_dir(out, config)
         if not source.finished:
             raise FileNotFoundError(f"{source.path} is not finished: run the study first")
         target.mkdir(parents=True, exist_ok=True)
@@ -465,7 +463,7 @@ def export_bundle(study: Study, runs_dir: str | os.PathLike, out: str | os.PathL
     for name in (TIMING, PLAN):
         if (Path(runs_dir) / name).exists():
             shutil.copyfile(Path(runs_dir) / name, out / name)
-    pool = [Run.of(out, c) for c in configs]  # the reference run's candidates
+    pool = [runs.Run.of(out, c) for c in configs]  # the reference run's candidates
     pool = [r for r in pool if r.config.method == study.reproduced] or pool
     first = next((r for r in pool if r.record.get("environment", {}).get("threads") == 1), pool[0])
     if "cpu_capability" in first.record.get("environment", {}):

@@ -103,8 +103,7 @@ def stream_seeds(seed: int, epoch: int) -> tuple[int, int]:
     """Seeds of the data and mixing streams of ``epoch`` (independent: numpy SeedSequence)."""
     if seed < 0 or epoch < 0:
         raise ValueError(f"seed and epoch must be >= 0, got seed={seed}, epoch={epoch}")
-    data, mixing = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint64)
-    return int(data), int(mixing)
+    return tuple(np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint64).tolist())
 
 
 def training_loss(model: nn.Module, config: TrainConfig, images: Tensor, labels: Tensor,
@@ -265,8 +264,7 @@ class TrainingState:
             return None
         method = self.method
         if config.switch:
-            cumulative = list(itertools.accumulate(prob for _, prob in config.switch))
-            chosen = draw_choice(cumulative, self.mix_gen)
+            chosen = draw_choice([*itertools.accumulate(p for _, p in config.switch)], self.mix_gen)
             if chosen < len(config.switch):
                 method = get_method(config.switch[chosen][0])
         return method if draw_mixed(config.mix_prob, self.mix_gen) and method.mixes else None
@@ -278,11 +276,10 @@ def loaders(state: TrainingState, splits: Splits) -> tuple[BatchLoader, BatchLoa
     common = {"device": state.device, "channels_last": config.channels_last and cuda}
     train_loader = BatchLoader(splits.train, config.batch_size, pad=config.pad, drop_last=True,
                                generator=state.data_gen, **common)  # fmt: skip
-    test_loader = BatchLoader(splits.test, 500, shuffle=False, augment=False, **common)
     if len(train_loader) == 0:  # the last, partial batch is dropped
         raise ValueError(f"batch_size {config.batch_size} is larger than the {len(splits.train)} "
                          "training images: lower --batch-size or raise --n-train")  # fmt: skip
-    return train_loader, test_loader
+    return train_loader, BatchLoader(splits.test, 500, shuffle=False, augment=False, **common)
 
 
 def train_step(state: TrainingState, images: Tensor, labels: Tensor) -> LossParts:
@@ -332,8 +329,7 @@ def one_epoch(state: TrainingState, train_loader: BatchLoader, test_loader: Batc
         record["mixed_batches"] = counts["mixed"]
     if epoch % config.eval_every == 0 or epoch == config.epochs:
         record["test_loss"], record["test_acc"] = evaluate(state.model, test_loader)
-    record["seconds"] = time.perf_counter() - started
-    return record
+    return record | {"seconds": time.perf_counter() - started}
 
 
 def train(config: TrainConfig, runs_dir: str | Path = "runs", data_dir: str | Path | None = None,
@@ -349,9 +345,7 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", data_dir: str | Pa
                          f"got {stop_after}")  # fmt: skip
     stop_after = stop_after or config.epochs
     run = Run.of(runs_dir, config)
-    with contextlib.ExitStack() as claim:
-        if not run.finished:  # reading a finished run needs no claim
-            claim.enter_context(run.claimed())
+    with contextlib.nullcontext() if run.finished else run.claimed():  # reading needs no claim
         run.record_config(config)
         if run.finished:  # perhaps by another process while we waited
             return RunResult(run.path, run.metrics(), skipped=True)
