@@ -487,3 +487,13 @@ def test_tinyimagenet_jpegs_are_decoded_on_several_threads_with_a_progress_bar(
     assert torch.equal(saved["train_images"][0], expected)
     assert torch.equal(data.read_jpegs(first[:5], progress=False, threads=1),
                        data.read_jpegs(first[:5], progress=False, threads=3))  # fmt: skip
+
+
+def test_batch_loader_lays_out_channels_last_with_the_same_values(tiny_shapes):
+    """The layout the trainer asks for on a GPU, on the CPU: same batches, other strides."""
+    plain, last = (list(BatchLoader(tiny_shapes.test, 32, channels_last=layout,
+                                    generator=torch.Generator().manual_seed(0)))
+                   for layout in (False, True))  # fmt: skip
+    for (x, y), (x_last, y_last) in zip(plain, last, strict=True):
+        assert x_last.is_contiguous(memory_format=torch.channels_last) and x.is_contiguous()
+        assert torch.equal(x, x_last) and torch.equal(y, y_last)
