@@ -476,3 +476,9 @@ def test_every_method_refuses_a_class_out_of_range_naming_it(method, wrong):
     labels[1] = wrong
     with pytest.raises(ValueError, match=r"labels must lie in \[0, num_classes - 1\] = \[0, 3\]"):
         method(IMAGES, labels, 4, torch.Generator().manual_seed(0))
+
+
+def test_a_transform_refuses_a_class_out_of_range_on_a_batch_it_leaves_unmixed():
+    """p=0: no kernel runs, so no scatter; the labels are checked before one_hot."""
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, num_classes - 1\]"):
+        RegionMixup(num_classes=4, p=0.0)(IMAGES, torch.tensor([0, 1, 2, 4]))

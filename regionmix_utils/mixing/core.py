@@ -185,8 +185,10 @@ def _check_classes(labels: Tensor, num_classes: int) -> None:
                          f"got values from {int(low)} to {int(high)}")  # fmt: skip
 
 
-def _labels(labels: Tensor, batch_size: int, num_classes: int | None, validate: bool) -> Tensor:
-    """int64 indices [B] or float soft targets [B, K], checked if ``validate``."""
+def _labels(labels: Tensor, batch_size: int, num_classes: int | None, validate: bool,
+            scattered: bool = False) -> Tensor:  # fmt: skip
+    """int64 indices [B] or float soft targets [B, K], checked if ``validate``; ``scattered``:
+    the caller's ``_mix_targets`` checks the class range on the CPU."""
     if not validate:
         return labels.long() if labels.ndim == 1 else labels
     if not isinstance(labels, Tensor):
@@ -201,7 +203,7 @@ def _labels(labels: Tensor, batch_size: int, num_classes: int | None, validate: 
         if num_classes is None:
             raise ValueError("num_classes is required when labels are class indices [B]")
         check_count(num_classes, "num_classes")
-        if labels.device.type != "cpu":  # the CPU's scatter checks as it adds (_mix_targets)
+        if not scattered or labels.device.type != "cpu":  # a CUDA scatter would assert
             _check_classes(labels, num_classes)
         return labels.long()
     if labels.ndim != 2:
@@ -395,7 +397,7 @@ def _prepare(images, labels, num_classes, validate, partners=None) -> tuple[Tens
         if partners is not None and partners.shape != images.shape[:1]:
             raise ValueError(f"params.partners must have shape (B,) = ({images.shape[0]},), "
                              f"got {tuple(partners.shape)}")  # fmt: skip
-    labels = _labels(labels, images.shape[0], num_classes, validate)
+    labels = _labels(labels, images.shape[0], num_classes, validate, scattered=True)
     return labels, (num_classes if labels.ndim == 1 else labels.shape[1])
 
 
